@@ -30,3 +30,39 @@ export function haveFixtures(name = "sd-tiny"): boolean {
 export function loadReferenceJson(name = "sd-tiny"): any {
   return JSON.parse(readFileSync(join(fixturesRoot, name, "reference", "reference.json"), "utf8"));
 }
+
+/** A reference tensor `{tensor, shape, dtype}` from a fixture set's tensors.safetensors.
+ *  Minimal float32-only reader for tests (the product reader lives in src/weights). */
+export interface RefTensor {
+  data: Float32Array;
+  shape: number[];
+}
+const tensorFiles = new Map<string, { header: any; body: Buffer }>();
+export function referenceTensor(ref: { tensor: string } | string, name = "sd-tiny"): RefTensor {
+  let f = tensorFiles.get(name);
+  if (!f) {
+    const buf = readFileSync(join(fixturesRoot, name, "reference", "tensors.safetensors"));
+    const n = Number(buf.readBigUInt64LE(0));
+    f = { header: JSON.parse(buf.subarray(8, 8 + n).toString("utf8")), body: buf.subarray(8 + n) };
+    tensorFiles.set(name, f);
+  }
+  const key = typeof ref === "string" ? ref : ref.tensor;
+  const h = f.header[key];
+  if (!h) throw new Error(`reference tensor '${key}' not in ${name}/reference/tensors.safetensors`);
+  if (h.dtype !== "F32") throw new Error(`reference tensor '${key}' has dtype ${h.dtype}, expected F32`);
+  const [a, b] = h.data_offsets as [number, number];
+  const copy = new Float32Array((b - a) / 4);
+  new Uint8Array(copy.buffer).set(f.body.subarray(a, b));
+  return { data: copy, shape: h.shape };
+}
+
+/** Largest |a-b| over two equal-length arrays (throws on a length mismatch). */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
