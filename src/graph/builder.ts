@@ -64,6 +64,7 @@ export class Graph {
   /** Small constants embedded in the model file itself. */
   readonly constants: { name: string; elemType: ElemType; dims: number[]; raw: Uint8Array }[] = [];
   private readonly usedKeys = new Set<string>();
+  private readonly paramCache = new Map<string, { value: Value; dims: number[] }>();
   private readonly constCache = new Map<string, Value>();
   private counter = 0;
   readonly domains = new Set<string>();
@@ -91,6 +92,15 @@ export class Graph {
 
   /** Binds the weight `key`, checking its stored shape equals `shape`. */
   param(key: string, shape: readonly number[], opts: ParamOptions = {}): Value {
+    const cached = this.paramCache.get(key);
+    if (cached) {
+      // the same weight bound twice (e.g. a norm applied at two places) is one initializer
+      const dims = opts.dims ?? [...shape];
+      if (cached.dims.join() !== dims.join() || opts.transform) {
+        throw new Error(`weight '${key}' bound twice with different layouts in ${this.name}`);
+      }
+      return cached.value;
+    }
     this.bindKey(key, shape);
     const src = this.weights;
     const stored = [...shape];
@@ -104,7 +114,9 @@ export class Graph {
         return transform ? transform(data) : data;
       },
     });
-    return { name: key };
+    const value = { name: key };
+    if (!transform) this.paramCache.set(key, { value, dims });
+    return value;
   }
 
   /** A parameter derived from several weights (e.g. q/k/v concatenated for a fused kernel). */
