@@ -1,0 +1,286 @@
+// Img2ImgPipeline: input image + prompt + strength -> image, computed exactly as diffusers'
+// StableDiffusionImg2ImgPipeline (Ref: pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py).
+// Steps are numbered as in diffusers' __call__. Random draws follow its order on one
+// torch-compatible generator: VAE posterior sample, add_noise noise, then one per step.
+import { check, ReimagineError } from "../errors.js";
+import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
+import { TorchGenerator, normalizeSeed } from "../rng.js";
+import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
+import type { Scheduler } from "../schedulers/scheduler.js";
+import type { StableDiffusionModel } from "./components.js";
+
+export interface ProgressEvent {
+  /** 1-based step just finished, out of `total` denoising steps. */
+  step: number;
+  total: number;
+  timestep: number;
+  /** Index of the image batch (several images per prompt run as one batch). */
+  elapsedMs: number;
+  /** Cheap latent->RGB preview (latent resolution) of the first image. */
+  preview: () => RGBImage;
+}
+
+export interface Img2ImgOptions {
+  /** Input picture: a decoded image, a file path or encoded bytes. */
+  image: RGBImage | string | Buffer;
+  prompt: string;
+  negativePrompt?: string;
+  /** Denoising strength in [0, 1]: 0 returns the input, 1 ignores it (text-to-image). Default 0.75. */
+  strength?: number;
+  /** Scheduler steps for strength 1; img2img runs about steps x strength of them. Default 50. */
+  steps?: number;
+  /** Classifier-free guidance scale; <= 1 disables the unconditional branch. Default 7.5. */
+  guidanceScale?: number;
+  /** Seed of the torch-compatible generator; -1/undefined picks a random one (reported in the result). */
+  seed?: number | bigint;
+  /** Sampler name (`euler-a`, `DPM++ 2M Karras`, ...); default: the model's scheduler_config.json. */
+  sampler?: string;
+  /** CLIP skip: 0 = last layer (default), 1 = penultimate, ... */
+  clipSkip?: number;
+  /** Images generated for the prompt (one batch, one generator). Default 1. */
+  numImages?: number;
+  /** DDIM eta (only DDIM uses it). Default 0. */
+  eta?: number;
+  /** Output size; default the input size rounded down to multiples of the VAE factor. */
+  width?: number;
+  height?: number;
+  resizeMode?: ResizeMode;
+  /** Background for transparent inputs (sketches), default white. */
+  background?: string;
+  onProgress?: (e: ProgressEvent) => void;
+  /** Aborting stops the run within one step with an AbortError; nothing is returned. */
+  signal?: AbortSignal;
+  /** Test hook: pre-drawn noise tensors replace generator draws, in order. */
+  draws?: Float32Array[];
+}
+
+export interface Img2ImgResult {
+  images: RGBImage[];
+  seed: number | bigint;
+  width: number;
+  height: number;
+  /** Denoising steps actually run (about steps x strength). */
+  stepsRun: number;
+  /** Final latents [N, C, h, w] (before decoding); absent for strength 0. */
+  latents?: Float32Array;
+  /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0. */
+  decoded?: Float32Array;
+  timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
+}
+
+/** Draws noise from the generator, or replays injected draws (tests). */
+class NoiseSource {
+  private next = 0;
+  constructor(
+    private readonly generator: TorchGenerator,
+    private readonly draws?: Float32Array[],
+  ) {}
+  randn(shape: readonly number[]): Float32Array {
+    if (this.draws) {
+      const d = this.draws[this.next++];
+      if (!d) throw new Error("injected draws exhausted");
+      return d;
+    }
+    return this.generator.randn(shape);
+  }
+}
+
+function abortIfNeeded(signal?: AbortSignal): void {
+  if (signal?.aborted) {
+    const e = new Error("generation cancelled");
+    e.name = "AbortError";
+    throw e;
+  }
+}
+
+export class Img2ImgPipeline {
+  private readonly embedCache = new Map<string, Float32Array>();
+
+  constructor(
+    readonly model: StableDiffusionModel,
+    /** Defaults for options a run leaves out (steps, guidance, strength). */
+    readonly defaults: { steps: number; guidanceScale: number; strength: number } = { steps: 50, guidanceScale: 7.5, strength: 0.8 },
+  ) {}
+
+  /**
+   * Loads a model (diffusers folder, .safetensors checkpoint or hub repo id).
+   * @example const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+   */
+  static async fromPretrained(ref?: string, opts?: import("./load.js").LoadPipelineOptions): Promise<Img2ImgPipeline> {
+    const { loadPipeline } = await import("./load.js");
+    return loadPipeline(ref, opts);
+  }
+
+  get modelName(): string {
+    return this.model.name;
+  }
+  get modelHash(): string {
+    return this.model.hash;
+  }
+
+  /** The scheduler a run would use (the model's own, or `sampler` from its config). */
+  scheduler(sampler?: string): Scheduler {
+    return sampler ? createScheduler(sampler, this.model.schedulerConfig) : schedulerForModel(this.model.schedulerConfig);
+  }
+
+  /**
+   * Runs img2img.
+   * @example
+   * const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+   * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5, steps: 2, guidanceScale: 0 });
+   */
+  async run(opts: Img2ImgOptions): Promise<Img2ImgResult> {
+    const t0 = performance.now();
+    const strength = opts.strength ?? this.defaults.strength;
+    const steps = opts.steps ?? this.defaults.steps;
+    const guidance = opts.guidanceScale ?? this.defaults.guidanceScale;
+    const numImages = opts.numImages ?? 1;
+    const clipSkip = opts.clipSkip ?? 0;
+    // 1. check inputs
+    check(Number.isFinite(strength) && strength >= 0 && strength <= 1, `strength must be between 0 and 1 (got ${strength}): use e.g. --strength 0.5`);
+    check(Number.isInteger(steps) && steps >= 1, `steps must be a whole number >= 1 (got ${steps})`);
+    check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
+    check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
+    check(Number.isInteger(clipSkip) && clipSkip >= 0 && clipSkip < this.model.textEncoderConfig.num_hidden_layers, `clip skip must be 0..${this.model.textEncoderConfig.num_hidden_layers - 1} (got ${clipSkip})`);
+    const seed = normalizeSeed(opts.seed);
+    const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
+
+    // preprocess the image (VaeImageProcessor): load, resize, normalise to [-1, 1]
+    let input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+    const f = this.model.vaeScaleFactor;
+    // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
+    const size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
+    input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
+    const timings = { encodePromptMs: 0, encodeImageMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
+
+    // strength 0: the input, unchanged (no VAE round trip)
+    if (strength === 0) {
+      timings.totalMs = performance.now() - t0;
+      return { images: Array.from({ length: numImages }, () => ({ ...input, data: input.data.slice() })), seed, width: input.width, height: input.height, stepsRun: 0, timings };
+    }
+
+    // 4. timesteps, truncated by strength (throws naming the fix when steps x strength < 1)
+    scheduler.setTimesteps(steps);
+    const { timesteps } = img2imgTimesteps(scheduler, steps, strength);
+    abortIfNeeded(opts.signal);
+
+    // 3. encode the prompt (and the negative prompt for classifier-free guidance)
+    let t = performance.now();
+    const cfg = guidance > 1;
+    const cond = await this.encodePrompt(opts.prompt, clipSkip); // [1, L, D]
+    const uncond = cfg ? await this.encodePrompt(opts.negativePrompt ?? "", clipSkip) : undefined;
+    const L = this.model.tokenizer.modelMaxLength;
+    const D = cond.length / L;
+    const unetBatch = numImages * (cfg ? 2 : 1);
+    const hidden = new Float32Array(unetBatch * L * D); // [unetBatch, L, D]: uncond rows first
+    for (let i = 0; i < numImages; i++) {
+      if (uncond) hidden.set(uncond, i * L * D);
+      hidden.set(cond, ((cfg ? numImages : 0) + i) * L * D);
+    }
+    timings.encodePromptMs = performance.now() - t;
+    abortIfNeeded(opts.signal);
+
+    // 5. prepare latents: posterior sample of the encoded image, scaled, then noised to t_start
+    t = performance.now();
+    const noise = new NoiseSource(new TorchGenerator(seed), opts.draws);
+    const pixels = imageToTensor(input); // [1, 3, H, W]
+    const enc = await this.model.vaeEncoder.run({ sample: { data: pixels, dims: [1, 3, input.height, input.width] } });
+    const mean = enc.mean.data as Float32Array;
+    const std = enc.std.data as Float32Array;
+    const latentShape = [...enc.mean.dims]; // [1, C, h, w]
+    const eps = noise.randn(latentShape);
+    const sf = Math.fround(this.model.vaeConfig.scaling_factor); // torch multiplies float32 by float32(scalar)
+    const one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
+    for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    const n = one.length;
+    const shape = [numImages, latentShape[1], latentShape[2], latentShape[3]]; // [N, C, h, w]
+    let latents = new Float32Array(numImages * n);
+    for (let i = 0; i < numImages; i++) latents.set(one, i * n);
+    const addNoise = noise.randn(shape);
+    latents = scheduler.addNoise(latents, addNoise, timesteps[0]) as Float32Array<ArrayBuffer>;
+    timings.encodeImageMs = performance.now() - t;
+
+    // 7. denoising loop
+    t = performance.now();
+    const [, C, h, w] = shape;
+    for (let s = 0; s < timesteps.length; s++) {
+      abortIfNeeded(opts.signal);
+      const ts = timesteps[s];
+      const modelIn = cfg ? concat(latents, latents) : latents; // [unetBatch, C, h, w]
+      const scaled = scheduler.scaleModelInput(modelIn, ts);
+      const out = await this.model.unet.run({
+        sample: { data: scaled, dims: [unetBatch, C, h, w] },
+        timestep: { data: new Float32Array(unetBatch).fill(ts), dims: [unetBatch] },
+        encoder_hidden_states: { data: hidden, dims: [unetBatch, L, D] },
+      });
+      let pred = out.out_sample.data as Float32Array;
+      if (cfg) {
+        // noise_pred = uncond + guidance * (text - uncond)
+        const half = latents.length;
+        const g32 = Math.fround(guidance);
+        const guided = new Float32Array(half);
+        for (let i = 0; i < half; i++) {
+          const u = pred[i];
+          guided[i] = Math.fround(u + Math.fround(g32 * Math.fround(pred[half + i] - u)));
+        }
+        pred = guided;
+      }
+      latents = scheduler.step(pred, ts, latents, { generator: noise, shape }).prevSample as Float32Array<ArrayBuffer>;
+      const current = latents;
+      opts.onProgress?.({
+        step: s + 1,
+        total: timesteps.length,
+        timestep: ts,
+        elapsedMs: performance.now() - t0,
+        preview: () => latentPreview(current, shape, 0),
+      });
+    }
+    timings.denoiseMs = performance.now() - t;
+    abortIfNeeded(opts.signal);
+
+    // 8. decode: vae.decode(latents / scaling_factor)
+    t = performance.now();
+    const unscaled = new Float32Array(latents.length);
+    for (let i = 0; i < unscaled.length; i++) unscaled[i] = Math.fround(latents[i] / sf);
+    const dec = await this.model.vaeDecoder.run({ latent: { data: unscaled, dims: shape } });
+    const decoded = dec.sample.data as Float32Array; // [N, 3, H, W]
+    const [, , H, W] = dec.sample.dims;
+    const images = Array.from({ length: numImages }, (_, i) => tensorToImage(decoded, W, H, i * 3 * H * W));
+    timings.decodeMs = performance.now() - t;
+    timings.totalMs = performance.now() - t0;
+    return { images, seed, width: W, height: H, stepsRun: timesteps.length, latents, decoded, timings };
+  }
+
+  /** prompt -> [1, L, D] embeddings (cached per prompt and clip skip). */
+  async encodePrompt(prompt: string, clipSkip = 0): Promise<Float32Array> {
+    const key = `${clipSkip}\u0000${prompt}`;
+    const hit = this.embedCache.get(key);
+    if (hit) return hit;
+    const tok = this.model.tokenizer;
+    const { inputIds } = tok.call(prompt, { maxLength: tok.modelMaxLength, padding: "max_length", truncation: true });
+    const ids = BigInt64Array.from(inputIds, (x) => BigInt(x));
+    const out = await this.model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } });
+    let emb: Float32Array;
+    if (clipSkip === 0) {
+      emb = out.last_hidden_state.data as Float32Array;
+    } else {
+      // diffusers: final_layer_norm(hidden_states[-(clip_skip + 1)])
+      const hs = out.normed_hidden_states;
+      const per = hs.data.length / hs.dims[0];
+      const idx = hs.dims[0] - 1 - clipSkip;
+      emb = (hs.data as Float32Array).slice(idx * per, (idx + 1) * per);
+    }
+    if (this.embedCache.size > 64) this.embedCache.clear();
+    this.embedCache.set(key, emb);
+    return emb;
+  }
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+export { ReimagineError };
