@@ -1,0 +1,155 @@
+// Scheduler registry: sampler names (ours, AUTOMATIC1111's, diffusers class names) -> schedulers
+// built with diffusers `from_config` semantics, plus img2img timestep truncation.
+// Ref: diffusers `SchedulerMixin.from_config`, `StableDiffusionImg2ImgPipeline.get_timesteps`.
+
+import { ReimagineError } from "../errors.js";
+import { DDIMScheduler } from "./ddim.js";
+import { DDPMScheduler } from "./ddpm.js";
+import { DPMSolverMultistepScheduler } from "./dpmpp-2m.js";
+import { EulerAncestralDiscreteScheduler } from "./euler-ancestral.js";
+import { EulerDiscreteScheduler } from "./euler.js";
+import { LCMScheduler } from "./lcm.js";
+import { LMSDiscreteScheduler } from "./lms.js";
+import { PNDMScheduler } from "./pndm.js";
+import type { Scheduler } from "./scheduler.js";
+
+export type { Scheduler, SchedulerConfig, SchedulerOutput, StepOptions } from "./scheduler.js";
+export { publicConfig, resolveConfig } from "./config.js";
+export {
+  DDIMScheduler,
+  DDPMScheduler,
+  DPMSolverMultistepScheduler,
+  EulerAncestralDiscreteScheduler,
+  EulerDiscreteScheduler,
+  LCMScheduler,
+  LMSDiscreteScheduler,
+  PNDMScheduler,
+};
+
+export type SamplerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "dpmpp-2m-karras" | "lms" | "lcm" | "ddpm";
+
+export interface SamplerInfo {
+  name: SamplerName;
+  /** The AUTOMATIC1111 web UI's name for the same sampler. */
+  a1111Name: string;
+  /** diffusers scheduler class. */
+  className: string;
+}
+
+type Factory = (source: Record<string, unknown>, overrides: Record<string, unknown>) => Scheduler;
+
+const CLASSES: Record<string, Factory> = {
+  DDIMScheduler: (s, o) => new DDIMScheduler(s, o),
+  PNDMScheduler: (s, o) => new PNDMScheduler(s, o),
+  EulerDiscreteScheduler: (s, o) => new EulerDiscreteScheduler(s, o),
+  EulerAncestralDiscreteScheduler: (s, o) => new EulerAncestralDiscreteScheduler(s, o),
+  DPMSolverMultistepScheduler: (s, o) => new DPMSolverMultistepScheduler(s, o),
+  LMSDiscreteScheduler: (s, o) => new LMSDiscreteScheduler(s, o),
+  LCMScheduler: (s, o) => new LCMScheduler(s, o),
+  DDPMScheduler: (s, o) => new DDPMScheduler(s, o),
+};
+
+const SAMPLERS: (SamplerInfo & { overrides: Record<string, unknown> })[] = [
+  { name: "ddim", a1111Name: "DDIM", className: "DDIMScheduler", overrides: {} },
+  { name: "pndm", a1111Name: "PLMS", className: "PNDMScheduler", overrides: {} },
+  { name: "euler", a1111Name: "Euler", className: "EulerDiscreteScheduler", overrides: {} },
+  { name: "euler-a", a1111Name: "Euler a", className: "EulerAncestralDiscreteScheduler", overrides: {} },
+  {
+    name: "dpmpp-2m",
+    a1111Name: "DPM++ 2M",
+    className: "DPMSolverMultistepScheduler",
+    overrides: { algorithm_type: "dpmsolver++", solver_order: 2, use_karras_sigmas: false },
+  },
+  {
+    name: "dpmpp-2m-karras",
+    a1111Name: "DPM++ 2M Karras",
+    className: "DPMSolverMultistepScheduler",
+    overrides: { algorithm_type: "dpmsolver++", solver_order: 2, use_karras_sigmas: true },
+  },
+  { name: "lms", a1111Name: "LMS", className: "LMSDiscreteScheduler", overrides: {} },
+  { name: "lcm", a1111Name: "LCM", className: "LCMScheduler", overrides: {} },
+  { name: "ddpm", a1111Name: "DDPM", className: "DDPMScheduler", overrides: {} },
+];
+
+/** Samplers for front ends (CLI help, web UI dropdown, A1111 /sdapi/v1/samplers). */
+export function listSamplers(): SamplerInfo[] {
+  return SAMPLERS.map(({ name, a1111Name, className }) => ({ name, a1111Name, className }));
+}
+
+function validNames(): string {
+  return [...SAMPLERS.map((s) => s.name), ...SAMPLERS.map((s) => `"${s.a1111Name}"`), ...Object.keys(CLASSES)].join(", ");
+}
+
+/**
+ * Build a sampler from the model's scheduler config, like `Class.from_config(model_config, **overrides)`:
+ * class defaults, then every key of the model config the class accepts.
+ * @example createScheduler("dpmpp-2m-karras", JSON.parse(readFileSync("scheduler/scheduler_config.json", "utf8")))
+ */
+export function createScheduler(name: SamplerName | string, modelSchedulerConfig: Record<string, unknown>): Scheduler {
+  const key = name.trim().toLowerCase();
+  const sampler = SAMPLERS.find((s) => s.name === key || s.a1111Name.toLowerCase() === key);
+  if (sampler) return CLASSES[sampler.className](modelSchedulerConfig, sampler.overrides);
+  const cls = Object.keys(CLASSES).find((c) => c.toLowerCase() === key);
+  if (cls) return CLASSES[cls](modelSchedulerConfig, {});
+  throw new ReimagineError(`unknown sampler '${name}'; use one of: ${validNames()}`, "unknown_sampler");
+}
+
+/**
+ * The model's own scheduler, from `_class_name` in its scheduler_config.json.
+ * @example schedulerForModel({ _class_name: "PNDMScheduler", skip_prk_steps: true, ... })
+ */
+export function schedulerForModel(modelSchedulerConfig: Record<string, unknown>): Scheduler {
+  const cls = modelSchedulerConfig._class_name;
+  if (typeof cls !== "string" || !(cls in CLASSES)) {
+    throw new ReimagineError(
+      `the model's scheduler class ${JSON.stringify(cls)} is not supported; pick a sampler instead (${SAMPLERS.map((s) => s.name).join(", ")})`,
+      "unknown_sampler",
+    );
+  }
+  return CLASSES[cls](modelSchedulerConfig, {});
+}
+
+export interface Img2ImgTimesteps {
+  /** Timesteps to denoise through (scheduler.timesteps[tStart·order:]). */
+  timesteps: number[];
+  /** min(int(steps·strength), steps): how many of the schedule's steps are run. */
+  initTimestep: number;
+  tStart: number;
+  /** Index passed to setBeginIndex, or null where the scheduler has none (DDIM, PNDM, DDPM). */
+  beginIndex: number | null;
+  /** steps - tStart, as the pipeline reports it. */
+  numInferenceSteps: number;
+  /** The timestep the init latents are noised to (timesteps[0]). */
+  latentTimestep: number;
+}
+
+/**
+ * diffusers img2img `get_timesteps`: set the schedule for `numInferenceSteps`, keep its last
+ * `int(steps·strength)` steps, and point the scheduler's begin index at the first kept one.
+ * @example const { timesteps, latentTimestep } = img2imgTimesteps(scheduler, 20, 0.75) // 15 steps
+ */
+export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number, strength: number): Img2ImgTimesteps {
+  if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1) {
+    throw new ReimagineError(`steps must be a positive integer, got ${numInferenceSteps}`);
+  }
+  if (!(strength >= 0 && strength <= 1)) {
+    throw new ReimagineError(`strength must be in [0, 1], got ${strength}`);
+  }
+  const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
+  if (initTimestep < 1) {
+    const moreSteps = strength > 0 ? ` or use at least ${Math.ceil(1 / strength)} steps` : "";
+    throw new ReimagineError(
+      `steps x strength = ${numInferenceSteps} x ${strength} leaves no denoising step; ` +
+        `raise strength to at least ${+(1 / numInferenceSteps).toPrecision(3)}${moreSteps}`,
+    );
+  }
+  scheduler.setTimesteps(numInferenceSteps);
+  const tStart = Math.max(numInferenceSteps - initTimestep, 0);
+  const timesteps = scheduler.timesteps.slice(tStart * scheduler.order);
+  let beginIndex: number | null = null;
+  if (scheduler.supportsBeginIndex) {
+    beginIndex = tStart * scheduler.order;
+    scheduler.setBeginIndex(beginIndex);
+  }
+  return { timesteps, initTimestep, tStart, beginIndex, numInferenceSteps: numInferenceSteps - tStart, latentTimestep: timesteps[0] };
+}
