@@ -160,7 +160,6 @@ export class Img2ImgPipeline {
     }
 
     // 4. timesteps, truncated by strength (throws naming the fix when steps x strength < 1)
-    scheduler.setTimesteps(steps);
     const { timesteps } = img2imgTimesteps(scheduler, steps, strength);
     abortIfNeeded(opts.signal);
 
@@ -225,7 +224,7 @@ export class Img2ImgPipeline {
         }
         pred = guided;
       }
-      latents = scheduler.step(pred, ts, latents, { generator: noise, shape }).prevSample as Float32Array<ArrayBuffer>;
+      latents = scheduler.step(pred, ts, latents, { generator: noise, shape, eta: opts.eta }).prevSample as Float32Array<ArrayBuffer>;
       const current = latents;
       opts.onProgress?.({
         step: s + 1,
