@@ -31,8 +31,8 @@ export interface SweepHooks {
   onImage?: (result: SweepImage, index: number) => void | Promise<void>;
 }
 
-/** Sweeps need one image per strength; anything else in opts is shared by every run. */
-export type SweepOptions = Omit<Img2ImgOptions, "strength" | "numImages"> & { numImages?: 1 };
+/** Options shared by every run of the sweep (numImages, if given, must be 1: one image per strength). */
+export type SweepOptions = Omit<Img2ImgOptions, "strength">;
 
 /**
  * Checks a list of strengths before any work: non-empty, each in [0, 1], no repeats, and

@@ -1,0 +1,333 @@
+// Command-line options of `reimagine` (img2img, batch): node:util parseArgs definitions, value
+// checks that name the fix, and the help text. Values a flag leaves out stay undefined so that
+// model defaults and `--from` settings can fill them; nothing here loads a model or an image.
+import { parseArgs } from "node:util";
+import { ReimagineError } from "../errors.js";
+import { DEFAULT_MAX_PIXELS, type ImageFormat, type ResizeMode } from "../image.js";
+import type { Provider } from "../runtime.js";
+import { createScheduler, listSamplers } from "../schedulers/index.js";
+import type { PredictionType } from "../weights/checkpoint.js";
+
+/** Where the CLI writes; tests pass string collectors. */
+export interface OutStream {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+export interface CliIO {
+  stdout: OutStream;
+  stderr: OutStream;
+}
+
+export interface GenerateFlags {
+  prompt?: string;
+  negativePrompt?: string;
+  /** One strength, or several for a sweep. */
+  strengths?: number[];
+  steps?: number;
+  guidanceScale?: number;
+  seed?: number | bigint;
+  sampler?: string;
+  clipSkip?: number;
+  numImages?: number;
+  model?: string;
+  configFrom?: string;
+  predictionType?: PredictionType;
+  width?: number;
+  height?: number;
+  resizeMode?: ResizeMode;
+  background?: string;
+  output?: string;
+  format?: ImageFormat;
+  overwrite: boolean;
+  from?: string;
+  threads?: number;
+  provider?: Provider;
+  maxPixels: number;
+  quiet: boolean;
+  verbose: boolean;
+  json: boolean;
+}
+
+const OPTIONS = {
+  prompt: { type: "string", short: "p" },
+  "negative-prompt": { type: "string", short: "n" },
+  strength: { type: "string", short: "s" },
+  steps: { type: "string" },
+  "guidance-scale": { type: "string", short: "g" },
+  seed: { type: "string" },
+  sampler: { type: "string" },
+  "clip-skip": { type: "string" },
+  "num-images": { type: "string" },
+  model: { type: "string", short: "m" },
+  "config-from": { type: "string" },
+  "prediction-type": { type: "string" },
+  width: { type: "string" },
+  height: { type: "string" },
+  "resize-mode": { type: "string" },
+  background: { type: "string" },
+  output: { type: "string", short: "o" },
+  format: { type: "string" },
+  overwrite: { type: "boolean" },
+  from: { type: "string" },
+  threads: { type: "string" },
+  provider: { type: "string" },
+  "max-pixels": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+  verbose: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** Turns parseArgs' TypeErrors into one-line ReimagineErrors. */
+export function parseError(e: unknown, known: readonly string[]): ReimagineError {
+  const msg = String((e as Error)?.message ?? e).split("\n")[0];
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const opt = msg.match(/'(-{1,2}[^' ]+)/)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && opt) {
+    const name = opt.replace(/^-+/, "");
+    const best = known.map((k) => ({ k, d: distance(name, k) })).sort((x, y) => x.d - y.d)[0];
+    const hint = best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? `did you mean --${best.k}? ` : "";
+    return new ReimagineError(`unknown option '${opt}': ${hint}see reimagine --help`, "usage");
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const long = msg.match(/--[\w-]+/)?.[0] ?? opt ?? "the option";
+    return new ReimagineError(`option ${long} needs a value, e.g. ${long} VALUE (a value starting with '-' is written ${long}=-VALUE)`, "usage");
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    return new ReimagineError(`${msg.replace(/\.$/, "")}: see reimagine --help`, "usage");
+  }
+  return new ReimagineError(`${msg}: see reimagine --help`, "usage");
+}
+
+// ---------- value parsers ----------
+
+function num(flag: string, v: string | undefined, what: string, ok: (x: number) => boolean, integer = false): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v.trim());
+  if (v.trim() === "" || !Number.isFinite(x) || (integer && !Number.isInteger(x)) || !ok(x)) {
+    throw new ReimagineError(`--${flag} expects ${what} (got '${v}')`, "usage");
+  }
+  return x;
+}
+
+/** "0.5" -> [0.5]; "0.2,0.4,0.6" -> a sweep. Each must be in [0, 1]. */
+export function parseStrengths(v: string): number[] {
+  const parts = v.split(",").map((s) => s.trim());
+  return parts.map((p) => {
+    const x = Number(p);
+    if (p === "" || !Number.isFinite(x)) {
+      throw new ReimagineError(`--strength expects a number between 0 and 1 or a list like 0.2,0.4,0.6 (got '${v}')`, "usage");
+    }
+    if (x < 0 || x > 1) {
+      throw new ReimagineError(
+        `strength must be between 0 and 1 (got ${p}): use 0.2-0.4 for subtle changes, 0.5-0.7 to restyle, 0.8-1.0 to reimagine`,
+        "usage",
+      );
+    }
+    return x;
+  });
+}
+
+/** "1234" -> 1234; above 2^53 -> bigint; "-1" -> undefined (random). */
+export function parseSeed(v: string | undefined): number | bigint | undefined {
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  if (t === "-1") return undefined;
+  if (!/^\d+$/.test(t)) throw new ReimagineError(`--seed expects a whole number >= 0, or -1 for a random seed (got '${v}')`, "usage");
+  const big = BigInt(t);
+  if (big >= 1n << 64n) throw new ReimagineError(`--seed ${t} is too large: use a whole number below 2^64`, "usage");
+  return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+}
+
+function oneOf<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  const x = v.trim().toLowerCase() as T;
+  if (!allowed.includes(x)) throw new ReimagineError(`--${flag} must be one of ${allowed.join(", ")} (got '${v}')`, "usage");
+  return x;
+}
+
+/** Throws the registry's own "unknown sampler" error (listing valid names) for an unknown name. */
+export function checkSampler(name: string | undefined): void {
+  if (name === undefined) return;
+  const key = name.trim().toLowerCase();
+  const known = listSamplers().some((s) => [s.name, s.a1111Name.toLowerCase(), s.className.toLowerCase()].includes(key));
+  if (!known) createScheduler(name, {}); // throws ReimagineError "unknown sampler ..."
+}
+
+function format(v: string | undefined): ImageFormat | undefined {
+  const f = v?.trim().toLowerCase();
+  return f === "jpg" ? "jpeg" : oneOf("format", f, ["png", "jpeg", "webp"] as const);
+}
+
+/** parseArgs reads "--seed -1" as a missing value; "--seed=-1" is what is meant. */
+function joinNegativeNumbers(args: string[]): string[] {
+  const valued = new Set<string>();
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    if (o.type !== "string") continue;
+    valued.add(`--${name}`);
+    if ("short" in o) valued.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (valued.has(args[i]) && i + 1 < args.length && /^-(\d|\.\d)/.test(args[i + 1])) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
+export interface ParsedGenerate {
+  positionals: string[];
+  flags: GenerateFlags;
+  help: boolean;
+}
+
+/**
+ * Parses the options shared by `reimagine <input>` and `reimagine batch`.
+ * @example parseGenerateArgs(["in.png", "--prompt", "a castle", "--strength", "0.2,0.4"]).flags.strengths // [0.2, 0.4]
+ */
+export function parseGenerateArgs(args: string[]): ParsedGenerate {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: joinNegativeNumbers(args), options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw parseError(e, OPTION_NAMES);
+  }
+  const v = parsed.values;
+  const pos = (x: number) => x > 0;
+  const flags: GenerateFlags = {
+    prompt: v.prompt,
+    negativePrompt: v["negative-prompt"],
+    strengths: v.strength === undefined ? undefined : parseStrengths(v.strength),
+    steps: num("steps", v.steps, "a whole number >= 1", pos, true),
+    guidanceScale: num("guidance-scale", v["guidance-scale"], "a number such as 7.5 (0 or 1 turns guidance off)", (x) => x >= 0),
+    seed: parseSeed(v.seed),
+    sampler: v.sampler,
+    clipSkip: num("clip-skip", v["clip-skip"], "a whole number >= 0 (0 = last CLIP layer)", (x) => x >= 0, true),
+    numImages: num("num-images", v["num-images"], "a whole number from 1 to 64", (x) => x >= 1 && x <= 64, true),
+    model: v.model,
+    configFrom: v["config-from"],
+    predictionType: oneOf("prediction-type", v["prediction-type"], ["epsilon", "v_prediction"] as const),
+    width: num("width", v.width, "a whole number of pixels (a multiple of 8)", pos, true),
+    height: num("height", v.height, "a whole number of pixels (a multiple of 8)", pos, true),
+    resizeMode: oneOf("resize-mode", v["resize-mode"], ["just-resize", "crop-and-resize", "resize-and-fill"] as const),
+    background: v.background,
+    output: v.output,
+    format: format(v.format),
+    overwrite: v.overwrite ?? false,
+    from: v.from,
+    threads: num("threads", v.threads, "a whole number >= 1", pos, true),
+    provider: oneOf("provider", v.provider, ["cpu", "cuda", "webgpu"] as const),
+    maxPixels: num("max-pixels", v["max-pixels"], "a whole number of pixels, e.g. 16000000", pos, true) ?? DEFAULT_MAX_PIXELS,
+    quiet: v.quiet ?? false,
+    verbose: v.verbose ?? false,
+    json: v.json ?? false,
+  };
+  checkSampler(flags.sampler);
+  if (flags.steps !== undefined && flags.strengths) {
+    for (const s of flags.strengths) {
+      if (s > 0 && Math.floor(flags.steps * s) < 1) {
+        throw new ReimagineError(
+          `steps x strength = ${flags.steps} x ${s} leaves no denoising step: raise --strength to at least ${(1 / flags.steps).toPrecision(3)} or use --steps ${Math.ceil(1 / s)} or more`,
+          "usage",
+        );
+      }
+    }
+  }
+  return { positionals: parsed.positionals, flags, help: v.help ?? false };
+}
+
+// ---------- help ----------
+
+function samplerTable(): string {
+  return listSamplers()
+    .map((s) => `  ${s.name.padEnd(17)} ${`"${s.a1111Name}"`.padEnd(19)} ${s.className}`)
+    .join("\n");
+}
+
+export function mainHelp(version: string): string {
+  return `reimagine ${version}: image-to-image Stable Diffusion (diffusers-exact) in Node.js
+
+Usage:
+  reimagine <input> --prompt TEXT [options]      reimagine one picture (alias: reimagine img2img ...)
+  reimagine <input> --prompt TEXT --strength 0.2,0.4,0.6,0.8
+                                                 strength sweep: one image per strength + a contact sheet
+  reimagine batch <in-dir> <out-dir> [options]   every image of a folder (resumable)
+  reimagine info <image>                         print the generation parameters stored in an image
+  reimagine serve [options]                      web UI and HTTP API (reimagine serve --help)
+  reimagine --version
+
+Strength (how far from the input to go; --strength F):
+  0.2-0.4  subtle: restyles details and textures, keeps everything in place
+  0.5-0.7  restyle: new look, same composition
+  0.8-1.0  reimagine: only the rough layout and colours are kept
+  Sketches and doodles: draw shapes on white, describe the finished picture in the prompt, use 0.7-0.9
+  (transparent pixels are flattened onto --background, white by default). steps x strength must be >= 1.
+
+Options:
+  -p, --prompt TEXT             what the result should show
+  -n, --negative-prompt TEXT    what to avoid (used when --guidance-scale > 1)
+  -s, --strength F[,F...]       denoising strength in [0, 1] (model default, e.g. sd-turbo 0.5); a list makes a sweep
+      --steps N                 scheduler steps for strength 1; about steps x strength run (model default)
+  -g, --guidance-scale F        classifier-free guidance; <= 1 turns it off (model default)
+      --seed N                  seed for reproducible results (-1 or none: random; printed as "seed N")
+      --sampler NAME            sampler (default: the model's scheduler); see the list below
+      --clip-skip N             use the CLIP layer N before the last (0 = last)
+      --num-images N            images per run (files get -1, -2, ...)
+  -m, --model REF               diffusers folder, .safetensors checkpoint or Hugging Face repo id (stabilityai/sd-turbo)
+      --config-from DIR         diffusers folder whose configs/tokenizer a single-file checkpoint uses
+      --prediction-type T       epsilon | v_prediction (single-file SD 2.x v-models)
+      --width W --height H      output size (multiples of 8; default: the input size rounded down)
+      --resize-mode M           just-resize | crop-and-resize | resize-and-fill (when the size differs)
+      --background COLOR        colour under transparent pixels (default white)
+  -o, --output PATH             output file (default <input>-reimagined.png beside the input)
+      --format F                png | jpeg | webp (default from --output, else png)
+      --overwrite               replace existing output files
+      --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
+      --threads N               CPU threads for ONNX Runtime (default: all cores)
+      --provider P              cpu | cuda | webgpu (default cpu)
+      --max-pixels N            refuse bigger input images (default ${DEFAULT_MAX_PIXELS})
+  -q, --quiet                   no progress or status lines
+      --verbose                 status lines everywhere, stack traces on errors
+      --json                    print one JSON result line on stdout
+  -h, --help                    this help
+
+Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.
+
+Samplers (--sampler accepts our name, the AUTOMATIC1111 name or the diffusers class):
+${samplerTable()}
+
+Examples:
+  reimagine photo.jpg -p "a watercolor painting" --strength 0.5
+  reimagine sketch.png -p "a castle on a hill, detailed matte painting" --strength 0.8 --seed 42
+  reimagine photo.jpg -p "oil painting" --strength 0.2,0.4,0.6,0.8
+  reimagine batch photos/ painted/ -p "oil painting" --seed 1
+`;
+}
+
+export function batchHelp(): string {
+  return `Usage: reimagine batch <in-dir> <out-dir> [options]
+
+Runs img2img on every image of <in-dir> (png, jpg, jpeg, webp, avif, tif, tiff, gif; sorted by name) and
+writes <out-dir>/<name>.png. The model is loaded once. A sidecar <name>.txt beside an image holds its prompt
+(else --prompt). Files that fail are reported and skipped; the exit code is 2 when some failed.
+Interrupted runs resume: outputs that already exist are skipped (writes are atomic, so they are complete).
+Options are those of \`reimagine <input>\` (see reimagine --help) except --output, --from and strength sweeps.
+`;
+}

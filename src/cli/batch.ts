@@ -1,0 +1,153 @@
+// `reimagine batch <in-dir> <out-dir> [options]`: img2img over every image of a folder with one model load.
+// Per-image prompts from sidecar <name>.txt files; failures are reported and skipped (exit 2); reruns
+// resume because an existing output can only be complete (atomic writes) and is skipped.
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, extname, join, resolve } from "node:path";
+import { ReimagineError } from "../errors.js";
+import { encodeImage, type ImageFormat, type RGBImage, writeFileAtomic } from "../image.js";
+import type { Img2ImgPipeline } from "../pipeline/img2img.js";
+import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
+import { baseRunOptions, infotextFor, isAbort, loadInput, openPipeline, outputFormat, seedJson, stepProgress, withInterrupt } from "./img2img.js";
+
+/** Input formats batch picks up (by extension, case-insensitive). */
+export const BATCH_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff", ".gif"];
+const EXT: Record<ImageFormat, string> = { png: ".png", jpeg: ".jpg", webp: ".webp" };
+
+/** Image file names in `dir`, sorted by code point (stable across platforms). */
+export function listBatchInputs(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isFile() && !d.name.startsWith(".") && BATCH_EXTENSIONS.includes(extname(d.name).toLowerCase()))
+    .map((d) => d.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** name -> output paths: <stem><ext> (or <stem>-<n><ext>); inputs sharing a stem keep their extension in the name. */
+export function batchOutputs(names: string[], outDir: string, fmt: ImageFormat, count: number): Map<string, string[]> {
+  const stems = new Map<string, number>();
+  for (const n of names) stems.set(basename(n, extname(n)), (stems.get(basename(n, extname(n))) ?? 0) + 1);
+  const out = new Map<string, string[]>();
+  for (const n of names) {
+    const stem = basename(n, extname(n));
+    const base = stems.get(stem)! > 1 ? `${stem}-${extname(n).slice(1).toLowerCase()}` : stem;
+    const files = count === 1 ? [`${base}${EXT[fmt]}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${EXT[fmt]}`);
+    out.set(n, files.map((f) => join(outDir, f)));
+  }
+  return out;
+}
+
+/** The prompt of one image: its sidecar <stem>.txt when present and non-empty, else --prompt. */
+export function promptFor(inDir: string, name: string, fallback: string | undefined): string {
+  const sidecar = join(inDir, `${basename(name, extname(name))}.txt`);
+  if (existsSync(sidecar)) {
+    const text = readFileSync(sidecar, "utf8").trim();
+    if (text) return text;
+  }
+  if (fallback === undefined) {
+    throw new ReimagineError(`no prompt: add ${basename(sidecar)} beside the image or pass --prompt`, "usage");
+  }
+  return fallback;
+}
+
+function dirArg(path: string, what: string): string {
+  if (!existsSync(path)) throw new ReimagineError(`${what} '${path}' not found: check the path`, "not_found");
+  if (!statSync(path).isDirectory()) throw new ReimagineError(`${what} '${path}' is not a folder: reimagine batch <in-dir> <out-dir> (for one file use reimagine <input>)`, "usage");
+  return path;
+}
+
+/** Returns 0 when every image is done, 2 when some failed. */
+export async function batchMain(args: string[], io: CliIO): Promise<number> {
+  const parsed = parseGenerateArgs(args);
+  if (parsed.help) {
+    io.stdout.write(batchHelp());
+    return 0;
+  }
+  const { flags } = parsed;
+  if (parsed.positionals.length !== 2) throw new ReimagineError("reimagine batch needs two folders: reimagine batch <in-dir> <out-dir> --prompt TEXT", "usage");
+  if (flags.output) throw new ReimagineError("batch names its outputs after the inputs: drop --output and give <out-dir>", "usage");
+  if (flags.from) throw new ReimagineError("--from works on a single input: use reimagine <input> --from <image>", "usage");
+  if (flags.strengths && flags.strengths.length > 1) throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
+  const [inDir, outDir] = parsed.positionals;
+  dirArg(inDir, "input folder");
+  if (resolve(inDir) === resolve(outDir)) throw new ReimagineError("<out-dir> must differ from <in-dir>, so outputs are never read as inputs", "usage");
+  if (existsSync(outDir)) dirArg(outDir, "output folder");
+  else mkdirSync(outDir, { recursive: true });
+
+  const names = listBatchInputs(inDir);
+  if (names.length === 0) throw new ReimagineError(`no images in '${inDir}': batch reads ${BATCH_EXTENSIONS.join(" ")} files`, "not_found");
+  const fmt = outputFormat(flags);
+  const outputs = batchOutputs(names, outDir, fmt, flags.numImages ?? 1);
+  const isDone = (n: string) => !flags.overwrite && outputs.get(n)!.every((p) => existsSync(p));
+  const log = (m: string) => {
+    if (!flags.quiet && !flags.json) io.stderr.write(`${m}\n`);
+  };
+  const written: string[] = [];
+  const skipped: string[] = [];
+  const failed: { file: string; error: string }[] = [];
+
+  await withInterrupt(io, async (signal) => {
+    // the model loads on the first image that needs it: a finished batch, or one whose remaining
+    // inputs are all broken, never waits for it
+    let pipe: Img2ImgPipeline | undefined;
+    try {
+      for (let k = 0; k < names.length; k++) {
+        const name = names[k];
+        const tag = `[${k + 1}/${names.length}] ${name}`;
+        if (isDone(name)) {
+          skipped.push(name);
+          log(`${tag}: already done, skipped`);
+          continue;
+        }
+        log(tag);
+        let input: RGBImage;
+        let prompt: string;
+        try {
+          prompt = promptFor(inDir, name, flags.prompt);
+          input = await loadInput(join(inDir, name), flags);
+        } catch (e) {
+          fail(name, tag, e);
+          continue;
+        }
+        pipe ??= await openPipeline(flags, io, signal); // a model that cannot load stops the batch (exit 1)
+        try {
+          written.push(...(await runOne(pipe, input, prompt, outputs.get(name)!, name, signal)));
+        } catch (e) {
+          if (isAbort(e) || signal.aborted) throw e;
+          fail(name, tag, e);
+        }
+      }
+    } finally {
+      await pipe?.model.release().catch(() => undefined);
+    }
+  });
+
+  function fail(name: string, tag: string, e: unknown): void {
+    const msg = String((e as Error)?.message ?? e).split("\n")[0];
+    failed.push({ file: name, error: msg });
+    io.stderr.write(`${tag}: failed: ${msg}\n`);
+    if (flags.verbose && !(e instanceof ReimagineError)) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
+  }
+
+  async function runOne(pipe: Img2ImgPipeline, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
+    const base = baseRunOptions(flags, pipe, prompt);
+    const strength = flags.strengths?.[0] ?? pipe.defaults.strength;
+    const result = await pipe.run({ ...base, image: input, strength, seed: flags.seed, numImages: flags.numImages, signal, onProgress: stepProgress(io, flags, name) });
+    const n = result.images.length;
+    for (let i = 0; i < n; i++) {
+      const img = result.images[i];
+      const extra = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
+      const parameters = infotextFor(pipe, { ...base, strength }, result.seed, img.width, img.height, extra);
+      await writeFileAtomic(paths[i], await encodeImage(img, fmt, { parameters }), { overwrite: flags.overwrite });
+      if (!flags.json) io.stdout.write(`${paths[i]}\n`);
+    }
+    log(`[${names.indexOf(name) + 1}/${names.length}] ${name}: done (seed ${result.seed})`);
+    return paths.slice(0, n);
+  }
+
+  const summary = `batch: ${written.length} written, ${skipped.length} already done, ${failed.length} failed${failed.length ? ` (${failed.map((f) => f.file).join(", ")})` : ""}`;
+  if (flags.json) {
+    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.map((n) => outputs.get(n)!).flat(), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
+  } else if (!flags.quiet || failed.length) {
+    io.stderr.write(`${summary}\n`);
+  }
+  return failed.length ? 2 : 0;
+}
