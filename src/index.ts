@@ -1,0 +1,34 @@
+// Public API of Reimagine: the img2img pipeline, model loading, schedulers and image helpers.
+// Front ends (CLI, server, web UI) use only what is exported here.
+/**
+ * @example
+ * import { Img2ImgPipeline } from "reimagine";
+ * const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+ * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5 });
+ */
+export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";
+export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineOptions } from "./pipeline/load.js";
+export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
+export { strengthSweep, type StrengthSweepResult } from "./pipeline/sweep.js";
+export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
+export { createScheduler, img2imgTimesteps, listSamplers, schedulerForModel } from "./schedulers/index.js";
+export type { Scheduler } from "./schedulers/scheduler.js";
+export { CLIPTokenizer } from "./tokenizer/clip.js";
+export { TorchGenerator, normalizeSeed, randomSeed } from "./rng.js";
+export {
+  contactSheet,
+  defaultSize,
+  encodeImage,
+  imageToTensor,
+  loadImage,
+  readImageParameters,
+  resizeImage,
+  ssim,
+  tensorToImage,
+  writeFileAtomic,
+  type ResizeMode,
+  type RGBImage,
+} from "./image.js";
+export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
+export { availableProviders, type Provider, type RuntimeOptions } from "./runtime.js";
+export { ReimagineError } from "./errors.js";
