@@ -1,0 +1,105 @@
+// The one thing the server needs from the library: a loaded model that runs img2img.
+// `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
+// server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
+import type { ResizeMode, RGBImage } from "../image.js";
+import { listSamplers } from "../schedulers/index.js";
+
+export interface SamplerInfo {
+  /** Our name (`euler-a`). */
+  name: string;
+  /** AUTOMATIC1111's display name (`Euler a`). */
+  a1111Name: string;
+  /** diffusers scheduler class (`EulerAncestralDiscreteScheduler`). */
+  className: string;
+}
+
+export interface EngineDefaults {
+  steps: number;
+  guidanceScale: number;
+  strength: number;
+  /** Sampler `name` used when a request names none. */
+  sampler: string;
+}
+
+export interface EngineProgress {
+  /** 1-based step just finished, out of `total`. */
+  step: number;
+  total: number;
+  elapsedMs: number;
+  /** Cheap latent preview of the first image (latent resolution). */
+  preview?: () => RGBImage;
+}
+
+export interface EngineRunOptions {
+  image: RGBImage;
+  prompt: string;
+  negativePrompt?: string;
+  strength: number;
+  steps: number;
+  guidanceScale: number;
+  /** A concrete seed: the server picks random seeds itself so it can report them before the run. */
+  seed: number | bigint;
+  /** Sampler `name` (already checked against samplers()). */
+  sampler: string;
+  clipSkip?: number;
+  numImages?: number;
+  width?: number;
+  height?: number;
+  resizeMode?: ResizeMode;
+  onProgress?: (e: EngineProgress) => void;
+  /** Aborting rejects with an Error named "AbortError" within one step. */
+  signal?: AbortSignal;
+}
+
+export interface EngineResult {
+  images: RGBImage[];
+  seed: number | bigint;
+  width: number;
+  height: number;
+  stepsRun: number;
+  timings: { totalMs: number };
+}
+
+export interface Engine {
+  readonly modelName: string;
+  /** Short hash shown as A1111's "Model hash" (may be empty). */
+  readonly modelHash: string;
+  readonly defaults: EngineDefaults;
+  /** Output sizes must be multiples of this (the VAE's downsampling factor). */
+  readonly vaeScaleFactor: number;
+  samplers(): SamplerInfo[];
+  run(opts: EngineRunOptions): Promise<EngineResult>;
+}
+
+/** The parts of Img2ImgPipeline the adapter uses (structural, so the server does not pin its class). */
+export interface PipelineLike {
+  readonly modelName: string;
+  readonly modelHash: string;
+  readonly defaults: { steps: number; guidanceScale: number; strength: number; sampler?: string };
+  readonly model: { vaeScaleFactor: number };
+  scheduler(sampler?: string): unknown;
+  run(opts: EngineRunOptions): Promise<EngineResult>;
+}
+
+/**
+ * Wraps a loaded pipeline as the server's Engine.
+ * @example const engine = engineFromPipeline(await loadPipeline("stabilityai/sd-turbo"));
+ */
+export function engineFromPipeline(pipe: PipelineLike): Engine {
+  const samplers = listSamplers() as SamplerInfo[];
+  // the model's own scheduler (scheduler_config.json) is the default sampler
+  const own = (pipe.scheduler() as { constructor: { name: string } }).constructor.name;
+  const sampler = pipe.defaults.sampler ?? samplers.find((s) => s.className === own)?.name ?? samplers[0]?.name ?? "euler";
+  return {
+    get modelName() {
+      return pipe.modelName;
+    },
+    get modelHash() {
+      return pipe.modelHash;
+    },
+    defaults: { steps: pipe.defaults.steps, guidanceScale: pipe.defaults.guidanceScale, strength: pipe.defaults.strength, sampler },
+    vaeScaleFactor: pipe.model.vaeScaleFactor,
+    samplers: () => samplers,
+    run: (opts) => pipe.run(opts),
+  };
+}

@@ -1,0 +1,167 @@
+// The work a queued job does, shared by the native and the A1111 API: run the engine (n_iter
+// batches, or one run per strength for a sweep), report progress, and encode PNGs carrying the
+// same A1111 `parameters` infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
+import { contactSheet, encodeImage, type ResizeMode, type RGBImage, ssimResized } from "../image.js";
+import { formatInfotext, type GenerationSettings } from "../pipeline/infotext.js";
+import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
+import type { JobContext } from "./queue.js";
+
+export interface GenerationRequest {
+  image: RGBImage;
+  prompt: string;
+  negativePrompt: string;
+  strength: number;
+  steps: number;
+  guidanceScale: number;
+  /** Resolved seed (random seeds are drawn before queueing so they can be reported). */
+  seed: number | bigint;
+  sampler: SamplerInfo;
+  /** 0 = last CLIP layer (our convention; A1111's "Clip skip" is this + 1). */
+  clipSkip: number;
+  /** Images per run (one batch, one generator). */
+  batchSize: number;
+  /** Runs; run k uses seed + k * batchSize, as A1111 numbers its seeds. */
+  nIter: number;
+  width?: number;
+  height?: number;
+  resizeMode: ResizeMode;
+}
+
+export interface GeneratedImage {
+  /** PNG with the A1111 `parameters` text chunk. */
+  png: Buffer;
+  seed: number | bigint;
+  infotext: string;
+  width: number;
+  height: number;
+  /** Sweep cells: the strength and SSIM(input, output). */
+  strength?: number;
+  ssim?: number;
+}
+
+export interface GenerationResult {
+  kind: "img2img" | "sweep";
+  images: GeneratedImage[];
+  seed: number | bigint;
+  width: number;
+  height: number;
+  stepsRun: number;
+  totalMs: number;
+}
+
+const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
+
+/** Infotext settings of one output, from the request and what the engine reported. */
+function settingsFor(engine: Engine, req: GenerationRequest, r: EngineResult, seed: number | bigint, strength: number, extra: Record<string, string>): GenerationSettings {
+  return {
+    prompt: req.prompt,
+    negativePrompt: req.negativePrompt || undefined,
+    steps: req.steps,
+    sampler: req.sampler.a1111Name,
+    cfgScale: req.guidanceScale,
+    seed,
+    width: r.width,
+    height: r.height,
+    model: engine.modelName,
+    modelHash: engine.modelHash || undefined,
+    denoisingStrength: strength,
+    clipSkip: req.clipSkip,
+    extra,
+  };
+}
+
+/** Runs the engine once with progress mapped into [offset, offset + its total) of `grandTotal()`. */
+async function runOnce(
+  engine: Engine,
+  req: GenerationRequest,
+  ctx: JobContext,
+  o: { seed: number | bigint; strength: number; numImages: number; offset: () => number; grandTotal: (runTotal: number) => number },
+): Promise<EngineResult> {
+  return engine.run({
+    image: req.image,
+    prompt: req.prompt,
+    negativePrompt: req.negativePrompt,
+    strength: o.strength,
+    steps: req.steps,
+    guidanceScale: req.guidanceScale,
+    seed: o.seed,
+    sampler: req.sampler.name,
+    clipSkip: req.clipSkip,
+    numImages: o.numImages,
+    width: req.width,
+    height: req.height,
+    resizeMode: req.resizeMode,
+    signal: ctx.signal,
+    onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
+  });
+}
+
+/** Job work for img2img: nIter runs of batchSize images. */
+export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobContext) => Promise<GenerationResult> {
+  return async (ctx) => {
+    const t0 = performance.now();
+    const images: GeneratedImage[] = [];
+    let last: EngineResult | undefined;
+    let stepsRun = 0;
+    for (let k = 0; k < req.nIter; k++) {
+      const seed = addSeed(req.seed, k * req.batchSize);
+      const r = await runOnce(engine, req, ctx, {
+        seed,
+        strength: req.strength,
+        numImages: req.batchSize,
+        offset: () => stepsRun,
+        grandTotal: (t) => t * req.nIter,
+      });
+      stepsRun += r.stepsRun;
+      last = r;
+      for (let i = 0; i < r.images.length; i++) {
+        const extra: Record<string, string> = req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {};
+        const infotext = formatInfotext(settingsFor(engine, req, r, seed, req.strength, extra));
+        const png = await encodeImage(r.images[i], "png", { parameters: infotext });
+        images.push({ png, seed, infotext, width: r.width, height: r.height });
+      }
+    }
+    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
+  };
+}
+
+/** Denoising steps diffusers runs for `steps` at `strength` (get_timesteps), for progress estimates. */
+const stepsAt = (steps: number, strength: number) => Math.min(Math.floor(steps * strength), steps);
+
+/**
+ * Job work for a strength sweep: one run per strength with the same seed, then a contact sheet
+ * (input first, each cell labelled with its strength and SSIM to the input). images[0] is the sheet.
+ */
+export function sweepWork(engine: Engine, req: GenerationRequest, strengths: number[]): (ctx: JobContext) => Promise<GenerationResult> {
+  return async (ctx) => {
+    const t0 = performance.now();
+    const cells: GeneratedImage[] = [];
+    const outputs: RGBImage[] = [];
+    const actual: number[] = [];
+    let last: EngineResult | undefined;
+    for (let k = 0; k < strengths.length; k++) {
+      const strength = strengths[k];
+      const done = actual.reduce((a, b) => a + b, 0);
+      const rest = strengths.slice(k + 1).reduce((a, s) => a + stepsAt(req.steps, s), 0);
+      const r = await runOnce(engine, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
+      actual.push(r.stepsRun);
+      last = r;
+      const ssim = await ssimResized(req.image, r.images[0]);
+      const infotext = formatInfotext(settingsFor(engine, req, r, req.seed, strength, {}));
+      const png = await encodeImage(r.images[0], "png", { parameters: infotext });
+      cells.push({ png, seed: req.seed, infotext, width: r.width, height: r.height, strength, ssim });
+      outputs.push(r.images[0]);
+    }
+    const sheet = await contactSheet([
+      { image: req.image, label: "input" },
+      ...cells.map((c, i) => ({ image: outputs[i], label: `strength ${c.strength!.toFixed(2)} · SSIM ${c.ssim!.toFixed(2)}` })),
+    ]);
+    const sheetText = formatInfotext(
+      settingsFor(engine, req, last!, req.seed, strengths[0], { "Strength sweep": strengths.map((s) => s.toFixed(2)).join(" ") }),
+    );
+    const sheetPng = await encodeImage(sheet, "png", { parameters: sheetText });
+    const images = [{ png: sheetPng, seed: req.seed, infotext: sheetText, width: sheet.width, height: sheet.height }, ...cells];
+    const stepsRun = actual.reduce((a, b) => a + b, 0);
+    return { kind: "sweep", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
+  };
+}

@@ -1,0 +1,271 @@
+// Reimagine's own API under /v1: submit img2img or strength-sweep jobs (multipart upload or JSON
+// with base64), poll or stream them (Server-Sent Events with step, total, ETA and a small latent
+// preview every few steps), fetch result PNGs (with A1111 metadata), cancel, list models/samplers.
+import { Hono, type Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import { encodeImage, type ResizeMode } from "../image.js";
+import type { Engine } from "./engine.js";
+import { type GenerationRequest, type GenerationResult, img2imgWork, sweepWork } from "./generate.js";
+import { checkOutputSize, decodeBase64Image, decodeInput, type Limits, prepareError, readJson, seedJson } from "./http.js";
+import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
+import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+
+const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill"];
+
+export interface NativeOptions extends Limits {
+  /** Send a latent preview every this many steps on the event stream (default 2). */
+  previewEvery?: number;
+}
+
+/** Fields from a multipart form (the image as a File) or a JSON body (the image as base64). */
+async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer }> {
+  const type = c.req.header("content-type") ?? "";
+  if (/^multipart\/form-data|^application\/x-www-form-urlencoded/i.test(type)) {
+    const form = await c.req.parseBody();
+    const fields: Fields = {};
+    let image: Buffer | undefined;
+    for (const [k, v] of Object.entries(form)) {
+      if (k === "image" && typeof v === "object" && v !== null && "arrayBuffer" in v) image = Buffer.from(await (v as File).arrayBuffer());
+      else fields[k] = v;
+    }
+    if (!image && typeof fields.image === "string") image = decodeBase64Image(fields.image, "image");
+    if (typeof fields.strengths === "string" && fields.strengths.trim().startsWith("[")) {
+      try {
+        fields.strengths = JSON.parse(fields.strengths);
+      } catch {
+        /* validated below */
+      }
+    }
+    return { fields, image };
+  }
+  const fields = await readJson(c);
+  return { fields, image: fields.image === undefined || fields.image === null ? undefined : decodeBase64Image(fields.image, "image") };
+}
+
+/** First present key among aliases (camelCase, snake_case). */
+const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !== undefined && f[k] !== null) ?? keys[0];
+
+/** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
+export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits): Promise<{ req: GenerationRequest; fields: Fields }> {
+  const { fields: f, image } = await readFields(c);
+  if (!image) throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
+  const d = engine.defaults;
+  const strength = optNumber(f, "strength", { min: 0, max: 1 }) ?? d.strength;
+  const steps = optNumber(f, "steps", { min: 1, max: 150, int: true }) ?? d.steps;
+  if (strength > 0 && Math.floor(steps * strength) < 1) {
+    throw new ValidationError("steps", `steps x strength = ${steps} x ${strength} is below 1, so nothing would run: raise steps to at least ${Math.ceil(1 / strength)}`);
+  }
+  const width = optNumber(f, "width", { min: 1, max: 16384, int: true });
+  const height = optNumber(f, "height", { min: 1, max: 16384, int: true });
+  checkOutputSize(width, height, engine.vaeScaleFactor, limits);
+  const resizeMode = (optString(f, alias(f, "resizeMode", "resize_mode")) ?? "just-resize") as ResizeMode;
+  if (!RESIZE_MODES.includes(resizeMode)) throw new ValidationError("resizeMode", `resizeMode must be one of ${RESIZE_MODES.join(", ")} (got "${resizeMode}")`);
+  const background = optString(f, "background", { max: 64 });
+  const req: GenerationRequest = {
+    image: await decodeInput(image, "image", limits, background),
+    prompt: optString(f, "prompt") ?? "",
+    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")) ?? "",
+    strength,
+    steps,
+    guidanceScale: optNumber(f, alias(f, "guidanceScale", "guidance_scale", "cfg_scale"), { min: 0, max: 50 }) ?? d.guidanceScale,
+    seed: optSeed(f, "seed") ?? randomSeed(),
+    sampler: resolveSampler(engine.samplers(), optString(f, "sampler", { max: 100 }), undefined, d.sampler),
+    clipSkip: optNumber(f, alias(f, "clipSkip", "clip_skip"), { min: 0, max: 11, int: true }) ?? 0,
+    batchSize: optNumber(f, alias(f, "numImages", "num_images"), { min: 1, max: 8, int: true }) ?? 1,
+    nIter: 1,
+    width,
+    height,
+    resizeMode,
+  };
+  return { req, fields: f };
+}
+
+/** Strengths of a sweep: a list (JSON array or "0.3,0.5") of 1-12 values in (0, 1]. */
+function parseStrengths(f: Fields, steps: number): number[] {
+  const raw = f.strengths ?? "0.3,0.5,0.7,0.9";
+  const list = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(/[,\s]+/).filter(Boolean) : [raw];
+  if (list.length < 1 || list.length > 12) throw new ValidationError("strengths", `strengths must list 1 to 12 values (got ${list.length})`);
+  return list.map((v, i) => {
+    const s = optNumber({ [`strengths[${i}]`]: v }, `strengths[${i}]`, { min: 0.01, max: 1 })!;
+    if (Math.floor(steps * s) < 1) throw new ValidationError("strengths", `strength ${s} with ${steps} steps runs no step: raise steps or the strength`);
+    return s;
+  });
+}
+
+/** Settings echoed in job views (no image bytes). */
+function settingsOf(req: GenerationRequest): Record<string, unknown> {
+  return {
+    prompt: req.prompt,
+    negativePrompt: req.negativePrompt,
+    strength: req.strength,
+    steps: req.steps,
+    guidanceScale: req.guidanceScale,
+    seed: seedJson(req.seed),
+    sampler: req.sampler.name,
+    samplerA1111: req.sampler.a1111Name,
+    clipSkip: req.clipSkip,
+    numImages: req.batchSize,
+    width: req.width ?? null,
+    height: req.height ?? null,
+    resizeMode: req.resizeMode,
+    inputWidth: req.image.width,
+    inputHeight: req.image.height,
+  };
+}
+
+const etaMs = (job: Job): number | null => {
+  if (!job.startedAt || job.step < 1 || job.total < 1) return null;
+  return Math.round(((Date.now() - job.startedAt) / job.step) * (job.total - job.step));
+};
+
+/** Public JSON view of a job. */
+export function jobView(job: Job, queue: JobQueue): Record<string, unknown> {
+  const r = job.result as GenerationResult | undefined;
+  return {
+    id: job.id,
+    kind: job.kind,
+    status: job.status,
+    position: queue.position(job.id) ?? null,
+    createdAt: new Date(job.createdAt).toISOString(),
+    startedAt: job.startedAt ? new Date(job.startedAt).toISOString() : null,
+    finishedAt: job.finishedAt ? new Date(job.finishedAt).toISOString() : null,
+    progress: { step: job.step, total: job.total, fraction: job.total ? job.step / job.total : 0, etaMs: etaMs(job) },
+    settings: job.meta,
+    error: job.error ?? null,
+    result: r
+      ? {
+          seed: seedJson(r.seed),
+          width: r.width,
+          height: r.height,
+          stepsRun: r.stepsRun,
+          totalMs: Math.round(r.totalMs),
+          images: r.images.map((im, i) => ({
+            url: `/v1/jobs/${job.id}/images/${i}`,
+            seed: seedJson(im.seed),
+            width: im.width,
+            height: im.height,
+            infotext: im.infotext,
+            ...(im.strength !== undefined ? { strength: im.strength, ssim: im.ssim } : {}),
+          })),
+        }
+      : null,
+  };
+}
+
+/**
+ * Routes under /v1 (mount at the app root).
+ * @example app.route("/", nativeRoutes(engine, queue, { maxPixels: 16e6, maxBodyBytes: 32 << 20 }))
+ */
+export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOptions): Hono {
+  const app = new Hono();
+  const fail = (c: Context, e: unknown) => {
+    const p = prepareError(c, e);
+    return c.json({ error: { code: p.code, message: p.message, ...(p.field ? { field: p.field } : {}) } }, p.status);
+  };
+  const accepted = (c: Context, job: Job) => c.json({ ...jobView(job, queue), url: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` }, 202);
+
+  app.post("/v1/img2img", async (c) => {
+    try {
+      const { req } = await parseNativeRequest(c, engine, opts);
+      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req)));
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  app.post("/v1/sweep", async (c) => {
+    try {
+      const { req, fields } = await parseNativeRequest(c, engine, opts);
+      const strengths = parseStrengths(fields, req.steps);
+      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }));
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  app.get("/v1/jobs/:id", (c) => {
+    const job = queue.get(c.req.param("id"));
+    return job ? c.json(jobView(job, queue)) : c.json({ error: { code: "not_found", message: "no such job (finished jobs are kept for a while only)" } }, 404);
+  });
+
+  app.delete("/v1/jobs/:id", (c) => {
+    const id = c.req.param("id");
+    const outcome = queue.cancel(id);
+    if (outcome === "not-found") return c.json({ error: { code: "not_found", message: "no such job" } }, 404);
+    const job = queue.get(id)!;
+    if (outcome === "finished") return c.json({ error: { code: "finished", message: `job already ${job.status}` }, job: jobView(job, queue) }, 409);
+    return c.json(jobView(job, queue));
+  });
+
+  app.get("/v1/jobs/:id/images/:n", (c) => {
+    const job = queue.get(c.req.param("id"));
+    const r = job?.result as GenerationResult | undefined;
+    const im = r?.images[Number(c.req.param("n"))];
+    if (!job || !im) return c.json({ error: { code: "not_found", message: "no such image: the job is unknown, unfinished, or has fewer images" } }, 404);
+    c.header("Content-Type", "image/png");
+    c.header("Content-Disposition", `inline; filename="reimagine-${String(im.seed)}-${c.req.param("n")}.png"`);
+    c.header("Cache-Control", "private, max-age=3600");
+    return c.body(new Uint8Array(im.png));
+  });
+
+  app.get("/v1/jobs/:id/events", (c) => {
+    const job = queue.get(c.req.param("id"));
+    if (!job) return c.json({ error: { code: "not_found", message: "no such job" } }, 404);
+    return streamSSE(c, (stream) => streamJob(stream, job, queue, opts.previewEvery ?? 2));
+  });
+
+  app.get("/v1/queue", (c) => c.json({ size: queue.size, maxSize: queue.maxSize, running: queue.running?.id ?? null, queued: queue.queued.map((j) => j.id) }));
+
+  app.get("/v1/models", (c) =>
+    c.json([{ name: engine.modelName, hash: engine.modelHash, loaded: true, defaults: engine.defaults, vaeScaleFactor: engine.vaeScaleFactor, maxPixels: opts.maxPixels }]),
+  );
+
+  app.get("/v1/samplers", (c) => c.json(engine.samplers().map((s) => ({ ...s, default: s.name === engine.defaults.sampler }))));
+
+  return app;
+}
+
+type SSE = Parameters<Parameters<typeof streamSSE>[1]>[0];
+
+/** Streams one job: `status` events, `progress` events (preview data URL every few steps), then `done`. */
+async function streamJob(stream: SSE, job: Job, queue: JobQueue, previewEvery: number): Promise<void> {
+  const events: JobEvent[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = queue.subscribe(job.id, (e) => {
+    events.push(e);
+    wake?.();
+  });
+  stream.onAbort(() => {
+    unsubscribe();
+    wake?.();
+  });
+  let lastPreview = 0;
+  try {
+    await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job, queue)) });
+    while (!FINISHED.includes(job.status) && !stream.aborted) {
+      if (events.length === 0) {
+        const keepAlive = setTimeout(() => void stream.write(": keep-alive\n\n").catch(() => undefined), 15_000);
+        await new Promise<void>((r) => (wake = r));
+        clearTimeout(keepAlive);
+        wake = undefined;
+      }
+      // coalesce: only the latest progress matters
+      const batch = events.splice(0);
+      const status = batch.filter((e) => e.type === "status").pop();
+      if (status && !FINISHED.includes(job.status)) await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job, queue)) });
+      if (batch.some((e) => e.type === "progress") && job.status === "running") {
+        const payload: Record<string, unknown> = { step: job.step, total: job.total, fraction: job.total ? job.step / job.total : 0, etaMs: etaMs(job) };
+        const preview = job.preview;
+        if (preview && (job.step - lastPreview >= previewEvery || job.step === job.total)) {
+          lastPreview = job.step;
+          const png = await encodeImage(preview(), "png");
+          payload.preview = `data:image/png;base64,${png.toString("base64")}`;
+        }
+        await stream.writeSSE({ event: "progress", data: JSON.stringify(payload) });
+      }
+    }
+    if (!stream.aborted) await stream.writeSSE({ event: "done", data: JSON.stringify(jobView(job, queue)) });
+  } finally {
+    unsubscribe();
+  }
+}
