@@ -1,16 +1,16 @@
 #!/usr/bin/env node
-// The `reimagine` executable: runs the compiled CLI (dist/cli/main.js) when the package is built,
-// else the TypeScript sources through tsx, so `npx reimagine` works right after `npm install` in a clone.
+// The `reimagine` executable. In a source checkout it runs src/cli/main.ts through tsx (so the CLI is
+// never a stale build); an installed package ships only dist/ and runs the compiled dist/cli/main.js.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const built = new URL("../dist/cli/main.js", import.meta.url);
+const source = new URL("../src/cli/main.ts", import.meta.url);
 let cli;
-if (existsSync(fileURLToPath(built))) {
-  cli = await import(built.href);
-} else {
+if (existsSync(fileURLToPath(source))) {
   const { register } = await import("tsx/esm/api");
   register();
-  cli = await import(new URL("../src/cli/main.ts", import.meta.url).href);
+  cli = await import(source.href);
+} else {
+  cli = await import(new URL("../dist/cli/main.js", import.meta.url).href);
 }
 process.exit(await cli.main(process.argv.slice(2)));
