@@ -57,21 +57,8 @@ export class EulerAncestralDiscreteScheduler extends SigmaSchedulerBase<EulerAnc
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, opts?: StepOptions): SchedulerOutput {
-    checkSameLength(modelOutput, sample, "EulerAncestralDiscreteScheduler.step");
-    const i = this.stepIndexValue ?? this.initStepIndex(timestep);
-    if (i + 1 >= this.sigmas.length) {
-      throw new ReimagineError("EulerAncestralDiscreteScheduler: step() called past the last timestep; call setTimesteps again");
-    }
-    const sigma = this.sigmas[i];
-    const p = this.config.prediction_type;
-    // 1. x̂_0 from the model output
-    const vOut = f32(-sigma / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-    const vSkip = f32(f32(sigma * sigma) + 1);
-    const x0 = new Float32Array(sample.length);
-    for (let k = 0; k < x0.length; k++) {
-      if (p === "epsilon") x0[k] = sample[k] - sigma * modelOutput[k];
-      else x0[k] = modelOutput[k] * vOut + sample[k] / vSkip;
-    }
+    // 1. x̂_0 from the model output (the constructor refuses prediction_type "sample", as diffusers)
+    const { i, sigma, x0 } = this.sigmaStepStart(modelOutput, timestep, sample, "EulerAncestralDiscreteScheduler");
     // 2. split the move to σ_to into a deterministic part (σ_down) and fresh noise (σ_up)
     const from = sigma;
     const to = this.sigmas[i + 1];

@@ -94,22 +94,9 @@ export class EulerDiscreteScheduler extends SigmaSchedulerBase<EulerConfig> {
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerOutput {
-    checkSameLength(modelOutput, sample, "EulerDiscreteScheduler.step");
-    const i = this.stepIndexValue ?? this.initStepIndex(timestep);
-    if (i + 1 >= this.sigmas.length) throw new ReimagineError("EulerDiscreteScheduler: step() called past the last timestep; call setTimesteps again");
-    const sigma = this.sigmas[i];
-    // s_churn = 0, so γ = 0 and σ̂ = σ (no extra noise)
+    // 1. x̂_0 from the model output; s_churn = 0, so γ = 0 and σ̂ = σ (no extra noise)
+    const { i, sigma, x0 } = this.sigmaStepStart(modelOutput, timestep, sample, "EulerDiscreteScheduler");
     const sigmaHat = sigma;
-    const p = this.config.prediction_type;
-    // 1. x̂_0 from the model output (ε: x - σ·ε; v: c_out·v + c_skip·x)
-    const vOut = f32(-sigma / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-    const vSkip = f32(f32(sigma * sigma) + 1);
-    const x0 = new Float32Array(sample.length);
-    for (let k = 0; k < x0.length; k++) {
-      if (p === "epsilon") x0[k] = sample[k] - sigmaHat * modelOutput[k];
-      else if (p === "v_prediction") x0[k] = modelOutput[k] * vOut + sample[k] / vSkip;
-      else x0[k] = modelOutput[k];
-    }
     // 2. Euler step: x_{i+1} = x_i + d·(σ_{i+1} - σ̂), d = (x - x̂_0)/σ̂
     const dt = f32(this.sigmas[i + 1] - sigmaHat);
     const prev = new Float32Array(sample.length);

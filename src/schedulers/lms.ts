@@ -87,20 +87,8 @@ export class LMSDiscreteScheduler extends SigmaSchedulerBase<LMSConfig> {
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerOutput {
-    checkSameLength(modelOutput, sample, "LMSDiscreteScheduler.step");
-    const i = this.stepIndexValue ?? this.initStepIndex(timestep);
-    if (i + 1 >= this.sigmas.length) throw new ReimagineError("LMSDiscreteScheduler: step() called past the last timestep; call setTimesteps again");
-    const sigma = this.sigmas[i];
-    const p = this.config.prediction_type;
     // 1. x̂_0 from the model output
-    const vOut = f32(-sigma / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-    const vSkip = f32(f32(sigma * sigma) + 1);
-    const x0 = new Float32Array(sample.length);
-    for (let k = 0; k < x0.length; k++) {
-      if (p === "epsilon") x0[k] = sample[k] - sigma * modelOutput[k];
-      else if (p === "v_prediction") x0[k] = modelOutput[k] * vOut + sample[k] / vSkip;
-      else x0[k] = modelOutput[k];
-    }
+    const { i, sigma, x0 } = this.sigmaStepStart(modelOutput, timestep, sample, "LMSDiscreteScheduler");
     // 2. ODE derivative d = (x - x̂_0)/σ, kept for the last `order` steps
     this.derivatives.push(sample.map((x, k) => f32(x - x0[k]) / sigma));
     if (this.derivatives.length > LMS_ORDER) this.derivatives.shift();

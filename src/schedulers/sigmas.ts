@@ -4,7 +4,7 @@
 // Ref: diffusers `scheduling_euler_discrete.py` (`_sigma_to_t`, `_convert_to_karras`, `add_noise`).
 
 import { ReimagineError } from "../errors.js";
-import { f32, mixPerBatch, npLinspace, SchedulerBase, type SchedulerConfig } from "./scheduler.js";
+import { checkSameLength, f32, mixPerBatch, npLinspace, SchedulerBase, type SchedulerConfig } from "./scheduler.js";
 
 /** σ_t for every train timestep, float32 as torch computes `((1 - ᾱ) / ᾱ) ** 0.5`. */
 export function trainSigmas(alphasCumprod: Float32Array): Float32Array {
@@ -103,5 +103,34 @@ export abstract class SigmaSchedulerBase<C extends SchedulerConfig> extends Sche
   protected resetStepState(): void {
     this.stepIndexValue = null;
     this.beginIndexValue = null;
+  }
+
+  /**
+   * The prologue every σ-space step shares: the step index (looked up from `timestep` on the
+   * first step), σ at that index, and x̂_0 from the model output
+   * (ε: x - σ·ε; v: c_out·v + c_skip·x with c_out = -σ/sqrt(σ²+1), c_skip = 1/(σ²+1); sample: the output).
+   */
+  protected sigmaStepStart(
+    modelOutput: Float32Array,
+    timestep: number,
+    sample: Float32Array,
+    className: string,
+  ): { i: number; sigma: number; x0: Float32Array } {
+    checkSameLength(modelOutput, sample, `${className}.step`);
+    const i = this.stepIndexValue ?? this.initStepIndex(timestep);
+    if (i + 1 >= this.sigmas.length) {
+      throw new ReimagineError(`${className}: step() called past the last timestep; call setTimesteps again`);
+    }
+    const sigma = this.sigmas[i];
+    const p = this.config.prediction_type;
+    const vOut = f32(-sigma / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
+    const vSkip = f32(f32(sigma * sigma) + 1);
+    const x0 = new Float32Array(sample.length);
+    for (let k = 0; k < x0.length; k++) {
+      if (p === "epsilon") x0[k] = sample[k] - sigma * modelOutput[k];
+      else if (p === "v_prediction") x0[k] = modelOutput[k] * vOut + sample[k] / vSkip;
+      else x0[k] = modelOutput[k];
+    }
+    return { i, sigma, x0 };
   }
 }
