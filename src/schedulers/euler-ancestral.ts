@@ -5,7 +5,6 @@
 
 import { ReimagineError } from "../errors.js";
 import {
-  checkSameLength,
   drawNoise,
   f32,
   spacedTimesteps,

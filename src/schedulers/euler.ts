@@ -4,7 +4,7 @@
 // Notation: σ_i = sigmas[step_index], x̂_0 = predicted original sample, d = (x - x̂_0)/σ.
 
 import { ReimagineError } from "../errors.js";
-import { checkSameLength, f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
+import { f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
 import {
   checkSigmaOptions,
   exponentialSigmas,

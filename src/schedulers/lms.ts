@@ -3,9 +3,8 @@
 // Ref: diffusers `schedulers/scheduling_lms_discrete.py` (set_timesteps, get_lms_coefficient, step).
 // Notation: σ_i = sigmas[step_index], d_i = (x_i - x̂_0)/σ_i, x_{i+1} = x_i + Σ_j c_j·d_{i-j}.
 
-import { ReimagineError } from "../errors.js";
 import { integrate } from "./quadrature.js";
-import { checkSameLength, f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
+import { f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
 import {
   checkSigmaOptions,
   exponentialSigmas,
