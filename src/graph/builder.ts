@@ -34,11 +34,16 @@ export interface NodeRecord {
   attrs: Attrs;
 }
 
+/** Element types a parameter may be stored as (int8/uint8: quantized weights). */
+export type ParamElemType = "float32" | "int8" | "uint8";
+type ParamData = Float32Array | Int8Array | Uint8Array;
+
 interface ParamRecord {
   name: string;
   dims: number[];
-  /** Produces the float32 data at save time (weights are read one tensor at a time). */
-  compute: () => Float32Array;
+  elemType: ParamElemType;
+  /** Produces the data at save time (weights are read one tensor at a time). */
+  compute: () => ParamData;
 }
 
 interface InputRecord {
@@ -68,6 +73,11 @@ export class Graph {
   private readonly constCache = new Map<string, Value>();
   private counter = 0;
   readonly domains = new Set<string>();
+  /**
+   * Optional replacement for layers.linear (e.g. an int8 DynamicQuantizeMatMul, see quantize.ts):
+   * returns the layer's output, or undefined to build the float32 MatMul.
+   */
+  linearHook?: (prefix: string, x: Value, inF: number, outF: number, bias: boolean) => Value | undefined;
 
   constructor(
     readonly weights: WeightSource,
@@ -109,6 +119,7 @@ export class Graph {
     this.params.push({
       name: key,
       dims,
+      elemType: "float32",
       compute: () => {
         const data = src.read(key, stored);
         return transform ? transform(data) : data;
@@ -126,11 +137,26 @@ export class Graph {
     dims: number[],
     combine: (tensors: Float32Array[]) => Float32Array,
   ): Value {
+    return this.typedParam(name, deps, dims, "float32", combine);
+  }
+
+  /**
+   * Like derivedParam, stored as `elemType` (int8/uint8 for quantized weights, see quantize.ts).
+   * `name` must be unique in the graph.
+   */
+  typedParam<T extends ParamData>(
+    name: string,
+    deps: { key: string; shape: readonly number[] }[],
+    dims: number[],
+    elemType: ParamElemType,
+    combine: (tensors: Float32Array[]) => T,
+  ): Value {
     for (const d of deps) this.bindKey(d.key, d.shape);
     const src = this.weights;
     this.params.push({
       name,
       dims,
+      elemType,
       compute: () => combine(deps.map((d) => src.read(d.key, d.shape))),
     });
     return { name };
@@ -258,6 +284,8 @@ export class Graph {
     try {
       for (const p of this.params) {
         const data = p.compute();
+        const expected = p.elemType === "float32" ? Float32Array : p.elemType === "int8" ? Int8Array : Uint8Array;
+        if (!(data instanceof expected)) throw new Error(`parameter '${p.name}' produced ${data.constructor.name}, declared ${p.elemType}`);
         if (data.length !== numel(p.dims)) {
           throw new Error(`parameter '${p.name}' produced ${data.length} values for dims [${p.dims}]`);
         }
@@ -272,7 +300,7 @@ export class Graph {
         initializers.push({
           name: p.name,
           dims: p.dims,
-          data_type: DataType.float32,
+          data_type: DataType[p.elemType],
           data_location: 1, // EXTERNAL
           external_data: [
             { key: "location", value: dataFile },

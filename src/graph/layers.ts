@@ -15,6 +15,8 @@ export function transpose2d(data: Float32Array, rows: number, cols: number): Flo
 
 /** torch.nn.Linear over the last axis: x @ W^T + b. W is stored [out, in]. */
 export function linear(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias = true): Value {
+  const hooked = g.linearHook?.(prefix, x, inF, outF, bias);
+  if (hooked) return hooked;
   const w = g.param(`${prefix}.weight`, [outF, inF], {
     dims: [inF, outF],
     transform: (d) => transpose2d(d, outF, inF),

@@ -6,7 +6,9 @@ import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import { cachedGraph, cacheRoot } from "../graph/cache.js";
 import type { Graph } from "../graph/builder.js";
+import type { QuantizeMode } from "../graph/quantize.js";
 import { buildCLIPTextModel, type CLIPTextConfig, resolveCLIPTextConfig } from "../models/clip-text.js";
+import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig, type TinyVaeConfig } from "../models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig, type UNet2DConditionConfig } from "../models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder, resolveVaeConfig, type VaeConfig, vaeScaleFactor } from "../models/vae.js";
 import { ModelSession, type RuntimeOptions } from "../runtime.js";
@@ -29,6 +31,33 @@ export interface ModelParts {
   configs: ComponentConfigs;
   weights: { unet: WeightSource; vae: WeightSource; text_encoder: WeightSource };
   tokenizer: CLIPTokenizer;
+  /** Optional AutoencoderTiny (TAESD): fast encode/decode, or live previews only (LoadOptions.tinyVaeUse). */
+  tinyVae?: TinyVaeParts;
+}
+
+/** An AutoencoderTiny folder's config.json and weights (e.g. madebyollin/taesd). */
+export interface TinyVaeParts {
+  name: string;
+  config: Record<string, unknown>;
+  weights: WeightSource;
+}
+
+/** Opens an AutoencoderTiny folder (config.json + diffusion_pytorch_model.safetensors). */
+export function openTinyVaeFolder(dir: string, opts: { name?: string } = {}): TinyVaeParts {
+  if (!existsSync(join(dir, "config.json"))) {
+    throw new ReimagineError(`tiny VAE folder ${dir} has no config.json: give a diffusers AutoencoderTiny folder or repo id such as madebyollin/taesd`, "bad_model");
+  }
+  return { name: opts.name ?? dir, config: readJson(join(dir, "config.json"), "tiny VAE config"), weights: openComponentWeights(dir) };
+}
+
+/** The loaded AutoencoderTiny and what the pipeline uses it for. */
+export interface TinyVae {
+  name: string;
+  config: TinyVaeConfig;
+  encoder: ModelSession;
+  decoder: ModelSession;
+  /** "all": encode and decode with it (fast, approximate); "preview": progress previews only. */
+  use: "all" | "preview";
 }
 
 export interface LoadOptions extends RuntimeOptions {
@@ -38,6 +67,10 @@ export interface LoadOptions extends RuntimeOptions {
   variant?: string;
   /** Called as each part is built/loaded (front ends show it). */
   onStatus?: (message: string) => void;
+  /** "int8": UNet transformer Linear layers as int8 (faster on CPU, approximate; default exact fp32). */
+  quantize?: QuantizeMode;
+  /** What a tiny VAE in ModelParts is used for (default "all"). */
+  tinyVaeUse?: "all" | "preview";
 }
 
 const REQUIRED = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"] as const;
@@ -87,11 +120,15 @@ export class StableDiffusionModel {
     readonly schedulerConfig: Record<string, unknown>,
     /** Short content hash of the UNet weights (A1111's "Model hash" field). */
     readonly hash: string,
+    /** AutoencoderTiny, when one was loaded (LoadPipelineOptions.tinyVae). */
+    readonly tinyVae?: TinyVae,
+    /** Set when the UNet was built quantized (not diffusers-exact). */
+    readonly quantize?: QuantizeMode,
   ) {}
 
-  /** Pixel-to-latent downscale (8 for SD). */
+  /** Pixel-to-latent downscale (8 for SD): of the VAE that encodes and decodes. */
   get vaeScaleFactor(): number {
-    return vaeScaleFactor(this.vaeConfig);
+    return vaeScaleFactor(this.tinyVae?.use === "all" ? this.tinyVae.config : this.vaeConfig);
   }
 
   static async load(parts: ModelParts, opts: LoadOptions = {}): Promise<StableDiffusionModel> {
@@ -99,8 +136,8 @@ export class StableDiffusionModel {
     const unetConfig = resolveUNetConfig(parts.configs.unet);
     const vaeConfig = resolveVaeConfig(parts.configs.vae);
     const teConfig = resolveCLIPTextConfig(parts.configs.text_encoder);
-    const session = async (kind: string, config: unknown, weights: WeightSource, build: () => Graph) => {
-      const { path, built } = cachedGraph({ kind, config, weights }, () => {
+    const session = async (kind: string, config: unknown, weights: WeightSource, build: () => Graph, extra?: unknown) => {
+      const { path, built } = cachedGraph({ kind, config, weights, extra }, () => {
         opts.onStatus?.(`building ${kind} graph from ${weights.description}`);
         return build();
       }, root);
@@ -110,8 +147,13 @@ export class StableDiffusionModel {
     const textEncoder = await session("text-encoder", teConfig, parts.weights.text_encoder, () =>
       buildCLIPTextModel(parts.weights.text_encoder, teConfig),
     );
-    const unet = await session("unet", unetConfig, parts.weights.unet, () =>
-      buildUNet2DConditionModel(parts.weights.unet, unetConfig),
+    const quantize = opts.quantize;
+    const unet = await session(
+      "unet",
+      unetConfig,
+      parts.weights.unet,
+      () => buildUNet2DConditionModel(parts.weights.unet, unetConfig, { quantize }),
+      quantize ? { quantize } : undefined, // fp32 keeps its original cache key
     );
     const vaeEncoder = await session("vae-encoder", vaeConfig, parts.weights.vae, () =>
       buildVaeEncoder(parts.weights.vae, vaeConfig),
@@ -119,6 +161,18 @@ export class StableDiffusionModel {
     const vaeDecoder = await session("vae-decoder", vaeConfig, parts.weights.vae, () =>
       buildVaeDecoder(parts.weights.vae, vaeConfig),
     );
+    let tinyVae: TinyVae | undefined;
+    if (parts.tinyVae) {
+      const tv = parts.tinyVae;
+      const config = resolveTinyVaeConfig(tv.config);
+      tinyVae = {
+        name: tv.name,
+        config,
+        encoder: await session("taesd-encoder", config, tv.weights, () => buildTinyEncoder(tv.weights, config)),
+        decoder: await session("taesd-decoder", config, tv.weights, () => buildTinyDecoder(tv.weights, config)),
+        use: opts.tinyVaeUse ?? "all",
+      };
+    }
     return new StableDiffusionModel(
       parts.name,
       parts.tokenizer,
@@ -131,10 +185,13 @@ export class StableDiffusionModel {
       teConfig,
       parts.configs.scheduler,
       parts.weights.unet.fingerprint().slice(0, 10),
+      tinyVae,
+      quantize,
     );
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.textEncoder, this.unet, this.vaeEncoder, this.vaeDecoder].map((s) => s.release()));
+    const tiny = this.tinyVae ? [this.tinyVae.encoder, this.tinyVae.decoder] : [];
+    await Promise.all([this.textEncoder, this.unet, this.vaeEncoder, this.vaeDecoder, ...tiny].map((s) => s.release()));
   }
 }

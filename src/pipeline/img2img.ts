@@ -8,6 +8,7 @@ import { TorchGenerator, normalizeSeed } from "../rng.js";
 import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { StableDiffusionModel } from "./components.js";
+import { decodeTiles, encodeTiles, type Tensor4, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
 
 export interface ProgressEvent {
   /** 1-based step just finished, out of `total` denoising steps. */
@@ -18,6 +19,9 @@ export interface ProgressEvent {
   elapsedMs: number;
   /** Cheap latent->RGB preview (latent resolution) of the first image. */
   preview: () => RGBImage;
+  /** Full-resolution preview of the first image decoded by the tiny VAE (TAESD) when one is loaded,
+   *  else the same as preview(). */
+  previewDecoded: () => Promise<RGBImage>;
 }
 
 export interface Img2ImgOptions {
@@ -52,6 +56,9 @@ export interface Img2ImgOptions {
   signal?: AbortSignal;
   /** Test hook: pre-drawn noise tensors replace generator draws, in order. */
   draws?: Float32Array[];
+  /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
+   *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
+  vaeTiling?: VaeTilingMode;
 }
 
 export interface Img2ImgResult {
@@ -142,6 +149,8 @@ export class Img2ImgPipeline {
     check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
     check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
     check(Number.isInteger(clipSkip) && clipSkip >= 0 && clipSkip < this.model.textEncoderConfig.num_hidden_layers, `clip skip must be 0..${this.model.textEncoderConfig.num_hidden_layers - 1} (got ${clipSkip})`);
+    const tilingMode = opts.vaeTiling ?? "auto";
+    check(VAE_TILING_MODES.includes(tilingMode), `vaeTiling must be one of ${VAE_TILING_MODES.join(", ")} (got ${tilingMode})`);
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
 
@@ -183,14 +192,24 @@ export class Img2ImgPipeline {
     t = performance.now();
     const noise = new NoiseSource(new TorchGenerator(seed), opts.draws);
     const pixels = imageToTensor(input); // [1, 3, H, W]
-    const enc = await this.model.vaeEncoder.run({ sample: { data: pixels, dims: [1, 3, input.height, input.width] } });
-    const mean = enc.mean.data as Float32Array;
-    const std = enc.std.data as Float32Array;
-    const latentShape = [...enc.mean.dims]; // [1, C, h, w]
-    const eps = noise.randn(latentShape);
-    const sf = Math.fround(this.model.vaeConfig.scaling_factor); // torch multiplies float32 by float32(scalar)
-    const one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
-    for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    const tiling = tilingWanted(tilingMode, input.height, input.width);
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    const sf = Math.fround(tiny ? tiny.config.scaling_factor : this.model.vaeConfig.scaling_factor); // torch multiplies float32 by float32(scalar)
+    let one: Float32Array; // [1, C, h, w] init_latents
+    let latentShape: number[];
+    if (tiny) {
+      // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
+      const enc = await tiny.encoder.run({ sample: { data: pixels, dims: [1, 3, input.height, input.width] } });
+      const lat = enc.latent.data as Float32Array;
+      latentShape = [...enc.latent.dims];
+      one = lat.map((v) => Math.fround(sf * v));
+    } else {
+      const { mean, std, dims } = await this.encodeMoments({ data: pixels, dims: [1, 3, input.height, input.width] }, tiling);
+      latentShape = dims;
+      const eps = noise.randn(latentShape);
+      one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
+      for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    }
     const n = one.length;
     const shape = [numImages, latentShape[1], latentShape[2], latentShape[3]]; // [N, C, h, w]
     let latents = new Float32Array(numImages * n);
@@ -232,6 +251,7 @@ export class Img2ImgPipeline {
         timestep: ts,
         elapsedMs: performance.now() - t0,
         preview: () => latentPreview(current, shape, 0),
+        previewDecoded: () => this.previewDecoded(current, shape),
       });
     }
     timings.denoiseMs = performance.now() - t;
@@ -241,13 +261,76 @@ export class Img2ImgPipeline {
     t = performance.now();
     const unscaled = new Float32Array(latents.length);
     for (let i = 0; i < unscaled.length; i++) unscaled[i] = Math.fround(latents[i] / sf);
-    const dec = await this.model.vaeDecoder.run({ latent: { data: unscaled, dims: shape } });
-    const decoded = dec.sample.data as Float32Array; // [N, 3, H, W]
-    const [, , H, W] = dec.sample.dims;
+    const dec = await this.decodeLatents({ data: unscaled, dims: shape as Tensor4["dims"] }, tiling);
+    const decoded = dec.data; // [N, 3, H, W]
+    const [, , H, W] = dec.dims;
     const images = Array.from({ length: numImages }, (_, i) => tensorToImage(decoded, W, H, i * 3 * H * W));
     timings.decodeMs = performance.now() - t;
     timings.totalMs = performance.now() - t0;
     return { images, seed, width: W, height: H, stepsRun: timesteps.length, latents, decoded, timings };
+  }
+
+  /**
+   * AutoencoderKL encode of [1, 3, H, W] pixels -> posterior mean and std [1, L, h, w]; tiled (diffusers
+   * tiled_encode: moments blended, then logvar -> std) when `tiling` and the image exceeds one tile.
+   */
+  private async encodeMoments(x: Tensor4, tiling: boolean): Promise<{ mean: Float32Array; std: Float32Array; dims: number[] }> {
+    const t = vaeTilingFor(this.model.vaeConfig);
+    const run = async (tile: Tensor4) => this.model.vaeEncoder.run({ sample: tile });
+    if (!tiling || !encodeTiles(t, x.dims[2], x.dims[3])) {
+      const enc = await run(x);
+      return { mean: enc.mean.data as Float32Array, std: enc.std.data as Float32Array, dims: [...enc.mean.dims] };
+    }
+    const moments = await tiledEncode(x, async (tile) => {
+      const enc = await run(tile);
+      const [n, c, h, w] = enc.mean.dims;
+      const m = new Float32Array(2 * n * c * h * w); // [n, 2c, h, w] = cat([mean, logvar], dim=1)
+      for (let b = 0; b < n; b++) {
+        m.set((enc.mean.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), 2 * b * c * h * w);
+        m.set((enc.logvar.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), (2 * b + 1) * c * h * w);
+      }
+      return { data: m, dims: [n, 2 * c, h, w] };
+    }, t);
+    // DiagonalGaussianDistribution of the blended moments: std = exp(0.5 * clamp(logvar, -30, 20))
+    const [n, c2, h, w] = moments.dims;
+    const c = c2 / 2;
+    const plane = c * h * w;
+    const mean = new Float32Array(n * plane);
+    const std = new Float32Array(n * plane);
+    for (let b = 0; b < n; b++) {
+      mean.set(moments.data.subarray(2 * b * plane, (2 * b + 1) * plane), b * plane);
+      for (let i = 0; i < plane; i++) {
+        const lv = Math.min(20, Math.max(-30, moments.data[(2 * b + 1) * plane + i]));
+        std[b * plane + i] = Math.fround(Math.exp(Math.fround(0.5 * lv)));
+      }
+    }
+    return { mean, std, dims: [n, c, h, w] };
+  }
+
+  /** Unscaled latents [N, L, h, w] -> pixels [N, 3, H, W] in about [-1, 1]: tiny VAE, tiled or whole. */
+  private async decodeLatents(z: Tensor4, tiling: boolean): Promise<Tensor4> {
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    const session = tiny ? tiny.decoder : this.model.vaeDecoder;
+    const run = async (tile: Tensor4): Promise<Tensor4> => {
+      const out = (await session.run({ latent: tile })).sample;
+      return { data: out.data as Float32Array, dims: [...out.dims] as Tensor4["dims"] };
+    };
+    if (tiny || !tiling) return run(z);
+    const t = vaeTilingFor(this.model.vaeConfig);
+    return decodeTiles(t, z.dims[2], z.dims[3]) ? tiledDecode(z, run, t) : run(z);
+  }
+
+  /** The first image's current latents decoded by the tiny VAE (else the linear latent preview). */
+  private async previewDecoded(latents: Float32Array, shape: number[]): Promise<RGBImage> {
+    const tiny = this.model.tinyVae;
+    if (!tiny) return latentPreview(latents, shape, 0);
+    const [, C, h, w] = shape;
+    const first = new Float32Array(C * h * w);
+    // the tiny VAE decodes latents in the UNet's space divided by its own scaling_factor
+    const tsf = Math.fround(tiny.config.scaling_factor);
+    for (let i = 0; i < first.length; i++) first[i] = Math.fround(latents[i] / tsf);
+    const out = (await tiny.decoder.run({ latent: { data: first, dims: [1, C, h, w] } })).sample;
+    return tensorToImage(out.data as Float32Array, out.dims[3], out.dims[2], 0);
   }
 
   /** prompt -> [1, L, D] embeddings (cached per prompt and clip skip). */

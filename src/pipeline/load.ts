@@ -7,8 +7,9 @@ import type { RuntimeOptions } from "../runtime.js";
 import { CLIPTokenizer } from "../tokenizer/clip.js";
 import { openSingleFile, type PredictionType, tokenizerRepoFor } from "../weights/checkpoint.js";
 import { readJson } from "../weights/diffusers.js";
-import { downloadDiffusersModel, type HubOptions, looksLikeRepoId } from "../weights/hub.js";
-import { type ModelParts, openDiffusersFolder, StableDiffusionModel } from "./components.js";
+import type { QuantizeMode } from "../graph/quantize.js";
+import { downloadComponentRepo, downloadDiffusersModel, type HubOptions, looksLikeRepoId } from "../weights/hub.js";
+import { type ModelParts, openDiffusersFolder, openTinyVaeFolder, StableDiffusionModel, type TinyVaeParts } from "./components.js";
 import { Img2ImgPipeline } from "./img2img.js";
 
 /** The model used when none is named: fast (1-4 steps), no guidance needed. */
@@ -33,6 +34,13 @@ export interface LoadPipelineOptions extends RuntimeOptions {
   /** Weight variant to prefer in a diffusers folder ("fp16"). */
   variant?: string;
   onStatus?: (message: string) => void;
+  /** "int8": UNet transformer Linear layers quantized to int8 (faster on CPU, approximate). Default: exact fp32. */
+  quantize?: QuantizeMode;
+  /** AutoencoderTiny (TAESD) folder or repo id (e.g. "madebyollin/taesd"): fast approximate encode + decode
+   *  and decoded live previews (see tinyVaeUse). */
+  tinyVae?: string;
+  /** "all" (default): the tiny VAE encodes and decodes; "preview": only progress previews use it. */
+  tinyVaeUse?: "all" | "preview";
 }
 
 /** Sensible defaults by model: turbo models want 1-4 steps and no guidance. */
@@ -92,6 +100,19 @@ export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Pr
 }
 
 /**
+ * Opens an AutoencoderTiny from a folder or a hub repo id (downloaded into the HF cache).
+ * @example const taesd = await openTinyVae("madebyollin/taesd");
+ */
+export async function openTinyVae(ref: string, opts: LoadPipelineOptions = {}): Promise<TinyVaeParts> {
+  if (existsSync(ref) && statSync(ref).isDirectory()) return openTinyVaeFolder(ref, { name: basename(ref.replace(/\/+$/, "")) });
+  if (looksLikeRepoId(ref)) {
+    const { variant: _ignored, tokenizerOnly: _no, ...hub } = opts.hub ?? {};
+    return openTinyVaeFolder(await downloadComponentRepo(ref, hub), { name: ref });
+  }
+  throw new ReimagineError(`tiny VAE '${ref}' not found: give an AutoencoderTiny folder or a repo id like madebyollin/taesd`, "not_found");
+}
+
+/**
  * Loads a model and returns a ready pipeline.
  * @example
  * const pipe = await loadPipeline("stabilityai/sd-turbo");
@@ -99,6 +120,7 @@ export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Pr
  */
 export async function loadPipeline(ref: string = DEFAULT_MODEL, opts: LoadPipelineOptions = {}): Promise<Img2ImgPipeline> {
   const parts = await openModel(ref, opts);
+  if (opts.tinyVae) parts.tinyVae = await openTinyVae(opts.tinyVae, opts);
   const model = await StableDiffusionModel.load(parts, opts);
   return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler));
 }

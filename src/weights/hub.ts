@@ -3,7 +3,7 @@
 // offline rules) and diffusers DiffusionPipeline.download (which files a pipeline needs, variants).
 // Notation: blob = content file named by its etag (sha256 for LFS, git blob sha1 otherwise).
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
@@ -100,16 +100,17 @@ export function selectPipelineFiles(have: Set<string>, modelIndex: Record<string
 
 /** Variant first (single file, then sharded index), else the plain weights; never .bin/.ckpt/flax/onnx. */
 function pickWeights(comp: string, have: Set<string>, variant: string): string {
+  const dir = comp ? `${comp}/` : ""; // "" = a single-component repo (weights at the root)
   for (const v of variant ? [variant, ""] : [""]) {
     for (const stem of WEIGHT_STEMS) {
-      const single = `${comp}/${stem}${v ? `.${v}` : ""}.safetensors`;
-      const index = `${comp}/${stem}.safetensors.index${v ? `.${v}` : ""}.json`;
+      const single = `${dir}${stem}${v ? `.${v}` : ""}.safetensors`;
+      const index = `${dir}${stem}.safetensors.index${v ? `.${v}` : ""}.json`;
       if (have.has(single)) return single;
       if (have.has(index)) return index;
     }
   }
-  const found = [...have].filter((p) => p.startsWith(`${comp}/`) && !p.endsWith(".json"));
-  throw new ReimagineError(`Component '${comp}' has no usable .safetensors weights (variant '${variant || "none"}' ` +
+  const found = [...have].filter((p) => p.startsWith(dir) && !p.endsWith(".json"));
+  throw new ReimagineError(`Component '${comp || "(repo root)"}' has no usable .safetensors weights (variant '${variant || "none"}' ` +
     `or plain); found: ${found.join(", ") || "nothing"}. Use a repo that ships safetensors` +
     `${found.some((p) => p.endsWith(".safetensors")) ? " or pick the variant it ships" : ""}.`, "missing_weights");
 }
@@ -403,4 +404,74 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   }
   for (const p of todo) await ensure(p);
   return snapshot;
+}
+
+/**
+ * Download (or find in the cache) a single-component diffusers repo, config.json and weights at its root
+ * (an AutoencoderTiny such as madebyollin/taesd); returns the snapshot folder. Same cache, offline rules,
+ * resume and checks as downloadDiffusersModel; `variant` defaults to none (plain weights).
+ * @example const dir = await downloadComponentRepo("madebyollin/taesd");
+ */
+export async function downloadComponentRepo(repoRef: string, opts: HubOptions = {}): Promise<string> {
+  const env = process.env;
+  const ref = parseRepoRef(repoRef);
+  const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
+  const cacheDir = opts.cacheDir ?? hubCacheDir(env);
+  const ctx: Ctx = {
+    repoId: ref.repoId, revision, variant: opts.variant ?? "", tokenizerOnly: false, signal: opts.signal, onProgress: opts.onProgress,
+    storage: join(cacheDir, getRepoFolderName({ type: "model", name: ref.repoId })),
+    endpoint: (opts.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
+    token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
+    fetch: fetch,
+  };
+  ctx.fetch = hubFetch(ctx, opts.fetch ?? fetch);
+  const wanted = (have: Set<string>) => {
+    if (!have.has("config.json")) {
+      throw new ReimagineError(`${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`, "not_diffusers");
+    }
+    return ["config.json", pickWeights("", have, ctx.variant)];
+  };
+  const cached = () => {
+    const refPath = join(ctx.storage, "refs", ...revision.split("/"));
+    const commit = COMMIT.test(revision) ? revision : existsSync(refPath) ? readFileSync(refPath, "utf8").trim() : undefined;
+    const snapshot = commit && join(ctx.storage, "snapshots", commit);
+    if (!snapshot || !existsSync(snapshot)) return undefined;
+    const have = new Set(readdirSync(snapshot).filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile()));
+    try {
+      return wanted(have).every((p) => have.has(p)) ? snapshot : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if (opts.localFilesOnly ?? isTrue(env.HF_HUB_OFFLINE)) {
+    const found = cached();
+    if (found) return found;
+    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${cacheDir}) and downloads are off: ` +
+      `run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
+  }
+  let info: { sha?: string; filePaths: string[] };
+  try {
+    info = await modelInfo({ name: ctx.repoId, revision, hubUrl: ctx.endpoint, fetch: ctx.fetch, additionalFields: ["sha", "filePaths"] });
+  } catch (e) {
+    ctx.signal?.throwIfAborted();
+    const found = (e as ReimagineError).code === "hub_revision_not_found" ? undefined : cached();
+    if (found) return found;
+    throw e;
+  }
+  const commit = info.sha ?? "";
+  if (!COMMIT.test(commit)) throw new ReimagineError(`${ctx.endpoint} gave no commit for ${ctx.repoId}@${revision}: check HF_ENDPOINT.`, "hub_http_error");
+  await writeRef(ctx, commit);
+  const files = wanted(new Set(info.filePaths));
+  if (files[1].endsWith(".json")) throw new ReimagineError(`${ctx.repoId}: sharded weights are not supported for a single-component repo.`, "missing_weights");
+  let tree: Map<string, ListFileEntry> | undefined;
+  for (const p of files) {
+    if (!tree && !existsSync(join(ctx.storage, "snapshots", commit, p))) {
+      tree = new Map();
+      for await (const e of listFiles({ repo: ctx.repoId, revision: commit, recursive: true, hubUrl: ctx.endpoint, fetch: ctx.fetch })) {
+        if (e.type === "file") tree.set(e.path, e);
+      }
+    }
+    await ensureFile(ctx, commit, tree?.get(p), p);
+  }
+  return join(ctx.storage, "snapshots", commit);
 }

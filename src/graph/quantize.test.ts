@@ -1,0 +1,122 @@
+// int8 Linear quantization: literal per-channel quantization, one DynamicQuantizeMatMul layer against
+// its float32 twin, and the int8 sd-tiny UNet against the diffusers reference (a stated error bound).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { buildUNet2DConditionModel, resolveUNetConfig } from "../models/unet.js";
+import { ModelSession } from "../runtime.js";
+import { openComponentWeights, readJson } from "../weights/diffusers.js";
+import { MemoryWeights } from "../weights/memory.js";
+import { Graph } from "./builder.js";
+import { linear } from "./layers.js";
+import { dequantizeLinearWeight, quantizeLinearWeightInt8, unetInt8Layers, useInt8Linear } from "./quantize.js";
+
+const dir = mkdtempSync(join(tmpdir(), "reimagine-quantize-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Deterministic values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+describe("quantizeLinearWeightInt8", () => {
+  it("quantizes each output channel symmetrically to [-127, 127] and transposes to [in, out]", () => {
+    // W [out=2, in=3]: row 0 has max |w| = 2, row 1 is all zero
+    const { q, scale } = quantizeLinearWeightInt8(Float32Array.from([1, -2, 0.5, 0, 0, 0]), 2, 3);
+    expect(scale[0]).toBe(Math.fround(2 / 127));
+    expect(scale[1]).toBe(1);
+    // q[i][o]: 1 / (2/127) = 63.5 -> 64, -2 -> -127, 0.5 -> 31.75 -> 32
+    expect(Array.from(q)).toEqual([64, 0, -127, 0, 32, 0]);
+  });
+
+  it("dequantizes within half a step of the original", () => {
+    const [outF, inF] = [7, 13];
+    const w = values(outF * inF, 3);
+    const qw = quantizeLinearWeightInt8(w, outF, inF);
+    const back = dequantizeLinearWeight(qw, inF, outF);
+    for (let o = 0; o < outF; o++) {
+      for (let i = 0; i < inF; i++) expect(Math.abs(back[i * outF + o] - w[o * inF + i])).toBeLessThanOrEqual(qw.scale[o] / 2 + 1e-7);
+    }
+  });
+});
+
+describe("int8 Linear (DynamicQuantizeMatMul)", () => {
+  it("stores int8 weights and stays within 1% of the float32 layer", async () => {
+    const [M, K, N] = [16, 64, 48];
+    const weights = new MemoryWeights({
+      "l.weight": { shape: [N, K], data: values(N * K, 1) },
+      "l.bias": { shape: [N], data: values(N, 2) },
+    });
+    const x = values(M * K, 9);
+    const run = async (int8: boolean) => {
+      const g = new Graph(weights, "t");
+      if (int8) useInt8Linear(g, () => true);
+      g.output(linear(g, "l", g.input("x", "float32", [M, K]), K, N), "y");
+      g.checkAllWeightsUsed();
+      if (int8) {
+        expect(g.nodes.some((n) => n.opType === "DynamicQuantizeMatMul")).toBe(true);
+        expect(g.params.find((p) => p.name === "l.weight.int8")?.elemType).toBe("int8");
+      }
+      const s = await ModelSession.load(g.save(join(dir, int8 ? "int8" : "fp32")), { threads: 1 });
+      const y = (await s.run({ x: { data: x, dims: [M, K] } })).y.data as Float32Array;
+      await s.release();
+      return y;
+    };
+    const [fp32, int8] = [await run(false), await run(true)];
+    const scale = Math.max(...fp32.map(Math.abs));
+    const diff = maxAbsDiff(fp32, int8);
+    expect(diff).toBeGreaterThan(0); // really quantized
+    expect(diff / scale).toBeLessThan(0.01);
+  });
+});
+
+describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
+  // Stated bound (docs/performance.md): int8 UNet output within 0.02 of diffusers' fp32 on every case
+  // (fp32 mode: 1e-4). Measured: see the log line printed by this test.
+  const INT8_UNET_ATOL = 0.02;
+  it(`stays within ${INT8_UNET_ATOL} of the fp32 reference on every case`, async () => {
+    const ref = loadReferenceJson("sd-tiny");
+    const unetDir = fixture("sd-tiny", "model", "unet");
+    const config = resolveUNetConfig(readJson(join(unetDir, "config.json"), "UNet config"));
+    const g = buildUNet2DConditionModel(openComponentWeights(unetDir), config, { quantize: "int8" });
+    const quantized = g.nodes.filter((n) => n.opType === "DynamicQuantizeMatMul").length;
+    expect(quantized).toBeGreaterThan(0);
+    expect(g.nodes.filter((n) => n.opType === "MatMul").length).toBeGreaterThan(0); // time embedding stays fp32
+    const session = await ModelSession.load(g.save(join(dir, "unet-int8")), { threads: 2 });
+    try {
+      for (const cs of ref.unet.cases) {
+        const sample = referenceTensor(cs.sample);
+        const ehs = referenceTensor(cs.encoder_hidden_states);
+        const batch = sample.shape[0];
+        const tv = cs.timestep.value;
+        const t = Float32Array.from(Array.isArray(tv) ? tv : Array.from({ length: batch }, () => tv));
+        const out = await session.run({
+          sample: { data: sample.data, dims: sample.shape },
+          timestep: { data: t, dims: [batch] },
+          encoder_hidden_states: { data: ehs.data, dims: ehs.shape },
+        });
+        const want = referenceTensor(cs.output);
+        const got = out.out_sample.data as Float32Array;
+        const max = maxAbsDiff(got, want.data);
+        const mean = got.reduce((a, v, i) => a + Math.abs(v - want.data[i]), 0) / got.length;
+        console.log(`int8 UNet ${cs.id}: max |diff| ${max.toExponential(2)}, mean ${mean.toExponential(2)} (${quantized} int8 MatMuls)`);
+        expect(max).toBeGreaterThan(ref.tolerances.unet.atol / 100); // not accidentally fp32
+        expect(max).toBeLessThan(INT8_UNET_ATOL);
+      }
+    } finally {
+      await session.release();
+    }
+  });
+
+  it("selects only transformer-block Linear layers", () => {
+    expect(unetInt8Layers("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", 320, 320)).toBe(true);
+    expect(unetInt8Layers("time_embedding.linear_1", 320, 1280)).toBe(false);
+    expect(unetInt8Layers("down_blocks.0.resnets.0.time_emb_proj", 1280, 320)).toBe(false);
+  });
+});
