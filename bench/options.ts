@@ -1,0 +1,95 @@
+// Command-line options of `npm run bench` (see HELP), checked with messages that say what to pass.
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { ReimagineError } from "../src/errors.js";
+import { cacheRoot } from "../src/graph/cache.js";
+import { GRAPH_COMPONENTS } from "./sd15.js";
+import type { ComponentName } from "./types.js";
+
+export const COMPONENTS: readonly ComponentName[] = [...GRAPH_COMPONENTS, "img2img"];
+
+export const HELP = `npm run bench -- [options]
+
+Builds the Stable Diffusion 1.5 architecture with seeded random weights (no download), measures
+this machine's fp32 MatMul peak through ONNX Runtime, then times each component in its own
+child process: median/min ms, GFLOP/s from the graph's FLOP count, % of peak, peak RSS.
+
+  --only LIST     components, comma-separated (default: all):
+                  ${COMPONENTS.join(", ")} ("unet" = both UNet batches)
+  --runs N        timed runs per component after 1 warm-up (default 3)
+  --threads N     ONNX Runtime intra-op threads (default: all cores, ${availableParallelism()} here)
+  --size S        image side in pixels, 512 or 768 (default 512; latent is S/8)
+  --cache DIR     graph cache root (default ${cacheRoot()}); the first build writes ~4.3 GB
+  --rebuild       drop the cached graphs first, so build and cold load are measured from scratch
+  --json PATH     where to write the results (default bench/results/bench-<size>.json)
+  --seed N        random-weights seed (default 0)
+  --help          this text`;
+
+export interface BenchOptions {
+  only: ComponentName[];
+  runs: number;
+  threads: number;
+  size: number;
+  cacheDir: string;
+  rebuild: boolean;
+  json: string;
+  seed: number;
+  help: boolean;
+}
+
+const bad = (msg: string) => new ReimagineError(`${msg} (see npm run bench -- --help)`);
+
+function positiveInt(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw bad(`--${name} must be a whole number >= 1, got '${v}'`);
+  return n;
+}
+
+export function parseOptions(argv: string[]): BenchOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        only: { type: "string" },
+        runs: { type: "string" },
+        threads: { type: "string" },
+        size: { type: "string" },
+        cache: { type: "string" },
+        rebuild: { type: "boolean" },
+        json: { type: "string" },
+        seed: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+  const size = positiveInt("size", values.size, 512);
+  if (size !== 512 && size !== 768) throw bad(`--size must be 512 or 768, got ${size}`);
+  const only: ComponentName[] = [];
+  for (const name of (values.only ?? COMPONENTS.join(",")).split(",").map((s) => s.trim()).filter(Boolean)) {
+    const names = name === "unet" ? (["unet-b1", "unet-b2"] as const) : [name];
+    for (const n of names) {
+      if (!COMPONENTS.includes(n as ComponentName)) throw bad(`--only: unknown component '${n}'; use ${COMPONENTS.join(", ")}`);
+      if (!only.includes(n as ComponentName)) only.push(n as ComponentName);
+    }
+  }
+  const seed = Number(values.seed ?? 0);
+  if (!Number.isSafeInteger(seed)) throw bad(`--seed must be an integer, got '${values.seed}'`);
+  const benchDir = fileURLToPath(new URL(".", import.meta.url));
+  return {
+    only: COMPONENTS.filter((c) => only.includes(c)), // always in pipeline order
+    runs: positiveInt("runs", values.runs, 3),
+    threads: positiveInt("threads", values.threads, availableParallelism()),
+    size,
+    cacheDir: resolve(values.cache ?? cacheRoot()),
+    rebuild: values.rebuild ?? false,
+    json: resolve(values.json ?? resolve(benchDir, "results", `bench-${size}.json`)),
+    seed,
+    help: values.help ?? false,
+  };
+}
