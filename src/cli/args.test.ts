@@ -69,6 +69,13 @@ describe("parseGenerateArgs", () => {
     expect(e.message).not.toContain("\n");
   });
 
+  it("reads the speed options and refuses unknown modes", () => {
+    const f = parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int8", "--tiny-vae", "madebyollin/taesd", "--vae-tiling", "off"]).flags;
+    expect([f.quantize, f.tinyVae, f.vaeTiling]).toEqual(["int8", "madebyollin/taesd", "off"]);
+    expect(() => parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int4"])).toThrow(/--quantize must be one of int8 \(got 'int4'\)/);
+    expect(() => parseGenerateArgs(["in.png", "-p", "x", "--vae-tiling", "maybe"])).toThrow(/--vae-tiling must be one of auto, on, off/);
+  });
+
   it("accepts sampler names of every style", () => {
     for (const s of listSamplers()) {
       for (const name of [s.name, s.a1111Name, s.className]) expect(flagsOf("--sampler", name).sampler).toBe(name);

@@ -7,6 +7,8 @@ import { DEFAULT_MAX_PIXELS, type ImageFormat, type ResizeMode } from "../image.
 import type { Provider } from "../runtime.js";
 import { createScheduler, listSamplers } from "../schedulers/index.js";
 import type { PredictionType } from "../weights/checkpoint.js";
+import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
+import { VAE_TILING_MODES, type VaeTilingMode } from "../pipeline/vae-tiling.js";
 
 /** Where the CLI writes; tests pass string collectors. */
 export interface OutStream {
@@ -43,6 +45,11 @@ export interface GenerateFlags {
   from?: string;
   threads?: number;
   provider?: Provider;
+  /** "int8": quantized UNet linears (faster, approximate). */
+  quantize?: QuantizeMode;
+  /** AutoencoderTiny (TAESD) repo or folder for fast encode/decode. */
+  tinyVae?: string;
+  vaeTiling?: VaeTilingMode;
   maxPixels: number;
   quiet: boolean;
   verbose: boolean;
@@ -72,6 +79,9 @@ const OPTIONS = {
   from: { type: "string" },
   threads: { type: "string" },
   provider: { type: "string" },
+  quantize: { type: "string" },
+  "tiny-vae": { type: "string" },
+  "vae-tiling": { type: "string" },
   "max-pixels": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean" },
@@ -234,6 +244,9 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     from: v.from,
     threads: num("threads", v.threads, "a whole number >= 1", pos, true),
     provider: oneOf("provider", v.provider, ["cpu", "cuda", "webgpu"] as const),
+    quantize: oneOf("quantize", v.quantize, QUANTIZE_MODES),
+    tinyVae: v["tiny-vae"],
+    vaeTiling: oneOf("vae-tiling", v["vae-tiling"], VAE_TILING_MODES),
     maxPixels: num("max-pixels", v["max-pixels"], "a whole number of pixels, e.g. 16000000", pos, true) ?? DEFAULT_MAX_PIXELS,
     quiet: v.quiet ?? false,
     verbose: v.verbose ?? false,
@@ -302,6 +315,9 @@ Options:
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
       --provider P              cpu | cuda | webgpu (default cpu)
+      --quantize int8           faster UNet (int8 linear layers); approximate, see docs/performance.md
+      --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
+      --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
       --max-pixels N            refuse bigger input images (default ${DEFAULT_MAX_PIXELS})
   -q, --quiet                   no progress or status lines
       --verbose                 status lines everywhere, stack traces on errors

@@ -78,6 +78,8 @@ export async function openPipeline(flags: GenerateFlags, io: CliIO, signal: Abor
     provider: flags.provider,
     configFrom: flags.configFrom,
     predictionType: flags.predictionType,
+    quantize: flags.quantize,
+    tinyVae: flags.tinyVae,
     onStatus: status,
     hub: { onProgress: bars, signal },
   });
@@ -125,8 +127,16 @@ export function infotextFor(pipe: Img2ImgPipeline, s: RunSettings, seed: number 
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra,
+    extra: { ...approximationNotes(pipe), ...extra },
   });
+}
+
+/** Infotext pairs that mark results of the opt-in approximate modes (not diffusers-exact). */
+export function approximationNotes(pipe: Img2ImgPipeline): Record<string, string> {
+  const notes: Record<string, string> = {};
+  if (pipe.model.quantize) notes.Quantization = pipe.model.quantize;
+  if (pipe.model.tinyVae?.use === "all") notes.VAE = "TAESD";
+  return notes;
 }
 
 const EXT: Record<ImageFormat, string> = { png: ".png", jpeg: ".jpg", webp: ".webp" };
@@ -220,6 +230,7 @@ export function baseRunOptions(flags: GenerateFlags, pipe: Img2ImgPipeline, prom
     height: flags.height,
     resizeMode: flags.resizeMode,
     background: flags.background,
+    vaeTiling: flags.vaeTiling,
   };
 }
 

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ReimagineError } from "../errors.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_SERVER_MAX_PIXELS, startServer } from "../server/app.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
+import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
 
 export const SERVE_HELP = `Usage: reimagine serve [options]
 
@@ -18,6 +19,8 @@ Options:
   --max-pixels N     largest input/output image in pixels (default ${DEFAULT_SERVER_MAX_PIXELS})
   --max-body-mb N    largest request body in MiB (default ${DEFAULT_MAX_BODY_BYTES / 1024 / 1024})
   --threads N        CPU threads for ONNX Runtime (default: all cores)
+  --quantize int8    faster UNet with int8 linear layers (approximate)
+  --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
   -h, --help         show this help
 `;
 
@@ -46,6 +49,8 @@ export async function serveMain(args: string[]): Promise<number> {
         "max-pixels": { type: "string" },
         "max-body-mb": { type: "string" },
         threads: { type: "string" },
+        quantize: { type: "string" },
+        "tiny-vae": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -65,6 +70,10 @@ export async function serveMain(args: string[]): Promise<number> {
     const maxPixels = intOption(values["max-pixels"], "max-pixels", 64 * 64, 1 << 30);
     const maxBodyMb = intOption(values["max-body-mb"], "max-body-mb", 1, 4096);
     const threads = intOption(values.threads, "threads", 1, 1024);
+    const quantize = values.quantize;
+    if (quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
+      throw new ReimagineError(`--quantize must be one of ${QUANTIZE_MODES.join(", ")} (got '${quantize}')`);
+    }
     const apiKey = values["api-key"] ?? (process.env.REIMAGINE_API_KEY || undefined);
     const host = values.host!;
     const loopback = ["127.0.0.1", "localhost", "::1"].includes(host);
@@ -75,7 +84,7 @@ export async function serveMain(args: string[]): Promise<number> {
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
     const t0 = performance.now();
     // the model runs in a worker thread so HTTP stays responsive during each model call
-    const engine = await createWorkerEngine(values.model, { threads }, (m) => process.stderr.write(`  ${m}\n`));
+    const engine = await createWorkerEngine(values.model, { threads, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] }, (m) => process.stderr.write(`  ${m}\n`));
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;
