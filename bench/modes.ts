@@ -16,7 +16,7 @@ import { RandomWeights } from "../src/weights/random.js";
 import { writeJson } from "./report.js";
 import { fmtMs, log, median, now, peakRssMB } from "./measure.js";
 import { sd15Graph, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, UNET_CONFIG, VAE_CONFIG } from "./sd15.js";
-import { CLIPTokenizer } from "../src/tokenizer/clip.js";
+import { standInTokenizer } from "./img2img.js";
 
 const { values } = parseArgs({
   options: {
@@ -107,16 +107,7 @@ for (let round = 0; round < rounds; round++) {
   }
   if (only.includes("img2img")) {
     for (const fast of [false, true]) {
-      const tokenizer = new CLIPTokenizer({
-        vocab: { "<|startoftext|>": 49406, "<|endoftext|>": 49407 },
-        merges: [],
-        addedTokens: [],
-        bosToken: "<|startoftext|>",
-        eosToken: "<|endoftext|>",
-        padToken: "<|endoftext|>",
-        unkToken: "<|endoftext|>",
-        modelMaxLength: TEXT_ENCODER_CONFIG.max_position_embeddings,
-      });
+      const tokenizer = standInTokenizer();
       const parts = {
         name: "SD 1.5 architecture, random weights",
         configs: { unet: UNET_CONFIG, vae: VAE_CONFIG, text_encoder: TEXT_ENCODER_CONFIG, scheduler: SCHEDULER_CONFIG },

@@ -66,3 +66,27 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return m;
 }
+
+/** Our sampler name for a reference pipeline case's scheduler (undefined = the model's own, PNDM). */
+export function referenceSampler(c: any): string | undefined {
+  const src: string = c.scheduler.source;
+  if (src.startsWith("model default")) return undefined;
+  if (c.scheduler.class === "DDIMScheduler") return "ddim";
+  if (c.scheduler.class === "EulerAncestralDiscreteScheduler") return "euler-a";
+  if (c.scheduler.class === "DPMSolverMultistepScheduler") return src.includes("use_karras_sigmas': True") ? "dpmpp-2m-karras" : "dpmpp-2m";
+  throw new Error(`unmapped scheduler ${src}`);
+}
+
+/** The run settings of a reference pipeline case (everything but the image), in Img2ImgOptions terms. */
+export function referenceRunSettings(c: any) {
+  const inp = c.inputs;
+  return {
+    prompt: inp.prompt as string,
+    negativePrompt: inp.negative_prompt as string | undefined,
+    strength: inp.strength as number,
+    steps: inp.num_inference_steps as number,
+    guidanceScale: inp.guidance_scale as number,
+    seed: inp.generator.seed as number,
+    sampler: referenceSampler(c),
+  };
+}

@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures, loadReferenceJson, referenceTensor } from "../../test/fixtures.js";
+import { fixture, haveFixtures, loadReferenceJson, referenceTensor, referenceSampler } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
@@ -26,16 +26,6 @@ async function run(args: string[], expected = 0) {
   const code = await main(args, io);
   if (code !== expected) throw new Error(`exit ${code} (expected ${expected}) for ${args.join(" ")}\n${out.stderr}`);
   return out;
-}
-
-/** Our sampler name for a reference case's scheduler (undefined = the model's default, PNDM). */
-function samplerOf(c: any): string | undefined {
-  const src: string = c.scheduler.source;
-  if (src.startsWith("model default")) return undefined;
-  if (c.scheduler.class === "DDIMScheduler") return "ddim";
-  if (c.scheduler.class === "EulerAncestralDiscreteScheduler") return "euler-a";
-  if (c.scheduler.class === "DPMSolverMultistepScheduler" && src.includes("'use_karras_sigmas': True")) return "dpmpp-2m-karras";
-  throw new Error(`unmapped scheduler ${src}`);
 }
 
 describe.skipIf(!haveFixtures())("reimagine <input> (sd-tiny)", () => {
@@ -60,7 +50,7 @@ describe.skipIf(!haveFixtures())("reimagine <input> (sd-tiny)", () => {
     const c = ref.pipeline.cases[i];
     it(`reference case ${c.id}: written PNG within 1/255 of diffusers`, async () => {
       const inp = c.inputs;
-      const sampler = samplerOf(c);
+      const sampler = referenceSampler(c);
       const output = join(dir, `case-${i}.png`);
       const args = [fixture("sd-tiny", "reference", inp.image), "--model", model, "--prompt", inp.prompt, "--negative-prompt", inp.negative_prompt,
         "--strength", String(inp.strength), "--steps", String(inp.num_inference_steps), "--guidance-scale", String(inp.guidance_scale),

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeHub, type FakeHub } from "../../test/fake-hub.js";
-import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceRunSettings, referenceTensor } from "../../test/fixtures.js";
 import { loadImage, tensorToFloatHWC } from "../image.js";
 import type { Img2ImgPipeline } from "./img2img.js";
 import { loadPipeline } from "./load.js";
@@ -14,8 +14,6 @@ import { loadPipeline } from "./load.js";
 const have = haveFixtures() && haveFixtures("taesd-tiny");
 const cache = mkdtempSync(join(tmpdir(), "reimagine-pipe-opts-"));
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
-
-const samplerOf = (c: any): string | undefined => (c.scheduler.class === "EulerAncestralDiscreteScheduler" ? "euler-a" : undefined);
 
 describe.skipIf(!have)("TAESD img2img parity (taesd-tiny pipeline cases)", () => {
   let pipe: Img2ImgPipeline;
@@ -44,18 +42,11 @@ describe.skipIf(!have)("TAESD img2img parity (taesd-tiny pipeline cases)", () =>
   for (let i = 0; i < 2; i++) {
     it(`case ${i} from the seed (no posterior draw)`, async () => {
       const c = ref.pipeline.cases[i];
-      const inp = c.inputs;
       const seen: number[] = [];
       let preview: { width: number; height: number } | undefined;
       const result = await pipe.run({
-        image: await loadImage(fixture("taesd-tiny", "reference", inp.image)),
-        prompt: inp.prompt,
-        negativePrompt: inp.negative_prompt,
-        strength: inp.strength,
-        steps: inp.num_inference_steps,
-        guidanceScale: inp.guidance_scale,
-        seed: inp.generator.seed,
-        sampler: samplerOf(c),
+        ...referenceRunSettings(c),
+        image: await loadImage(fixture("taesd-tiny", "reference", c.inputs.image)),
         onProgress: async (e) => {
           seen.push(e.timestep);
           if (e.step === 1) preview = await e.previewDecoded();
@@ -82,19 +73,10 @@ describe.skipIf(!haveFixtures())("int8 UNet through the pipeline (sd-tiny case 0
   it(`final image stays within ${INT8_IMAGE_ATOL} (max) / ${INT8_IMAGE_MEAN} (mean) of the fp32 reference`, async () => {
     const ref = loadReferenceJson();
     const c = ref.pipeline.cases[0];
-    const inp = c.inputs;
     const pipe = await loadPipeline(fixture("sd-tiny", "model"), { cacheDir: join(cache, "graphs"), threads: 1, quantize: "int8" });
     try {
       expect(pipe.model.quantize).toBe("int8");
-      const result = await pipe.run({
-        image: await loadImage(fixture("sd-tiny", "reference", inp.image)),
-        prompt: inp.prompt,
-        negativePrompt: inp.negative_prompt,
-        strength: inp.strength,
-        steps: inp.num_inference_steps,
-        guidanceScale: inp.guidance_scale,
-        seed: inp.generator.seed,
-      });
+      const result = await pipe.run({ ...referenceRunSettings(c), image: await loadImage(fixture("sd-tiny", "reference", c.inputs.image)) });
       const img = referenceTensor(c.image);
       const [, H, W] = img.shape;
       const ours = tensorToFloatHWC(result.decoded!, W, H, 0);

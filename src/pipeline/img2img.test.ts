@@ -4,20 +4,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceRunSettings, referenceTensor } from "../../test/fixtures.js";
 import { loadImage, tensorToFloatHWC } from "../image.js";
 import type { Img2ImgPipeline } from "./img2img.js";
 import { loadPipeline } from "./load.js";
-
-/** Our sampler name for each reference case's scheduler source. */
-function samplerOf(c: any): string | undefined {
-  const src: string = c.scheduler.source;
-  if (src.startsWith("model default")) return undefined;
-  if (c.scheduler.class === "DDIMScheduler") return "ddim";
-  if (c.scheduler.class === "EulerAncestralDiscreteScheduler") return "euler-a";
-  if (c.scheduler.class === "DPMSolverMultistepScheduler") return src.includes("use_karras_sigmas': True") ? "dpmpp-2m-karras" : "dpmpp-2m";
-  throw new Error(`unmapped scheduler ${src}`);
-}
 
 describe.skipIf(!haveFixtures())("Img2ImgPipeline parity (sd-tiny)", () => {
   const cache = mkdtempSync(join(tmpdir(), "reimagine-pipe-"));
@@ -37,17 +27,10 @@ describe.skipIf(!haveFixtures())("Img2ImgPipeline parity (sd-tiny)", () => {
   for (let i = 0; i < 5; i++) {
     it(`case ${i} from the seed`, async () => {
       const c = ref.pipeline.cases[i];
-      const inp = c.inputs;
       const seen: number[] = [];
       const result = await pipe.run({
-        image: await loadImage(fixture("sd-tiny", "reference", inp.image)),
-        prompt: inp.prompt,
-        negativePrompt: inp.negative_prompt,
-        strength: inp.strength,
-        steps: inp.num_inference_steps,
-        guidanceScale: inp.guidance_scale,
-        seed: inp.generator.seed,
-        sampler: samplerOf(c),
+        ...referenceRunSettings(c),
+        image: await loadImage(fixture("sd-tiny", "reference", c.inputs.image)),
         onProgress: (e) => seen.push(e.timestep),
       });
       expect(seen).toEqual(JSON.parse(JSON.stringify(c.unet_call_timesteps)));

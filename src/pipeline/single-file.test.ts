@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceRunSettings, referenceTensor } from "../../test/fixtures.js";
 import { main } from "../cli/main.js";
 import { loadImage, tensorToFloatHWC } from "../image.js";
 import type { Img2ImgPipeline } from "./img2img.js";
@@ -29,16 +29,7 @@ describe.skipIf(!haveFixtures())("single-file checkpoint = diffusers folder (sd-
   it("reproduces reference case 0 and equals the folder's result exactly", async () => {
     const ref = loadReferenceJson();
     const c = ref.pipeline.cases[0];
-    const opts = {
-      image: await loadImage(fixture("sd-tiny", "reference", c.inputs.image)),
-      prompt: c.inputs.prompt,
-      negativePrompt: c.inputs.negative_prompt,
-      strength: c.inputs.strength,
-      steps: c.inputs.num_inference_steps,
-      guidanceScale: c.inputs.guidance_scale,
-      seed: c.inputs.generator.seed,
-      sampler: "ddim",
-    };
+    const opts = { ...referenceRunSettings(c), image: await loadImage(fixture("sd-tiny", "reference", c.inputs.image)) };
     const a = await fromFolder.run(opts);
     const b = await fromFile.run(opts);
     expect(maxAbsDiff(b.latents!, a.latents!)).toBe(0);

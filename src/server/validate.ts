@@ -1,6 +1,7 @@
 // Request validation for both APIs: typed field readers that refuse bad values with a message
 // naming the field, the value and the accepted range (HTTP 422). Unknown fields are ignored.
 import { ReimagineError } from "../errors.js";
+export { randomSeed } from "../rng.js";
 import type { SamplerInfo } from "./engine.js";
 
 /** A request field with a bad value; `field` is the wire name (A1111 puts it in `loc`). */
@@ -59,11 +60,6 @@ export function optSeed(body: Fields, key: string): number | bigint | undefined 
     if (b < 2n ** 64n) return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
   }
   throw new ValidationError(key, `${key} must be -1 (random) or a whole number from 0 to 2^64-1 (got ${show(v)})`);
-}
-
-/** A random seed as torch's default generator would take (uint32 range, shown in infotexts). */
-export function randomSeed(): number {
-  return Math.floor(Math.random() * 2 ** 32);
 }
 
 /**
