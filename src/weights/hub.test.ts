@@ -114,6 +114,12 @@ describe("repo refs and cache folder", () => {
       expect(() => parseRepoRef(bad), bad).toThrow(ReimagineError);
     }
   });
+  it("refuses an HF_ENDPOINT that is not an http(s) URL, naming the fix", async () => {
+    await expect(downloadDiffusersModel("org/name", { endpoint: "garbage", localFilesOnly: true, cacheDir: tmpdir() })).rejects.toThrow(
+      /HF_ENDPOINT 'garbage' is not an http\(s\) URL: unset it/,
+    );
+  });
+
   it("tells repo ids from local paths", () => {
     expect(looksLikeRepoId("org/name")).toBe(true);
     expect(looksLikeRepoId("org/name@v2")).toBe(true);

@@ -132,6 +132,24 @@ interface Ctx {
   token?: string; signal?: AbortSignal; onProgress?: (e: HubProgressEvent) => void; fetch: typeof fetch;
 }
 
+/** The download context: cache folder, endpoint (checked), token and the wrapped fetch. */
+function makeContext(repoId: string, revision: string, opts: HubOptions, what: { variant: string; tokenizerOnly: boolean }): Ctx {
+  const env = process.env;
+  const endpoint = (opts.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]/.test(endpoint) || !URL.canParse(endpoint)) {
+    throw new ReimagineError(`HF_ENDPOINT '${endpoint}' is not an http(s) URL: unset it, or use one such as ${DEFAULT_ENDPOINT}`);
+  }
+  const ctx: Ctx = {
+    repoId, revision, ...what, signal: opts.signal, onProgress: opts.onProgress,
+    storage: join(opts.cacheDir ?? hubCacheDir(env), getRepoFolderName({ type: "model", name: repoId })),
+    endpoint,
+    token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
+    fetch,
+  };
+  ctx.fetch = hubFetch(ctx, opts.fetch ?? fetch);
+  return ctx;
+}
+
 function hubFetch(ctx: Ctx, base: typeof fetch): typeof fetch {
   const origin = new URL(ctx.endpoint).origin;
   return (async (input: string | URL | Request, init: RequestInit = {}) => {
@@ -334,21 +352,13 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   }
   const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
   if (opts.revision) parseRepoRef(`${ref.repoId}@${revision}`); // validates the revision
-  const cacheDir = opts.cacheDir ?? hubCacheDir(env);
-  const ctx: Ctx = {
-    repoId: ref.repoId, revision, variant: opts.variant ?? "fp16", tokenizerOnly: opts.tokenizerOnly ?? false, signal: opts.signal, onProgress: opts.onProgress,
-    storage: join(cacheDir, getRepoFolderName({ type: "model", name: ref.repoId })),
-    endpoint: (opts.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
-    token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
-    fetch: fetch,
-  };
-  ctx.fetch = hubFetch(ctx, opts.fetch ?? fetch);
+  const ctx = makeContext(ref.repoId, revision, opts, { variant: opts.variant ?? "fp16", tokenizerOnly: opts.tokenizerOnly ?? false });
 
   const offline = opts.localFilesOnly ?? isTrue(env.HF_HUB_OFFLINE);
   if (offline) {
     const found = await cachedSnapshot(ctx);
     if (found) return found;
-    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${cacheDir}) and downloads are ` +
+    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are ` +
       `off (${opts.localFilesOnly ? "localFilesOnly" : "HF_HUB_OFFLINE=1"}): run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
   }
 
@@ -416,15 +426,7 @@ export async function downloadComponentRepo(repoRef: string, opts: HubOptions = 
   const env = process.env;
   const ref = parseRepoRef(repoRef);
   const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
-  const cacheDir = opts.cacheDir ?? hubCacheDir(env);
-  const ctx: Ctx = {
-    repoId: ref.repoId, revision, variant: opts.variant ?? "", tokenizerOnly: false, signal: opts.signal, onProgress: opts.onProgress,
-    storage: join(cacheDir, getRepoFolderName({ type: "model", name: ref.repoId })),
-    endpoint: (opts.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
-    token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
-    fetch: fetch,
-  };
-  ctx.fetch = hubFetch(ctx, opts.fetch ?? fetch);
+  const ctx = makeContext(ref.repoId, revision, opts, { variant: opts.variant ?? "", tokenizerOnly: false });
   const wanted = (have: Set<string>) => {
     if (!have.has("config.json")) {
       throw new ReimagineError(`${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`, "not_diffusers");
@@ -446,7 +448,7 @@ export async function downloadComponentRepo(repoRef: string, opts: HubOptions = 
   if (opts.localFilesOnly ?? isTrue(env.HF_HUB_OFFLINE)) {
     const found = cached();
     if (found) return found;
-    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${cacheDir}) and downloads are off: ` +
+    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are off: ` +
       `run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
   }
   let info: { sha?: string; filePaths: string[] };
