@@ -1,6 +1,7 @@
 // Locates the shared diffusers reference fixtures (read in place, never copied).
 // REIMAGINE_FIXTURES points elsewhere; default is ../shared/fixtures beside the clone.
 import { existsSync, readFileSync } from "node:fs";
+import { describe, it } from "vitest";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -89,4 +90,14 @@ export function referenceRunSettings(c: any) {
     seed: inp.generator.seed as number,
     sampler: referenceSampler(c),
   };
+}
+
+/**
+ * describe() for suites that need a fixture set. Vitest runs the body of a skipped suite to collect
+ * its tests, so fixture I/O written there would fail without the fixtures: this registers the suite
+ * only when the set exists, else one skipped placeholder (the skip message comes from haveFixtures).
+ */
+export function describeWithFixtures(name: string, fn: () => void, set = "sd-tiny"): void {
+  if (haveFixtures(set)) describe(name, fn);
+  else describe.skip(name, () => it(`needs the shared fixtures '${set}'`, () => undefined));
 }

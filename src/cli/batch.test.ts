@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures } from "../../test/fixtures.js";
+import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
@@ -20,7 +20,7 @@ function capture() {
   return { out, io: { stdout: { write: (s: string) => (out.stdout += s) }, stderr: { write: (s: string) => (out.stderr += s) } } };
 }
 
-describe.skipIf(!haveFixtures())("reimagine batch (sd-tiny)", () => {
+describeWithFixtures("reimagine batch (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-batch-"));
   const saved = process.env.REIMAGINE_CACHE;
   process.env.REIMAGINE_CACHE = join(dir, "cache");

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures } from "../../test/fixtures.js";
+import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
 
 const bin = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "reimagine.js");
 const dir = mkdtempSync(join(tmpdir(), "reimagine-bin-"));
@@ -44,7 +44,7 @@ describe("bin/reimagine.js", () => {
   });
 });
 
-describe.skipIf(!haveFixtures())("bin/reimagine.js (sd-tiny)", () => {
+describeWithFixtures("bin/reimagine.js (sd-tiny)", () => {
   const model = fixture("sd-tiny", "model");
   const input = join(dir, "photo.png");
   copyFileSync(fixture("sd-tiny", "reference", "input.png"), input);

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures } from "../../test/fixtures.js";
+import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
 import { loadPipeline } from "../pipeline/load.js";
 import { main } from "./main.js";
 
@@ -13,7 +13,7 @@ vi.mock("../pipeline/load.js", async (importOriginal) => {
   return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
 });
 
-describe.skipIf(!haveFixtures())("reimagine: bad input", () => {
+describeWithFixtures("reimagine: bad input", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bad-"));
   const outDir = join(dir, "out");
   mkdirSync(outDir);

@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures, loadReferenceJson, referenceTensor, referenceSampler } from "../../test/fixtures.js";
+import { fixture, haveFixtures, loadReferenceJson, referenceTensor, referenceSampler, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
@@ -28,7 +28,7 @@ async function run(args: string[], expected = 0) {
   return out;
 }
 
-describe.skipIf(!haveFixtures())("reimagine <input> (sd-tiny)", () => {
+describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-"));
   const saved = process.env.REIMAGINE_CACHE;
   process.env.REIMAGINE_CACHE = join(dir, "cache"); // graphs built once for this file

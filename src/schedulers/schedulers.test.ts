@@ -3,7 +3,7 @@
 // with the dumped model outputs and noise, add_noise, img2img truncation and trajectories.
 
 import { describe, expect, it } from "vitest";
-import { haveFixtures, loadReferenceJson, referenceTensor } from "../../test/fixtures.js";
+import { haveFixtures, loadReferenceJson, referenceTensor, describeWithFixtures } from "../../test/fixtures.js";
 import { ReimagineError } from "../errors.js";
 import { publicConfig } from "./config.js";
 import {
@@ -78,7 +78,7 @@ function replay(draws: { tensor: string; shape: number[] }[]) {
 
 const T = (r: { tensor: string }) => referenceTensor(r).data;
 
-describe.skipIf(!has)("schedulers vs diffusers reference", () => {
+describeWithFixtures("schedulers vs diffusers reference", () => {
   const S = ref.schedulers;
   const tol = ref.tolerances;
   const step: Tol = tol["schedulers.step"];

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures } from "../../test/fixtures.js";
+import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
 import { ReimagineError } from "../errors.js";
 import { convertLdmCheckpoint, detectFamily, openSingleFile, predictionTypeHint, shippedConfigs, tokenizerRepoFor, type SingleFileConfigs } from "./checkpoint.js";
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "./safetensors.js";
@@ -53,7 +53,7 @@ function synthetic(ctx: number, te: Record<string, TensorToWrite>, inChannels = 
 const sd1Te = (w = 768) => ({ "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": t([2, w]) });
 const sd2Te = (w = 1024) => ({ "cond_stage_model.model.token_embedding.weight": t([2, w]) });
 
-describe.skipIf(!haveFixtures())("sd-tiny single-file checkpoint", () => {
+describeWithFixtures("sd-tiny single-file checkpoint", () => {
   const cfg = (c: string, f = "config.json") => JSON.parse(readFileSync(fixture("sd-tiny", "model", c, f), "utf8"));
   const configs: SingleFileConfigs = { unet: cfg("unet"), vae: cfg("vae"), text_encoder: cfg("text_encoder"), scheduler: cfg("scheduler", "scheduler_config.json") };
   const path = fixture("sd-tiny", "single-file", "sd-tiny.safetensors");
