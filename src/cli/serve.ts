@@ -84,7 +84,7 @@ export async function serveMain(args: string[]): Promise<number> {
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
     const t0 = performance.now();
     // the model runs in a worker thread so HTTP stays responsive during each model call
-    const engine = await createWorkerEngine(values.model, { threads, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] }, (m) => process.stderr.write(`  ${m}\n`));
+    const engine = await createWorkerEngine(values.model, { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] }, (m) => process.stderr.write(`  ${m}\n`));
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;
