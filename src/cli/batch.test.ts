@@ -9,16 +9,13 @@ import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
 import { main } from "./main.js";
+import { capture } from "../../test/capture.js";
 
 vi.mock("../pipeline/load.js", async (importOriginal) => {
   const m = await importOriginal<typeof import("../pipeline/load.js")>();
   return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
 });
 
-function capture() {
-  const out = { stdout: "", stderr: "" };
-  return { out, io: { stdout: { write: (s: string) => (out.stdout += s) }, stderr: { write: (s: string) => (out.stderr += s) } } };
-}
 
 describeWithFixtures("reimagine batch (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-batch-"));

@@ -7,6 +7,7 @@ import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
 import { loadPipeline } from "../pipeline/load.js";
 import { main } from "./main.js";
+import { capture } from "../../test/capture.js";
 
 vi.mock("../pipeline/load.js", async (importOriginal) => {
   const m = await importOriginal<typeof import("../pipeline/load.js")>();
@@ -82,8 +83,7 @@ describeWithFixtures("reimagine: bad input", () => {
       const env = { ...process.env };
       Object.assign(process.env, c.env ?? {});
       if (c.env) mkdirSync(c.env.HF_HUB_CACHE, { recursive: true });
-      const o = { stdout: "", stderr: "" };
-      const io = { stdout: { write: (s: string) => (o.stdout += s) }, stderr: { write: (s: string) => (o.stderr += s) } };
+      const { out: o, io } = capture();
       let code: number;
       try {
         code = await main(c.args, io);
@@ -101,8 +101,7 @@ describeWithFixtures("reimagine: bad input", () => {
 
   it("an existing output is refused before the model loads and kept; --verbose shows the stack", async () => {
     writeFileSync(out, "precious");
-    const o = { stdout: "", stderr: "" };
-    const io = { stdout: { write: (s: string) => (o.stdout += s) }, stderr: { write: (s: string) => (o.stderr += s) } };
+    const { out: o, io } = capture();
     expect(await main([input, ...ok, "--verbose"], io)).toBe(1);
     expect(o.stderr).toMatch(/^reimagine: '.*result\.png' already exists: pass --overwrite to replace it/);
     expect(o.stderr).toMatch(/\n\s+at /); // the stack, only because of --verbose

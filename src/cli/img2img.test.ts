@@ -9,16 +9,13 @@ import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
 import { main } from "./main.js";
+import { capture } from "../../test/capture.js";
 
 vi.mock("../pipeline/load.js", async (importOriginal) => {
   const m = await importOriginal<typeof import("../pipeline/load.js")>();
   return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
 });
 
-function capture() {
-  const out = { stdout: "", stderr: "" };
-  return { out, io: { stdout: { write: (s: string) => (out.stdout += s) }, stderr: { write: (s: string) => (out.stderr += s) } } };
-}
 
 /** Runs the CLI in-process; fails the test with stderr when the exit code is not the expected one. */
 async function run(args: string[], expected = 0) {
