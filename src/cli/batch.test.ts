@@ -3,8 +3,8 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
+import { afterAll, beforeEach, expect, it, vi } from "vitest";
+import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";

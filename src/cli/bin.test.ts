@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
+import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 
 const bin = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "reimagine.js");
 const dir = mkdtempSync(join(tmpdir(), "reimagine-bin-"));

@@ -3,8 +3,8 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
+import { afterAll, beforeEach, expect, it, vi } from "vitest";
+import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 import { loadPipeline } from "../pipeline/load.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";

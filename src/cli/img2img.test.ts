@@ -3,8 +3,8 @@
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixture, haveFixtures, loadReferenceJson, referenceTensor, referenceSampler, describeWithFixtures } from "../../test/fixtures.js";
+import { afterAll, beforeEach, expect, it, vi } from "vitest";
+import { fixture, loadReferenceJson, referenceTensor, referenceSampler, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";

@@ -1,8 +1,7 @@
 // CLIPTextModel / CLIPTextModelWithProjection (transformers) as an ONNX graph.
 // Ref: transformers models/clip/modeling_clip.py (CLIPTextTransformer, CLIPEncoderLayer).
 // Outputs every hidden state so one graph serves clip skip and SDXL's penultimate layer.
-import type { Graph, Value } from "../graph/builder.js";
-import { Graph as GraphImpl } from "../graph/builder.js";
+import { Graph, type Value } from "../graph/builder.js";
 import { activation, attention, layerNorm, linear } from "../graph/layers.js";
 import type { WeightSource } from "../weights/source.js";
 
@@ -50,7 +49,7 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
 export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig): Graph {
   const c = config;
   const D = c.hidden_size;
-  const g = new GraphImpl(weights, "CLIPTextModel");
+  const g = new Graph(weights, "CLIPTextModel");
   const ids = g.input("input_ids", "int64", ["batch", "sequence"]);
   const p = "text_model";
 

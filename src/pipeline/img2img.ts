@@ -2,7 +2,7 @@
 // StableDiffusionImg2ImgPipeline (Ref: pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py).
 // Steps are numbered as in diffusers' __call__. Random draws follow its order on one
 // torch-compatible generator: VAE posterior sample, add_noise noise, then one per step.
-import { check, ReimagineError } from "../errors.js";
+import { check } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { TorchGenerator, normalizeSeed } from "../rng.js";
 import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
@@ -365,4 +365,3 @@ function concat(a: Float32Array, b: Float32Array): Float32Array {
   return out;
 }
 
-export { ReimagineError };

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { fixture, haveFixtures, describeWithFixtures } from "../../test/fixtures.js";
+import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 import { ReimagineError } from "../errors.js";
 import { convertLdmCheckpoint, detectFamily, openSingleFile, predictionTypeHint, shippedConfigs, tokenizerRepoFor, type SingleFileConfigs } from "./checkpoint.js";
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "./safetensors.js";
