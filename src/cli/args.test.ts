@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ReimagineError } from "../errors.js";
 import { listSamplers } from "../schedulers/index.js";
-import { mainHelp, parseGenerateArgs, parseSeed, parseStrengths } from "./args.js";
+import { mainHelp, MAX_PROMPT_FILE_BYTES, parseGenerateArgs, parseSeed, parseStrengths } from "./args.js";
 import { batchOutputs, listBatchInputs, promptFor } from "./batch.js";
 import { checkOutputs, outputFormat, outputPaths } from "./img2img.js";
 import { main } from "./main.js";
@@ -20,15 +20,18 @@ const errorOf = (f: () => unknown): ReimagineError => {
   throw new Error("expected an error");
 };
 
+const dir = mkdtempSync(join(tmpdir(), "reimagine-args-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
 describe("parseGenerateArgs", () => {
   it("reads every option, leaving absent ones undefined for model defaults", () => {
     const f = flagsOf("-p", "a cat", "--negative-prompt", "blurry", "--strength", "0.3", "--steps", "20", "--guidance-scale", "5",
       "--seed", "42", "--sampler", "Euler a", "--clip-skip", "1", "--num-images", "2", "--width", "512", "--height", "256",
-      "--resize-mode", "crop-and-resize", "--format", "jpg", "--threads", "4", "--provider", "cpu", "--max-pixels", "1000", "--overwrite", "--json");
+      "--resize-mode", "crop-and-resize", "--format", "jpg", "--threads", "4", "--provider", "cpu", "--max-pixels", "1000000", "--overwrite", "--json");
     expect(f).toMatchObject({
       prompt: "a cat", negativePrompt: "blurry", strengths: [0.3], steps: 20, guidanceScale: 5, seed: 42, sampler: "Euler a",
       clipSkip: 1, numImages: 2, width: 512, height: 256, resizeMode: "crop-and-resize", format: "jpeg", threads: 4,
-      provider: "cpu", maxPixels: 1000, overwrite: true, json: true, quiet: false,
+      provider: "cpu", maxPixels: 1000000, overwrite: true, json: true, quiet: false,
     });
     const d = flagsOf("-p", "x");
     expect([d.steps, d.guidanceScale, d.strengths, d.seed, d.sampler, d.model]).toEqual([undefined, undefined, undefined, undefined, undefined, undefined]);
@@ -52,7 +55,7 @@ describe("parseGenerateArgs", () => {
     [["--strength", "-0.2"], /between 0 and 1/],
     [["--strength", "0.2,,0.4"], /--strength expects/],
     [["--strength", "0.05", "--steps", "10"], /10 x 0\.05 leaves no denoising step.*--strength.*0\.100.*--steps 20/],
-    [["--steps", "0"], /--steps expects a whole number >= 1/],
+    [["--steps", "0"], /--steps expects a whole number from 1 to 1000/],
     [["--steps", "2.5"], /--steps expects/],
     [["--sampler", "eulerr"], /unknown sampler 'eulerr'; use one of: ddim/],
     [["--promt", "x"], /unknown option '--promt': did you mean --prompt\?/],
@@ -67,6 +70,46 @@ describe("parseGenerateArgs", () => {
     expect(e).toBeInstanceOf(ReimagineError);
     expect(e.message).toMatch(msg);
     expect(e.message).not.toContain("\n");
+  });
+
+  it("takes values that start with '-' after short and long options as they are (no '=' added)", () => {
+    expect(flagsOf("-p", "-1").prompt).toBe("-1");
+    expect(flagsOf("-p", "x", "-o", "-1.png").output).toBe("-1.png");
+    expect(errorOf(() => flagsOf("-p", "x", "-s", "-0.5")).message).toMatch(/strength must be between 0 and 1 \(got -0\.5\)/);
+    expect(flagsOf("-p", "x", "-s", "-.5", "--strength", "0.5").strengths).toEqual([0.5]);
+    expect(flagsOf("-p", "x", "-g", "-0").guidanceScale).toBe(-0);
+    expect(flagsOf("-n", "-2", "-p", "x").negativePrompt).toBe("-2");
+    expect(flagsOf("--prompt=-1").prompt).toBe("-1");
+    expect(flagsOf("-p-1").prompt).toBe("-1");
+  });
+
+  it.each([
+    [["-p", "--seed", "3"], /option -p is followed by '--seed', which looks like an option.*--prompt=--seed/],
+    [["-p", "-q"], /option -p is followed by '-q'/],
+    [["-p=-1"], /'-p=-1' would set --prompt to '=-1': write -p -1 or --prompt=-1/],
+    [["-o=x.png", "-p", "x"], /'-o=x\.png' would set --output to '=x\.png'/],
+    [["-p", "x", "--quiet=yes"], /option --quiet takes no value/],
+    [["-p", "x", "-z"], /unknown option '-z'/],
+    [["--steps", "1e9", "-p", "x"], /--steps expects a whole number from 1 to 1000 \(got '1e9'\)/],
+    [["-p", "x", "--width", "100000", "--height", "100000"], /--width\/--height ask for 100000x100000 = 10000000000 pixels, over --max-pixels 64000000/],
+  ])("refuses %j clearly", (args, msg) => {
+    const e = errorOf(() => flagsOf(...args));
+    expect(e).toBeInstanceOf(ReimagineError);
+    expect(e.message).toMatch(msg);
+  });
+
+  it("reads long prompts from --prompt-file or -p @FILE (64 kB), and @@ keeps a literal @", () => {
+    const long = "a castle, ".repeat(6554); // 65,540 characters
+    const file = join(dir, "prompt.txt");
+    writeFileSync(file, `\uFEFF${long}\n`);
+    expect(flagsOf("--prompt-file", file).prompt).toBe(long);
+    expect(flagsOf("-p", `@${file}`).prompt).toBe(long);
+    expect(flagsOf("-n", `@${file}`, "-p", "x").negativePrompt).toBe(long);
+    expect(flagsOf("-p", "@@home").prompt).toBe("@home");
+    expect(errorOf(() => flagsOf("-p", "x", "--prompt-file", file)).message).toMatch(/give the prompt once/);
+    expect(errorOf(() => flagsOf("-p", `@${join(dir, "missing.txt")}`)).message).toMatch(/--prompt @FILE '.*missing\.txt': file not found/);
+    writeFileSync(join(dir, "huge.txt"), Buffer.alloc(MAX_PROMPT_FILE_BYTES + 1, 97));
+    expect(errorOf(() => flagsOf("--prompt-file", join(dir, "huge.txt"))).message).toMatch(/is 1048577 bytes; the limit for a prompt is 1048576 bytes/);
   });
 
   it("reads the speed options and refuses unknown modes", () => {
@@ -101,9 +144,6 @@ describe("output names", () => {
     expect(() => outputFormat(f("-o", "a.jpg", "--format", "png"))).toThrow(/make them agree/);
     expect(() => outputFormat(f("-o", "a.bmp"))).toThrow(/\.png, \.jpg or \.webp/);
   });
-
-  const dir = mkdtempSync(join(tmpdir(), "reimagine-args-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("refuses existing outputs and missing folders before any work", () => {
     writeFileSync(join(dir, "taken.png"), "x");

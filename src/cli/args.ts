@@ -1,7 +1,7 @@
 // Command-line options of `reimagine` (img2img, batch): node:util parseArgs definitions, value
 // checks that name the fix, and the help text. Values a flag leaves out stay undefined so that
 // model defaults and `--from` settings can fill them; nothing here loads a model or an image.
-import { parseArgs } from "node:util";
+import { readFileSync, statSync } from "node:fs";
 import { ReimagineError } from "../errors.js";
 import { DEFAULT_MAX_PIXELS, type ImageFormat, type ResizeMode } from "../image.js";
 import type { Provider } from "../runtime.js";
@@ -9,6 +9,7 @@ import { createScheduler, listSamplers } from "../schedulers/index.js";
 import type { PredictionType } from "../weights/checkpoint.js";
 import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
 import { VAE_TILING_MODES, type VaeTilingMode } from "../pipeline/vae-tiling.js";
+import { parseTokens, unknownOption } from "./parse-tokens.js";
 
 /** Where the CLI writes; tests pass string collectors. */
 export interface OutStream {
@@ -58,6 +59,7 @@ export interface GenerateFlags {
 
 const OPTIONS = {
   prompt: { type: "string", short: "p" },
+  "prompt-file": { type: "string" },
   "negative-prompt": { type: "string", short: "n" },
   strength: { type: "string", short: "s" },
   steps: { type: "string" },
@@ -91,29 +93,13 @@ const OPTIONS = {
 
 export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
 
-/** Levenshtein distance, for "did you mean" hints. */
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
-}
-
 /** Turns parseArgs' TypeErrors into one-line ReimagineErrors. */
 export function parseError(e: unknown, known: readonly string[]): ReimagineError {
   const msg = String((e as Error)?.message ?? e).split("\n")[0];
   const code = (e as NodeJS.ErrnoException)?.code;
   const opt = msg.match(/'(-{1,2}[^' ]+)/)?.[1];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && opt) {
-    const name = opt.replace(/^-+/, "");
-    const best = known.map((k) => ({ k, d: distance(name, k) })).sort((x, y) => x.d - y.d)[0];
-    const hint = best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? `did you mean --${best.k}? ` : "";
-    return new ReimagineError(`unknown option '${opt}': ${hint}see reimagine --help`, "usage");
-  }
+  if (e instanceof ReimagineError) return e;
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && opt) return unknownOption(opt, known);
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     const long = msg.match(/--[\w-]+/)?.[0] ?? opt ?? "the option";
     return new ReimagineError(`option ${long} needs a value, e.g. ${long} VALUE (a value starting with '-' is written ${long}=-VALUE)`, "usage");
@@ -184,22 +170,50 @@ function format(v: string | undefined): ImageFormat | undefined {
   return f === "jpg" ? "jpeg" : oneOf("format", f, ["png", "jpeg", "webp"] as const);
 }
 
-/** parseArgs reads "--seed -1" as a missing value; "--seed=-1" is what is meant. */
-function joinNegativeNumbers(args: string[]): string[] {
-  const valued = new Set<string>();
-  for (const [name, o] of Object.entries(OPTIONS)) {
-    if (o.type !== "string") continue;
-    valued.add(`--${name}`);
-    if ("short" in o) valued.add(`-${o.short}`);
+/** Scheduler steps the CLI accepts: SD models are trained on 1000 timesteps (num_train_timesteps). */
+export const MAX_STEPS = 1000;
+/** Largest prompt file: A1111 prompts are a few kB; this leaves room for long weighted prompts. */
+export const MAX_PROMPT_FILE_BYTES = 1 << 20;
+
+/** Reads a prompt file (UTF-8, BOM and trailing line breaks dropped), refusing huge or unreadable files. */
+export function readPromptFile(path: string, flag: string): string {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new ReimagineError(`${flag} '${path}' is not a file: give a text file holding the prompt`, "usage");
+    size = st.size;
+  } catch (e) {
+    if (e instanceof ReimagineError) throw e;
+    throw new ReimagineError(`${flag} '${path}': file not found; give a text file holding the prompt`, "not_found");
   }
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (valued.has(args[i]) && i + 1 < args.length && /^-(\d|\.\d)/.test(args[i + 1])) {
-      out.push(`${args[i]}=${args[i + 1]}`);
-      i++;
-    } else out.push(args[i]);
-  }
-  return out;
+  if (size > MAX_PROMPT_FILE_BYTES) throw new ReimagineError(`${flag} '${path}' is ${size} bytes; the limit for a prompt is ${MAX_PROMPT_FILE_BYTES} bytes`, "usage");
+  return readFileSync(path, "utf8").replace(/^\uFEFF/, "").replace(/(\r?\n)+$/, "");
+}
+
+/**
+ * The prompt of -p/--prompt or --prompt-file: "-p @FILE" reads FILE (curl's convention), "@@text" is the literal "@text".
+ * @example promptArg("@prompt.txt", undefined) // the file's text
+ */
+export function promptArg(value: string | undefined, file: string | undefined, flag = "--prompt"): string | undefined {
+  if (value !== undefined && file !== undefined) throw new ReimagineError(`give the prompt once: ${flag} or ${flag}-file, not both`, "usage");
+  if (file !== undefined) return readPromptFile(file, `${flag}-file`);
+  if (value === undefined || !value.startsWith("@")) return value;
+  if (value.startsWith("@@")) return value.slice(1);
+  if (value === "@") throw new ReimagineError(`${flag} @ needs a file name: ${flag} @prompt.txt`, "usage");
+  return readPromptFile(value.slice(1), `${flag} @FILE`);
+}
+
+/**
+ * Refuses an output size over --max-pixels before the model loads. `explicit` are the flags as given,
+ * `flags` after --from, so the message names where the size came from.
+ */
+export function checkOutputSize(explicit: GenerateFlags, flags: GenerateFlags, input: { width: number; height: number }): void {
+  const width = flags.width ?? input.width;
+  const height = flags.height ?? input.height;
+  if (width * height <= flags.maxPixels) return;
+  const fromFile = flags.from !== undefined && (explicit.width !== flags.width || explicit.height !== flags.height);
+  const origin = fromFile ? `the settings of --from '${flags.from}' ask` : flags.width !== undefined || flags.height !== undefined ? "--width/--height ask" : "the input asks";
+  throw new ReimagineError(`${origin} for ${width}x${height} = ${width * height} pixels, over --max-pixels ${flags.maxPixels}: choose a smaller --width/--height or raise --max-pixels`, "image_too_large");
 }
 
 export interface ParsedGenerate {
@@ -215,17 +229,17 @@ export interface ParsedGenerate {
 export function parseGenerateArgs(args: string[]): ParsedGenerate {
   let parsed;
   try {
-    parsed = parseArgs({ args: joinNegativeNumbers(args), options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseTokens(args, OPTIONS);
   } catch (e) {
     throw parseError(e, OPTION_NAMES);
   }
   const v = parsed.values;
   const pos = (x: number) => x > 0;
   const flags: GenerateFlags = {
-    prompt: v.prompt,
-    negativePrompt: v["negative-prompt"],
+    prompt: promptArg(v.prompt, v["prompt-file"]),
+    negativePrompt: promptArg(v["negative-prompt"], undefined, "--negative-prompt"),
     strengths: v.strength === undefined ? undefined : parseStrengths(v.strength),
-    steps: num("steps", v.steps, "a whole number >= 1", pos, true),
+    steps: num("steps", v.steps, `a whole number from 1 to ${MAX_STEPS}`, (x) => x >= 1 && x <= MAX_STEPS, true),
     guidanceScale: num("guidance-scale", v["guidance-scale"], "a number such as 7.5 (0 or 1 turns guidance off)", (x) => x >= 0),
     seed: parseSeed(v.seed),
     sampler: v.sampler,
@@ -253,6 +267,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     json: v.json ?? false,
   };
   checkSampler(flags.sampler);
+  if (flags.width !== undefined && flags.height !== undefined) checkOutputSize(flags, flags, { width: flags.width, height: flags.height });
   if (flags.steps !== undefined && flags.strengths) {
     for (const s of flags.strengths) {
       if (s > 0 && Math.floor(flags.steps * s) < 1) {
@@ -294,8 +309,9 @@ Strength (how far from the input to go; --strength F):
   (transparent pixels are flattened onto --background, white by default). steps x strength must be >= 1.
 
 Options:
-  -p, --prompt TEXT             what the result should show
-  -n, --negative-prompt TEXT    what to avoid (used when --guidance-scale > 1)
+  -p, --prompt TEXT             what the result should show (-p @FILE reads it from FILE; @@ for a literal @)
+      --prompt-file FILE        read the prompt from a text file (for long prompts)
+  -n, --negative-prompt TEXT    what to avoid (used when --guidance-scale > 1; -n @FILE reads a file)
   -s, --strength F[,F...]       denoising strength in [0, 1] (model default, e.g. sd-turbo 0.5); a list makes a sweep
       --steps N                 scheduler steps for strength 1; about steps x strength run (model default)
   -g, --guidance-scale F        classifier-free guidance; <= 1 turns it off (model default)
@@ -318,7 +334,7 @@ Options:
       --quantize int8           faster UNet (int8 linear layers); approximate, see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
-      --max-pixels N            refuse bigger input images (default ${DEFAULT_MAX_PIXELS})
+      --max-pixels N            refuse bigger input or output images (default ${DEFAULT_MAX_PIXELS})
   -q, --quiet                   no progress or status lines
       --verbose                 status lines everywhere, stack traces on errors
       --json                    print one JSON result line on stdout

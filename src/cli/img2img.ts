@@ -10,7 +10,7 @@ import { formatInfotext, parseInfotext } from "../pipeline/infotext.js";
 import { DEFAULT_MODEL, loadPipeline } from "../pipeline/load.js";
 import { strengthSweep, sweepLabel, validateStrengths } from "../pipeline/sweep.js";
 import { listSamplers } from "../schedulers/index.js";
-import { type CliIO, type GenerateFlags, mainHelp, parseGenerateArgs } from "./args.js";
+import { checkOutputSize, type CliIO, type GenerateFlags, mainHelp, parseGenerateArgs } from "./args.js";
 import { createProgress, downloadProgress, type Progress } from "./progress.js";
 
 // ---------- shared with batch ----------
@@ -278,6 +278,7 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
   const fmt = outputFormat(flags);
   const paths = outputPaths(inputPath, flags, fmt, flags.numImages ?? 1, sweep);
   const input = await loadInput(inputPath, flags); // a bad input is the first thing to report
+  checkOutputSize(parsed.flags, flags, input);
   checkOutputs([...paths.images, ...(paths.sheet ? [paths.sheet] : [])], flags.overwrite);
 
   return withInterrupt(io, async (signal) => {
