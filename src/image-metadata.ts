@@ -82,27 +82,45 @@ export function withPngParameters(png: Buffer, text: string): Buffer {
   return Buffer.concat([png.subarray(0, idat.offset), chunk, png.subarray(idat.offset)]);
 }
 
-/** All tEXt / zTXt / iTXt entries of a PNG as keyword -> text (first occurrence wins). */
-export function pngTextEntries(png: Buffer): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const { type, data } of pngChunks(png)) {
-    const nul = data.indexOf(0);
-    if (nul < 0 || !["tEXt", "zTXt", "iTXt"].includes(type)) continue;
-    const key = data.toString("latin1", 0, nul);
-    let text: string;
-    if (type === "tEXt") text = data.toString("latin1", nul + 1);
-    else if (type === "zTXt") text = inflateSync(data.subarray(nul + 2)).toString("latin1");
-    else {
-      const compressed = data[nul + 1] === 1;
-      const langEnd = data.indexOf(0, nul + 3);
-      const tkeyEnd = data.indexOf(0, langEnd + 1);
-      if (langEnd < 0 || tkeyEnd < 0) continue;
-      const body = data.subarray(tkeyEnd + 1);
-      text = (compressed ? inflateSync(body) : body).toString("utf8");
+/** Largest text we inflate from a zTXt/iTXt chunk: A1111's parameters are a few kB (long prompts
+ *  from prompt files reach 1-2 MiB); a crafted chunk can inflate to gigabytes (zlib bomb). */
+export const MAX_PNG_TEXT_BYTES = 4 << 20;
+
+/** Inflates one compressed text chunk, stopping as soon as the output passes `maxBytes`. */
+function inflateText(data: Buffer, keyword: string, maxBytes: number): Buffer {
+  try {
+    // zlib stops at maxOutputLength (ERR_BUFFER_TOO_LARGE) instead of inflating the whole stream
+    return inflateSync(data, { maxOutputLength: maxBytes });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ERR_BUFFER_TOO_LARGE") {
+      throw new ReimagineError(`PNG text chunk '${keyword}' inflates to more than ${maxBytes} bytes (generation parameters are a few kB): the file is damaged or crafted`, "invalid_image");
     }
-    if (!out.has(key)) out.set(key, text);
+    throw new ReimagineError(`PNG text chunk '${keyword}' is not valid zlib data (${(e as Error).message}): the file is damaged`, "invalid_image");
   }
-  return out;
+}
+
+/**
+ * The text of the first tEXt / zTXt / iTXt chunk named `keyword`, or undefined. Only that chunk is
+ * inflated, and only up to `maxBytes` (a larger one is an error).
+ * @example pngText(readFileSync("out.png"), "parameters") // "a cat\nSteps: 20, Sampler: Euler, ..."
+ */
+export function pngText(png: Buffer, keyword: string, maxBytes = MAX_PNG_TEXT_BYTES): string | undefined {
+  for (const { type, data } of pngChunks(png)) {
+    if (!["tEXt", "zTXt", "iTXt"].includes(type)) continue;
+    const nul = data.indexOf(0);
+    if (nul < 0 || data.toString("latin1", 0, nul) !== keyword) continue;
+    if (type === "tEXt") return data.toString("latin1", nul + 1);
+    if (type === "zTXt") return inflateText(data.subarray(nul + 2), keyword, maxBytes).toString("latin1");
+    // iTXt: keyword \0 compression-flag compression-method language \0 translated-keyword \0 text
+    const compressed = data[nul + 1] === 1;
+    const langEnd = data.indexOf(0, nul + 3);
+    const tkeyEnd = langEnd < 0 ? -1 : data.indexOf(0, langEnd + 1);
+    if (tkeyEnd < 0) continue;
+    const body = data.subarray(tkeyEnd + 1);
+    return (compressed ? inflateText(body, keyword, maxBytes) : body).toString("utf8");
+  }
+  return undefined;
 }
 
 // ---------- EXIF (TIFF structure) ----------
@@ -299,7 +317,7 @@ export function webpExif(webp: Buffer): Buffer | undefined {
 /** Generation parameters stored in a PNG / JPEG / WebP file by A1111 or by us; undefined if none. */
 export function parametersFromBytes(buf: Buffer): string | undefined {
   if (buf.subarray(0, 8).equals(PNG_SIGNATURE)) {
-    const text = pngTextEntries(buf).get(PARAMETERS_KEYWORD);
+    const text = pngText(buf, PARAMETERS_KEYWORD);
     if (text !== undefined) return text;
     const exif = pngChunks(buf).find((c) => c.type === "eXIf");
     return exif ? readExifUserComment(exif.data) : undefined;
