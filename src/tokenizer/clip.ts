@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ReimagineError } from "../errors.js";
+import { parsePythonJson } from "../weights/pyjson.js";
 
 /** transformers keeps the first 49152 - 256 - 2 merges of merges.txt (after its "#version" line). */
 const MAX_MERGES = 49152 - 256 - 2;
@@ -386,7 +387,7 @@ function readText(dir: string, file: string): string {
 function readJson(dir: string, file: string): unknown {
   const text = readText(dir, file);
   try {
-    return JSON.parse(text);
+    return parsePythonJson(text);
   } catch (e) {
     throw malformed(dir, file, `not valid JSON: ${(e as Error).message}`);
   }

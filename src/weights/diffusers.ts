@@ -5,6 +5,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
 import { ReimagineError } from "../errors.js";
+import { parsePythonJson } from "./pyjson.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { TensorInfo, WeightSource } from "./source.js";
 
@@ -62,7 +63,8 @@ export class MultiSource implements WeightSource {
 }
 
 /**
- * Parses a JSON file (config.json, model_index.json, an index); `what` names it in errors.
+ * Parses a JSON file (config.json, model_index.json, an index) as Python's json module does (bare
+ * NaN / Infinity / -Infinity allowed: diffusers writes them); `what` names it in errors.
  * Requires a JSON object, which every diffusers/transformers config is.
  *
  * @example
@@ -84,12 +86,12 @@ export function readJson<T = Record<string, any>>(path: string, what: string): T
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parsePythonJson(text);
   } catch (e) {
-    throw new ReimagineError(`${what} at ${path} is not valid JSON (${(e as Error).message}); the file is corrupt, download it again`, "invalid_input", { cause: e });
+    throw new ReimagineError(`${what} at ${path} is not valid JSON (${(e as Error).message}): fix the file, or download it again if it came from a model repository`, "invalid_input", { cause: e });
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ReimagineError(`${what} at ${path} is not a JSON object; the file is corrupt, download it again`);
+    throw new ReimagineError(`${what} at ${path} is not a JSON object (a config is {...}): fix the file, or download it again if it came from a model repository`);
   }
   return value as T;
 }

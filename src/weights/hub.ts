@@ -9,6 +9,7 @@ import { homedir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
 import { getRepoFolderName, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
 import { ReimagineError } from "../errors.js";
+import { parsePythonJson } from "./pyjson.js";
 
 export interface HubProgressEvent { file: string; loaded: number; total: number; done: boolean }
 export interface HubOptions {
@@ -117,7 +118,7 @@ function pickWeights(comp: string, have: Set<string>, variant: string): string {
 
 /** Shard paths listed in a sharded-weights index json (weight_map values, relative to its folder). */
 export function shardFiles(indexPath: string, indexJson: string): string[] {
-  const map = (JSON.parse(indexJson) as { weight_map?: Record<string, string> }).weight_map ?? {};
+  const map = (parsePythonJson(indexJson) as { weight_map?: Record<string, string> }).weight_map ?? {};
   const names = [...new Set(Object.values(map))];
   if (!names.length || names.some((n) => n.includes("/") || n.includes("\\") || n.startsWith("."))) {
     throw new ReimagineError(`${indexPath} has an invalid weight_map (no shards, or shard names with folders).`, "missing_weights");
@@ -215,7 +216,7 @@ async function cachedSnapshot(ctx: Ctx): Promise<string | undefined> {
     .filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile())
     .map((p) => p.split(sep).join("/")));
   try {
-    const modelIndex = JSON.parse(await readFile(join(snapshot, "model_index.json"), "utf8"));
+    const modelIndex = parsePythonJson(await readFile(join(snapshot, "model_index.json"), "utf8")) as Record<string, unknown>;
     const plan = selectPipelineFiles(have, modelIndex, ctx.variant, ctx.tokenizerOnly);
     for (const ix of plan.indexes) {
       const missing = shardFiles(ix, await readFile(join(snapshot, ix), "utf8")).filter((s) => !have.has(s));
@@ -396,7 +397,7 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   const ensure = async (path: string) => ensureFile(ctx, commit, await entry(path), path);
 
   // 3. model_index.json -> components -> files (shard lists come from the index jsons)
-  const modelIndex = JSON.parse(await readFile(await ensure("model_index.json"), "utf8"));
+  const modelIndex = parsePythonJson(await readFile(await ensure("model_index.json"), "utf8")) as Record<string, unknown>;
   const plan = selectPipelineFiles(have, modelIndex, ctx.variant, ctx.tokenizerOnly);
   const files = [...plan.files];
   for (const ix of plan.indexes) {
