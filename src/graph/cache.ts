@@ -1,18 +1,15 @@
 // On-disk cache of built graphs: <root>/graphs/<kind>-<hash>/{model.onnx,weights.bin}, keyed by
-// builder version + model kind + config + weights fingerprint. A build goes to a temporary
+// builder version + model kind + config + the weights' content hash (sha256 of the files, computed
+// once per file and remembered: weights/hash.ts). A build goes to a temporary
 // folder renamed into place when complete, so an interrupted build never leaves a half graph.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { cacheRoot } from "../cache-root.js";
 import type { WeightSource } from "../weights/source.js";
 import { BUILDER_VERSION, type Graph, removeDir } from "./builder.js";
 
-/** Root of Reimagine's caches: REIMAGINE_CACHE, else $XDG_CACHE_HOME/reimagine, else ~/.cache/reimagine. */
-export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.REIMAGINE_CACHE) return env.REIMAGINE_CACHE;
-  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "reimagine");
-}
+export { cacheRoot };
 
 export interface GraphKey {
   /** Model kind, e.g. "unet", "vae-encoder". */
@@ -25,6 +22,7 @@ export interface GraphKey {
 
 export function graphHash(key: GraphKey): string {
   return createHash("sha256")
+    // weights: fingerprint() is a content hash, so two files with equal headers and sizes never share an entry
     .update(JSON.stringify([BUILDER_VERSION, key.kind, key.config, key.weights.fingerprint(), key.extra ?? null]))
     .digest("hex")
     .slice(0, 20);

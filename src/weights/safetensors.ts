@@ -2,9 +2,10 @@
 // Ref: huggingface/safetensors format spec (8-byte LE header length, JSON header, raw LE data) and
 // the Rust crate's header validation (`Metadata::validate`). Never reads the whole file into memory.
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { endianness } from "node:os";
 import { ReimagineError } from "../errors.js";
+import { fileSha256 } from "./hash.js";
 import type { TensorInfo, WeightSource } from "./source.js";
 
 /** Bytes per element for every dtype we accept in a header. */
@@ -38,15 +39,14 @@ export class SafetensorsFile implements WeightSource {
   private fd: number | undefined;
   private readonly entries: Map<string, Entry>;
   private readonly dataStart: number; // absolute file offset of the data section
-  private readonly headerHash: string;
+  private contentHash: string | undefined;
 
-  private constructor(path: string, fd: number, entries: Map<string, Entry>, metadata: Record<string, string>, dataStart: number, headerHash: string) {
+  private constructor(path: string, fd: number, entries: Map<string, Entry>, metadata: Record<string, string>, dataStart: number) {
     this.description = path;
     this.fd = fd;
     this.entries = entries;
     this.metadata = metadata;
     this.dataStart = dataStart;
-    this.headerHash = headerHash;
   }
 
   /** Opens and validates `path` (header only); throws ReimagineError naming the file on any defect. */
@@ -60,9 +60,8 @@ export class SafetensorsFile implements WeightSource {
     }
     try {
       const fileSize = fstatSync(fd).size;
-      const { entries, metadata, headerLength, headerBytes } = readHeader(path, fd, fileSize);
-      const hash = createHash("sha256").update(headerBytes).update(`\0${fileSize}`).digest("hex");
-      return new SafetensorsFile(path, fd, entries, metadata, 8 + headerLength, hash);
+      const { entries, metadata, headerLength } = readHeader(path, fd, fileSize);
+      return new SafetensorsFile(path, fd, entries, metadata, 8 + headerLength);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -100,9 +99,16 @@ export class SafetensorsFile implements WeightSource {
     return out;
   }
 
-  /** sha256 (hex) of the header bytes and the file size: changes when the file is rewritten. */
+  /**
+   * sha256 (hex) of the whole file, as `sha256sum` prints it: two files differing in any byte differ
+   * here. Hashed once per file and remembered across runs (weights/hash.ts); the first 10 digits are
+   * A1111's "Model hash" of a single-file checkpoint.
+   */
   fingerprint(): string {
-    return this.headerHash;
+    if (this.contentHash) return this.contentHash;
+    if (this.fd === undefined) throw new ReimagineError(`${this.description}: file was closed; reopen it with SafetensorsFile.open`, "internal");
+    this.contentHash = fileSha256(this.fd, this.description);
+    return this.contentHash;
   }
 
   close(): void {
@@ -181,7 +187,7 @@ function readHeader(path: string, fd: number, fileSize: number) {
     const [k, e] = sorted[i];
     if (e.begin < p.end) throw bad(path, `tensors '${pk}' [${p.begin}, ${p.end}] and '${k}' [${e.begin}, ${e.end}] overlap`);
   }
-  return { entries, metadata, headerLength, headerBytes };
+  return { entries, metadata, headerLength };
 }
 
 function parseMetadata(path: string, value: unknown): Record<string, string> {
