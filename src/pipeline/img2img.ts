@@ -8,6 +8,7 @@ import { TorchGenerator, normalizeSeed } from "../rng.js";
 import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { StableDiffusionModel } from "./components.js";
+import { checkFinite } from "./finite.js";
 import { decodeTiles, encodeTiles, type Tensor4, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
 
 export interface ProgressEvent {
@@ -210,6 +211,7 @@ export class Img2ImgPipeline {
       one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
       for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
     }
+    checkFinite(one, tiny ? "tiny VAE encoder" : "VAE encoder");
     const n = one.length;
     const shape = [numImages, latentShape[1], latentShape[2], latentShape[3]]; // [N, C, h, w]
     let latents = new Float32Array(numImages * n);
@@ -244,6 +246,7 @@ export class Img2ImgPipeline {
         pred = guided;
       }
       latents = scheduler.step(pred, ts, latents, { generator: noise, shape, eta: opts.eta }).prevSample as Float32Array<ArrayBuffer>;
+      checkFinite(latents, "UNet", `step ${s + 1} of ${timesteps.length}`);
       const current = latents;
       opts.onProgress?.({
         step: s + 1,
@@ -263,6 +266,7 @@ export class Img2ImgPipeline {
     for (let i = 0; i < unscaled.length; i++) unscaled[i] = Math.fround(latents[i] / sf);
     const dec = await this.decodeLatents({ data: unscaled, dims: shape as Tensor4["dims"] }, tiling);
     const decoded = dec.data; // [N, 3, H, W]
+    checkFinite(decoded, tiny ? "tiny VAE decoder" : "VAE decoder");
     const [, , H, W] = dec.dims;
     const images = Array.from({ length: numImages }, (_, i) => tensorToImage(decoded, W, H, i * 3 * H * W));
     timings.decodeMs = performance.now() - t;
