@@ -18,8 +18,33 @@ export interface LoadOptions {
   background?: string;
   /** Refuse images with more pixels than this before decoding (default 64 megapixels). */
   maxPixels?: number;
+  /** Give up decoding after this many seconds (libvips' timeout; default none). */
+  timeoutS?: number;
 }
 export const DEFAULT_MAX_PIXELS = 64_000_000;
+
+/** Formats loadImage decodes (sharp's names; AVIF is "heif"). SVG is refused: rasterising untrusted
+ *  vector files costs unbounded CPU, and a sketch exported as PNG works the same. */
+export const INPUT_FORMATS: readonly string[] = ["png", "jpeg", "webp", "heif", "tiff", "gif"];
+
+/** Throws loadImage's "invalid background colour" error for a colour sharp cannot parse (no pixels touched). */
+export function checkBackground(background: string): void {
+  try {
+    sharp({ create: { width: 1, height: 1, channels: 3, background: "#000" } }).flatten({ background });
+  } catch (e) {
+    throw new ReimagineError(`invalid background colour '${background}': use a CSS colour such as '#ffffff' or 'white'`, "invalid_input", { cause: e });
+  }
+}
+
+/**
+ * Format and displayed size (EXIF orientation applied) from the file header only, without decoding.
+ * @example await imageHeader(bytes) // { format: "png", width: 512, height: 768 }
+ */
+export async function imageHeader(bytes: Buffer): Promise<{ format: string; width: number; height: number }> {
+  const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  const o = meta.autoOrient ?? { width: meta.width ?? 0, height: meta.height ?? 0 };
+  return { format: meta.format ?? "unknown", width: o.width, height: o.height };
+}
 
 // ---------- load ----------
 
@@ -53,6 +78,10 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
   } catch (e) {
     throw unreadable(e);
   }
+  if (!INPUT_FORMATS.includes(meta.format ?? "")) {
+    const name = meta.format === "svg" ? "SVG (a vector format)" : `the ${meta.format} format`;
+    throw new ReimagineError(`Cannot read ${what}: ${name} is not supported; convert it to PNG, JPEG or WebP first`, "unsupported_format");
+  }
   const [w, h] = [meta.width ?? 0, meta.height ?? 0];
   if (w * h > maxPixels) {
     throw new ReimagineError(
@@ -66,6 +95,7 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
     pipeline = sharp(bytes, { failOn: "truncated", limitInputPixels: false, pages: 1, ignoreIcc: true })
       .autoOrient()
       .flatten({ background });
+    if (opts.timeoutS !== undefined) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(opts.timeoutS)) });
   } catch (e) {
     throw new ReimagineError(`invalid background colour '${background}': use a CSS colour such as '#ffffff' or 'white'`, "invalid_input", { cause: e });
   }
@@ -78,6 +108,9 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (e) {
+    if (/timeout/i.test(oneLine(e)) && opts.timeoutS !== undefined) {
+      throw new ReimagineError(`Cannot read ${what}: decoding took longer than ${opts.timeoutS} s; send a smaller or simpler image`, "image_timeout", { cause: e });
+    }
     throw unreadable(e);
   }
 }

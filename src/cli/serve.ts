@@ -1,8 +1,10 @@
 // `reimagine serve`: loads one model, then serves the web UI, the native API and the
-// AUTOMATIC1111-compatible API from one process until Ctrl+C.
+// AUTOMATIC1111-compatible API from one process until SIGINT/SIGTERM, which stops it gracefully:
+// no new jobs, the running job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
 import { ReimagineError } from "../errors.js";
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_SERVER_MAX_PIXELS, startServer } from "../server/app.js";
+import { startServer } from "../server/app.js";
+import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
 import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
 
@@ -16,8 +18,14 @@ Options:
   --port N           port (default 7860, as AUTOMATIC1111)
   --api-key KEY      require "Authorization: Bearer KEY" on every API route (or set REIMAGINE_API_KEY)
   --queue-size N     jobs waiting or running at once; more get HTTP 429 (default 8)
-  --max-pixels N     largest input/output image in pixels (default ${DEFAULT_SERVER_MAX_PIXELS})
-  --max-body-mb N    largest request body in MiB (default ${DEFAULT_MAX_BODY_BYTES / 1024 / 1024})
+  --max-pixels N     largest input/output image in pixels (default ${DEFAULT_LIMITS.maxPixels})
+  --max-body-mb N    largest request body in MiB (default ${DEFAULT_LIMITS.maxBodyBytes / 1024 / 1024})
+  --max-job-mpx-steps N  most work per job: width x height x images x steps, in millions (default ${DEFAULT_LIMITS.maxJobPixelSteps / 1e6})
+  --keep-results-mb N    finished jobs' images kept for download, in MiB; oldest dropped first (default ${DEFAULT_LIMITS.maxResultBytes / 1024 / 1024})
+  --decode-timeout-s N   longest an upload may take to decode (default ${DEFAULT_LIMITS.decodeTimeoutS})
+  --request-timeout-s N  a request's headers and body must arrive within N s, else 408 (default ${DEFAULT_LIMITS.requestTimeoutS})
+  --allowed-hosts LIST   Host names the server answers besides localhost, comma-separated; * = any
+                     (default: the --host address; for 0.0.0.0 this machine's addresses and name)
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize int8    faster UNet with int8 linear layers (approximate)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
@@ -48,6 +56,11 @@ export async function serveMain(args: string[]): Promise<number> {
         "queue-size": { type: "string", default: "8" },
         "max-pixels": { type: "string" },
         "max-body-mb": { type: "string" },
+        "max-job-mpx-steps": { type: "string" },
+        "keep-results-mb": { type: "string" },
+        "decode-timeout-s": { type: "string" },
+        "request-timeout-s": { type: "string" },
+        "allowed-hosts": { type: "string" },
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
@@ -69,6 +82,11 @@ export async function serveMain(args: string[]): Promise<number> {
     const queueSize = intOption(values["queue-size"], "queue-size", 1, 1000)!;
     const maxPixels = intOption(values["max-pixels"], "max-pixels", 64 * 64, 1 << 30);
     const maxBodyMb = intOption(values["max-body-mb"], "max-body-mb", 1, 4096);
+    const maxJobMpxSteps = intOption(values["max-job-mpx-steps"], "max-job-mpx-steps", 1, 1e9);
+    const keepResultsMb = intOption(values["keep-results-mb"], "keep-results-mb", 1, 1 << 20);
+    const decodeTimeoutS = intOption(values["decode-timeout-s"], "decode-timeout-s", 1, 3600);
+    const requestTimeoutS = intOption(values["request-timeout-s"], "request-timeout-s", 1, 3600);
+    const allowedHosts = values["allowed-hosts"]?.split(",").map((h) => h.trim()).filter(Boolean);
     const threads = intOption(values.threads, "threads", 1, 1024);
     const quantize = values.quantize;
     if (quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
@@ -89,7 +107,20 @@ export async function serveMain(args: string[]): Promise<number> {
 
     let srv;
     try {
-      srv = await startServer({ engine, host, port, apiKey, queueSize, maxPixels, maxBodyBytes: maxBodyMb ? maxBodyMb * 1024 * 1024 : undefined });
+      srv = await startServer({
+        engine,
+        host,
+        port,
+        apiKey,
+        queueSize,
+        maxPixels,
+        maxBodyBytes: maxBodyMb && maxBodyMb * 1024 * 1024,
+        maxJobPixelSteps: maxJobMpxSteps && maxJobMpxSteps * 1e6,
+        maxResultBytes: keepResultsMb && keepResultsMb * 1024 * 1024,
+        decodeTimeoutS,
+        requestTimeoutS,
+        allowedHosts,
+      });
     } catch (e) {
       await engine.close(); // let the process exit
       throw e;
@@ -100,14 +131,25 @@ export async function serveMain(args: string[]): Promise<number> {
     process.stdout.write(`Press Ctrl+C to stop.\n`);
 
     await new Promise<void>((resolve) => {
+      let stopping = false;
       const stop = () => {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-        process.stderr.write("\nstopping…\n");
+        if (stopping) {
+          // process.exit would wait for the worker's model call to return; SIGKILL does not wait
+          process.stderr.write("reimagine serve: quitting at once (the running job is lost)\n");
+          process.kill(process.pid, "SIGKILL");
+        }
+        stopping = true;
+        const running = srv!.queue.running ? "; the running job is cancelled and ends after its current step" : "";
+        process.stderr.write(`\nstopping: no new jobs${running} (Ctrl+C again to quit at once)\n`);
         void srv!
           .close()
-          .then(() => engine.close())
-          .then(resolve);
+          .then(() => engine.close()) // the worker releases its sessions and ends by itself
+          .then(() => {
+            process.off("SIGINT", stop);
+            process.off("SIGTERM", stop);
+            process.stderr.write("stopped\n");
+            resolve();
+          });
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);

@@ -122,7 +122,7 @@ describe("A1111 API: webuiapi client replay", () => {
       [{ sampler_name: "Nonexistent", sampler_index: "Nonexistent" }, "sampler_name", /unknown sampler/],
       [{ resize_mode: 7 }, "resize_mode", /between 0 and 3/],
       [{ batch_size: 8, n_iter: 4 }, "n_iter", /at most 16/],
-      [{ init_images: ["data:image/png;base64,AAAA"] }, "init_images", /not a supported image/],
+      [{ init_images: ["data:image/png;base64,AAAA"] }, "init_images", /not a PNG, JPEG or WebP file: this server accepts PNG, JPEG and WebP images only/],
     ];
     for (const [over, field, msg] of cases) {
       const res = await post("/sdapi/v1/img2img", await webuiapiPayload(over));

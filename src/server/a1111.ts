@@ -5,7 +5,8 @@ import { Hono, type Context } from "hono";
 import { encodeImage, type ResizeMode } from "../image.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
-import { decodeBase64Image, decodeInput, type Limits, prepareError, readJson, seedJson } from "./http.js";
+import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, type Upload } from "./http.js";
+import { checkJobBudget, stepsAt } from "./limits.js";
 import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 
@@ -56,16 +57,17 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   const clipStop = optNumber(override, "CLIP_stop_at_last_layers", { min: 1, max: 12, int: true }) ?? state.clipStopAtLastLayers;
   const samplerName = optString(body, "sampler_name", { max: 100 }) || optString(body, "sampler_index", { max: 100 }) || undefined;
   const sampler = resolveSampler(engine.samplers(), samplerName, optString(body, "scheduler", { max: 100 }) ?? undefined, engine.defaults.sampler, "sampler_name");
-  let image;
+  checkJobBudget({ width, height, images: batchSize * nIter, stepsPerImage: stepsAt(steps, strength) }, limits, "steps");
+  let input: Upload;
   if (txt2img) {
-    // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999)
-    image = { width, height, data: new Uint8Array(width * height * 3).fill(128) };
+    // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999); made inside the job
+    input = { width, height, load: async () => ({ width, height, data: new Uint8Array(width * height * 3).fill(128) }) };
   } else {
     const init = body.init_images as unknown[];
-    image = await decodeInput(decodeBase64Image(init[0], "init_images"), "init_images", limits);
+    input = await inspectUpload(decodeBase64Image(init[0], "init_images"), "init_images", limits);
   }
   return {
-    image,
+    input,
     prompt: optString(body, "prompt") ?? "",
     negativePrompt: optString(body, "negative_prompt") ?? "",
     strength,
@@ -133,13 +135,19 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
 
   /** Queues the request, waits for it (cancelling it if the client goes away), answers A1111's shape. */
   const generate = async (c: Context, txt2img: boolean) => {
+    let slot;
     try {
+      slot = queue.reserve(); // before the body is read: a full queue answers 429 at once
       const body = await readJson(c);
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
+        slot.release();
         return c.json(httpError("Init image not found"), 404);
       }
       const req = await parseA1111(body, engine, limits, state, txt2img);
-      const job = queue.submit(txt2img ? "txt2img" : "img2img", img2imgWork(engine, req), { api: "a1111", prompt: req.prompt });
+      // every field read below is checked here, before the job runs
+      const sendImages = optBoolean(body, "send_images") ?? true;
+      const includeInit = optBoolean(body, "include_init_images") ?? false;
+      const job = queue.submit(txt2img ? "txt2img" : "img2img", img2imgWork(engine, req), { api: "a1111", prompt: req.prompt }, slot);
       const signal = c.req.raw.signal;
       const onAbort = () => queue.cancel(job.id);
       signal.addEventListener("abort", onAbort, { once: true });
@@ -153,9 +161,8 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
         return c.json(httpError(job.error!.message, internal ? "RuntimeError" : "HTTPException"), internal ? 500 : 422);
       }
       const r = job.result as GenerationResult;
-      const sendImages = optBoolean(body, "send_images") ?? true;
       const parameters: Fields = { ...body };
-      if (!(optBoolean(body, "include_init_images") ?? false)) {
+      if (!includeInit) {
         if (!txt2img) parameters.init_images = null;
         parameters.mask = null;
       }
@@ -165,6 +172,7 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
         info: infoString(engine, req, r, job),
       });
     } catch (e) {
+      slot?.release();
       return fail(c, e);
     }
   };

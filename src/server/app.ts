@@ -1,37 +1,61 @@
 // The HTTP server: one Hono app holding the native API (/v1), the AUTOMATIC1111 subset
 // (/sdapi/v1) and the web UI (/), all sharing one JobQueue over one loaded Engine.
-// Security: loopback by default, optional API key on every API route, body and pixel limits.
+// Security (docs/security.md): loopback by default, Host allow-list, optional API key on every API
+// route, body / pixel / compute / decode-time / retained-bytes limits, request timeouts, graceful stop.
 import { timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import { hostname, networkInterfaces } from "node:os";
 import { serve, type ServerType } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { secureHeaders } from "hono/secure-headers";
 import { ReimagineError } from "../errors.js";
 import { a1111Routes } from "./a1111.js";
 import type { Engine } from "./engine.js";
+import { resultBytes } from "./generate.js";
+import { DEFAULT_LIMITS, type ServerLimits } from "./limits.js";
 import { nativeRoutes } from "./native.js";
 import { JobQueue } from "./queue.js";
 import { defaultWebRoot, staticRoutes } from "./static.js";
 
-export interface AppOptions {
+export interface AppOptions extends Partial<ServerLimits> {
   /** When set, every API route needs `Authorization: Bearer KEY` (or HTTP Basic with KEY as password). */
   apiKey?: string;
   /** Jobs waiting or running at once; more get 429 + Retry-After. Default 8. */
   queueSize?: number;
-  /** Largest input image and output, in pixels. Default 16 megapixels. */
-  maxPixels?: number;
-  /** Largest request body. Default 64 MiB (a base64 16-megapixel PNG fits). */
-  maxBodyBytes?: number;
   /** Folder of the built UI; default dist/web. */
   webRoot?: string;
   /** Preview every N steps on the native event stream. Default 2. */
   previewEvery?: number;
   /** Finished jobs kept for polling. Default 50. */
   keepFinished?: number;
+  /** Host names (or addresses) requests may be addressed to, besides the loopback names; ["*"] = any. */
+  allowedHosts?: string[];
+  /** Only loopback Host names (the default of a server bound to 127.0.0.1). */
+  loopbackOnly?: boolean;
 }
 
-export const DEFAULT_SERVER_MAX_PIXELS = 16 * 1024 * 1024;
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_SERVER_MAX_PIXELS = DEFAULT_LIMITS.maxPixels;
+export const DEFAULT_MAX_BODY_BYTES = DEFAULT_LIMITS.maxBodyBytes;
+
+/** Headers on every response (hono's secureHeaders): no framing (clickjacking), no MIME sniffing, and a
+ *  CSP that lets the UI load only its own scripts and styles (previews are data: URLs, sketches blob:). */
+const securityHeaders = () =>
+  secureHeaders({
+    xFrameOptions: "DENY",
+    strictTransportSecurity: false, // plain HTTP on a LAN or loopback; a TLS proxy in front sets its own
+    contentSecurityPolicy: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", "data:", "blob:"],
+      connectSrc: ["'self'"],
+      objectSrc: ["'none'"],
+      baseUri: ["'none'"],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
+    },
+  });
 
 const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/");
 
@@ -50,7 +74,28 @@ function authorized(header: string | undefined, key: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i;
+const LOOPBACK_NAME = /^(localhost|127\.\d+\.\d+\.\d+|::1)$/i;
+
+/** The host name of a Host header, lower-case, without port or IPv6 brackets ("" when malformed). */
+export function hostOf(header: string | undefined): string {
+  const h = (header ?? "").trim().toLowerCase();
+  const m = /^\[([0-9a-f:.]+)\](:\d+)?$/.exec(h) ?? /^([^:[\]]+)(:\d+)?$/.exec(h);
+  return m ? m[1] : "";
+}
+
+/**
+ * Host names a server bound to `bindHost` answers by default (loopback names are always allowed): the
+ * bound address; for 0.0.0.0 / :: every local interface address and the machine's name.
+ * @example defaultAllowedHosts("192.168.1.5") // ["192.168.1.5"]
+ */
+export function defaultAllowedHosts(bindHost: string): string[] {
+  const h = hostOf(bindHost.includes(":") && !bindHost.startsWith("[") ? `[${bindHost}]` : bindHost);
+  if (LOOPBACK_NAME.test(h)) return [];
+  if (h !== "0.0.0.0" && h !== "::") return [h];
+  const addresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.toLowerCase().replace(/%.*$/, "")));
+  const name = hostname().toLowerCase();
+  return [...new Set([...addresses, name, `${name}.local`])];
+}
 
 /**
  * Builds the app; `queue` is exposed for tests and shutdown.
@@ -58,17 +103,34 @@ const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i;
  * const { app, queue } = createApp(engine, { apiKey: "secret", queueSize: 8 });
  * const res = await app.request("/v1/models", { headers: { Authorization: "Bearer secret" } });
  */
-export function createApp(engine: Engine, opts: AppOptions & { loopbackOnly?: boolean } = {}): { app: Hono; queue: JobQueue } {
-  const limits = { maxPixels: opts.maxPixels ?? DEFAULT_SERVER_MAX_PIXELS, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
+export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; queue: JobQueue; inflight: () => number } {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS };
+  for (const k of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) if (opts[k] !== undefined) limits[k] = opts[k]!;
   if (opts.apiKey !== undefined && opts.apiKey.length < 1) throw new ReimagineError("the API key is empty: pass a non-empty --api-key or leave it out");
-  const queue = new JobQueue({ maxSize: opts.queueSize ?? 8, keepFinished: opts.keepFinished });
+  const queue = new JobQueue({ maxSize: opts.queueSize ?? 8, keepFinished: opts.keepFinished, resultBytes, maxResultBytes: limits.maxResultBytes });
   const app = new Hono();
+  const allowed = opts.allowedHosts ?? (opts.loopbackOnly ? [] : ["*"]);
+  const anyHost = allowed.includes("*");
+  const allowedSet = new Set(allowed.map((h) => hostOf(h.includes(":") && !h.startsWith("[") ? `[${h}]` : h)));
 
-  // DNS-rebinding and cross-site form guard: a loopback server only answers loopback Host names,
-  // and refuses POST/DELETE whose Origin is another site (browsers send Origin on those).
+  let inflight = 0; // handlers still computing their response (shutdown waits for them)
+  app.use("*", async (_c, next) => {
+    inflight++;
+    try {
+      await next();
+    } finally {
+      inflight--;
+    }
+  });
+  app.use("*", securityHeaders());
+
+  // DNS-rebinding and cross-site form guard: only Host names on the allow-list (loopback names always),
+  // and no POST/DELETE whose Origin is another site (browsers send Origin on those).
   app.use("*", async (c, next) => {
-    if (opts.loopbackOnly && !LOOPBACK_HOST.test(c.req.header("host") ?? "")) {
-      return c.json({ error: { code: "forbidden_host", message: "this server only answers requests addressed to localhost / 127.0.0.1" } }, 403);
+    const host = hostOf(c.req.header("host"));
+    if (!anyHost && !LOOPBACK_NAME.test(host) && !allowedSet.has(host)) {
+      const message = `this server does not answer requests addressed to '${host || "(no Host)"}': allowed are the loopback names${allowed.length ? ` and ${allowed.join(", ")}` : ""} (reimagine serve --allowed-hosts)`;
+      return c.json({ error: { code: "forbidden_host", message } }, 403);
     }
     const origin = c.req.header("origin");
     if (origin && c.req.method !== "GET" && c.req.method !== "HEAD") {
@@ -114,7 +176,7 @@ export function createApp(engine: Engine, opts: AppOptions & { loopbackOnly?: bo
     console.error(`${c.req.method} ${c.req.path} failed:`, e);
     return c.json({ error: { code: "internal_error", message: "internal server error; see the server log" } }, 500);
   });
-  return { app, queue };
+  return { app, queue, inflight: () => inflight };
 }
 
 export interface StartServerOptions extends AppOptions {
@@ -130,7 +192,10 @@ export interface RunningServer {
   port: number;
   server: ServerType;
   queue: JobQueue;
-  /** Cancels all jobs and stops listening. */
+  /**
+   * Graceful stop: refuses new jobs (503), cancels queued ones, lets the running one stop at its next
+   * denoising step (interrupted: nothing saved), answers the requests waiting on it, then closes.
+   */
   close(): Promise<void>;
 }
 
@@ -140,29 +205,44 @@ export interface RunningServer {
  */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
-  const loopbackOnly = host === "127.0.0.1" || host === "localhost" || host === "::1";
-  const { app, queue } = createApp(opts.engine, { ...opts, loopbackOnly });
+  const allowedHosts = opts.allowedHosts ?? defaultAllowedHosts(host);
+  const { app, queue, inflight } = createApp(opts.engine, { ...opts, allowedHosts });
+  const requestTimeoutMs = (opts.requestTimeoutS ?? DEFAULT_LIMITS.requestTimeoutS) * 1000;
+  // A request (headers + body) must arrive within requestTimeout: a slow or stalled upload gets 408.
+  // It does not limit responses, so A1111 requests may wait for their job and SSE streams stay open.
+  const serverOptions = {
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: Math.min(requestTimeoutMs, 30_000),
+    keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: Math.min(1_000, requestTimeoutMs), // how soon an expired request is noticed
+  };
   const server = await new Promise<ServerType>((resolvePromise, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port: opts.port ?? 7860 }, () => resolvePromise(s));
+    const s = serve({ fetch: app.fetch, hostname: host, port: opts.port ?? 7860, serverOptions }, () => resolvePromise(s));
     s.once("error", (e: NodeJS.ErrnoException) => {
       const why = e.code === "EADDRINUSE" ? `port ${opts.port ?? 7860} is in use: pass --port <another>` : e.code === "EACCES" ? `no permission to listen on port ${opts.port}: use a port above 1024` : e.message;
       reject(new ReimagineError(`cannot start the server on ${host}: ${why}`, "server_error", { cause: e }));
     });
   });
-  // A1111 requests block until their job is done: no request timeout
-  if ("requestTimeout" in server) (server as { requestTimeout: number }).requestTimeout = 0;
   const port = (server.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host === "0.0.0.0" ? "127.0.0.1" : host;
+  const http = server as ServerType & { closeAllConnections?: () => void; closeIdleConnections?: () => void };
+  let closing: Promise<void> | undefined;
   return {
     url: `http://${shownHost}:${port}/`,
     port,
     server,
     queue,
     close: () =>
-      new Promise<void>((r) => {
-        queue.close();
-        server.close(() => r());
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      }),
+      (closing ??= (async () => {
+        queue.close(); // new jobs: 503; queued: cancelled; running: aborted at its next step
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        http.closeIdleConnections?.();
+        await queue.idle();
+        // let A1111 requests waiting on a job and SSE streams send their answer (at most 2 s)
+        for (let t = 0; inflight() > 0 && t < 200; t++) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 50));
+        http.closeAllConnections?.();
+        await closed;
+      })()),
   };
 }

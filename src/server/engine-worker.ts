@@ -13,9 +13,12 @@ const runs = new Map<number, AbortController>();
 async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   let engine: Engine;
+  let release: () => Promise<void>;
   try {
     const { loadPipeline } = await import("../pipeline/load.js");
-    engine = engineFromPipeline(await loadPipeline(init.modelRef, { ...init.loadOptions, onStatus: (message: string) => post({ type: "status", message }) }));
+    const pipe = await loadPipeline(init.modelRef, { ...init.loadOptions, onStatus: (message: string) => post({ type: "status", message }) });
+    engine = engineFromPipeline(pipe);
+    release = () => pipe.model.release();
   } catch (e) {
     post({ type: "failed", ...errorOf(e) });
     return;
@@ -25,6 +28,7 @@ async function main(): Promise<void> {
   port.on("message", (m: ToWorker) => {
     if (m.type === "abort") runs.get(m.id)?.abort();
     else if (m.type === "run") void run(engine, m.id, m.opts);
+    else if (m.type === "close") void close(release);
   });
 }
 
@@ -50,6 +54,14 @@ async function run(engine: Engine, id: number, opts: Omit<EngineRunOptions, "onP
   } finally {
     runs.delete(id);
   }
+}
+
+/** Stops after the runs in progress (the caller aborted them), releases the sessions, lets the thread end. */
+async function close(release: () => Promise<void>): Promise<void> {
+  for (const c of runs.values()) c.abort();
+  while (runs.size > 0) await new Promise((r) => setTimeout(r, 10));
+  await release().catch(() => undefined);
+  port.close(); // nothing left on this thread's event loop: it exits with code 0
 }
 
 function errorOf(e: unknown): { name: string; message: string; code?: string; stack?: string } {

@@ -19,6 +19,8 @@ export interface FakeEngineOptions {
   vaeScaleFactor?: number;
   /** Throw this (a crash inside the model) on every run whose prompt contains "crash". */
   crashMessage?: string;
+  /** Seeded noise instead of gradients: outputs whose PNGs do not compress (memory tests). */
+  noise?: boolean;
 }
 
 /** Counts runs (tests read it). */
@@ -60,7 +62,7 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
       }
       abortIfNeeded(o.signal);
       const n = o.numImages ?? 1;
-      const images = Array.from({ length: n }, (_, i) => pattern(width, height, Number(o.seed) + i, total));
+      const images = Array.from({ length: n }, (_, i) => (opts.noise ? noisy : pattern)(width, height, Number(o.seed) + i, total));
       return { images, seed: o.seed, width, height, stepsRun: total, timings: { totalMs: performance.now() - t0 } };
     },
   };
@@ -75,6 +77,19 @@ function abortIfNeeded(signal?: AbortSignal): void {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => (ms > 0 ? setTimeout(r, ms) : setImmediate(r)));
+
+/** Seeded uniform noise (xorshift32): incompressible pixels. */
+function noisy(width: number, height: number, seed: number, step: number): RGBImage {
+  const data = new Uint8Array(width * height * 3);
+  let x = (seed * 2654435761 + step + 1) >>> 0 || 1;
+  for (let i = 0; i < data.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[i] = x & 0xff;
+  }
+  return { width, height, data };
+}
 
 /** A seeded colour gradient (different seeds give different pictures). */
 function pattern(width: number, height: number, seed: number, step: number): RGBImage {

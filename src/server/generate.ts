@@ -1,13 +1,17 @@
-// The work a queued job does, shared by the native and the A1111 API: run the engine (n_iter
-// batches, or one run per strength for a sweep), report progress, and encode PNGs carrying the
-// same A1111 `parameters` infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
+// The work a queued job does, shared by the native and the A1111 API: decode the upload (here, inside
+// the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
+// strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
+// infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
 import { contactSheet, encodeImage, type ResizeMode, type RGBImage, ssimResized } from "../image.js";
 import { formatInfotext, type GenerationSettings } from "../pipeline/infotext.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
+import type { Upload } from "./http.js";
+import { stepsAt } from "./limits.js";
 import type { JobContext } from "./queue.js";
 
 export interface GenerationRequest {
-  image: RGBImage;
+  /** The input, checked from its header; decoded when the job starts. */
+  input: Upload;
   prompt: string;
   negativePrompt: string;
   strength: number;
@@ -70,15 +74,26 @@ function settingsFor(engine: Engine, req: GenerationRequest, r: EngineResult, se
   };
 }
 
+/** Bytes a finished job holds (its PNGs), for the queue's retained-results budget. */
+export const resultBytes = (r: unknown): number => ((r as GenerationResult | undefined)?.images ?? []).reduce((n, im) => n + im.png.length, 0);
+
+/** Output size a request will produce: width/height, else the input's size rounded down to the VAE factor. */
+export function outputSize(req: Pick<GenerationRequest, "input" | "width" | "height">, factor: number): { width: number; height: number } {
+  const w = req.width ?? req.input.width;
+  const h = req.height ?? req.input.height;
+  return { width: w - (w % factor), height: h - (h % factor) };
+}
+
 /** Runs the engine once with progress mapped into [offset, offset + its total) of `grandTotal()`. */
 async function runOnce(
   engine: Engine,
+  image: RGBImage,
   req: GenerationRequest,
   ctx: JobContext,
   o: { seed: number | bigint; strength: number; numImages: number; offset: () => number; grandTotal: (runTotal: number) => number },
 ): Promise<EngineResult> {
   return engine.run({
-    image: req.image,
+    image,
     prompt: req.prompt,
     negativePrompt: req.negativePrompt,
     strength: o.strength,
@@ -100,12 +115,13 @@ async function runOnce(
 export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobContext) => Promise<GenerationResult> {
   return async (ctx) => {
     const t0 = performance.now();
+    const image = await req.input.load();
     const images: GeneratedImage[] = [];
     let last: EngineResult | undefined;
     let stepsRun = 0;
     for (let k = 0; k < req.nIter; k++) {
       const seed = addSeed(req.seed, k * req.batchSize);
-      const r = await runOnce(engine, req, ctx, {
+      const r = await runOnce(engine, image, req, ctx, {
         seed,
         strength: req.strength,
         numImages: req.batchSize,
@@ -125,9 +141,6 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
   };
 }
 
-/** Denoising steps diffusers runs for `steps` at `strength` (get_timesteps), for progress estimates. */
-const stepsAt = (steps: number, strength: number) => Math.min(Math.floor(steps * strength), steps);
-
 /**
  * Job work for a strength sweep: one run per strength with the same seed, then a contact sheet
  * (input first, each cell labelled with its strength and SSIM to the input). images[0] is the sheet.
@@ -135,6 +148,7 @@ const stepsAt = (steps: number, strength: number) => Math.min(Math.floor(steps *
 export function sweepWork(engine: Engine, req: GenerationRequest, strengths: number[]): (ctx: JobContext) => Promise<GenerationResult> {
   return async (ctx) => {
     const t0 = performance.now();
+    const image = await req.input.load();
     const cells: GeneratedImage[] = [];
     const outputs: RGBImage[] = [];
     const actual: number[] = [];
@@ -143,17 +157,17 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
       const strength = strengths[k];
       const done = actual.reduce((a, b) => a + b, 0);
       const rest = strengths.slice(k + 1).reduce((a, s) => a + stepsAt(req.steps, s), 0);
-      const r = await runOnce(engine, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
+      const r = await runOnce(engine, image, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
       actual.push(r.stepsRun);
       last = r;
-      const ssim = await ssimResized(req.image, r.images[0]);
+      const ssim = await ssimResized(image, r.images[0]);
       const infotext = formatInfotext(settingsFor(engine, req, r, req.seed, strength, {}));
       const png = await encodeImage(r.images[0], "png", { parameters: infotext });
       cells.push({ png, seed: req.seed, infotext, width: r.width, height: r.height, strength, ssim });
       outputs.push(r.images[0]);
     }
     const sheet = await contactSheet([
-      { image: req.image, label: "input" },
+      { image, label: "input" },
       ...cells.map((c, i) => ({ image: outputs[i], label: `strength ${c.strength!.toFixed(2)} · SSIM ${c.ssim!.toFixed(2)}` })),
     ]);
     const sheetText = formatInfotext(

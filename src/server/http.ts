@@ -1,17 +1,29 @@
-// HTTP plumbing shared by the native and A1111 routes: base64 / data-URL image decoding under
-// the pixel limit, output-size checks, error -> status mapping (user errors 4xx with their message,
-// anything else 500 without a stack), and JSON-safe seeds.
+// HTTP plumbing shared by the native and A1111 routes: uploads (base64 / data URL, raster formats
+// only, size read from the header; the decode itself happens inside the queue under a time limit),
+// output-size checks, JSON bodies with bounded nesting, error -> status mapping (user errors 4xx with
+// their message, anything else 500 without a stack), and JSON-safe seeds.
 import type { Context } from "hono";
 import { ReimagineError } from "../errors.js";
-import { loadImage, type RGBImage } from "../image.js";
+import { imageHeader, loadImage, type RGBImage } from "../image.js";
+import { MAX_JSON_DEPTH, type ServerLimits } from "./limits.js";
 import { QueueFullError } from "./queue.js";
 import { ValidationError } from "./validate.js";
 
-export interface Limits {
-  /** Largest input image and largest output, in pixels. */
-  maxPixels: number;
-  /** Largest request body in bytes. */
-  maxBodyBytes: number;
+export type Limits = ServerLimits;
+
+/** An upload checked from its header (format, size); `load` decodes it (run inside the queue). */
+export interface Upload {
+  width: number;
+  height: number;
+  load(): Promise<RGBImage>;
+}
+
+/** The formats the server accepts, by magic bytes (the documented list; no SVG or other vector/document formats). */
+export function sniffFormat(b: Buffer): "png" | "jpeg" | "webp" | undefined {
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return "png";
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
+  if (b.length >= 12 && b.toString("latin1", 0, 4) === "RIFF" && b.toString("latin1", 8, 12) === "WEBP") return "webp";
+  return undefined;
 }
 
 /** Bytes of a base64 image, with or without a `data:image/...;base64,` prefix. */
@@ -28,15 +40,36 @@ export function decodeBase64Image(value: unknown, field: string): Buffer {
   return Buffer.from(s, "base64");
 }
 
-/** Decodes an uploaded image to RGB (transparent pixels onto `background`) within the pixel limit. */
-export async function decodeInput(bytes: Buffer, field: string, limits: Limits, background?: string): Promise<RGBImage> {
+/**
+ * Checks an upload without decoding it: a PNG, JPEG or WebP by its magic bytes (anything else, SVG
+ * included, is a 415 before any decoder sees it), its size from the header within the pixel limit.
+ * The returned `load` decodes it (transparent pixels onto `background`) under the decode time limit.
+ */
+export async function inspectUpload(bytes: Buffer, field: string, limits: Limits, background?: string): Promise<Upload> {
   if (bytes.length === 0) throw new ValidationError(field, `${field} is empty: send an image`);
-  try {
-    return await loadImage(bytes, { maxPixels: limits.maxPixels, background });
-  } catch (e) {
-    if (e instanceof ReimagineError && e.code === "invalid_image") throw new ValidationError(field, `${field}: ${e.message}`);
-    throw e;
+  const format = sniffFormat(bytes);
+  if (!format) {
+    const what = /^\s*(<\?xml|<svg)/i.test(bytes.toString("latin1", 0, 256)) ? "an SVG" : "not a PNG, JPEG or WebP file";
+    throw new ValidationError(field, `${field} is ${what}: this server accepts PNG, JPEG and WebP images only`, "unsupported_format");
   }
+  let header: { width: number; height: number };
+  try {
+    header = await imageHeader(bytes);
+  } catch (e) {
+    throw new ValidationError(field, `${field}: not a readable ${format.toUpperCase()} image (the file is damaged): ${String((e as Error).message).split("\n")[0]}`, "invalid_image");
+  }
+  if (header.width * header.height > limits.maxPixels) {
+    throw new ReimagineError(`${field} is ${header.width}x${header.height}, over the server's limit of ${limits.maxPixels} pixels: send a smaller image`, "image_too_large");
+  }
+  const load = async () => {
+    try {
+      return await loadImage(bytes, { maxPixels: limits.maxPixels, background, timeoutS: limits.decodeTimeoutS });
+    } catch (e) {
+      if (e instanceof ReimagineError && ["invalid_image", "image_timeout"].includes(e.code)) throw new ValidationError(field, `${field}: ${e.message}`, e.code);
+      throw e;
+    }
+  };
+  return { ...header, load };
 }
 
 /** Checks a requested output size: positive multiples of the VAE factor within the pixel limit. */
@@ -49,11 +82,13 @@ export function checkOutputSize(width: number | undefined, height: number | unde
   }
 }
 
-/** HTTP status for an error: user errors are 4xx, anything else is a 500. */
-export function errorStatus(e: unknown): 404 | 413 | 422 | 429 | 500 {
+/** HTTP status for an error: user errors are 4xx, a shutdown 503, anything else a 500. */
+export function errorStatus(e: unknown): 404 | 413 | 415 | 422 | 429 | 500 | 503 {
   if (e instanceof QueueFullError) return 429;
   if (!(e instanceof ReimagineError)) return 500;
   if (e.code === "image_too_large" || e.code === "body_too_large") return 413;
+  if (e.code === "unsupported_format") return 415;
+  if (e.code === "shutting_down") return 503;
   if (e.code === "not_found") return 404;
   return 422;
 }
@@ -73,11 +108,36 @@ export function prepareError(c: Context, e: unknown): { status: ReturnType<typeo
 /** Seeds above 2^53 are sent as strings so JSON keeps every digit. */
 export const seedJson = (s: number | bigint): number | string => (typeof s === "bigint" ? s.toString() : s);
 
-/** Parses a JSON body; a malformed one is a 422 naming the problem. */
+/** True when `text` nests arrays/objects deeper than `max` (a linear scan, strings skipped, before any parse). */
+export function jsonTooDeep(text: string, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // jump to the closing quote: one not preceded by an odd number of backslashes
+      for (;;) {
+        i = text.indexOf('"', i + 1);
+        if (i < 0) return false; // unterminated string: JSON.parse reports it
+        let k = i - 1;
+        while (text.charCodeAt(k) === 0x5c) k--;
+        if ((i - 1 - k) % 2 === 0) break;
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Parses a JSON body; a malformed or too deeply nested one is a 422 naming the problem (before anything runs). */
 export async function readJson(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
+  const text = await c.req.text();
+  if (jsonTooDeep(text, MAX_JSON_DEPTH)) {
+    throw new ValidationError("body", `the request body nests arrays/objects deeper than ${MAX_JSON_DEPTH} levels: send a flat JSON object`);
+  }
   try {
-    body = await c.req.json();
+    body = JSON.parse(text);
   } catch {
     throw new ValidationError("body", "the request body is not valid JSON: send Content-Type: application/json with a JSON object");
   }

@@ -3,10 +3,11 @@
 // preview every few steps), fetch result PNGs (with A1111 metadata), cancel, list models/samplers.
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import { encodeImage, type ResizeMode } from "../image.js";
+import { checkBackground, encodeImage, type ResizeMode } from "../image.js";
 import type { Engine } from "./engine.js";
-import { type GenerationRequest, type GenerationResult, img2imgWork, sweepWork } from "./generate.js";
-import { checkOutputSize, decodeBase64Image, decodeInput, type Limits, prepareError, readJson, seedJson } from "./http.js";
+import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
+import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readJson, seedJson } from "./http.js";
+import { checkJobBudget, MAX_JSON_DEPTH, stepsAt } from "./limits.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 
@@ -29,7 +30,7 @@ async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer 
       else fields[k] = v;
     }
     if (!image && typeof fields.image === "string") image = decodeBase64Image(fields.image, "image");
-    if (typeof fields.strengths === "string" && fields.strengths.trim().startsWith("[")) {
+    if (typeof fields.strengths === "string" && fields.strengths.trim().startsWith("[") && !jsonTooDeep(fields.strengths, MAX_JSON_DEPTH)) {
       try {
         fields.strengths = JSON.parse(fields.strengths);
       } catch {
@@ -61,8 +62,15 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
   const resizeMode = (optString(f, alias(f, "resizeMode", "resize_mode")) ?? "just-resize") as ResizeMode;
   if (!RESIZE_MODES.includes(resizeMode)) throw new ValidationError("resizeMode", `resizeMode must be one of ${RESIZE_MODES.join(", ")} (got "${resizeMode}")`);
   const background = optString(f, "background", { max: 64 });
+  if (background !== undefined) {
+    try {
+      checkBackground(background);
+    } catch (e) {
+      throw new ValidationError("background", (e as Error).message);
+    }
+  }
   const req: GenerationRequest = {
-    image: await decodeInput(image, "image", limits, background),
+    input: await inspectUpload(image, "image", limits, background),
     prompt: optString(f, "prompt") ?? "",
     negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")) ?? "",
     strength,
@@ -77,7 +85,16 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
     height,
     resizeMode,
   };
+  const size = outputSize(req, engine.vaeScaleFactor);
+  checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
   return { req, fields: f };
+}
+
+/** The compute budget of a native job: its output size x images x denoising steps (summed over a sweep). */
+function checkBudget(req: GenerationRequest, engine: Engine, limits: Limits, strengths?: number[]): void {
+  const size = outputSize(req, engine.vaeScaleFactor);
+  const steps = strengths ? strengths.reduce((n, s) => n + stepsAt(req.steps, s), 0) : stepsAt(req.steps, req.strength);
+  checkJobBudget({ ...size, images: strengths ? 1 : req.batchSize, stepsPerImage: steps }, limits, strengths ? "strengths" : "numImages");
 }
 
 /** Strengths of a sweep: a list (JSON array or "0.3,0.5") of 1-12 values in (0, 1]. */
@@ -108,8 +125,8 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     width: req.width ?? null,
     height: req.height ?? null,
     resizeMode: req.resizeMode,
-    inputWidth: req.image.width,
-    inputHeight: req.image.height,
+    inputWidth: req.input.width,
+    inputHeight: req.input.height,
   };
 }
 
@@ -132,6 +149,7 @@ export function jobView(job: Job, queue: JobQueue): Record<string, unknown> {
     progress: { step: job.step, total: job.total, fraction: job.total ? job.step / job.total : 0, etaMs: etaMs(job) },
     settings: job.meta,
     error: job.error ?? null,
+    expired: job.expired ?? false,
     result: r
       ? {
           seed: seedJson(r.seed),
@@ -164,21 +182,31 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
   };
   const accepted = (c: Context, job: Job) => c.json({ ...jobView(job, queue), url: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` }, 202);
 
+  // a queue slot is held before the body is read: a full queue answers 429 without reading it, and
+  // at most queueSize bodies are in memory at once
   app.post("/v1/img2img", async (c) => {
+    let slot;
     try {
+      slot = queue.reserve();
       const { req } = await parseNativeRequest(c, engine, opts);
-      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req)));
+      checkBudget(req, engine, opts);
+      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req), slot));
     } catch (e) {
+      slot?.release();
       return fail(c, e);
     }
   });
 
   app.post("/v1/sweep", async (c) => {
+    let slot;
     try {
+      slot = queue.reserve();
       const { req, fields } = await parseNativeRequest(c, engine, opts);
       const strengths = parseStrengths(fields, req.steps);
-      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }));
+      checkBudget(req, engine, opts, strengths);
+      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }, slot));
     } catch (e) {
+      slot?.release();
       return fail(c, e);
     }
   });
@@ -198,12 +226,18 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
   });
 
   app.get("/v1/jobs/:id/images/:n", (c) => {
+    const n = c.req.param("n");
+    if (!/^\d{1,4}$/.test(n)) return c.json({ error: { code: "invalid_input", message: `image index must be a whole number such as 0 (got ${JSON.stringify(n.slice(0, 20))})`, field: "n" } }, 422);
     const job = queue.get(c.req.param("id"));
+    if (job?.expired) {
+      const message = "this job's images were dropped to keep the server's memory bounded (reimagine serve --keep-results-mb): fetch results soon after they finish";
+      return c.json({ error: { code: "expired", message } }, 410);
+    }
     const r = job?.result as GenerationResult | undefined;
-    const im = r?.images[Number(c.req.param("n"))];
+    const im = r?.images[Number(n)];
     if (!job || !im) return c.json({ error: { code: "not_found", message: "no such image: the job is unknown, unfinished, or has fewer images" } }, 404);
     c.header("Content-Type", "image/png");
-    c.header("Content-Disposition", `inline; filename="reimagine-${String(im.seed)}-${c.req.param("n")}.png"`);
+    c.header("Content-Disposition", `inline; filename="reimagine-${String(im.seed)}-${Number(n)}.png"`);
     c.header("Cache-Control", "private, max-age=3600");
     return c.body(new Uint8Array(im.png));
   });

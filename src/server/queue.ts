@@ -1,6 +1,7 @@
 // The server's single job queue: the model stays loaded and jobs run one at a time in order.
-// Bounded (submit throws QueueFullError with a Retry-After estimate), every job cancellable
-// (queued: removed; running: its AbortSignal fires), and a failing job never stops the loop.
+// Bounded (a slot is reserved before a request body is read; a full queue throws QueueFullError with a
+// Retry-After estimate), every job cancellable (queued: removed; running: its AbortSignal fires), a
+// failing job never stops the loop, and finished results are kept within a byte budget (oldest dropped).
 import { randomUUID } from "node:crypto";
 import { ReimagineError } from "../errors.js";
 import type { RGBImage } from "../image.js";
@@ -30,6 +31,8 @@ export interface Job<R = unknown> {
   error?: { code: string; message: string };
   /** True when cancelled while running (interrupt): nothing is saved. */
   interrupted: boolean;
+  /** True when the result was dropped to keep retained results under the byte budget. */
+  expired?: boolean;
   /** Request settings, echoed by GET /v1/jobs/:id. */
   readonly meta: Record<string, unknown>;
   /** Resolves when the job is finished (never rejects). */
@@ -47,6 +50,18 @@ export class QueueFullError extends ReimagineError {
   }
 }
 
+/** The queue is shutting down: no new work (HTTP 503). */
+export class ShuttingDownError extends ReimagineError {
+  constructor() {
+    super("the server is shutting down: retry against another instance or once it is back", "shutting_down");
+  }
+}
+
+/** A slot held while a request is read and validated; submit() consumes it, release() gives it back. */
+export interface Reservation {
+  release(): void;
+}
+
 interface Entry {
   job: Job;
   work: (ctx: JobContext) => Promise<unknown>;
@@ -62,6 +77,10 @@ export interface JobQueueOptions {
   keepFinished?: number;
   /** Logs failures that are not user errors (default console.error). */
   log?: (message: string, err: unknown) => void;
+  /** Bytes a finished job's result holds (for maxResultBytes); default 0. */
+  resultBytes?: (result: unknown) => number;
+  /** Results kept at most this many bytes in all; the oldest are dropped first (the newest is always kept). */
+  maxResultBytes?: number;
 }
 
 /**
@@ -80,17 +99,47 @@ export class JobQueue {
   private readonly finished: string[] = [];
   private readonly durations: number[] = [];
   private loop?: Promise<void>;
+  private reserved = 0;
+  private closed = false;
+  private readonly resultBytes: (result: unknown) => number;
+  private readonly maxResultBytes: number;
+  private readonly kept: { job: Job; bytes: number }[] = []; // finished results, oldest first
+  private keptBytes = 0;
 
   constructor(opts: JobQueueOptions = {}) {
     this.maxSize = opts.maxSize ?? 8;
     if (!Number.isInteger(this.maxSize) || this.maxSize < 1) throw new ReimagineError(`queue size must be a whole number >= 1 (got ${opts.maxSize})`);
     this.keepFinished = opts.keepFinished ?? 50;
     this.log = opts.log ?? ((m, e) => console.error(m, e));
+    this.resultBytes = opts.resultBytes ?? (() => 0);
+    this.maxResultBytes = opts.maxResultBytes ?? Infinity;
   }
 
-  /** Jobs waiting or running. */
+  /** Jobs waiting or running, plus requests holding a reserved slot. */
   get size(): number {
-    return this.pending.length + (this.current ? 1 : 0);
+    return this.pending.length + (this.current ? 1 : 0) + this.reserved;
+  }
+
+  /** Bytes of finished results currently kept. */
+  get retainedBytes(): number {
+    return this.keptBytes;
+  }
+
+  /**
+   * Holds a slot before a request body is read, so a full queue answers 429 without reading it.
+   * @example const slot = q.reserve(); try { ...; q.submit("img2img", work, meta, slot); } catch (e) { slot.release(); throw e; }
+   */
+  reserve(): Reservation {
+    if (this.closed) throw new ShuttingDownError();
+    if (this.size >= this.maxSize) throw new QueueFullError(this.size, this.retryAfterS());
+    this.reserved++;
+    let held = true;
+    return {
+      release: () => {
+        if (held) this.reserved--;
+        held = false;
+      },
+    };
   }
   get running(): Job | undefined {
     return this.current?.job;
@@ -99,8 +148,10 @@ export class JobQueue {
     return this.pending.map((e) => e.job);
   }
 
-  /** Adds a job; throws QueueFullError when maxSize jobs are already waiting or running. */
-  submit<R>(kind: string, work: (ctx: JobContext) => Promise<R>, meta: Record<string, unknown> = {}): Job<R> {
+  /** Adds a job (into `slot` when given); throws QueueFullError when maxSize jobs are already waiting or running. */
+  submit<R>(kind: string, work: (ctx: JobContext) => Promise<R>, meta: Record<string, unknown> = {}, slot?: Reservation): Job<R> {
+    slot?.release();
+    if (this.closed) throw new ShuttingDownError();
     if (this.size >= this.maxSize) throw new QueueFullError(this.size, this.retryAfterS());
     let resolve!: (j: Job) => void;
     const done = new Promise<Job>((r) => (resolve = r));
@@ -164,8 +215,9 @@ export class JobQueue {
     while (this.loop) await this.loop;
   }
 
-  /** Cancels everything (server shutdown). */
+  /** Refuses new work and cancels everything (server shutdown): queued jobs are removed, the running one aborted. */
   close(): void {
+    this.closed = true;
     for (const e of [...this.pending]) this.cancel(e.job.id);
     if (this.current) this.cancel(this.current.job.id);
   }
@@ -227,7 +279,28 @@ export class JobQueue {
     entry.listeners.clear();
     entry.resolve(job);
     this.finished.push(job.id);
-    while (this.finished.length > this.keepFinished) this.entries.delete(this.finished.shift()!);
+    while (this.finished.length > this.keepFinished) this.forget(this.finished.shift()!);
+    if (status === "succeeded") this.keep(job);
+  }
+
+  /** Counts a finished result against maxResultBytes, dropping the oldest kept results (never this one). */
+  private keep(job: Job): void {
+    const bytes = this.resultBytes(job.result);
+    this.kept.push({ job, bytes });
+    this.keptBytes += bytes;
+    while (this.keptBytes > this.maxResultBytes && this.kept.length > 1) {
+      const old = this.kept.shift()!;
+      this.keptBytes -= old.bytes;
+      old.job.result = undefined;
+      old.job.expired = true;
+    }
+  }
+
+  private forget(id: string): void {
+    const job = this.entries.get(id)?.job;
+    this.entries.delete(id);
+    const i = this.kept.findIndex((k) => k.job === job);
+    if (i >= 0) this.keptBytes -= this.kept.splice(i, 1)[0].bytes;
   }
 
   private emit(entry: Entry, e: JobEvent): void {

@@ -9,8 +9,9 @@ export class ValidationError extends ReimagineError {
   constructor(
     readonly field: string,
     message: string,
+    code = "invalid_input",
   ) {
-    super(message, "invalid_input");
+    super(message, code);
   }
 }
 
@@ -54,6 +55,10 @@ export function optBoolean(body: Fields, key: string): boolean | undefined {
 export function optSeed(body: Fields, key: string): number | bigint | undefined {
   const v = body[key];
   if (v === undefined || v === null || v === "" || v === -1 || v === "-1") return undefined;
+  if (typeof v === "number" && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
+    // JSON numbers are doubles: 18446744073709551615 arrives as 18446744073709552000, another seed
+    throw new ValidationError(key, `${key} ${v} is above 2^53, where a JSON number loses digits: send the seed as a string, e.g. "${key}": "18446744073709551615"`);
+  }
   if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
   if (typeof v === "string" && /^\d{1,20}$/.test(v.trim())) {
     const b = BigInt(v.trim());

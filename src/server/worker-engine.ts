@@ -1,6 +1,8 @@
 // An Engine whose model lives in a worker thread (engine-worker.ts), so the HTTP server's event
 // loop stays free while onnxruntime computes. Progress and previews stream back per step; abort
 // is honoured between steps; if the worker dies, the running job fails and the next run restarts it.
+// close() lets a run in progress end, then has the worker release its sessions and exit by itself:
+// terminating a worker inside an ONNX Runtime call aborts the whole process (Napi::Error, exit 134).
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -17,7 +19,7 @@ export interface WorkerInit {
 }
 
 type WireError = { name: string; message: string; code?: string; stack?: string };
-export type ToWorker = { type: "run"; id: number; opts: Omit<EngineRunOptions, "onProgress" | "signal"> } | { type: "abort"; id: number };
+export type ToWorker = { type: "run"; id: number; opts: Omit<EngineRunOptions, "onProgress" | "signal"> } | { type: "abort"; id: number } | { type: "close" };
 export type FromWorker =
   | { type: "status"; message: string }
   | { type: "ready"; modelName: string; modelHash: string; defaults: EngineDefaults; vaeScaleFactor: number; samplers: SamplerInfo[] }
@@ -63,6 +65,7 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
   let worker: Worker | undefined;
   let ready: Promise<Extract<FromWorker, { type: "ready" }>> | undefined;
   const pending = new Map<number, Pending>();
+  const running = new Set<Promise<unknown>>(); // runs not yet settled (close() waits for them)
   let nextId = 1;
 
   const start = () => {
@@ -118,18 +121,29 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
       const { onProgress: _p, signal, ...plain } = opts;
       // copy the input: the caller may reuse it (sweeps) and transfer would detach it
       const image = { width: plain.image.width, height: plain.image.height, data: plain.image.data.slice() };
-      return new Promise<EngineResult>((resolve, reject) => {
+      const run = new Promise<EngineResult>((resolve, reject) => {
         const onAbort = () => w.postMessage({ type: "abort", id } satisfies ToWorker);
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = () => signal?.removeEventListener("abort", onAbort);
         pending.set(id, { opts, resolve: (r) => (done(), resolve(r)), reject: (e) => (done(), reject(e)) });
         w.postMessage({ type: "run", id, opts: { ...plain, image } } satisfies ToWorker, [image.data.buffer]);
       });
+      running.add(run);
+      void run.then(
+        () => running.delete(run),
+        () => running.delete(run),
+      );
+      return run;
     },
     async close() {
       const w = worker;
       worker = undefined;
-      await w?.terminate();
+      if (!w) return;
+      // a run in progress ends first (a cancelled one within a step): never terminate inside a model call
+      await Promise.allSettled([...running]);
+      const exited = new Promise<void>((r) => w.once("exit", () => r()));
+      w.postMessage({ type: "close" } satisfies ToWorker);
+      await exited;
     },
   };
 }
