@@ -5,7 +5,7 @@ import { Hono, type Context } from "hono";
 import { encodeImage, type ResizeMode } from "../image.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
-import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, type Upload } from "./http.js";
+import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
 import { checkJobBudget, stepsAt } from "./limits.js";
 import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
@@ -26,7 +26,8 @@ interface A1111State {
   clipStopAtLastLayers: number;
 }
 
-function fail(c: Context, e: unknown) {
+/** A1111-shaped error response (FastAPI's 422 shape for a bad field). */
+export function fail(c: Context, e: unknown) {
   if (e instanceof ValidationError) return c.json(validationBody(e.field, e.message), 422);
   const p = prepareError(c, e);
   return c.json(httpError(p.message, p.status === 500 ? "RuntimeError" : "HTTPException"), p.status);
@@ -135,19 +136,16 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
 
   /** Queues the request, waits for it (cancelling it if the client goes away), answers A1111's shape. */
   const generate = async (c: Context, txt2img: boolean) => {
-    let slot;
     try {
-      slot = queue.reserve(); // before the body is read: a full queue answers 429 at once
       const body = await readJson(c);
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
-        slot.release();
         return c.json(httpError("Init image not found"), 404);
       }
       const req = await parseA1111(body, engine, limits, state, txt2img);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
-      const job = queue.submit(txt2img ? "txt2img" : "img2img", img2imgWork(engine, req), { api: "a1111", prompt: req.prompt }, slot);
+      const job = queue.submit(txt2img ? "txt2img" : "img2img", img2imgWork(engine, req), { api: "a1111", prompt: req.prompt }, slotOf(c));
       const signal = c.req.raw.signal;
       const onAbort = () => queue.cancel(job.id);
       signal.addEventListener("abort", onAbort, { once: true });
@@ -172,7 +170,6 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
         info: infoString(engine, req, r, job),
       });
     } catch (e) {
-      slot?.release();
       return fail(c, e);
     }
   };

@@ -10,9 +10,10 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import { ReimagineError } from "../errors.js";
-import { a1111Routes } from "./a1111.js";
+import { a1111Routes, fail as failA1111 } from "./a1111.js";
 import type { Engine } from "./engine.js";
 import { resultBytes } from "./generate.js";
+import { prepareError } from "./http.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.js";
 import { nativeRoutes } from "./native.js";
 import { JobQueue } from "./queue.js";
@@ -56,6 +57,8 @@ const securityHeaders = () =>
       frameAncestors: ["'none'"],
     },
   });
+
+const GENERATE_ROUTES = new Set(["/v1/img2img", "/v1/sweep", "/sdapi/v1/img2img", "/sdapi/v1/txt2img"]);
 
 const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/");
 
@@ -156,6 +159,26 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
       await next();
     });
   }
+
+  // Generation requests hold a queue slot before their body is read (bodyLimit below reads chunked
+  // bodies): a full queue answers 429 at once, and at most queueSize bodies are in memory together.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "POST" || !GENERATE_ROUTES.has(c.req.path)) return next();
+    let slot;
+    try {
+      slot = queue.reserve();
+    } catch (e) {
+      if (c.req.path.startsWith("/sdapi/")) return failA1111(c, e);
+      const p = prepareError(c, e);
+      return c.json({ error: { code: p.code, message: p.message } }, p.status);
+    }
+    c.set("slot" as never, slot as never);
+    try {
+      await next();
+    } finally {
+      slot.release(); // no-op once submit() took it
+    }
+  });
 
   app.use(
     "*",

@@ -6,7 +6,7 @@ import type { Context } from "hono";
 import { ReimagineError } from "../errors.js";
 import { imageHeader, loadImage, type RGBImage } from "../image.js";
 import { MAX_JSON_DEPTH, type ServerLimits } from "./limits.js";
-import { QueueFullError } from "./queue.js";
+import { QueueFullError, type Reservation } from "./queue.js";
 import { ValidationError } from "./validate.js";
 
 export type Limits = ServerLimits;
@@ -105,8 +105,21 @@ export function prepareError(c: Context, e: unknown): { status: ReturnType<typeo
   return { status, message: err.message, code: err.code, field: e instanceof ValidationError ? e.field : undefined };
 }
 
+/** The queue slot app.ts reserved for this request before its body was read (undefined outside the app). */
+export const slotOf = (c: Context): Reservation | undefined => (c.var as Record<string, unknown>).slot as Reservation | undefined;
+
 /** Seeds above 2^53 are sent as strings so JSON keeps every digit. */
 export const seedJson = (s: number | bigint): number | string => (typeof s === "bigint" ? s.toString() : s);
+
+/** Reads the body; a client that stops sending (timeout) or hangs up is its own error, not a server fault. */
+export async function readBody<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    if (e instanceof ReimagineError) throw e; // e.g. the body limit
+    throw new ReimagineError(`the request body was cut off before it was complete (${(e as Error).message})`, "body_incomplete");
+  }
+}
 
 /** True when `text` nests arrays/objects deeper than `max` (a linear scan, strings skipped, before any parse). */
 export function jsonTooDeep(text: string, max: number): boolean {
@@ -132,7 +145,7 @@ export function jsonTooDeep(text: string, max: number): boolean {
 /** Parses a JSON body; a malformed or too deeply nested one is a 422 naming the problem (before anything runs). */
 export async function readJson(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
-  const text = await c.req.text();
+  const text = await readBody(() => c.req.text());
   if (jsonTooDeep(text, MAX_JSON_DEPTH)) {
     throw new ValidationError("body", `the request body nests arrays/objects deeper than ${MAX_JSON_DEPTH} levels: send a flat JSON object`);
   }

@@ -6,7 +6,7 @@ import { streamSSE } from "hono/streaming";
 import { checkBackground, encodeImage, type ResizeMode } from "../image.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
-import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readJson, seedJson } from "./http.js";
+import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
 import { checkJobBudget, MAX_JSON_DEPTH, stepsAt } from "./limits.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
@@ -22,11 +22,11 @@ export interface NativeOptions extends Limits {
 async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer }> {
   const type = c.req.header("content-type") ?? "";
   if (/^multipart\/form-data|^application\/x-www-form-urlencoded/i.test(type)) {
-    const form = await c.req.parseBody();
+    const form = await readBody(() => c.req.parseBody());
     const fields: Fields = {};
     let image: Buffer | undefined;
     for (const [k, v] of Object.entries(form)) {
-      if (k === "image" && typeof v === "object" && v !== null && "arrayBuffer" in v) image = Buffer.from(await (v as File).arrayBuffer());
+      if (k === "image" && typeof v === "object" && v !== null && "arrayBuffer" in v) image = Buffer.from(await readBody(() => (v as File).arrayBuffer()));
       else fields[k] = v;
     }
     if (!image && typeof fields.image === "string") image = decodeBase64Image(fields.image, "image");
@@ -182,31 +182,24 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
   };
   const accepted = (c: Context, job: Job) => c.json({ ...jobView(job, queue), url: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` }, 202);
 
-  // a queue slot is held before the body is read: a full queue answers 429 without reading it, and
-  // at most queueSize bodies are in memory at once
+  // the queue slot was reserved before the body was read (app.ts); submit() takes it
   app.post("/v1/img2img", async (c) => {
-    let slot;
     try {
-      slot = queue.reserve();
       const { req } = await parseNativeRequest(c, engine, opts);
       checkBudget(req, engine, opts);
-      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req), slot));
+      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req), slotOf(c)));
     } catch (e) {
-      slot?.release();
       return fail(c, e);
     }
   });
 
   app.post("/v1/sweep", async (c) => {
-    let slot;
     try {
-      slot = queue.reserve();
       const { req, fields } = await parseNativeRequest(c, engine, opts);
       const strengths = parseStrengths(fields, req.steps);
       checkBudget(req, engine, opts, strengths);
-      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }, slot));
+      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }, slotOf(c)));
     } catch (e) {
-      slot?.release();
       return fail(c, e);
     }
   });
