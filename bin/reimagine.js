@@ -4,6 +4,11 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
+// onnxruntime-node's telemetry crashes (SIGSEGV) on command lines over ~29 kB, e.g. a long --prompt:
+// opt out before any ONNX session exists, here on the main thread because worker threads cannot
+// change the real environment (same list as src/ort-env.ts; docs/upstream/onnxruntime-node-long-argv.md)
+for (const k of ["ORT_TELEMETRY_DISABLED", "ORT_DISABLE_TELEMETRY", "ORT_RUNNING_UNIT_TESTS"]) process.env[k] ??= "1";
+
 const source = new URL("../src/cli/main.ts", import.meta.url);
 let cli;
 if (existsSync(fileURLToPath(source))) {

@@ -7,6 +7,9 @@ import { availableParallelism, cpus } from "node:os";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ReimagineError } from "./errors.js";
+import { disableOrtTelemetry } from "./ort-env.js";
+
+disableOrtTelemetry(); // before any session: long command lines crash ORT's telemetry (src/ort-env.ts)
 
 export type Provider = "cpu" | "cuda" | "webgpu";
 export const PROVIDERS: readonly Provider[] = ["cpu", "cuda", "webgpu"];
@@ -164,6 +167,9 @@ export class ModelSession {
         "unsupported",
       );
     }
+    // a GPU provider that fails to load makes ORT print its own multi-line log before throwing; the
+    // error below says it in one line (the level is read when ORT's environment starts: the first session)
+    if (provider !== "cpu") ort.env.logLevel = "fatal";
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
       intraOpNumThreads: opts.threads ?? defaultThreads(),

@@ -301,6 +301,8 @@ Usage:
   reimagine serve [options]                      web UI and HTTP API (reimagine serve --help)
   reimagine --version
 
+Inputs: PNG, JPEG, WebP, AVIF, TIFF and GIF (first frame). SVG is not supported: export it as PNG first.
+
 Strength (how far from the input to go; --strength F):
   0.2-0.4  subtle: restyles details and textures, keeps everything in place
   0.5-0.7  restyle: new look, same composition

@@ -93,6 +93,9 @@ export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Pr
     const dir = await downloadDiffusersModel(ref, opts.hub);
     return openDiffusersFolder(dir, { variant: opts.variant ?? "fp16", name: ref });
   }
+  if (existsSync(ref)) {
+    throw new ReimagineError(`'${ref}' is not a model: give a diffusers folder, a .safetensors checkpoint or a Hugging Face repo id like ${DEFAULT_MODEL}`, "bad_model");
+  }
   throw new ReimagineError(
     `model '${ref}' not found: give a diffusers folder, a .safetensors checkpoint or a Hugging Face repo id like ${DEFAULT_MODEL}`,
     "not_found",
