@@ -241,7 +241,9 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
     return streamSSE(c, (stream) => streamJob(stream, job, queue, opts.previewEvery ?? 2));
   });
 
-  app.get("/v1/queue", (c) => c.json({ size: queue.size, maxSize: queue.maxSize, running: queue.running?.id ?? null, queued: queue.queued.map((j) => j.id) }));
+  app.get("/v1/queue", (c) =>
+    c.json({ size: queue.size, maxSize: queue.maxSize, running: queue.running?.id ?? null, queued: queue.queued.map((j) => j.id), retainedBytes: queue.retainedBytes }),
+  );
 
   app.get("/v1/models", (c) =>
     c.json([{ name: engine.modelName, hash: engine.modelHash, loaded: true, defaults: engine.defaults, vaeScaleFactor: engine.vaeScaleFactor, maxPixels: opts.maxPixels }]),
