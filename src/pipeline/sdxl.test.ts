@@ -2,7 +2,7 @@
 // encode_prompt (zero negatives, "" negatives, clip skip), add_time_ids, img2img get_timesteps with the
 // denoising window, and every StableDiffusionXLImg2ImgPipeline case from the seed; the single-file
 // checkpoint gives the same image as the folder.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -11,7 +11,7 @@ import { loadImage, tensorToFloatHWC } from "../image.js";
 import { createScheduler, img2imgTimesteps } from "../schedulers/index.js";
 import { addTimeIds } from "./family-sdxl.js";
 import type { Img2ImgPipeline } from "./img2img.js";
-import { loadPipeline } from "./load.js";
+import { loadPipeline, openModel } from "./load.js";
 import { hiddenLayer, runTextEncoder } from "./text-encoding.js";
 
 const SET = "sdxl-tiny";
@@ -40,6 +40,13 @@ describeWithFixtures(
       expect(pipe.model.pipelineConfig).toEqual({ force_zeros_for_empty_prompt: true, requires_aesthetics_score: false });
       expect(fromFile.model.family).toBe("sdxl");
       expect(pipe.defaults).toEqual({ steps: 30, guidanceScale: 7, strength: 0.6 });
+    });
+
+    it("a folder whose model_index.json lists text_encoder_2 but lacks it: one line naming the component", async () => {
+      const dir = join(cache, "no-te2");
+      mkdirSync(dir);
+      for (const f of readdirSync(fixture(SET, "model"))) if (f !== "text_encoder_2") symlinkSync(fixture(SET, "model", f), join(dir, f));
+      await expect(openModel(dir)).rejects.toThrow(/has no 'text_encoder_2\/' component: a diffusers SDXL folder needs .*text_encoder_2/);
     });
 
     for (const c of R.text_encoders.cases) {

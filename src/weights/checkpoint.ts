@@ -72,6 +72,27 @@ export function detectFamily(file: TensorFile): ModelFamily {
   return inspect(file).family;
 }
 
+/**
+ * What a file that is not a full checkpoint holds (a LoRA, a ControlNet, a VAE, an embedding), with the way
+ * to use it; undefined when it looks like a checkpoint.
+ */
+export function notACheckpoint(keys: string[]): string | undefined {
+  const any = (re: RegExp) => keys.some((k) => re.test(k));
+  if (any(/^lora_(unet|te\d?)_|\.lora_(down|up)\.weight$|\.lora_[AB]\.weight$|\.lora\.(down|up)\.weight$/)) {
+    return "is a LoRA, not a full model: pass it with --lora FILE[:WEIGHT] (or <lora:NAME:WEIGHT> in the prompt) on top of a base --model";
+  }
+  if (any(/^control_model\.|^controlnet_cond_embedding\.|^input_hint_block\./)) {
+    return "is a ControlNet, not a full model: pass it with --controlnet FILE on top of a base --model";
+  }
+  if (any(/^(string_to_param|emb_params|clip_[lg])$|^string_to_param\./)) {
+    return "is a textual-inversion embedding, not a model: put it in the embeddings folder and name it in the prompt";
+  }
+  if (!any(/^model\.diffusion_model\./) && any(/^(first_stage_model\.)?(encoder\.down|decoder\.up|decoder\.conv_in|encoder\.layers|decoder\.layers)/)) {
+    return "holds only a VAE, not a full model: use it as --tiny-vae if it is a TAESD, or pick a full checkpoint for --model";
+  }
+  return undefined;
+}
+
 function inspect(file: TensorFile): { family: ModelFamily; why: string } {
   const keys = file.keys();
   const conv = file.info(`${UNET}input_blocks.0.0.weight`);
@@ -430,8 +451,13 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
     let family = found.family, why = found.why;
     if (family === "sd2") ({ family, why } = sd2Variant(file.metadata, opts.predictionType));
     let configs = opts.configs;
+    const what = family === "unknown" ? notACheckpoint(file.keys()) : undefined;
+    if (what) throw new ReimagineError(`${path} ${what}`, "not_a_model");
     if (!configs && family === "unknown") {
-      throw new ReimagineError(`${path}: the tensors match no known architecture (${found.why}); pass explicit configs (unet/vae/text_encoder/scheduler config.json) or load a diffusers folder instead`, "unsupported_model");
+      throw new ReimagineError(
+        `${path}: the tensors match no known architecture (${found.why}); pass explicit configs with --config-from <diffusers folder of the same architecture>, or load a diffusers folder instead`,
+        "unsupported_model",
+      );
     }
     if (!configs && family !== "unknown") configs = shippedConfigs(family);
     if (configs && opts.predictionType) configs = { ...configs, scheduler: { ...configs.scheduler, prediction_type: opts.predictionType } };
