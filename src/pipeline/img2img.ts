@@ -185,7 +185,8 @@ export class Img2ImgPipeline {
     let size: { width: number; height: number };
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
-      check(n === 1 && c === this.model.components.unet.config.in_channels, `latent input must be [1, ${this.model.components.unet.config.in_channels}, h, w] (got [${opts.image.dims}])`);
+      const inC = this.model.components.unet.config.in_channels;
+      check((n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w, `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`);
       size = { width: w * f, height: h * f };
     } else {
       input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
@@ -326,11 +327,12 @@ export class Img2ImgPipeline {
         for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
       }
     }
-    run.imageLatents = one;
     run.shape = [run.numImages, dims[1], dims[2], dims[3]];
-    const n = one.length;
+    const n = dims[1] * dims[2] * dims[3];
+    run.imageLatents = one.subarray(0, n);
     const latents = new Float32Array(run.numImages * n);
-    for (let i = 0; i < run.numImages; i++) latents.set(one, i * n);
+    if (one.length === latents.length) latents.set(one); // a batch of latents (refiner hand-over)
+    else for (let i = 0; i < run.numImages; i++) latents.set(one, i * n);
     if (!addNoise) {
       run.latents = latents;
       return;

@@ -12,6 +12,7 @@ import { createScheduler, img2imgTimesteps } from "../schedulers/index.js";
 import { addTimeIds } from "./family-sdxl.js";
 import type { Img2ImgPipeline } from "./img2img.js";
 import { loadPipeline, openModel } from "./load.js";
+import { runWithRefiner } from "./refiner.js";
 import { hiddenLayer, runTextEncoder } from "./text-encoding.js";
 
 const SET = "sdxl-tiny";
@@ -175,6 +176,45 @@ describeWithFixtures(
         }
       });
     }
+  },
+  SET,
+);
+
+describeWithFixtures(
+  "SDXL base -> refiner hand-over (sdxl-tiny as both)",
+  () => {
+    const cache = mkdtempSync(join(tmpdir(), "reimagine-refiner-"));
+    let pipe: Img2ImgPipeline;
+    beforeAll(async () => {
+      pipe = await loadPipeline(fixture(SET, "model"), { cacheDir: cache, threads: 1 });
+    });
+    afterAll(async () => {
+      await pipe?.model.release();
+      rmSync(cache, { recursive: true, force: true });
+    });
+    const settings = { prompt: "a cyberpunk version of this photo", strength: 0.9, steps: 10, guidanceScale: 5, seed: 3, numImages: 2 };
+
+    it("Euler split at 0.5 equals one uninterrupted run bit for bit (latents handed over, no new noise)", async () => {
+      const image = await loadImage(fixture(SET, "reference", "input.png"));
+      const whole = await pipe.run({ ...settings, image });
+      const steps: string[] = [];
+      const split = await runWithRefiner(pipe, pipe, { ...settings, image, onProgress: (e) => steps.push(`${e.step}/${e.total}`) }, 0.5);
+      expect(split.stepsRun).toBe(whole.stepsRun);
+      expect(steps.at(-1)).toBe(`${whole.stepsRun}/${whole.stepsRun}`);
+      expect(maxAbsDiff(split.latents!, whole.latents!)).toBe(0);
+      expect(maxAbsDiff(split.decoded!, whole.decoded!)).toBe(0);
+    });
+
+    it("refuses a switch outside (0, 1) and an SD model as refiner", async () => {
+      const image = await loadImage(fixture(SET, "reference", "input.png"));
+      await expect(runWithRefiner(pipe, pipe, { ...settings, image }, 1)).rejects.toThrow(/refiner switch must be between 0 and 1/);
+      const sd = await loadPipeline(fixture("sd-tiny", "model"), { cacheDir: cache, threads: 1 });
+      try {
+        await expect(runWithRefiner(pipe, sd, { ...settings, image }, 0.5)).rejects.toThrow(/needs two SDXL models/);
+      } finally {
+        await sd.model.release();
+      }
+    });
   },
   SET,
 );
