@@ -201,3 +201,25 @@ describe("files that are not full checkpoints, given as a model", () => {
     }
   });
 });
+
+describe("SDXL v-prediction single files", () => {
+  it("v_pred + ztsnr keys (as NoobAI-XL v-pred ships them) -> v_prediction with rescale_betas_zero_snr", () => {
+    const layout = sgmLayout("sdxl");
+    layout.set("v_pred", []);
+    layout.set("ztsnr", []);
+    const path = join(tmp, "vpred.safetensors");
+    writeSparse(path, layout);
+    const m = openSingleFile(path);
+    try {
+      expect(m.configs!.scheduler).toMatchObject({ prediction_type: "v_prediction", rescale_betas_zero_snr: true });
+      expect(m.description).toMatch(/zero terminal SNR/);
+    } finally {
+      m.close();
+    }
+    const plain = join(tmp, "eps.safetensors");
+    writeSparse(plain, sgmLayout("sdxl"));
+    const e = openSingleFile(plain);
+    expect(e.configs!.scheduler).toMatchObject({ prediction_type: "epsilon" });
+    e.close();
+  });
+});

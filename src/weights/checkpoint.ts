@@ -427,6 +427,22 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
 }
 
 /**
+ * SDXL v-prediction fine-tunes (NoobAI-XL v-pred and others) mark themselves with the empty tensors `v_pred`
+ * and `ztsnr` (zero terminal SNR: diffusers' rescale_betas_zero_snr), as ComfyUI reads them, or with SAI
+ * modelspec metadata. Returns the scheduler settings they imply.
+ */
+function xlVPrediction(keys: string[], meta: Record<string, string>): { scheduler: Record<string, unknown>; why: string } | undefined {
+  const pt = meta["modelspec.prediction_type"]?.toLowerCase();
+  const v = keys.includes("v_pred") || (pt !== undefined && pt.startsWith("v"));
+  if (!v) return undefined;
+  const zsnr = keys.includes("ztsnr");
+  return {
+    scheduler: { prediction_type: "v_prediction", ...(zsnr ? { rescale_betas_zero_snr: true } : {}) },
+    why: `v_prediction${zsnr ? " with zero terminal SNR" : ""} (${keys.includes("v_pred") ? "v_pred key" : "metadata modelspec.prediction_type"})`,
+  };
+}
+
+/**
  * Opens a single-file LDM `.safetensors` checkpoint as diffusers components.
  * Pickle files (.ckpt/.pt/.bin) are refused. For SD 2.x the prediction type comes from `opts`,
  * then the file's metadata, else v_prediction (see predictionTypeHint for a wrong guess).
@@ -461,6 +477,13 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
     }
     if (!configs && family !== "unknown") configs = shippedConfigs(family);
     if (configs && opts.predictionType) configs = { ...configs, scheduler: { ...configs.scheduler, prediction_type: opts.predictionType } };
+    else if (configs && (family === "sdxl" || family === "sdxl-refiner")) {
+      const v = xlVPrediction(file.keys(), file.metadata);
+      if (v) {
+        configs = { ...configs, scheduler: { ...configs.scheduler, ...v.scheduler } };
+        why += `; ${v.why}`;
+      }
+    }
     const parts = convertLdmCheckpoint(file, family, configs);
     return {
       family,
