@@ -2,11 +2,12 @@
 // encode_prompt (zero negatives, "" negatives, clip skip), add_time_ids, img2img get_timesteps with the
 // denoising window, and every StableDiffusionXLImg2ImgPipeline case from the seed; the single-file
 // checkpoint gives the same image as the folder.
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { main } from "../cli/main.js";
 import { loadImage, tensorToFloatHWC } from "../image.js";
 import { createScheduler, img2imgTimesteps } from "../schedulers/index.js";
 import { addTimeIds } from "./family-sdxl.js";
@@ -95,6 +96,27 @@ describeWithFixtures(
         }
       });
     }
+
+    it("the CLI writes case 0's image (within 1/255), from the folder and from the single file", async () => {
+      const c = R.pipeline.cases[0];
+      const inp = c.inputs;
+      const args = [fixture(SET, "reference", inp.image), "-p", inp.prompt, "--steps", String(inp.num_inference_steps), "--strength", String(inp.strength), "-g", String(inp.guidance_scale), "--seed", String(inp.generator.seed), "-q"];
+      const io = { stdout: { write: () => true }, stderr: { write: () => true } } as never;
+      const env = process.env.REIMAGINE_CACHE;
+      process.env.REIMAGINE_CACHE = cache;
+      try {
+        expect(await main([...args, "--model", fixture(SET, "model"), "-o", join(cache, "cli-a.png")], io)).toBe(0);
+        expect(await main([...args, "--model", fixture(SET, "single-file", "sdxl-tiny.safetensors"), "--config-from", fixture(SET, "model"), "-o", join(cache, "cli-b.png")], io)).toBe(0);
+      } finally {
+        if (env === undefined) delete process.env.REIMAGINE_CACHE;
+        else process.env.REIMAGINE_CACHE = env;
+      }
+      const a = await loadImage(readFileSync(join(cache, "cli-a.png")));
+      const b = await loadImage(readFileSync(join(cache, "cli-b.png")));
+      expect(Buffer.from(b.data).equals(Buffer.from(a.data))).toBe(true);
+      const want = ref(c.image).data; // [1, H, W, 3] in [0, 1]
+      expect(maxAbsDiff(Array.from(a.data, (v) => v / 255), want)).toBeLessThanOrEqual(1 / 255 + 1e-6);
+    });
 
     it("add_time_ids as diffusers' _get_add_time_ids (base and refiner layouts)", () => {
       const pair = (x: unknown) => x as [number, number];
