@@ -80,7 +80,7 @@ export interface ModelFamily {
 
 function defaultsFor(family: FamilyId, name: string, schedulerConfig: Record<string, unknown>): PipelineDefaults {
   if (/turbo/i.test(name)) return { steps: 2, guidanceScale: 0, strength: 0.5 };
-  if (/lightning|hyper/i.test(name)) return { steps: 4, guidanceScale: 0, strength: 0.6 };
+  if (/lightning|hyper/i.test(name)) return { steps: 4, guidanceScale: 0, strength: 0.5 };
   if (/lcm/i.test(name) || schedulerConfig._class_name === "LCMScheduler") return { steps: 8, guidanceScale: 1, strength: 0.5 };
   return family === "sdxl" ? { steps: 30, guidanceScale: 7, strength: 0.6 } : { steps: 30, guidanceScale: 7.5, strength: 0.6 };
 }

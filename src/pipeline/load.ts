@@ -78,8 +78,14 @@ async function openCheckpoint(ref: string, opts: LoadPipelineOptions): Promise<M
     sub = t;
   }
   const tok = (s: string | undefined) => (s === undefined ? undefined : CLIPTokenizer.fromDir(join(dir, s)));
+  const name = basename(ref).replace(/\.safetensors$/i, "");
+  if (!opts.configFrom && fewStepName(name)) {
+    // distilled few-step checkpoints (Turbo, Lightning, Hyper) are sampled with trailing timesteps
+    // (diffusers' model cards: EulerDiscreteScheduler.from_config(..., timestep_spacing="trailing"))
+    c.scheduler = { ...c.scheduler, timestep_spacing: "trailing" };
+  }
   return {
-    name: basename(ref).replace(/\.safetensors$/i, ""),
+    name,
     family,
     pipelineConfig: pipelineConfigFrom(family, (c.model_index ?? {}) as Record<string, unknown>),
     configs: c as ModelParts["configs"],
@@ -88,6 +94,9 @@ async function openCheckpoint(ref: string, opts: LoadPipelineOptions): Promise<M
     tokenizer_2: tok(sub.subfolder2),
   };
 }
+
+/** Names of distilled few-step models (SD/SDXL Turbo, SDXL-Lightning, Hyper-SD). */
+export const fewStepName = (name: string): boolean => /turbo|lightning|hyper/i.test(name);
 
 /** Opens the parts of any supported model reference (downloading from the hub if needed). */
 export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Promise<ModelParts> {
