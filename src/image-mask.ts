@@ -1,0 +1,83 @@
+// Decoding of inpainting masks and of pictures whose alpha channel matters (sharp lives only in src/image*.ts):
+// bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
+// in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
+import { readFile } from "node:fs/promises";
+import sharp from "sharp";
+import { ReimagineError } from "./errors.js";
+import { DEFAULT_MAX_PIXELS } from "./image.js";
+import type { GrayImage } from "./inpaint/pil.js";
+
+/** 8-bit interleaved pixels with the file's channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA (straight alpha). */
+export interface DecodedPixels {
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+  data: Uint8Array;
+}
+
+const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
+
+/**
+ * Decodes a PNG/JPEG/WebP/AVIF/TIFF/GIF (first frame) keeping gray and alpha channels; EXIF orientation applied,
+ * palettes expanded, 16-bit samples scaled to 8 bits (PIL would clip them), CMYK converted to RGB.
+ * `what` names the input in errors ("mask 'm.png'").
+ * @example const m = await decodePixels("mask.png", "mask") // { channels: 1, ... } for a gray PNG
+ */
+export async function decodePixels(input: string | Buffer, what = "mask", maxPixels = DEFAULT_MAX_PIXELS): Promise<DecodedPixels> {
+  const name = typeof input === "string" ? `${what} '${input}'` : `${what} data`;
+  let bytes: Buffer;
+  if (typeof input === "string") {
+    try {
+      bytes = await readFile(input);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === "ENOENT" ? "file not found; check the path" : code === "EISDIR" ? "it is a folder; pass an image file" : oneLine(e);
+      throw new ReimagineError(`Cannot read ${name}: ${why}`, "not_found", { cause: e });
+    }
+  } else bytes = input;
+  const unreadable = (e: unknown) =>
+    new ReimagineError(
+      `Cannot read ${name}: not a supported image or the file is damaged (${oneLine(e)}); use a PNG, JPEG, WebP, AVIF, TIFF or GIF file`,
+      "invalid_image",
+      { cause: e },
+    );
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw unreadable(e);
+  }
+  const [w, h] = [meta.width ?? 0, meta.height ?? 0];
+  if (w * h > maxPixels) {
+    throw new ReimagineError(
+      `Cannot read ${name}: ${w}x${h} is ${((w * h) / 1e6).toFixed(1)} megapixels, over the limit of ${(maxPixels / 1e6).toFixed(1)}; downscale it first`,
+      "image_too_large",
+    );
+  }
+  const gray = meta.space === "b-w" || meta.space === "grey16";
+  try {
+    const { data, info } = await sharp(bytes, { failOn: "truncated", limitInputPixels: false, pages: 1, ignoreIcc: true })
+      .autoOrient()
+      .toColourspace(gray ? "b-w" : "srgb")
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    const channels = info.channels;
+    if (channels < 1 || channels > 4) throw new Error(`decoded to ${channels} channels`);
+    return { width: info.width, height: info.height, channels: channels as DecodedPixels["channels"], data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (e) {
+    throw unreadable(e);
+  }
+}
+
+/**
+ * Encodes a gray mask as an 8-bit grayscale PNG (white = repaint), e.g. to return the mask a request used.
+ * @example await writeFile("mask.png", await encodeMaskPng(mask))
+ */
+export async function encodeMaskPng(mask: GrayImage): Promise<Buffer> {
+  return sharp(Buffer.from(mask.data.buffer, mask.data.byteOffset, mask.data.byteLength), {
+    raw: { width: mask.width, height: mask.height, channels: 1 },
+  })
+    .toColourspace("b-w")
+    .png()
+    .toBuffer();
+}
