@@ -2,7 +2,7 @@
 // bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
 // in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
 import { readFile } from "node:fs/promises";
-import sharp from "sharp";
+import sharp, { type Metadata } from "sharp";
 import { ReimagineError } from "./errors.js";
 import { DEFAULT_MAX_PIXELS } from "./image.js";
 import type { GrayImage } from "./inpaint/pil.js";
@@ -41,7 +41,7 @@ export async function decodePixels(input: string | Buffer, what = "mask", maxPix
       "invalid_image",
       { cause: e },
     );
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
