@@ -56,14 +56,23 @@ export async function decodePixels(input: string | Buffer, what = "mask", maxPix
   }
   const gray = meta.space === "b-w" || meta.space === "grey16";
   try {
+    // sRGB output (sharp drops the alpha of "b-w" output); gray files are folded back to 1 or 2 channels below
     const { data, info } = await sharp(bytes, { failOn: "truncated", limitInputPixels: false, pages: 1, ignoreIcc: true })
       .autoOrient()
-      .toColourspace(gray ? "b-w" : "srgb")
+      .toColourspace("srgb")
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
-    const channels = info.channels;
-    if (channels < 1 || channels > 4) throw new Error(`decoded to ${channels} channels`);
-    return { width: info.width, height: info.height, channels: channels as DecodedPixels["channels"], data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.length);
+    if (info.channels !== 3 && info.channels !== 4) throw new Error(`decoded to ${info.channels} channels`);
+    if (!gray) return { width: info.width, height: info.height, channels: info.channels, data: rgb };
+    const alpha = info.channels === 4;
+    const n = info.width * info.height;
+    const out = new Uint8Array(n * (alpha ? 2 : 1));
+    for (let p = 0; p < n; p++) {
+      out[alpha ? 2 * p : p] = rgb[p * info.channels]; // R = G = B
+      if (alpha) out[2 * p + 1] = rgb[p * 4 + 3];
+    }
+    return { width: info.width, height: info.height, channels: alpha ? 2 : 1, data: out };
   } catch (e) {
     throw unreadable(e);
   }
