@@ -1,10 +1,10 @@
 // Decoding of inpainting masks and of pictures whose alpha channel matters (sharp lives only in src/image*.ts):
 // bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
 // in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
-import { readFile } from "node:fs/promises";
-import sharp, { type Metadata } from "sharp";
+import sharp from "sharp";
 import { ReimagineError } from "./errors.js";
 import { DEFAULT_MAX_PIXELS } from "./image.js";
+import { openImageInput } from "./image-read.js";
 import type { GrayImage } from "./inpaint/pil.js";
 
 /** 8-bit interleaved pixels with the file's channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA (straight alpha). */
@@ -15,7 +15,6 @@ export interface DecodedPixels {
   data: Uint8Array;
 }
 
-const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
 
 /**
  * Decodes a PNG/JPEG/WebP/AVIF/TIFF/GIF (first frame) keeping gray and alpha channels; EXIF orientation applied,
@@ -24,36 +23,7 @@ const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0
  * @example const m = await decodePixels("mask.png", "mask") // { channels: 1, ... } for a gray PNG
  */
 export async function decodePixels(input: string | Buffer, what = "mask", maxPixels = DEFAULT_MAX_PIXELS): Promise<DecodedPixels> {
-  const name = typeof input === "string" ? `${what} '${input}'` : `${what} data`;
-  let bytes: Buffer;
-  if (typeof input === "string") {
-    try {
-      bytes = await readFile(input);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "ENOENT" ? "file not found; check the path" : code === "EISDIR" ? "it is a folder; pass an image file" : oneLine(e);
-      throw new ReimagineError(`Cannot read ${name}: ${why}`, "not_found", { cause: e });
-    }
-  } else bytes = input;
-  const unreadable = (e: unknown) =>
-    new ReimagineError(
-      `Cannot read ${name}: not a supported image or the file is damaged (${oneLine(e)}); use a PNG, JPEG, WebP, AVIF, TIFF or GIF file`,
-      "invalid_image",
-      { cause: e },
-    );
-  let meta: Metadata;
-  try {
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw unreadable(e);
-  }
-  const [w, h] = [meta.width ?? 0, meta.height ?? 0];
-  if (w * h > maxPixels) {
-    throw new ReimagineError(
-      `Cannot read ${name}: ${w}x${h} is ${((w * h) / 1e6).toFixed(1)} megapixels, over the limit of ${(maxPixels / 1e6).toFixed(1)}; downscale it first`,
-      "image_too_large",
-    );
-  }
+  const { bytes, meta, unreadable } = await openImageInput(input, what, maxPixels);
   const gray = meta.space === "b-w" || meta.space === "grey16";
   try {
     // sRGB output (sharp drops the alpha of "b-w" output); gray files are folded back to 1 or 2 channels below
