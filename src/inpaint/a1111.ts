@@ -4,7 +4,7 @@
 // Ref: A1111 modules/processing.py (StableDiffusionProcessingImg2Img.init, apply_overlay), modules/masking.py,
 // modules/img2img.py (mode 3), OpenCV imgproc smooth.dispatch.cpp (GaussianBlur 8-bit fixed-point path).
 import { ReimagineError } from "../errors.js";
-import { resizeImage, type ResizeMode } from "../image.js";
+import type { ResizeMode } from "../image.js";
 import type { RGBImage } from "../image-sheet.js";
 import type { DecodedPixels } from "../image-mask.js";
 import { blendLatents, type LatentShape } from "./latents.js";
@@ -158,7 +158,11 @@ export interface A1111InpaintOptions {
   resizeMode?: ResizeMode;
 }
 
-/** What A1111's StableDiffusionProcessingImg2Img.init makes of a mask before sampling. */
+/**
+ * What A1111's StableDiffusionProcessingImg2Img.init makes of a mask before sampling. Its paste-back (processing
+ * apply_overlay / uncrop) gives the same bytes as diffusers' apply_overlay, so the result is
+ * `applyOverlay(maskForOverlay, original, generated, cropRegion)` (mask-processor.ts).
+ */
 export interface A1111Mask {
   /** The processing mask (binary -> inverted -> blurred; cropped and resized to width x height with "only masked"). */
   mask: GrayImage;
@@ -174,7 +178,8 @@ export interface A1111Mask {
  * A1111's mask pipeline for img2img inpainting at width x height: create_binary_mask, invert, OpenCV blur x then y,
  * then either "only masked" (crop region from the blurred mask, get_crop_region_v2 + expand_crop_region, which
  * equal diffusers' get_crop_region) or the whole picture (mask resized like the picture, overlay mask = 2 x mask).
- * An all-black mask with "only masked" falls back to the whole picture, as A1111 does, with a note.
+ * An all-black mask with "only masked" returns the black mask at the processing size with a note (A1111 instead drops
+ * the mask and repaints everything; callers check emptyMaskReason and return the picture unchanged).
  * @example const m = a1111PrepareMask(decoded, 512, 512, { maskBlurX: 4, maskBlurY: 4, fullRes: true, fullResPadding: 32 })
  */
 export async function a1111PrepareMask(mask: DecodedPixels, width: number, height: number, opts: A1111InpaintOptions = {}): Promise<A1111Mask> {
@@ -193,34 +198,12 @@ export async function a1111PrepareMask(mask: DecodedPixels, width: number, heigh
       const cropRegion = getCropRegion(m, width, height, opts.fullResPadding ?? A1111_INPAINT_DEFAULTS.inpaint_full_res_padding);
       return { mask: await resizeGray(crop(m, cropRegion), width, height, "resize-and-fill"), maskForOverlay: m, cropRegion };
     }
-    note = 'Unable to perform "Inpaint Only mask" because mask is blank, switch to img2img mode.';
+    // A1111 drops the mask here and repaints the whole picture; we keep the (black) mask so nothing is repainted
+    note = 'the mask is blank, so "only masked" has no region and there is nothing to repaint (A1111 would repaint the whole picture)';
   }
   const resized = await resizeGray(m, width, height, opts.resizeMode ?? "just-resize");
   const doubled = { ...resized, data: resized.data.map((v) => Math.min(255, 2 * v)) };
   return { mask: resized, maskForOverlay: doubled, note };
-}
-
-/**
- * A1111's overlay (processing.apply_overlay / uncrop): the generated picture (or, with a crop region, the generated
- * crop resized into its box on a transparent canvas) with the original composited over it through invert(maskForOverlay).
- * `original` is the picture at its processed size (maskForOverlay's size). Equal to diffusers' apply_overlay.
- * @example const out = await a1111Overlay(generated, input, m.maskForOverlay, m.cropRegion)
- */
-export async function a1111Overlay(generated: RGBImage, original: RGBImage, maskForOverlay: GrayImage, cropRegion?: Box): Promise<RGBImage> {
-  const { width, height } = original;
-  if (maskForOverlay.width !== width || maskForOverlay.height !== height) {
-    throw new ReimagineError(`overlay mask is ${maskForOverlay.width}x${maskForOverlay.height} but the picture is ${width}x${height}`);
-  }
-  const overlay = unpremultiply(paste({ width, height, data: new Uint8Array(width * height * 4) }, premultiply(rgbToRgba(original)), 0, 0, invert(maskForOverlay)));
-  let base: RGBAImage = rgbToRgba(generated);
-  if (cropRegion) {
-    const [x, y, x2, y2] = cropRegion;
-    const resized = await resizeImage(generated, x2 - x, y2 - y, "crop-and-resize");
-    base = paste({ width, height, data: new Uint8Array(width * height * 4) }, rgbToRgba(resized), x, y);
-  } else if (generated.width !== width || generated.height !== height) {
-    throw new ReimagineError(`the generated picture is ${generated.width}x${generated.height} but the original is ${width}x${height}`);
-  }
-  return rgbaToRgb(alphaComposite(base, overlay));
 }
 
 // ---------- inpainting_fill ----------

@@ -30,7 +30,6 @@ export {
   INPAINTING_FILL,
   a1111Fill,
   a1111MaskBlur,
-  a1111Overlay,
   a1111PrepareMask,
   createBinaryMask,
   inpaintSketch,
