@@ -1,7 +1,7 @@
 // The latent-space pieces of diffusers' StableDiffusionInpaintPipeline as pure functions over float32 arrays:
 // the order of random draws, prepare_latents' start latents (strength 1 = pure noise), the 9-channel UNet input,
-// the 4-channel ("legacy") blend after every scheduler step, and A1111's latent fill modes.
-// Ref: diffusers pipeline_stable_diffusion_inpaint.py (prepare_latents, __call__ 6.-10.); A1111 processing.py (inpainting_fill).
+// the 4-channel ("legacy") blend after every scheduler step. Same in StableDiffusionXLInpaintPipeline.
+// Ref: diffusers pipeline_stable_diffusion_inpaint.py (prepare_latents, prepare_mask_latents, __call__ 6.-10.).
 import { ReimagineError } from "../errors.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 
@@ -17,7 +17,7 @@ export type DrawRole = "vae_posterior_sample_image" | "prepare_latents_noise" | 
  * 1. the picture's VAE posterior sample, only when the UNet has 4 channels (image_latents feed the blend) or strength < 1;
  * 2. prepare_latents' noise [N, C, h, w] (one call);
  * 3. the masked picture's VAE posterior sample (always, even on the 4-channel path that never uses it);
- * 4. one per denoising step for ancestral / stochastic samplers.
+ * 4. one per denoising step when the sampler draws in step() (Euler a, DDPM, LCM, DDIM with eta > 0).
  * @example drawOrder(9, 1, 10, false) // ["prepare_latents_noise", "vae_posterior_sample_masked_image"]
  */
 export function drawOrder(unetInChannels: number, strength: number, steps: number, stochasticSampler: boolean): DrawRole[] {
