@@ -5,8 +5,9 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
-import sharp, { type Metadata, type Sharp } from "sharp";
+import sharp, { type Sharp } from "sharp";
 import { ReimagineError } from "./errors.js";
+import { oneLine, openImageInput } from "./image-read.js";
 import { parametersFromBytes, exifWithUserComment, withJpegExif, withPngParameters, withWebpExif } from "./image-metadata.js";
 import { ssim, sheetLabelsSvg, sheetLayout, type RGBImage } from "./image-sheet.js";
 
@@ -29,37 +30,7 @@ export const DEFAULT_MAX_PIXELS = 64_000_000;
  * @example const img = await loadImage("sketch.png", { background: "white" })
  */
 export async function loadImage(input: string | Buffer, opts: LoadOptions = {}): Promise<RGBImage> {
-  const what = typeof input === "string" ? `image '${input}'` : "image data";
-  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
-  let bytes: Buffer;
-  if (typeof input === "string") {
-    try {
-      bytes = await readFile(input);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "ENOENT" ? "file not found; check the path" : code === "EISDIR" ? "it is a folder; pass an image file" : `${(e as Error).message}`;
-      throw new ReimagineError(`Cannot read ${what}: ${why}`, "not_found", { cause: e });
-    }
-  } else bytes = input;
-  const unreadable = (e: unknown) =>
-    new ReimagineError(
-      `Cannot read ${what}: not a supported image or the file is damaged (${oneLine(e)}); use a PNG, JPEG, WebP, AVIF, TIFF or GIF file`,
-      "invalid_image",
-      { cause: e },
-    );
-  let meta: Metadata;
-  try {
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw unreadable(e);
-  }
-  const [w, h] = [meta.width ?? 0, meta.height ?? 0];
-  if (w * h > maxPixels) {
-    throw new ReimagineError(
-      `Cannot read ${what}: ${w}x${h} is ${(w * h / 1e6).toFixed(1)} megapixels, over the limit of ${(maxPixels / 1e6).toFixed(1)}; downscale it first or raise maxPixels`,
-      "image_too_large",
-    );
-  }
+  const { bytes, unreadable } = await openImageInput(input, "image", opts.maxPixels ?? DEFAULT_MAX_PIXELS);
   const background = opts.background ?? "#ffffff";
   let pipeline: Sharp;
   try {
@@ -81,8 +52,6 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
     throw unreadable(e);
   }
 }
-
-const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
 
 // ---------- sizes and resizing ----------
 
