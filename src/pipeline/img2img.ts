@@ -182,6 +182,7 @@ export class Img2ImgPipeline {
     // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
     let input: RGBImage | undefined;
+    let original: RGBImage | undefined;
     let size: { width: number; height: number };
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
@@ -189,7 +190,7 @@ export class Img2ImgPipeline {
       check((n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w, `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`);
       size = { width: w * f, height: h * f };
     } else {
-      input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+      input = original = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
       // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
       size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
       input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
@@ -215,10 +216,13 @@ export class Img2ImgPipeline {
     // 6. prepare latents: posterior sample of the encoded image, scaled, then noised to the first timestep
     t = performance.now();
     const tiling = input ? tilingWanted(tilingMode, input.height, input.width) : false;
+    const noise = new GeneratorNoise(new TorchGenerator(seed), opts.draws);
     const run: RunState = {
       model: this.model,
+      originalImage: original,
+      encodePixels: (pixels, H, W) => this.encodePixels(pixels, H, W, noise, tiling),
       scheduler,
-      noise: new GeneratorNoise(new TorchGenerator(seed), opts.draws),
+      noise,
       conditioning,
       timesteps,
       numImages,
@@ -229,7 +233,7 @@ export class Img2ImgPipeline {
     };
     const prepare = extensions.find((x) => x.prepareLatents);
     if (prepare) await prepare.prepareLatents!(run);
-    else await this.prepareLatents(run, opts, tiling, !windowed);
+    else await this.prepareLatents(run, opts, !windowed);
     timings.encodeImageMs = performance.now() - t;
 
     // 7. prepare extra step kwargs (eta, generator): passed to scheduler.step below
@@ -304,28 +308,14 @@ export class Img2ImgPipeline {
    * picture, one copy per image, then scheduler.add_noise at the first timestep. Latent input (SDXL's
    * denoising_start hand-over) is taken as is, without noise.
    */
-  private async prepareLatents(run: RunState, opts: Img2ImgOptions, tiling: boolean, addNoise: boolean): Promise<void> {
+  private async prepareLatents(run: RunState, opts: Img2ImgOptions, addNoise: boolean): Promise<void> {
     let one: Float32Array; // [1, C, h, w] init_latents
     let dims: number[];
     if (isLatentInput(opts.image)) {
       one = opts.image.latents;
       dims = opts.image.dims;
     } else {
-      const [H, W] = [run.image!.height, run.image!.width];
-      const sf = this.latentScale();
-      const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
-      if (tiny) {
-        // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
-        const enc = await tiny.encoder.run({ sample: { data: run.pixels!, dims: [1, 3, H, W] } });
-        dims = [...enc.latent.dims];
-        one = (enc.latent.data as Float32Array).map((v) => Math.fround(sf * v));
-      } else {
-        const { mean, std, dims: d } = await this.encodeMoments({ data: run.pixels!, dims: [1, 3, H, W] }, tiling);
-        dims = d;
-        const eps = run.noise.randn(dims);
-        one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
-        for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
-      }
+      ({ latents: one, dims } = await run.encodePixels(run.pixels!, run.image!.height, run.image!.width));
     }
     run.shape = [run.numImages, dims[1], dims[2], dims[3]];
     const n = dims[1] * dims[2] * dims[3];
@@ -339,6 +329,22 @@ export class Img2ImgPipeline {
     }
     run.addedNoise = run.noise.randn(run.shape);
     run.latents = run.scheduler.addNoise(latents, run.addedNoise, run.timesteps[0]) as Float32Array<ArrayBuffer>;
+  }
+
+  /** scaling_factor x (posterior sample of the VAE encoder, or the tiny VAE's latents) of [1, 3, H, W] pixels. */
+  private async encodePixels(pixels: Float32Array, H: number, W: number, noise: NoiseSource, tiling: boolean): Promise<{ latents: Float32Array; dims: [number, number, number, number] }> {
+    const sf = this.latentScale();
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    if (tiny) {
+      // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
+      const enc = await tiny.encoder.run({ sample: { data: pixels, dims: [1, 3, H, W] } });
+      return { latents: (enc.latent.data as Float32Array).map((v) => Math.fround(sf * v)), dims: [...enc.latent.dims] as Tensor4["dims"] };
+    }
+    const { mean, std, dims } = await this.encodeMoments({ data: pixels, dims: [1, 3, H, W] }, tiling);
+    const eps = noise.randn(dims);
+    const latents = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
+    for (let i = 0; i < latents.length; i++) latents[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    return { latents, dims: dims as Tensor4["dims"] };
   }
 
   /**
