@@ -17,77 +17,38 @@ import {
   unetTimeEmbedding,
 } from "./unet.js";
 
+/** The keys a ControlNet config shares with the UNet's (those diffusers' ControlNetModel.from_unet copies), with
+ *  the same defaults in diffusers. */
+const UNET_KEYS = [
+  "in_channels", "flip_sin_to_cos", "freq_shift", "down_block_types", "mid_block_type", "only_cross_attention",
+  "block_out_channels", "layers_per_block", "downsample_padding", "mid_block_scale_factor", "act_fn", "norm_num_groups",
+  "norm_eps", "cross_attention_dim", "transformer_layers_per_block", "encoder_hid_dim", "encoder_hid_dim_type",
+  "attention_head_dim", "num_attention_heads", "use_linear_projection", "class_embed_type", "addition_embed_type",
+  "addition_time_embed_dim", "num_class_embeds", "upcast_attention", "resnet_time_scale_shift",
+  "projection_class_embeddings_input_dim", "addition_embed_type_num_heads",
+] as const;
+type UNetKeys = Exclude<(typeof UNET_KEYS)[number], "layers_per_block" | "cross_attention_dim" | "transformer_layers_per_block">;
+
 /** controlnet/config.json, keys and defaults as diffusers' ControlNetModel.__init__. */
-export interface ControlNetConfig {
-  in_channels: number;
+export interface ControlNetConfig extends Pick<UNet2DConditionConfig, UNetKeys> {
   conditioning_channels: number;
-  flip_sin_to_cos: boolean;
-  freq_shift: number;
-  down_block_types: string[];
-  mid_block_type: string | null;
-  only_cross_attention: boolean | boolean[];
-  block_out_channels: number[];
+  /** One int here (the UNet also takes a list). */
   layers_per_block: number;
-  downsample_padding: number;
-  mid_block_scale_factor: number;
-  act_fn: string;
-  norm_num_groups: number | null;
-  norm_eps: number;
   cross_attention_dim: number;
   transformer_layers_per_block: number | number[];
-  encoder_hid_dim: number | null;
-  encoder_hid_dim_type: string | null;
-  /** The head count, as in UNet configs (diffusers: `num_attention_heads or attention_head_dim`). */
-  attention_head_dim: number | number[];
-  num_attention_heads: number | number[] | null;
-  use_linear_projection: boolean;
-  class_embed_type: string | null;
-  addition_embed_type: string | null;
-  addition_time_embed_dim: number | null;
-  num_class_embeds: number | null;
-  upcast_attention: boolean;
-  resnet_time_scale_shift: string;
-  projection_class_embeddings_input_dim: number | null;
   controlnet_conditioning_channel_order: string;
   conditioning_embedding_out_channels: number[];
   global_pool_conditions: boolean;
-  addition_embed_type_num_heads: number;
 }
 
-const DEFAULTS: ControlNetConfig = {
-  in_channels: 4,
+const unetDefaults = resolveUNetConfig({});
+const DEFAULTS = {
+  ...Object.fromEntries(UNET_KEYS.map((k) => [k, unetDefaults[k]])),
   conditioning_channels: 3,
-  flip_sin_to_cos: true,
-  freq_shift: 0,
-  down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-  mid_block_type: "UNetMidBlock2DCrossAttn",
-  only_cross_attention: false,
-  block_out_channels: [320, 640, 1280, 1280],
-  layers_per_block: 2,
-  downsample_padding: 1,
-  mid_block_scale_factor: 1,
-  act_fn: "silu",
-  norm_num_groups: 32,
-  norm_eps: 1e-5,
-  cross_attention_dim: 1280,
-  transformer_layers_per_block: 1,
-  encoder_hid_dim: null,
-  encoder_hid_dim_type: null,
-  attention_head_dim: 8,
-  num_attention_heads: null,
-  use_linear_projection: false,
-  class_embed_type: null,
-  addition_embed_type: null,
-  addition_time_embed_dim: null,
-  num_class_embeds: null,
-  upcast_attention: false,
-  resnet_time_scale_shift: "default",
-  projection_class_embeddings_input_dim: null,
   controlnet_conditioning_channel_order: "rgb",
   conditioning_embedding_out_channels: [16, 32, 96, 256],
   global_pool_conditions: false,
-  addition_embed_type_num_heads: 64,
-};
+} as ControlNetConfig;
 
 const bad = (msg: string) => new ReimagineError(`ControlNet config.json: ${msg}`, "bad_config");
 const unsupported = (msg: string) => new ReimagineError(`ControlNet config.json: ${msg}`, "unsupported");
