@@ -197,3 +197,85 @@ describe("full-size ControlNet configs build over random weights as the UNet's e
     });
   }
 });
+
+describe("an SDXL-style ControlNet (text_time) runs", () => {
+  it("takes text_embeds and time_ids, and they change the residuals (sdxl-tiny's layout, random weights)", async () => {
+    const cfg = resolveControlNetConfig({
+      block_out_channels: [16, 32],
+      down_block_types: ["DownBlock2D", "CrossAttnDownBlock2D"],
+      attention_head_dim: [2, 4],
+      norm_num_groups: 8,
+      cross_attention_dim: 20,
+      transformer_layers_per_block: 2,
+      addition_embed_type: "text_time",
+      addition_time_embed_dim: 8,
+      projection_class_embeddings_input_dim: 58, // 10 pooled + 6 ids x 8
+      conditioning_embedding_out_channels: [8, 16],
+    });
+    const g = buildControlNetModel(new RandomWeights(9), cfg);
+    expect(g.inputs.map((i) => i.name)).toEqual(["sample", "timestep", "encoder_hidden_states", "controlnet_cond", "conditioning_scales", "text_embeds", "time_ids"]);
+    const s = await ModelSession.load(g.save(join(dir, "xl")), { threads: 1 });
+    try {
+      const names = controlNetOutputNames(cfg);
+      const fill = (n: number, f: (i: number) => number) => Float32Array.from({ length: n }, (_, i) => f(i));
+      const feeds = (ids: number[]) => ({
+        sample: { data: fill(4 * 8 * 8, (i) => Math.sin(i)), dims: [1, 4, 8, 8] },
+        timestep: { data: Float32Array.of(400), dims: [1] },
+        encoder_hidden_states: { data: fill(5 * 20, (i) => Math.cos(i)), dims: [1, 5, 20] },
+        controlnet_cond: { data: fill(3 * 16 * 16, (i) => (i % 7) / 7), dims: [1, 3, 16, 16] },
+        conditioning_scales: { data: controlNetScales(names.down.length, 1, false), dims: [names.down.length + 1] },
+        text_embeds: { data: fill(10, (i) => i / 10), dims: [1, 10] },
+        time_ids: { data: Float32Array.from(ids), dims: [1, 6] },
+      });
+      const a = await s.run(feeds([64, 64, 0, 0, 64, 64]));
+      const b = await s.run(feeds([32, 48, 0, 0, 64, 64]));
+      expect(names.down).toHaveLength(6);
+      expect(a[names.down[5]].dims).toEqual([1, 32, 4, 4]);
+      expect(a[names.mid].dims).toEqual([1, 32, 4, 4]);
+      expect((a[names.mid].data as Float32Array).every(Number.isFinite)).toBe(true);
+      expect(maxAbsDiff(a[names.mid].data as Float32Array, b[names.mid].data as Float32Array)).toBeGreaterThan(1e-4);
+    } finally {
+      await s.release();
+    }
+  });
+});
+
+describe("channel order and global pooling", () => {
+  it("a bgr ControlNet reads the control image's channels reversed; global_pool_conditions averages each residual", async () => {
+    const json = { block_out_channels: [8, 16], down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], attention_head_dim: 2, norm_num_groups: 4, cross_attention_dim: 6, conditioning_embedding_out_channels: [4, 8] };
+    const load = async (extra: Record<string, unknown>, name: string) => {
+      const cfg = resolveControlNetConfig({ ...json, ...extra });
+      return { cfg, s: await ModelSession.load(buildControlNetModel(new RandomWeights(4), cfg).save(join(dir, name)), { threads: 1 }) };
+    };
+    const rgb = await load({}, "rgb");
+    const bgr = await load({ controlnet_conditioning_channel_order: "bgr" }, "bgr");
+    const pool = await load({ global_pool_conditions: true }, "pool");
+    try {
+      const names = controlNetOutputNames(rgb.cfg);
+      const plane = 16 * 16;
+      const img = Float32Array.from({ length: 3 * plane }, (_, i) => ((i * 37) % 101) / 101);
+      const reversed = new Float32Array(3 * plane);
+      for (let c = 0; c < 3; c++) reversed.set(img.subarray(c * plane, (c + 1) * plane), (2 - c) * plane);
+      const feeds = (cond: Float32Array) => ({
+        sample: { data: Float32Array.from({ length: 4 * 64 }, (_, i) => Math.sin(i)), dims: [1, 4, 8, 8] },
+        timestep: { data: Float32Array.of(10), dims: [1] },
+        encoder_hidden_states: { data: Float32Array.from({ length: 3 * 6 }, (_, i) => Math.cos(i)), dims: [1, 3, 6] },
+        controlnet_cond: { data: cond, dims: [1, 3, 16, 16] },
+        conditioning_scales: { data: controlNetScales(names.down.length, 0.5, false), dims: [names.down.length + 1] },
+      });
+      const a = await rgb.s.run(feeds(reversed));
+      const b = await bgr.s.run(feeds(img));
+      for (const n of [...names.down, names.mid]) expect(maxAbsDiff(a[n].data as Float32Array, b[n].data as Float32Array), n).toBe(0);
+      const p = await pool.s.run(feeds(reversed));
+      for (const n of [...names.down, names.mid]) {
+        const [B, C, h, w] = a[n].dims;
+        expect(p[n].dims).toEqual([B, C, 1, 1]);
+        const full = a[n].data as Float32Array;
+        const means = Array.from({ length: C }, (_, c) => full.subarray(c * h * w, (c + 1) * h * w).reduce((x, y) => x + y, 0) / (h * w));
+        expect(maxAbsDiff(p[n].data as Float32Array, means)).toBeLessThan(1e-5);
+      }
+    } finally {
+      for (const x of [rgb, bgr, pool]) await x.s.release();
+    }
+  });
+});
