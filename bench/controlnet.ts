@@ -1,13 +1,12 @@
-// Per-step cost of a ControlNet on the SD 1.5 architecture (seeded random weights, no download): the plain UNet
-// vs the ControlNet + the UNet with residual inputs, at the CFG batch (2) and at batch 1 (guess mode / no CFG),
-// and the memory each needs. Each configuration runs in its own child process so its peak RSS is its own.
+// Per-step cost of a ControlNet on the SD 1.5 architecture (seeded random weights, no download): one denoising
+// step with the UNet alone vs with the ControlNet run first and its residuals fed to the UNet, at the CFG batch (2)
+// and at batch 1 (guess mode's ControlNet call / no CFG), and the memory the ControlNet adds. The configurations
+// are timed interleaved, step after step, in one process, so a busy machine slows them alike and the ratio holds.
 //   npx tsx bench/controlnet.ts [--size 512] [--runs 3] [--threads N] [--cache DIR]
-import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { statSync, readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { cachedGraph } from "../src/graph/cache.js";
 import { buildControlNetModel, controlNetOutputNames, controlNetScales, resolveControlNetConfig } from "../src/models/controlnet.js";
 import { buildUNet2DConditionModel, controlResidualNames, resolveUNetConfig } from "../src/models/unet.js";
@@ -23,7 +22,6 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     threads: { type: "string", default: String(availableParallelism()) },
     cache: { type: "string", default: join("/tmp", "reimagine-bench-controlnet") },
-    child: { type: "string" },
   },
 });
 const size = Number(values.size);
@@ -48,12 +46,12 @@ const unetFeeds = (B: number): Record<string, TensorData> => ({
   encoder_hidden_states: { data: filled(B * L * 768), dims: [B, L, 768] },
 });
 
-function graph(kind: "unet" | "unet-control-residuals" | "controlnet"): string {
+function graph(kind: "unet-control-residuals" | "controlnet"): string {
   const weights = new RandomWeights(0);
   const config = kind === "controlnet" ? cnConfig : unetConfig;
   const { path, built } = cachedGraph({ kind, config, weights }, () => {
     log(`building ${kind} into ${cacheDir}`);
-    return kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: kind !== "unet" });
+    return kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: true });
   }, cacheDir);
   if (built) log(`${kind} built`);
   return path;
@@ -65,86 +63,82 @@ const dirMB = (file: string) => {
 };
 const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 const peakMB = () => process.resourceUsage().maxRSS / 1024;
-
-async function time(label: string, fn: () => Promise<unknown>): Promise<number[]> {
-  await fn(); // warm-up
-  const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    ms.push(performance.now() - t);
-    log(`${label} run ${i + 1}/${runs}: ${fmtMs(ms[i])}`);
-  }
-  return ms;
-}
-
-/** One configuration, in this (child) process; prints one JSON line. */
-async function child(mode: string): Promise<void> {
-  const base = rssMB();
-  const result: Record<string, unknown> = { mode };
-  if (mode === "unet") {
-    const s = await ModelSession.load(graph("unet"), { threads });
-    result.graphMB = dirMB(graph("unet"));
-    for (const B of [2, 1]) result[`unet_b${B}_ms`] = await time(`unet b${B}`, () => s.run(unetFeeds(B)));
-    await s.release();
-  } else {
-    const unet = await ModelSession.load(graph("unet-control-residuals"), { threads });
-    const cn = await ModelSession.load(graph("controlnet"), { threads });
-    result.graphMB = dirMB(graph("unet-control-residuals"));
-    result.controlnetGraphMB = dirMB(graph("controlnet"));
-    const names = controlNetOutputNames(cnConfig);
-    const inputs = controlResidualNames(unetConfig);
-    for (const B of [2, 1]) {
-      const feeds = unetFeeds(B);
-      const cnFeeds = {
-        ...feeds,
-        controlnet_cond: { data: filled(B * 3 * size * size, 0.5).map((v) => v + 0.5), dims: [B, 3, size, size] },
-        conditioning_scales: { data: controlNetScales(names.down.length, 1, false), dims: [names.down.length + 1] },
-      };
-      const cnMs: number[] = [];
-      const step = async () => {
-        const t = performance.now();
-        const r = await cn.run(cnFeeds);
-        cnMs.push(performance.now() - t);
-        const uf: Record<string, TensorData> = { ...feeds };
-        inputs.down.forEach((n, i) => (uf[n] = r[names.down[i]]));
-        uf[inputs.mid] = r[names.mid];
-        return unet.run(uf);
-      };
-      result[`step_b${B}_ms`] = await time(`controlnet + unet b${B}`, step);
-      result[`controlnet_b${B}_ms`] = cnMs.slice(1); // without the warm-up
-    }
-    await unet.release();
-    await cn.release();
-  }
-  result.baseRssMB = base;
-  result.peakRssMB = peakMB();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
+const now = () => performance.now();
 
 async function main(): Promise<void> {
-  if (values.child) return child(values.child);
-  const self = fileURLToPath(import.meta.url);
-  const out: Record<string, any> = {};
-  for (const mode of ["unet", "controlnet"]) {
-    const args = [...process.execArgv, self, "--child", mode, "--size", String(size), "--runs", String(runs), "--threads", String(threads), "--cache", cacheDir];
-    const r = spawnSync(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8", maxBuffer: 1 << 20 });
-    if (r.status !== 0) throw new Error(`bench child '${mode}' failed (exit ${r.status})`);
-    out[mode] = JSON.parse(r.stdout.trim().split("\n").pop()!);
-  }
-  const u = out.unet, c = out.controlnet;
-  const row = (label: string, ms: number[]) => `  ${label.padEnd(44)} median ${fmtMs(median(ms)).padStart(8)}   min ${fmtMs(Math.min(...ms)).padStart(8)}`;
-  console.log(`ControlNet per-step cost, SD 1.5 architecture, random weights, ${size}x${size} (latent ${lat}x${lat}), ${threads} threads, ${runs} runs after 1 warm-up`);
+  const names = controlNetOutputNames(cnConfig);
+  const inputs = controlResidualNames(unetConfig);
+  const unetPath = graph("unet-control-residuals");
+  const cnPath = graph("controlnet");
+  const base = rssMB();
+
+  // "UNet alone" is the same graph with zero residuals: 13 element-wise adds (~7M values per image) on top of
+  // ~0.8 TFLOP, so it times the plain UNet while sharing its weights with the ControlNet step
+  const unet = await ModelSession.load(unetPath, { threads });
+  const plainFeeds = (B: number, r?: Record<string, TensorData>): Record<string, TensorData> => {
+    const f = unetFeeds(B);
+    inputs.down.forEach((n, i) => (f[n] = r?.[names.down[i]] ?? zeros(B, i)));
+    f[inputs.mid] = r?.[names.mid] ?? zeros(B, names.down.length);
+    return f;
+  };
+  const shapes = residualShapes();
+  const zeros = (B: number, i: number): TensorData => ({ data: new Float32Array(B * shapes[i].reduce((a, b) => a * b, 1)), dims: [B, ...shapes[i]] });
+  await unet.run(plainFeeds(1));
+  const unetRss = rssMB();
+  const unetPeak = peakMB();
+  const cn = await ModelSession.load(cnPath, { threads });
+  const cnFeeds = (B: number): Record<string, TensorData> => ({
+    ...unetFeeds(B),
+    controlnet_cond: { data: filled(B * 3 * size * size, 0.5).map((v) => v + 0.5), dims: [B, 3, size, size] },
+    conditioning_scales: { data: controlNetScales(names.down.length, 1, false), dims: [names.down.length + 1] },
+  });
+  await cn.run(cnFeeds(1));
+  const bothRss = rssMB();
+
+  console.log(`ControlNet per-step cost, SD 1.5 architecture (lllyasviel-style ControlNet), random weights, ${size}x${size} (latent ${lat}x${lat}), ${threads} threads, ${runs} interleaved steps after 1 warm-up`);
+  const row = (label: string, ms: number[]) => `  ${label.padEnd(38)} median ${fmtMs(median(ms)).padStart(8)}   min ${fmtMs(Math.min(...ms)).padStart(8)}`;
   for (const B of [2, 1]) {
-    const plain = median(u[`unet_b${B}_ms`]);
-    const step = median(c[`step_b${B}_ms`]);
-    console.log(`batch ${B}${B === 2 ? " (CFG)" : " (no CFG; guess mode's ControlNet call)"}:`);
-    console.log(row("UNet alone", u[`unet_b${B}_ms`]));
-    console.log(row("ControlNet + UNet with residuals", c[`step_b${B}_ms`]));
-    console.log(row("  of which the ControlNet", c[`controlnet_b${B}_ms`]));
-    console.log(`  ${"step / UNet alone".padEnd(44)} x${(step / plain).toFixed(2)}`);
+    const plain: number[] = [], control: number[] = [], withRes: number[] = [];
+    const pf = plainFeeds(B), cf = cnFeeds(B);
+    for (let i = 0; i <= runs; i++) {
+      let t = now();
+      await unet.run(pf);
+      const a = now() - t;
+      t = now();
+      const r = await cn.run(cf);
+      const b = now() - t;
+      t = now();
+      await unet.run(plainFeeds(B, r));
+      const c = now() - t;
+      log(`batch ${B} step ${i === 0 ? "warm-up" : i}: UNet ${fmtMs(a)}, ControlNet ${fmtMs(b)} + UNet ${fmtMs(c)}`);
+      if (i === 0) continue;
+      plain.push(a);
+      control.push(b);
+      withRes.push(c);
+    }
+    const steps = control.map((b, i) => b + withRes[i]);
+    console.log(`batch ${B}${B === 2 ? " (CFG)" : " (no CFG, or guess mode's ControlNet call)"}:`);
+    console.log(row("UNet alone", plain));
+    console.log(row("ControlNet", control));
+    console.log(row("ControlNet + UNet (one step)", steps));
+    console.log(`  ${"step with ControlNet / UNet alone".padEnd(38)} x${(median(steps) / median(plain)).toFixed(2)} (ControlNet = ${((100 * median(control)) / median(plain)).toFixed(0)}% of a UNet call)`);
   }
-  console.log(`memory: graphs UNet ${u.graphMB.toFixed(0)} MiB, ControlNet ${c.controlnetGraphMB.toFixed(0)} MiB; peak RSS UNet alone ${u.peakRssMB.toFixed(0)} MiB, ControlNet + UNet ${c.peakRssMB.toFixed(0)} MiB (+${(c.peakRssMB - u.peakRssMB).toFixed(0)} MiB)`);
+  console.log(`memory: graph files UNet ${dirMB(unetPath).toFixed(0)} MiB, ControlNet ${dirMB(cnPath).toFixed(0)} MiB; RSS ${base.toFixed(0)} MiB at start, ${unetRss.toFixed(0)} MiB with the UNet loaded and run (peak ${unetPeak.toFixed(0)}), ${bothRss.toFixed(0)} MiB with the ControlNet too (+${(bothRss - unetRss).toFixed(0)} MiB); peak RSS at the end ${peakMB().toFixed(0)} MiB`);
+  await cn.release();
+  await unet.release();
+}
+
+/** [C, h, w] of each UNet skip (conv_in, every resnet/attention, every downsampler) and, last, of the mid block. */
+function residualShapes(): number[][] {
+  const boc = unetConfig.block_out_channels;
+  const out: number[][] = [[boc[0], lat, lat]];
+  let side = lat;
+  boc.forEach((c, i) => {
+    for (let j = 0; j < (unetConfig.layers_per_block as number); j++) out.push([c, side, side]);
+    if (i < boc.length - 1) out.push([c, (side /= 2), side]);
+  });
+  out.push([boc[boc.length - 1], side, side]);
+  return out;
 }
 
 main().catch((e) => {
