@@ -9,16 +9,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { capture } from "../test/capture.js";
 import { main } from "./cli/main.js";
 import { encodeImage, readImageParameters } from "./image.js";
-import { crc32, MAX_PNG_TEXT_BYTES, pngChunks, pngText } from "./image-metadata.js";
+import { MAX_PNG_TEXT_BYTES, pngChunk, pngChunks, pngText } from "./image-metadata.js";
 
-function chunk(type: string, data: Buffer): Buffer {
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, "latin1");
-  data.copy(out, 8);
-  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-  return out;
-}
+const chunk = pngChunk;
 
 /** `png` with extra chunks inserted before the first IDAT. */
 function withChunks(png: Buffer, extra: Buffer[]): Buffer {
