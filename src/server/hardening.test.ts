@@ -1,13 +1,21 @@
 // The server as a hostile client meets it (fake engine): retained results bounded by bytes, a
 // per-job compute budget, uploads checked by magic bytes and decoded inside the queue, SVG refused,
 // deep JSON refused before anything runs, slow bodies timed out, image indexes validated, a Host
-// allow-list, security headers, seeds above 2^53, fields validated before the job runs, 503 on stop.
+// allow-list, security headers, seeds above 2^53, fields validated before the job runs, 503 on stop;
+// and (sd-tiny) a NaN-weight model's job fails instead of returning a black image.
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describeWithFixtures } from "../../test/fixtures.js";
+import { nanModel } from "../../test/nan-model.js";
 import { encodeImage } from "../image.js";
+import { loadPipeline } from "../pipeline/load.js";
 import { createApp, defaultAllowedHosts, hostOf, type RunningServer, startServer } from "./app.js";
+import { engineFromPipeline } from "./engine.js";
 import { createFakeEngine } from "./fake-engine.js";
 import { jsonTooDeep, sniffFormat } from "./http.js";
 
@@ -243,5 +251,32 @@ describe("server input handling", () => {
     const res = await waiting;
     expect(res.status).toBe(409); // interrupted, nothing saved
     await srv.close();
+  });
+});
+
+describeWithFixtures("a model with NaN weights behind the server (sd-tiny)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "reimagine-nan-server-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("the job fails naming the UNet (native: failed job, no image; A1111: 422, not 200 with a black image)", async () => {
+    const pipe = await loadPipeline(nanModel(join(dir, "model"), "unet", "conv_out.bias"), { cacheDir: join(dir, "cache"), threads: 1 });
+    try {
+      const { app, queue } = createApp(engineFromPipeline(pipe), { webRoot: "/nonexistent" });
+      const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const image = (await png(32, 32)).toString("base64");
+      const native = await post("/v1/img2img", { image, prompt: "a cat", steps: 4, strength: 0.5 });
+      expect(native.status).toBe(202);
+      const { id } = (await native.json()) as any;
+      await queue.idle();
+      const job = (await (await app.request(`/v1/jobs/${id}`)).json()) as any;
+      expect(job.status).toBe("failed");
+      expect(job.error).toMatchObject({ code: "non_finite", message: expect.stringMatching(/^the UNet produced \d+ of \d+ values that are NaN or infinite/) });
+      expect((await app.request(`/v1/jobs/${id}/images/0`)).status).toBe(404);
+      const a1111 = await post("/sdapi/v1/img2img", { init_images: [image], prompt: "a cat", steps: 4, width: 32, height: 32 });
+      expect(a1111.status).toBe(422);
+      expect(((await a1111.json()) as any).detail).toMatch(/the UNet produced .* NaN or infinite/);
+    } finally {
+      await pipe.model.release();
+    }
   });
 });
