@@ -220,7 +220,7 @@ describe("sizes and resize modes", () => {
     // the band is Pillow's resample of a zero-height box at the edge: a Lanczos blend of the first three rows
     // (weights L(0.5), L(1.5), L(2.5)), not a copy of the edge row
     const rows = solid(32, 16, [90, 90, 90]);
-    [100, 200, 50].forEach((v, y) => rows.data.fill(v, y * 32 * 3, (y + 1) * 32 * 3));
+    for (const [y, v] of [100, 200, 50].entries()) rows.data.fill(v, y * 32 * 3, (y + 1) * 32 * 3);
     const sinc = (x: number) => Math.sin(Math.PI * x) / (Math.PI * x);
     const w = [0.5, 1.5, 2.5].map((d) => sinc(d) * sinc(d / 3));
     const blend = (100 * w[0] + 200 * w[1] + 50 * w[2]) / (w[0] + w[1] + w[2]); // ~70.4

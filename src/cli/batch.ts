@@ -145,7 +145,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
 
   const summary = `batch: ${written.length} written, ${skipped.length} already done, ${failed.length} failed${failed.length ? ` (${failed.map((f) => f.file).join(", ")})` : ""}`;
   if (flags.json) {
-    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.map((n) => outputs.get(n)!).flat(), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
+    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.flatMap((n) => outputs.get(n)!), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
   } else if (!flags.quiet || failed.length) {
     io.stderr.write(`${summary}\n`);
   }

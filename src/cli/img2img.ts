@@ -340,7 +340,9 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, signal }: Jo
     const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ssim: r.ssim }));
     io.stdout.write(`${JSON.stringify({ outputs: paths.images, sheet: paths.sheet, seed: seedJson(sw.seed), results, ...summary(pipe, base) })}\n`);
   } else {
-    sw.results.forEach((r, i) => io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`));
+    sw.results.forEach((r, i) => {
+      io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`);
+    });
     io.stdout.write(`${paths.sheet}\nseed ${sw.seed}\n`);
   }
   return 0;

@@ -355,8 +355,8 @@ export class Graph {
     };
     const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
     const path = join(dir, "model.onnx");
-    writeFileSync(path + ".tmp", bytes);
-    renameSync(path + ".tmp", path);
+    writeFileSync(`${path}.tmp`, bytes);
+    renameSync(`${path}.tmp`, path);
     return path;
   }
 }

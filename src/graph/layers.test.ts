@@ -52,7 +52,9 @@ describe("layers", () => {
     // group 0 = [1,3,5,7]: mean 4, var 5
     const s = Math.sqrt(5);
     const want = [-3 / s, -1 / s, (1 / s) * 2, (3 / s) * 2, -1, -1, 1 + 5, 1 + 5];
-    y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
+    y.forEach((v, i) => {
+      expect(v).toBeCloseTo(want[i], 5);
+    });
   });
 
   it("conv2d (padding) then nearest 2x upsampling", async () => {
@@ -96,7 +98,9 @@ describe("layers", () => {
         const z = e[0] + e[1];
         for (let c = 0; c < 2; c++) want.push((e[0] * kd[c] + e[1] * kd[2 + c]) / z);
       }
-      y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
+      y.forEach((v, i) => {
+      expect(v).toBeCloseTo(want[i], 5);
+    });
     }
   });
 });

@@ -63,7 +63,7 @@ export function resolveTinyVaeConfig(json: Record<string, unknown>): TinyVaeConf
   const bad = (why: string) => new ReimagineError(`AutoencoderTiny config: ${why}`, "unsupported");
   const cls = json._class_name;
   if (cls !== undefined && cls !== "AutoencoderTiny") {
-    throw bad(`_class_name is '${String(cls)}', not AutoencoderTiny` + (cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""));
+    throw bad(`_class_name is '${String(cls)}', not AutoencoderTiny${cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""}`);
   }
   for (const [half, chans, blocks] of [
     ["encoder", c.encoder_block_out_channels, c.num_encoder_blocks],

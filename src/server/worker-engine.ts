@@ -122,7 +122,17 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
         const onAbort = () => w.postMessage({ type: "abort", id } satisfies ToWorker);
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = () => signal?.removeEventListener("abort", onAbort);
-        pending.set(id, { opts, resolve: (r) => (done(), resolve(r)), reject: (e) => (done(), reject(e)) });
+        pending.set(id, {
+          opts,
+          resolve: (r) => {
+            done();
+            resolve(r);
+          },
+          reject: (e) => {
+            done();
+            reject(e);
+          },
+        });
         w.postMessage({ type: "run", id, opts: { ...plain, image } } satisfies ToWorker, [image.data.buffer]);
       });
     },

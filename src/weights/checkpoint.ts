@@ -380,7 +380,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
   if (pt) return pick(pt.startsWith("v"), `metadata modelspec.prediction_type=${pt}`);
   const arch = meta["modelspec.architecture"];
   if (arch?.startsWith("stable-diffusion-v2")) return pick(/-v(-|$)/.test(arch.slice("stable-diffusion-v2".length)), `metadata modelspec.architecture=${arch}`);
-  const ss = meta["ss_v_parameterization"];
+  const ss = meta.ss_v_parameterization;
   if (ss === "True" || ss === "False") return pick(ss === "True", `metadata ss_v_parameterization=${ss}`);
   return pick(true, "assumed, as diffusers does: the weights do not say");
 }

@@ -383,7 +383,7 @@ describe("progress bars", () => {
     bar.update(1024 * 1024);
     for (let i = 0; i < 50; i++) bar.update(1024 * 1024 + i); // within 100 ms: no redraws
     expect(out.length).toBe(1);
-    expect(out[0]).toMatch(/^\runet \[#+\.+\]  50% 1\.0 MiB\/2\.0 MiB .*\/s ETA /);
+    expect(out[0]).toMatch(/^\runet \[#+\.+\] {2}50% 1\.0 MiB\/2\.0 MiB .*\/s ETA /);
     bar.finish();
     expect(out.at(-2)).toMatch(/ 50% /);
     expect(out.at(-1)).toBe("\n");
