@@ -3,9 +3,7 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { ReimagineError } from "../errors.js";
-import { encodeImage, type ImageFormat, type RGBImage, writeFileAtomic } from "../image.js";
-import type { Img2ImgPipeline } from "../pipeline/img2img.js";
+import { encodeImage, type ImageFormat, type Img2ImgPipeline, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
 import { baseRunOptions, infotextFor, isAbort, loadInput, openPipeline, outputFormat, seedJson, stepProgress, withInterrupt } from "./img2img.js";
 

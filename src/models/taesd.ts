@@ -5,6 +5,7 @@
 import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
 import { activation, conv2d } from "../graph/layers.js";
+import { roundHalfEven } from "../numeric.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** diffusers AutoencoderTiny config (snake_case as in config.json). */
@@ -175,12 +176,6 @@ export function buildTinyDecoder(weights: WeightSource, config: TinyVaeConfig): 
  */
 export function buildAutoencoderTiny(weights: WeightSource, config: TinyVaeConfig): { encoder: Graph; decoder: Graph } {
   return { encoder: buildTinyEncoder(weights, config), decoder: buildTinyDecoder(weights, config) };
-}
-
-/** torch.round: half to even. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /**

@@ -2,7 +2,7 @@
 // StableDiffusionImg2ImgPipeline (Ref: pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py).
 // Steps are numbered as in diffusers' __call__. Random draws follow its order on one
 // torch-compatible generator: VAE posterior sample, add_noise noise, then one per step.
-import { check } from "../errors.js";
+import { check, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { TorchGenerator, normalizeSeed } from "../rng.js";
 import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
@@ -92,14 +92,6 @@ class NoiseSource {
   }
 }
 
-function abortIfNeeded(signal?: AbortSignal): void {
-  if (signal?.aborted) {
-    const e = new Error("generation cancelled");
-    e.name = "AbortError";
-    throw e;
-  }
-}
-
 export class Img2ImgPipeline {
   private readonly embedCache = new Map<string, Float32Array>();
 
@@ -170,7 +162,7 @@ export class Img2ImgPipeline {
 
     // 4. timesteps, truncated by strength (throws naming the fix when steps x strength < 1)
     const { timesteps } = img2imgTimesteps(scheduler, steps, strength);
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 3. encode the prompt (and the negative prompt for classifier-free guidance)
     let t = performance.now();
@@ -186,7 +178,7 @@ export class Img2ImgPipeline {
       hidden.set(cond, ((cfg ? numImages : 0) + i) * L * D);
     }
     timings.encodePromptMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 5. prepare latents: posterior sample of the encoded image, scaled, then noised to t_start
     t = performance.now();
@@ -222,7 +214,7 @@ export class Img2ImgPipeline {
     t = performance.now();
     const [, C, h, w] = shape;
     for (let s = 0; s < timesteps.length; s++) {
-      abortIfNeeded(opts.signal);
+      throwIfAborted(opts.signal);
       const ts = timesteps[s];
       const modelIn = cfg ? concat(latents, latents) : latents; // [unetBatch, C, h, w]
       const scaled = scheduler.scaleModelInput(modelIn, ts);
@@ -255,7 +247,7 @@ export class Img2ImgPipeline {
       });
     }
     timings.denoiseMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 8. decode: vae.decode(latents / scaling_factor)
     t = performance.now();

@@ -64,7 +64,7 @@ describe("strengthSweep (stub pipeline)", () => {
     [[0.2, 1.5], /between 0 and 1/],
     [[-0.1], /between 0 and 1/],
     [[0.4, 0.4], /listed twice/],
-    [[0.05, 0.5], /no denoising step.*at least 0\.100.*20 steps/],
+    [[0.05, 0.5], /no denoising step: raise strength to at least 0\.1 or steps to at least 20/],
   ])("refuses %j before running anything", async (strengths, msg) => {
     const calls: Img2ImgOptions[] = [];
     const err = await strengthSweep(stubPipe(calls), { image: picture(), prompt: "p", steps: 10 }, strengths).catch((e) => e);

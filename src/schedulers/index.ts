@@ -12,9 +12,11 @@ import { LCMScheduler } from "./lcm.js";
 import { LMSDiscreteScheduler } from "./lms.js";
 import { PNDMScheduler } from "./pndm.js";
 import type { Scheduler } from "./scheduler.js";
+import { denoisingSteps, noDenoisingStepReason } from "./strength.js";
 
 export type { Scheduler, SchedulerConfig, SchedulerOutput, StepOptions } from "./scheduler.js";
 export { publicConfig, resolveConfig } from "./config.js";
+export { denoisingSteps, noDenoisingStepReason, type StepsStrengthNames } from "./strength.js";
 export {
   DDIMScheduler,
   DDPMScheduler,
@@ -28,8 +30,12 @@ export {
 
 export type SamplerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "dpmpp-2m-karras" | "lms" | "lcm" | "ddpm";
 
+/** The sampler name that means "the model's own scheduler" (scheduler_config.json as shipped). */
+export const DEFAULT_SAMPLER = "default";
+
 export interface SamplerInfo {
-  name: SamplerName;
+  /** Our name (`euler-a`), or DEFAULT_SAMPLER for the model's own scheduler. */
+  name: SamplerName | typeof DEFAULT_SAMPLER;
   /** The AUTOMATIC1111 web UI's name for the same sampler. */
   a1111Name: string;
   /** diffusers scheduler class. */
@@ -77,21 +83,72 @@ export function listSamplers(): SamplerInfo[] {
 }
 
 function validNames(): string {
-  return [...SAMPLERS.map((s) => s.name), ...SAMPLERS.map((s) => `"${s.a1111Name}"`), ...Object.keys(CLASSES)].join(", ");
+  const names = [...SAMPLERS.map((s) => s.name), ...SAMPLERS.map((s) => `"${s.a1111Name}"`), ...Object.keys(CLASSES)];
+  return `${names.join(", ")}, or ${DEFAULT_SAMPLER} (the model's own scheduler)`;
+}
+
+/**
+ * The entry of `samplers` that `name` names: its `name` or its A1111 name, any case, spaces trimmed.
+ * The one sampler-name lookup: the registry, the CLI and the server's request validation all use it.
+ * @example findSampler("dpm++ 2m karras", listSamplers())?.name // "dpmpp-2m-karras"
+ */
+export function findSampler<T extends { name: string; a1111Name: string }>(name: string, samplers: readonly T[]): T | undefined {
+  const key = name.trim().toLowerCase();
+  return samplers.find((s) => s.name.toLowerCase() === key || s.a1111Name.toLowerCase() === key);
+}
+
+/** What a sampler name means: the model's own scheduler, a registry entry, or a diffusers class with the model's config. */
+type SamplerSpec = { own: true } | { own: false; className: string; overrides: Record<string, unknown> };
+
+/**
+ * Resolves a sampler name (DEFAULT_SAMPLER, ours, A1111's or a diffusers class name, any case);
+ * throws ReimagineError "unknown sampler" listing the valid names.
+ * @example checkSamplerName("Euler a") // ok; checkSamplerName("heun++") throws
+ */
+export function checkSamplerName(name: string): SamplerSpec {
+  const key = name.trim().toLowerCase();
+  if (key === DEFAULT_SAMPLER) return { own: true };
+  const sampler = findSampler(key, SAMPLERS);
+  if (sampler) return { own: false, className: sampler.className, overrides: sampler.overrides };
+  const cls = Object.keys(CLASSES).find((c) => c.toLowerCase() === key);
+  if (cls) return { own: false, className: cls, overrides: {} };
+  throw new ReimagineError(`unknown sampler '${name}'; use one of: ${validNames()}`, "unknown_sampler");
 }
 
 /**
  * Build a sampler from the model's scheduler config, like `Class.from_config(model_config, **overrides)`:
- * class defaults, then every key of the model config the class accepts.
+ * class defaults, then every key of the model config the class accepts. DEFAULT_SAMPLER is the model's own.
  * @example createScheduler("dpmpp-2m-karras", JSON.parse(readFileSync("scheduler/scheduler_config.json", "utf8")))
  */
 export function createScheduler(name: SamplerName | string, modelSchedulerConfig: Record<string, unknown>): Scheduler {
-  const key = name.trim().toLowerCase();
-  const sampler = SAMPLERS.find((s) => s.name === key || s.a1111Name.toLowerCase() === key);
-  if (sampler) return CLASSES[sampler.className](modelSchedulerConfig, sampler.overrides);
-  const cls = Object.keys(CLASSES).find((c) => c.toLowerCase() === key);
-  if (cls) return CLASSES[cls](modelSchedulerConfig, {});
-  throw new ReimagineError(`unknown sampler '${name}'; use one of: ${validNames()}`, "unknown_sampler");
+  const spec = checkSamplerName(name);
+  return spec.own ? schedulerForModel(modelSchedulerConfig) : CLASSES[spec.className](modelSchedulerConfig, spec.overrides);
+}
+
+/**
+ * AUTOMATIC1111's display name of what a scheduler runs, read from its resolved config (so it is right
+ * for the model's own scheduler too): `DPM++ 2M SDE Karras`, `Euler a`, `PLMS`, ...
+ * @example a1111SamplerName(createScheduler("dpmpp-2m-karras", config)) // "DPM++ 2M Karras"
+ */
+export function a1111SamplerName(scheduler: Pick<Scheduler, "name" | "config">): string {
+  const c = scheduler.config as Record<string, unknown>;
+  const karras = c.use_karras_sigmas === true ? " Karras" : "";
+  if (scheduler.name === "DPMSolverMultistepScheduler") {
+    const algorithm = String(c.algorithm_type);
+    const sde = algorithm.startsWith("sde-") ? " SDE" : "";
+    return `${algorithm.endsWith("++") ? "DPM++" : "DPM"} ${c.solver_order}M${sde}${karras}`;
+  }
+  const entry = SAMPLERS.find((s) => s.className === scheduler.name);
+  return entry ? `${entry.a1111Name}${karras}` : scheduler.name;
+}
+
+/**
+ * The sampler entry for a model's own scheduler (name DEFAULT_SAMPLER), as front ends list it.
+ * @example modelSampler({ _class_name: "PNDMScheduler", skip_prk_steps: true }) // { name: "default", a1111Name: "PLMS", ... }
+ */
+export function modelSampler(modelSchedulerConfig: Record<string, unknown>): SamplerInfo {
+  const own = schedulerForModel(modelSchedulerConfig);
+  return { name: DEFAULT_SAMPLER, a1111Name: a1111SamplerName(own), className: own.name };
 }
 
 /**
@@ -132,17 +189,12 @@ export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number
   if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1) {
     throw new ReimagineError(`steps must be a positive integer, got ${numInferenceSteps}`);
   }
-  if (!(strength >= 0 && strength <= 1)) {
-    throw new ReimagineError(`strength must be in [0, 1], got ${strength}`);
+  if (!(strength > 0 && strength <= 1)) {
+    throw new ReimagineError(`strength must be in (0, 1] to denoise, got ${strength} (strength 0 returns the input: no timesteps)`);
   }
-  const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
-  if (initTimestep < 1) {
-    const moreSteps = strength > 0 ? ` or use at least ${Math.ceil(1 / strength)} steps` : "";
-    throw new ReimagineError(
-      `steps x strength = ${numInferenceSteps} x ${strength} leaves no denoising step; ` +
-        `raise strength to at least ${+(1 / numInferenceSteps).toPrecision(3)}${moreSteps}`,
-    );
-  }
+  const reason = noDenoisingStepReason(numInferenceSteps, strength);
+  if (reason) throw new ReimagineError(reason);
+  const initTimestep = denoisingSteps(numInferenceSteps, strength);
   scheduler.setTimesteps(numInferenceSteps);
   const tStart = Math.max(numInferenceSteps - initTimestep, 0);
   const timesteps = scheduler.timesteps.slice(tStart * scheduler.order);

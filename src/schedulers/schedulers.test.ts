@@ -7,11 +7,16 @@ import { haveFixtures, loadReferenceJson, referenceTensor, describeWithFixtures 
 import { ReimagineError } from "../errors.js";
 import { publicConfig } from "./config.js";
 import {
+  a1111SamplerName,
+  checkSamplerName,
   createScheduler,
   DDIMScheduler,
+  DEFAULT_SAMPLER,
   DPMSolverMultistepScheduler,
+  findSampler,
   img2imgTimesteps,
   listSamplers,
+  modelSampler,
   schedulerForModel,
   type Scheduler,
 } from "./index.js";
@@ -235,6 +240,29 @@ describe("scheduler registry", () => {
     expect(createScheduler("DPM++ 2M", { ...sd, use_karras_sigmas: true }).config.use_karras_sigmas).toBe(false);
   });
 
+  it("finds samplers by our name or A1111's, any case; DEFAULT_SAMPLER is the model's own scheduler", () => {
+    expect(findSampler(" dpm++ 2m KARRAS ", listSamplers())?.name).toBe("dpmpp-2m-karras");
+    expect(findSampler("EULER-A", listSamplers())?.a1111Name).toBe("Euler a");
+    expect(findSampler("EulerDiscreteScheduler", listSamplers())).toBeUndefined(); // class names are not entries
+    expect(createScheduler(DEFAULT_SAMPLER, sd).name).toBe("PNDMScheduler");
+    expect(createScheduler("Default", { ...sd, _class_name: "DDIMScheduler" }).name).toBe("DDIMScheduler");
+    expect(checkSamplerName("DDIMScheduler")).toEqual({ own: false, className: "DDIMScheduler", overrides: {} });
+  });
+
+  it("names what a scheduler runs as AUTOMATIC1111 does, from its resolved config", () => {
+    const dpm = { ...sd, _class_name: "DPMSolverMultistepScheduler" };
+    const name = (sampler: string, cfg: Record<string, unknown>) => a1111SamplerName(createScheduler(sampler, cfg));
+    expect(name("default", sd)).toBe("PLMS");
+    expect(name("default", dpm)).toBe("DPM++ 2M"); // class defaults: dpmsolver++, order 2, no Karras
+    expect(name("default", { ...dpm, algorithm_type: "sde-dpmsolver++", use_karras_sigmas: true })).toBe("DPM++ 2M SDE Karras");
+    expect(name("default", { ...dpm, algorithm_type: "dpmsolver", solver_order: 3, final_sigmas_type: "sigma_min" })).toBe("DPM 3M");
+    // a named sampler forces its own settings over the model's
+    expect(name("dpmpp-2m", { ...dpm, algorithm_type: "sde-dpmsolver++", use_karras_sigmas: true })).toBe("DPM++ 2M");
+    expect(name("EulerDiscreteScheduler", { ...sd, use_karras_sigmas: true })).toBe("Euler Karras");
+    for (const s of listSamplers()) expect(name(s.name, sd)).toBe(s.a1111Name);
+    expect(modelSampler({ ...dpm, use_karras_sigmas: true })).toEqual({ name: "default", a1111Name: "DPM++ 2M Karras", className: "DPMSolverMultistepScheduler" });
+  });
+
   it("refuses an unknown sampler, listing the valid names", () => {
     expect(() => createScheduler("heun++", sd)).toThrow(ReimagineError);
     expect(() => createScheduler("heun++", sd)).toThrow(/unknown sampler 'heun\+\+'.*euler-a.*"Euler a".*DDIMScheduler/);
@@ -243,8 +271,9 @@ describe("scheduler registry", () => {
 
   it("refuses img2img settings that leave no denoising step, naming the fix", () => {
     const s = createScheduler("euler", sd);
-    expect(() => img2imgTimesteps(s, 20, 0.04)).toThrow(/leaves no denoising step; raise strength to at least 0.05/);
-    expect(() => img2imgTimesteps(s, 20, 1.5)).toThrow(/strength must be in \[0, 1\]/);
+    expect(() => img2imgTimesteps(s, 20, 0.04)).toThrow(/20 x 0.04 leaves no denoising step: raise strength to at least 0.05 or steps to at least 25$/);
+    expect(() => img2imgTimesteps(s, 20, 1.5)).toThrow(/strength must be in \(0, 1\]/);
+    expect(() => img2imgTimesteps(s, 20, 0)).toThrow(/strength 0 returns the input/);
     expect(img2imgTimesteps(s, 20, 0.05).timesteps.length).toBe(1);
   });
 
