@@ -4,7 +4,7 @@
 // TAESD latents are already in the UNet's space: scaling_factor is 1.0 and there is no latent_dist.
 import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
-import { activation, conv2d } from "../graph/layers.js";
+import { activation, conv2d, upsampleNearest } from "../graph/layers.js";
 import { roundHalfEven } from "../numeric.js";
 import type { WeightSource } from "../weights/source.js";
 
@@ -153,11 +153,7 @@ export function buildTinyDecoder(weights: WeightSource, config: TinyVaeConfig): 
     for (let j = 0; j < c.num_decoder_blocks[i]; j++) h = tinyBlock(g, key(), h, C, c.act_fn);
     if (!last) {
       idx++; // nn.Upsample(scale_factor=s, mode="nearest") has no parameters
-      h = g.op("Resize", [h, undefined, g.constant([1, 1, s, s], [4])], {
-        mode: "nearest",
-        coordinate_transformation_mode: "asymmetric",
-        nearest_mode: "floor",
-      }); // [B, C, s*H, s*W]
+      h = upsampleNearest(g, h, s); // [B, C, s*H, s*W]
     }
     h = conv2d(g, key(), h, C, last ? c.out_channels : C, 3, { padding: 1, bias: last });
   }

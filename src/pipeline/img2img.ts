@@ -15,7 +15,7 @@ export interface ProgressEvent {
   step: number;
   total: number;
   timestep: number;
-  /** Index of the image batch (several images per prompt run as one batch). */
+  /** Milliseconds since run() started. */
   elapsedMs: number;
   /** Cheap latent->RGB preview (latent resolution) of the first image. */
   preview: () => RGBImage;
@@ -29,11 +29,12 @@ export interface Img2ImgOptions {
   image: RGBImage | string | Buffer;
   prompt: string;
   negativePrompt?: string;
-  /** Denoising strength in [0, 1]: 0 returns the input, 1 ignores it (text-to-image). Default 0.75. */
+  /** Denoising strength in [0, 1]: 0 returns the input, 1 ignores it (text-to-image). Default: the pipeline's
+   *  `defaults.strength` (0.8 as diffusers when constructed directly; loadPipeline picks one per model). */
   strength?: number;
-  /** Scheduler steps for strength 1; img2img runs about steps x strength of them. Default 50. */
+  /** Scheduler steps for strength 1; img2img runs about steps x strength of them. Default: `defaults.steps` (50 as diffusers). */
   steps?: number;
-  /** Classifier-free guidance scale; <= 1 disables the unconditional branch. Default 7.5. */
+  /** Classifier-free guidance scale; <= 1 disables the unconditional branch. Default: `defaults.guidanceScale` (7.5 as diffusers). */
   guidanceScale?: number;
   /** Seed of the torch-compatible generator; -1/undefined picks a random one (reported in the result). */
   seed?: number | bigint;
@@ -54,8 +55,6 @@ export interface Img2ImgOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Aborting stops the run within one step with an AbortError; nothing is returned. */
   signal?: AbortSignal;
-  /** Test hook: pre-drawn noise tensors replace generator draws, in order. */
-  draws?: Float32Array[];
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
@@ -73,23 +72,6 @@ export interface Img2ImgResult {
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0. */
   decoded?: Float32Array;
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
-}
-
-/** Draws noise from the generator, or replays injected draws (tests). */
-class NoiseSource {
-  private next = 0;
-  constructor(
-    private readonly generator: TorchGenerator,
-    private readonly draws?: Float32Array[],
-  ) {}
-  randn(shape: readonly number[]): Float32Array {
-    if (this.draws) {
-      const d = this.draws[this.next++];
-      if (!d) throw new Error("injected draws exhausted");
-      return d;
-    }
-    return this.generator.randn(shape);
-  }
 }
 
 export class Img2ImgPipeline {
@@ -182,7 +164,7 @@ export class Img2ImgPipeline {
 
     // 5. prepare latents: posterior sample of the encoded image, scaled, then noised to t_start
     t = performance.now();
-    const noise = new NoiseSource(new TorchGenerator(seed), opts.draws);
+    const noise = new TorchGenerator(seed);
     const pixels = imageToTensor(input); // [1, 3, H, W]
     const tiling = tilingWanted(tilingMode, input.height, input.width);
     const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
