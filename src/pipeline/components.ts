@@ -137,10 +137,7 @@ export class StableDiffusionModel {
     const vaeConfig = resolveVaeConfig(parts.configs.vae);
     const teConfig = resolveCLIPTextConfig(parts.configs.text_encoder);
     const session = async (kind: string, config: unknown, weights: WeightSource, build: () => Graph, extra?: unknown) => {
-      const { path, built } = cachedGraph({ kind, config, weights, extra }, () => {
-        opts.onStatus?.(`building ${kind} graph from ${weights.description}`);
-        return build();
-      }, root);
+      const { path, built } = cachedGraph({ kind, config, weights, extra }, build, root, () => opts.onStatus?.(`building ${kind} graph from ${weights.description}`));
       if (!built) opts.onStatus?.(`loading ${kind}`);
       return ModelSession.load(path, opts);
     };
