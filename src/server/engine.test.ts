@@ -22,7 +22,7 @@ const same = (a: RGBImage, b: RGBImage) => a.width === b.width && a.height === b
 function engineConformance(c: EngineCase): void {
   (c.needsModel ? describeWithFixtures : describe)(`Engine conformance: ${c.name}`, () => {
     let engine: Engine;
-    let close = async () => undefined as void;
+    let close: () => Promise<void> = async () => {};
     beforeAll(async () => {
       ({ engine, close } = await c.start());
     });
