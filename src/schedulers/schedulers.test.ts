@@ -365,7 +365,7 @@ describe("timestep spacing and sigma schedules (literal arrays from diffusers' n
       13: [3.0073281916146737, -1.1739416166077283, 0.14734083603771914, 6.344378862428956], // PLMS, 4 eps in history
       19: [4.441492724555194, -1.6748339163235153, 0.10953369688964788, 9.42889789506447],
     };
-    let x = Float32Array.from([1, -0.5, 0.25, 2]);
+    let x: Float32Array = Float32Array.from([1, -0.5, 0.25, 2]);
     s.timesteps.forEach((t, k) => {
       const eps = x.map((v, i) => 0.2 * v + (c[i] * t) / 1000);
       x = s.step(eps, t, x).prevSample;
