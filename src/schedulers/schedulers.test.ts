@@ -272,8 +272,8 @@ describe("scheduler registry", () => {
   it("refuses img2img settings that leave no denoising step, naming the fix", () => {
     const s = createScheduler("euler", sd);
     expect(() => img2imgTimesteps(s, 20, 0.04)).toThrow(/20 x 0.04 leaves no denoising step: raise strength to at least 0.05 or steps to at least 25$/);
-    expect(() => img2imgTimesteps(s, 20, 1.5)).toThrow(/strength must be in \(0, 1\]/);
-    expect(() => img2imgTimesteps(s, 20, 0)).toThrow(/strength 0 returns the input/);
+    expect(() => img2imgTimesteps(s, 20, 1.5)).toThrow(/strength must be in \[0, 1\]/);
+    expect(() => img2imgTimesteps(s, 20, 0)).toThrow(/strength 0 runs no denoising step/);
     expect(img2imgTimesteps(s, 20, 0.05).timesteps.length).toBe(1);
   });
 
