@@ -49,7 +49,9 @@ function raw(port: number, head: string, drip?: string): Promise<{ status: strin
 
 async function serverFigures(): Promise<void> {
   const env = { ...process.env, REIMAGINE_CACHE: join(work, "cache") };
-  const child = spawn(process.execPath, [join(repo, "bin/reimagine.js"), "serve", "--model", fixture("sd-tiny", "model"), "--port", "0", "--threads", "1"], { env });
+  const child = spawn(process.execPath, [join(repo, "bin/reimagine.js"), "serve", "--model", fixture("sd-tiny", "model"), "--port", "0", "--threads", "1"], {
+    env,
+  });
   let out = "";
   child.stderr.on("data", (d) => (out += d));
   const url = await new Promise<string>((ok, fail) => {
@@ -69,44 +71,72 @@ async function serverFigures(): Promise<void> {
 
   const png = readFileSync(fixture("sd-tiny", "reference", "input.png")).toString("base64");
   const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000"><rect width="9000" height="9000"/></svg>').toString("base64");
-  const post = (path: string, body: unknown) => fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
-  const waitJob = async (id: string) => {
+  const post = (path: string, body: unknown) =>
+    fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  type JobView = { id: string; status: string; result?: { images: { url: string }[] } };
+  const waitJob = async (id: string): Promise<JobView> => {
     for (;;) {
-      const j = (await (await fetch(`${url}v1/jobs/${id}`)).json()) as any;
+      const j = (await (await fetch(`${url}v1/jobs/${id}`)).json()) as JobView;
       if (["succeeded", "failed", "cancelled"].includes(j.status)) return j;
       await new Promise((r) => setTimeout(r, 50));
     }
   };
   const kinds: [string, () => Promise<number>][] = [
-    ["native img2img 96x96 x2 + downloads", async () => {
-      const r = await post("v1/img2img", { image: png, prompt: "a fox", width: 96, height: 96, numImages: 2, steps: 8, strength: 0.75 });
-      const j = await waitJob(((await r.json()) as any).id);
-      for (const im of j.result?.images ?? []) await (await fetch(`${url}${im.url.slice(1)}`)).arrayBuffer();
-      return r.status;
-    }],
-    ["native sweep", async () => {
-      const r = await post("v1/sweep", { image: png, prompt: "ink", strengths: "0.3,0.6", steps: 8, width: 64, height: 64 });
-      await waitJob(((await r.json()) as any).id);
-      return r.status;
-    }],
-    ["A1111 img2img 96x96 x2", async () => (await post("sdapi/v1/img2img", { init_images: [png], prompt: "oil", width: 96, height: 96, batch_size: 2, steps: 8 })).status],
+    [
+      "native img2img 96x96 x2 + downloads",
+      async () => {
+        const r = await post("v1/img2img", { image: png, prompt: "a fox", width: 96, height: 96, numImages: 2, steps: 8, strength: 0.75 });
+        const j = await waitJob(((await r.json()) as JobView).id);
+        for (const im of j.result?.images ?? []) await (await fetch(`${url}${im.url.slice(1)}`)).arrayBuffer();
+        return r.status;
+      },
+    ],
+    [
+      "native sweep",
+      async () => {
+        const r = await post("v1/sweep", { image: png, prompt: "ink", strengths: "0.3,0.6", steps: 8, width: 64, height: 64 });
+        await waitJob(((await r.json()) as JobView).id);
+        return r.status;
+      },
+    ],
+    [
+      "A1111 img2img 96x96 x2",
+      async () => (await post("sdapi/v1/img2img", { init_images: [png], prompt: "oil", width: 96, height: 96, batch_size: 2, steps: 8 })).status,
+    ],
     ["A1111 txt2img 64x64", async () => (await post("sdapi/v1/txt2img", { prompt: "a boat", width: 64, height: 64, steps: 6 })).status],
-    ["over the compute budget", async () => (await post("sdapi/v1/img2img", { init_images: [png], width: 512, height: 512, batch_size: 8, n_iter: 2, steps: 150 })).status],
+    [
+      "over the compute budget",
+      async () => (await post("sdapi/v1/img2img", { init_images: [png], width: 512, height: 512, batch_size: 8, n_iter: 2, steps: 150 })).status,
+    ],
     ["SVG upload", async () => (await post("v1/img2img", { image: svg })).status],
-    ["oversized body (Content-Length 100 MB)", async () => Number((await raw(port, "POST /v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")).status.split(" ")[1])],
+    [
+      "oversized body (Content-Length 100 MB)",
+      async () =>
+        Number(
+          (await raw(port, "POST /v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")).status.split(
+            " ",
+          )[1],
+        ),
+    ],
     ["deep JSON", async () => (await post("sdapi/v1/img2img", `{"init_images": ["${png}"], "x": ${"[".repeat(50_000)}${"]".repeat(50_000)}}`)).status],
-    ["submit then cancel", async () => {
-      const r = await post("v1/img2img", { image: png, width: 64, height: 64, steps: 40, strength: 1 });
-      const { id } = (await r.json()) as any;
-      await fetch(`${url}v1/jobs/${id}`, { method: "DELETE" });
-      await waitJob(id);
-      return r.status;
-    }],
-    ["status reads", async () => {
-      await fetch(`${url}v1/queue`);
-      await fetch(`${url}sdapi/v1/progress`);
-      return (await fetch(`${url}v1/models`)).status;
-    }],
+    [
+      "submit then cancel",
+      async () => {
+        const r = await post("v1/img2img", { image: png, width: 64, height: 64, steps: 40, strength: 1 });
+        const { id } = (await r.json()) as JobView;
+        await fetch(`${url}v1/jobs/${id}`, { method: "DELETE" });
+        await waitJob(id);
+        return r.status;
+      },
+    ],
+    [
+      "status reads",
+      async () => {
+        await fetch(`${url}v1/queue`);
+        await fetch(`${url}sdapi/v1/progress`);
+        return (await fetch(`${url}v1/models`)).status;
+      },
+    ],
   ];
   const total = Number(opts.requests);
   const statuses = new Map<string, Map<number, number>>();
@@ -125,7 +155,7 @@ async function serverFigures(): Promise<void> {
     }),
   );
   const elapsed = (performance.now() - t0) / 1000;
-  const retained = ((await (await fetch(`${url}v1/queue`)).json()) as any).retainedBytes;
+  const retained = ((await (await fetch(`${url}v1/queue`)).json()) as { retainedBytes: number }).retainedBytes;
   clearInterval(sampler);
 
   console.log(`\n## server: ${total} mixed requests, concurrency ${opts.concurrency}, ${elapsed.toFixed(0)} s (sd-tiny, default limits)`);
@@ -134,10 +164,15 @@ async function serverFigures(): Promise<void> {
   console.log(`  RSS after model load        ${mib(loaded)}`);
   for (let k = 0; k < total; k += total / 5) {
     const w = window(k, k + total / 5);
-    if (w.length) console.log(`  RSS over requests ${String(k).padStart(3)}-${String(k + total / 5 - 1).padEnd(3)}  median ${mib(w.sort((a, b) => a - b)[w.length >> 1])}, max ${mib(Math.max(...w))}`);
+    if (w.length)
+      console.log(
+        `  RSS over requests ${String(k).padStart(3)}-${String(k + total / 5 - 1).padEnd(3)}  median ${mib(w.sort((a, b) => a - b)[w.length >> 1])}, max ${mib(Math.max(...w))}`,
+      );
   }
   const last = window(total / 2, total + 1).sort((a, b) => a - b);
-  console.log(`  steady RSS (second half)    median ${mib(last[last.length >> 1])}, max ${mib(last.at(-1)!)}; retained result bytes at the end: ${mib(retained)}`);
+  console.log(
+    `  steady RSS (second half)    median ${mib(last[last.length >> 1])}, max ${mib(last.at(-1)!)}; retained result bytes at the end: ${mib(retained)}`,
+  );
 
   console.log("\n## refusal latency (time to the status line)");
   const over = await raw(port, "POST /v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n");
@@ -156,7 +191,9 @@ async function serverFigures(): Promise<void> {
 }
 
 function hashFigures(): void {
-  console.log(`\n## content hash of a weight file (sparse file: hashing cost without disk reads; load average ${(readFileSync("/proc/loadavg", "utf8").split(" ")[0])})`);
+  console.log(
+    `\n## content hash of a weight file (sparse file: hashing cost without disk reads; load average ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
+  );
   for (const gb of opts["hash-gb"]!.split(",").map(Number)) {
     const path = join(work, `w${gb}.safetensors`);
     writeFileSync(path, "");
@@ -174,7 +211,9 @@ function hashFigures(): void {
       t = performance.now();
       fileSha256(fd, path, root);
       const cached = performance.now() - t;
-      console.log(`  ${gb} GB: first ${first.toFixed(2)} s wall, ${cpuS.toFixed(2)} s CPU (${((gb * 1e9) / 1e6 / cpuS).toFixed(0)} MB per CPU-second), remembered ${cached.toFixed(2)} ms`);
+      console.log(
+        `  ${gb} GB: first ${first.toFixed(2)} s wall, ${cpuS.toFixed(2)} s CPU (${((gb * 1e9) / 1e6 / cpuS).toFixed(0)} MB per CPU-second), remembered ${cached.toFixed(2)} ms`,
+      );
     } finally {
       closeSync(fd);
       rmSync(path, { force: true });

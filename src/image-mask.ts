@@ -2,7 +2,6 @@
 // bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
 // in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
 import sharp from "sharp";
-import { ReimagineError } from "./errors.js";
 import { DEFAULT_MAX_PIXELS } from "./image.js";
 import { openImageInput } from "./image-read.js";
 import type { GrayImage } from "./inpaint/pil.js";

@@ -65,7 +65,7 @@ export function pngChunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-const isLatin1 = (s: string) => /^[\x00-\xff]*$/.test(s);
+const isLatin1 = (s: string) => Buffer.from(s, "latin1").toString("latin1") === s; // every code unit <= 0xff
 
 /** The text chunk PIL's PngInfo.add_text(keyword, text) writes: tEXt if Latin-1, else uncompressed iTXt. */
 export function pngTextChunk(keyword: string, text: string): Buffer {
@@ -95,7 +95,10 @@ function inflateText(data: Buffer, keyword: string, maxBytes: number): Buffer {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ERR_BUFFER_TOO_LARGE") {
-      throw new ReimagineError(`PNG text chunk '${keyword}' inflates to more than ${maxBytes} bytes (generation parameters are a few kB): the file is damaged or crafted`, "invalid_image");
+      throw new ReimagineError(
+        `PNG text chunk '${keyword}' inflates to more than ${maxBytes} bytes (generation parameters are a few kB): the file is damaged or crafted`,
+        "invalid_image",
+      );
     }
     throw new ReimagineError(`PNG text chunk '${keyword}' is not valid zlib data (${(e as Error).message}): the file is damaged`, "invalid_image");
   }
@@ -202,7 +205,8 @@ function decodeUserComment(v: Buffer, tiffLittleEndian: boolean): string {
     if (body[0] === 0xfe && body[1] === 0xff) [le, start] = [false, 2];
     else if (body[0] === 0xff && body[1] === 0xfe) [le, start] = [true, 2];
     else {
-      let even = 0, odd = 0;
+      let even = 0,
+        odd = 0;
       for (let i = 0; i + 1 < body.length; i += 2) {
         if (body[i] === 0) even++;
         if (body[i + 1] === 0) odd++;
@@ -227,9 +231,7 @@ export function withJpegExif(jpeg: Buffer, tiff: Buffer): Buffer {
   if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) throw new ReimagineError("not a JPEG file (no SOI marker)", "invalid_image");
   const segLen = 2 + EXIF_HEADER.length + tiff.length;
   if (segLen > 0xffff) {
-    throw new ReimagineError(
-      `generation parameters are too long for JPEG EXIF (${tiff.length} bytes, limit ${0xffff - 8}); save as PNG instead`,
-    );
+    throw new ReimagineError(`generation parameters are too long for JPEG EXIF (${tiff.length} bytes, limit ${0xffff - 8}); save as PNG instead`);
   }
   let at = 2;
   if (jpeg[2] === 0xff && jpeg[3] === 0xe0) at = 4 + jpeg.readUInt16BE(4); // keep JFIF first
@@ -242,7 +244,10 @@ export function jpegExif(jpeg: Buffer): Buffer | undefined {
   let p = 2;
   while (p + 4 <= jpeg.length && jpeg[p] === 0xff) {
     const marker = jpeg[p + 1];
-    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) { p += 2; continue; }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      p += 2;
+      continue;
+    }
     if (marker === 0xda || marker === 0xd9) break; // start of scan / end of image: no more metadata
     const len = jpeg.readUInt16BE(p + 2);
     const seg = jpeg.subarray(p + 4, p + 2 + len);
@@ -254,7 +259,10 @@ export function jpegExif(jpeg: Buffer): Buffer | undefined {
 
 // ---------- WebP (RIFF) ----------
 
-interface RiffChunk { fourcc: string; data: Buffer }
+interface RiffChunk {
+  fourcc: string;
+  data: Buffer;
+}
 
 function webpChunks(webp: Buffer): RiffChunk[] {
   if (webp.toString("latin1", 0, 4) !== "RIFF" || webp.toString("latin1", 8, 12) !== "WEBP") {

@@ -20,7 +20,7 @@ export function nanModel(dir: string, component: "unet" | "vae", key: string): s
   const headerLength = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.toString("utf8", 8, 8 + headerLength));
   const entry = header[key];
-  if (!entry || entry.dtype !== "F32") throw new Error(`nanModel: no float32 tensor '${key}' in ${component}`);
+  if (entry?.dtype !== "F32") throw new Error(`nanModel: no float32 tensor '${key}' in ${component}`);
   bytes.writeFloatLE(NaN, 8 + headerLength + entry.data_offsets[0]);
   writeFileSync(join(dir, component, file), bytes);
   return dir;

@@ -20,7 +20,9 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const launcher = resolve(repoRoot, "bin", "reimagine.js");
 const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-hard-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const LONG_PROMPT = Array.from({ length: 8192 }, (_, i) => `word${i % 97}`).join(" ").slice(0, 65536); // 64 kB
+const LONG_PROMPT = Array.from({ length: 8192 }, (_, i) => `word${i % 97}`)
+  .join(" ")
+  .slice(0, 65536); // 64 kB
 
 describe("long command lines (onnxruntime-node telemetry SIGSEGV)", () => {
   it("a session is created and run from a process whose command line is 64 kB (and 200 kB)", () => {
@@ -49,12 +51,28 @@ describeWithFixtures("long prompts through the launcher (sd-tiny)", () => {
   const input = fixture("sd-tiny", "reference", "input.png");
   const model = fixture("sd-tiny", "model");
   const env = { ...process.env, REIMAGINE_CACHE: join(dir, "cache") };
-  const run = (args: string[]) => spawnSync(process.execPath, [launcher, input, "-m", model, "--steps", "2", "--strength", "0.5", "--seed", "3", "--threads", "1", "-q", ...args], { env, encoding: "utf8" });
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [launcher, input, "-m", model, "--steps", "2", "--strength", "0.5", "--seed", "3", "--threads", "1", "-q", ...args], {
+      env,
+      encoding: "utf8",
+    });
 
   it.each([
     ["through argv (-p)", (out: string) => ["-p", LONG_PROMPT, "-o", out]],
-    ["through --prompt-file", (out: string) => (writeFileSync(`${out}.txt`, `${LONG_PROMPT}\n`), ["--prompt-file", `${out}.txt`, "-o", out])],
-    ["through -p @FILE", (out: string) => (writeFileSync(`${out}.txt`, LONG_PROMPT), ["-p", `@${out}.txt`, "-o", out])],
+    [
+      "through --prompt-file",
+      (out: string) => {
+        writeFileSync(`${out}.txt`, `${LONG_PROMPT}\n`);
+        return ["--prompt-file", `${out}.txt`, "-o", out];
+      },
+    ],
+    [
+      "through -p @FILE",
+      (out: string) => {
+        writeFileSync(`${out}.txt`, LONG_PROMPT);
+        return ["-p", `@${out}.txt`, "-o", out];
+      },
+    ],
   ])("a 64 kB prompt %s: exit 0, image written with the prompt in its metadata", async (name, args) => {
     const out = join(dir, `long-${name.replace(/\W+/g, "-")}.png`);
     const r = run(args(out));
@@ -98,11 +116,23 @@ describe("refused before the model loads, in one line", () => {
   })();
 
   it.each([
-    ["--width/--height 100000", () => [png, "-p", "x", "--width", "100000", "--height", "100000"], /--width\/--height ask for 100000x100000 = 10000000000 pixels, over --max-pixels 64000000/],
-    ["a --from image asking for 100000x100000", () => [png, "--from", fromPng, "-o", join(dir, "o.png")], /the settings of --from '.*from\.png' ask for 100000x100000 = 10000000000 pixels, over --max-pixels/],
+    [
+      "--width/--height 100000",
+      () => [png, "-p", "x", "--width", "100000", "--height", "100000"],
+      /--width\/--height ask for 100000x100000 = 10000000000 pixels, over --max-pixels 64000000/,
+    ],
+    [
+      "a --from image asking for 100000x100000",
+      () => [png, "--from", fromPng, "-o", join(dir, "o.png")],
+      /the settings of --from '.*from\.png' ask for 100000x100000 = 10000000000 pixels, over --max-pixels/,
+    ],
     ["--steps 1e9", () => [png, "-p", "x", "--steps", "1e9"], /--steps expects a whole number from 1 to 1000 \(got '1e9'\)/],
     ["-m /etc/passwd", () => [png, "-p", "x", "-m", "/etc/passwd", "-o", join(dir, "p.png")], /'\/etc\/passwd' is not a model: give a diffusers folder/],
-    ["an SVG input", () => [svg, "-p", "x", "-o", join(dir, "s.png")], /Cannot read image '.*sketch\.svg': SVG \(a vector format\) is not supported; convert it to PNG, JPEG or WebP first/],
+    [
+      "an SVG input",
+      () => [svg, "-p", "x", "-o", join(dir, "s.png")],
+      /Cannot read image '.*sketch\.svg': SVG \(a vector format\) is not supported; convert it to PNG, JPEG or WebP first/,
+    ],
   ])("%s", async (_name, args, msg) => {
     await setup;
     const { out, io } = capture();
@@ -118,4 +148,3 @@ describe("refused before the model loads, in one line", () => {
     return main(["--help"], io).then(() => expect(out.stdout).toMatch(/SVG is not supported/));
   });
 });
-

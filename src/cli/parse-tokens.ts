@@ -3,7 +3,7 @@
 // `--seed -1`, `-s -0.5` and `-o -1.png`; here such a value is taken when it cannot be an option
 // (a '-' followed by a digit or '.'), and anything that looks like an option is refused by name.
 import { parseArgs } from "node:util";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 
 export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
 export type OptionValues<T extends OptionSpec> = { [K in keyof T]?: T[K]["type"] extends "string" ? string : boolean };
@@ -52,13 +52,17 @@ export function parseTokens<T extends OptionSpec>(args: string[], options: T): {
       continue;
     }
     const v = t.value;
-    if (v === undefined) throw new ReimagineError(`option ${long} needs a value, e.g. ${long} VALUE (a value starting with '-' is written ${long}=-VALUE)`, "usage");
+    if (v === undefined)
+      throw new ReimagineError(`option ${long} needs a value, e.g. ${long} VALUE (a value starting with '-' is written ${long}=-VALUE)`, "usage");
     if (t.inlineValue && !t.rawName.startsWith("--") && v.startsWith("=")) {
       // POSIX reads `-o=x.png` as the value "=x.png": almost always a slip
       throw new ReimagineError(`'${t.rawName}${v}' would set ${long} to '${v}': write ${t.rawName} ${v.slice(1)} or ${long}${v}`, "usage");
     }
     if (!t.inlineValue && v.startsWith("-") && !NOT_AN_OPTION.test(v)) {
-      throw new ReimagineError(`option ${t.rawName} is followed by '${v}', which looks like an option: give ${t.rawName} a value, or write ${long}=${v} if that is the value`, "usage");
+      throw new ReimagineError(
+        `option ${t.rawName} is followed by '${v}', which looks like an option: give ${t.rawName} a value, or write ${long}=${v} if that is the value`,
+        "usage",
+      );
     }
     values[t.name] = v;
   }

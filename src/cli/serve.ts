@@ -2,11 +2,10 @@
 // AUTOMATIC1111-compatible API from one process until SIGINT/SIGTERM, which stops it gracefully:
 // no new jobs, the running job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
-import { ReimagineError } from "../errors.js";
+import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
-import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
 
 export const SERVE_HELP = `Usage: reimagine serve [options]
 
@@ -86,7 +85,10 @@ export async function serveMain(args: string[]): Promise<number> {
     const keepResultsMb = intOption(values["keep-results-mb"], "keep-results-mb", 1, 1 << 20);
     const decodeTimeoutS = intOption(values["decode-timeout-s"], "decode-timeout-s", 1, 3600);
     const requestTimeoutS = intOption(values["request-timeout-s"], "request-timeout-s", 1, 3600);
-    const allowedHosts = values["allowed-hosts"]?.split(",").map((h) => h.trim()).filter(Boolean);
+    const allowedHosts = values["allowed-hosts"]
+      ?.split(",")
+      .map((h) => h.trim())
+      .filter(Boolean);
     const threads = intOption(values.threads, "threads", 1, 1024);
     const quantize = values.quantize;
     if (quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
@@ -102,7 +104,11 @@ export async function serveMain(args: string[]): Promise<number> {
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
     const t0 = performance.now();
     // the model runs in a worker thread so HTTP stays responsive during each model call
-    const engine = await createWorkerEngine(values.model, { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] }, (m) => process.stderr.write(`  ${m}\n`));
+    const engine = await createWorkerEngine(
+      values.model,
+      { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] },
+      (m) => process.stderr.write(`  ${m}\n`),
+    );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;

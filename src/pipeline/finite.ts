@@ -8,7 +8,7 @@ export type FiniteStage = "VAE encoder" | "UNet" | "VAE decoder" | "tiny VAE enc
 
 const CAUSE: Record<FiniteStage, string> = {
   "VAE encoder": "the VAE weights likely contain NaN or Inf (a damaged or badly converted file): try the model's original VAE or re-download it",
-  UNet: "the UNet weights likely contain NaN or Inf (a damaged, badly merged or badly converted checkpoint): try another copy of the model" ,
+  UNet: "the UNet weights likely contain NaN or Inf (a damaged, badly merged or badly converted checkpoint): try another copy of the model",
   "VAE decoder": "the VAE weights likely contain NaN or Inf (a damaged or badly converted file): try the model's original VAE or re-download it",
   "tiny VAE encoder": "the tiny VAE's weights likely contain NaN or Inf: re-download it or drop --tiny-vae",
   "tiny VAE decoder": "the tiny VAE's weights likely contain NaN or Inf: re-download it or drop --tiny-vae",

@@ -78,18 +78,41 @@ describe("A1111 API: webuiapi client replay", () => {
     expect([img.width, img.height]).toEqual([256, 192]);
     expect(typeof body.info).toBe("string");
     const info = JSON.parse(body.info);
-    expect(info).toMatchObject({ seed: 42, all_seeds: [42], width: 256, height: 192, sampler_name: "Euler a", steps: 20, cfg_scale: 7, denoising_strength: 0.75, batch_size: 1, sd_model_name: "fake-model" });
+    expect(info).toMatchObject({
+      seed: 42,
+      all_seeds: [42],
+      width: 256,
+      height: 192,
+      sampler_name: "Euler a",
+      steps: 20,
+      cfg_scale: 7,
+      denoising_strength: 0.75,
+      batch_size: 1,
+      sd_model_name: "fake-model",
+    });
     expect(info.infotexts).toHaveLength(1);
     expect(await readImageParameters(bytes)).toBe(info.infotexts[0]);
     expect(info.infotexts[0]).toContain("Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 256x192");
     expect(body.parameters.init_images).toBeNull(); // include_init_images false, as A1111
     expect(body.parameters.prompt).toBe("a cute cat, watercolor");
-    expect(engine.runs[0]).toMatchObject({ strength: 0.75, steps: 20, guidanceScale: 7, sampler: "euler-a", seed: 42, width: 256, height: 192, resizeMode: "just-resize" });
+    expect(engine.runs[0]).toMatchObject({
+      strength: 0.75,
+      steps: 20,
+      guidanceScale: 7,
+      sampler: "euler-a",
+      seed: 42,
+      width: 256,
+      height: 192,
+      resizeMode: "just-resize",
+    });
   });
 
   it("takes raw base64 (no data: prefix), random seeds, resize modes and batch_size x n_iter", async () => {
     const { post, engine } = setup();
-    const res = await post("/sdapi/v1/img2img", await webuiapiPayload({ init_images: [(await png(64, 64)).toString("base64")], batch_size: 2, n_iter: 2, resize_mode: 1, width: 64, height: 64 }));
+    const res = await post(
+      "/sdapi/v1/img2img",
+      await webuiapiPayload({ init_images: [(await png(64, 64)).toString("base64")], batch_size: 2, n_iter: 2, resize_mode: 1, width: 64, height: 64 }),
+    );
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
     expect(body.images).toHaveLength(4);
@@ -138,7 +161,9 @@ describe("A1111 API: webuiapi client replay", () => {
     const samplers = (await (await app.request("/sdapi/v1/samplers")).json()) as any[];
     expect(samplers[0]).toEqual({ name: "Euler", aliases: ["euler"], options: {} });
     const models = (await (await app.request("/sdapi/v1/sd-models")).json()) as any[];
-    expect(models).toEqual([{ title: "fake-model [0f0f0f0f0f]", model_name: "fake-model", hash: "0f0f0f0f0f", sha256: null, filename: "fake-model", config: null }]);
+    expect(models).toEqual([
+      { title: "fake-model [0f0f0f0f0f]", model_name: "fake-model", hash: "0f0f0f0f0f", sha256: null, filename: "fake-model", config: null },
+    ]);
     expect(await (await app.request("/sdapi/v1/scripts")).json()).toEqual({ txt2img: [], img2img: [] });
     expect((await app.request("/sdapi/v1/unknown-thing")).status).toBe(404);
   });
@@ -156,7 +181,9 @@ describe("A1111 API: SillyTavern replay", () => {
     };
     expect((await get("/sdapi/v1/options")).sd_model_checkpoint).toBe("fake-model [0f0f0f0f0f]");
     expect((await get("/sdapi/v1/samplers")).map((x: any) => x.name)).toContain("DPM++ 2M Karras");
-    expect((await get("/sdapi/v1/sd-models")).map((x: any) => ({ value: x.title, text: x.title }))).toEqual([{ value: "fake-model [0f0f0f0f0f]", text: "fake-model [0f0f0f0f0f]" }]);
+    expect((await get("/sdapi/v1/sd-models")).map((x: any) => ({ value: x.title, text: x.title }))).toEqual([
+      { value: "fake-model [0f0f0f0f0f]", text: "fake-model [0f0f0f0f0f]" },
+    ]);
     expect((await get("/sdapi/v1/schedulers")).map((x: any) => x.name)).toEqual(["automatic", "karras"]);
     expect((await get("/sdapi/v1/upscalers")).map((x: any) => x.name)).toEqual(["None"]);
     expect(await get("/sdapi/v1/latent-upscale-modes")).toEqual([]);
@@ -207,7 +234,15 @@ describe("A1111 API: SillyTavern replay", () => {
     const data = (await res.json()) as any;
     const img = await loadImage(Buffer.from(data.images[0], "base64"));
     expect([img.width, img.height]).toEqual([128, 96]);
-    expect(engine.runs[0]).toMatchObject({ prompt: "portrait of a knight", strength: 1, steps: 12, guidanceScale: 6, sampler: "dpmpp-2m-karras", seed: 99, clipSkip: 1 });
+    expect(engine.runs[0]).toMatchObject({
+      prompt: "portrait of a knight",
+      strength: 1,
+      steps: 12,
+      guidanceScale: 6,
+      sampler: "dpmpp-2m-karras",
+      seed: 99,
+      clipSkip: 1,
+    });
     expect(JSON.parse(data.info).clip_skip).toBe(2);
   });
 });

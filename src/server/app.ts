@@ -9,7 +9,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 import { a1111Routes, fail as failA1111 } from "./a1111.js";
 import type { Engine } from "./engine.js";
 import { resultBytes } from "./generate.js";
@@ -185,7 +185,13 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
     bodyLimit({
       maxSize: limits.maxBodyBytes,
       onError: (c: Context) =>
-        c.json({ error: { code: "body_too_large", message: `the request body is over the limit of ${limits.maxBodyBytes} bytes: send a smaller image` }, detail: "Request body too large" }, 413),
+        c.json(
+          {
+            error: { code: "body_too_large", message: `the request body is over the limit of ${limits.maxBodyBytes} bytes: send a smaller image` },
+            detail: "Request body too large",
+          },
+          413,
+        ),
     }),
   );
 
@@ -242,7 +248,12 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const server = await new Promise<ServerType>((resolvePromise, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port: opts.port ?? 7860, serverOptions }, () => resolvePromise(s));
     s.once("error", (e: NodeJS.ErrnoException) => {
-      const why = e.code === "EADDRINUSE" ? `port ${opts.port ?? 7860} is in use: pass --port <another>` : e.code === "EACCES" ? `no permission to listen on port ${opts.port}: use a port above 1024` : e.message;
+      const why =
+        e.code === "EADDRINUSE"
+          ? `port ${opts.port ?? 7860} is in use: pass --port <another>`
+          : e.code === "EACCES"
+            ? `no permission to listen on port ${opts.port}: use a port above 1024`
+            : e.message;
       reject(new ReimagineError(`cannot start the server on ${host}: ${why}`, "server_error", { cause: e }));
     });
   });

@@ -2,7 +2,7 @@
 // thread (onnxruntime-node's session.run blocks its thread for a whole model call, so in-process
 // runs would freeze HTTP, SSE and /progress for every denoising step). Messages: see worker-engine.ts.
 import { parentPort, workerData } from "node:worker_threads";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 import { engineFromPipeline, type Engine, type EngineRunOptions } from "./engine.js";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker-engine.js";
 
@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   let engine: Engine;
   let release: () => Promise<void>;
   try {
-    const { loadPipeline } = await import("../pipeline/load.js");
+    const { loadPipeline } = await import("../index.js");
     const pipe = await loadPipeline(init.modelRef, { ...init.loadOptions, onStatus: (message: string) => post({ type: "status", message }) });
     engine = engineFromPipeline(pipe);
     release = () => pipe.model.release();
@@ -23,7 +23,14 @@ async function main(): Promise<void> {
     post({ type: "failed", ...errorOf(e) });
     return;
   }
-  post({ type: "ready", modelName: engine.modelName, modelHash: engine.modelHash, defaults: engine.defaults, vaeScaleFactor: engine.vaeScaleFactor, samplers: engine.samplers() });
+  post({
+    type: "ready",
+    modelName: engine.modelName,
+    modelHash: engine.modelHash,
+    defaults: engine.defaults,
+    vaeScaleFactor: engine.vaeScaleFactor,
+    samplers: engine.samplers(),
+  });
 
   port.on("message", (m: ToWorker) => {
     if (m.type === "abort") runs.get(m.id)?.abort();

@@ -2,11 +2,9 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, encodeImage, type ResizeMode, type RGBImage, ssimResized } from "../image.js";
-import { formatInfotext, type GenerationSettings } from "../pipeline/infotext.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { Upload } from "./http.js";
-import { stepsAt } from "./limits.js";
 import type { JobContext } from "./queue.js";
 
 export interface GenerationRequest {
@@ -56,7 +54,14 @@ export interface GenerationResult {
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
 
 /** Infotext settings of one output, from the request and what the engine reported. */
-function settingsFor(engine: Engine, req: GenerationRequest, r: EngineResult, seed: number | bigint, strength: number, extra: Record<string, string>): GenerationSettings {
+function settingsFor(
+  engine: Engine,
+  req: GenerationRequest,
+  r: EngineResult,
+  seed: number | bigint,
+  strength: number,
+  extra: Record<string, string>,
+): GenerationSettings {
   return {
     prompt: req.prompt,
     negativePrompt: req.negativePrompt || undefined,
@@ -156,7 +161,7 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
     for (let k = 0; k < strengths.length; k++) {
       const strength = strengths[k];
       const done = actual.reduce((a, b) => a + b, 0);
-      const rest = strengths.slice(k + 1).reduce((a, s) => a + stepsAt(req.steps, s), 0);
+      const rest = strengths.slice(k + 1).reduce((a, s) => a + denoisingSteps(req.steps, s), 0);
       const r = await runOnce(engine, image, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
       actual.push(r.stepsRun);
       last = r;

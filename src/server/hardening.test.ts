@@ -23,13 +23,19 @@ setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void; // a real collection, so memory figures are what is reachable
 
 const png = (w = 64, h = 48) => encodeImage({ width: w, height: h, data: new Uint8Array(w * h * 3).fill(150) }, "png");
-const SVG = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="60000" height="60000"><filter id="b"><feGaussianBlur stdDeviation="999"/></filter><rect width="100%" height="100%" filter="url(#b)"/></svg>');
+const SVG = Buffer.from(
+  '<svg xmlns="http://www.w3.org/2000/svg" width="60000" height="60000"><filter id="b"><feGaussianBlur stdDeviation="999"/></filter><rect width="100%" height="100%" filter="url(#b)"/></svg>',
+);
 
 function setup(opts: Parameters<typeof createApp>[1] = {}, engineOpts: Parameters<typeof createFakeEngine>[0] = {}) {
   const engine = createFakeEngine(engineOpts);
   const { app, queue } = createApp(engine, { webRoot: "/nonexistent", ...opts });
   const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-    app.request(path, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    app.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
   return { engine, app, queue, post };
 }
 
@@ -54,7 +60,10 @@ describe("server memory", () => {
       const job = (await res.json()) as any;
       ids.push(job.id);
       await queue.idle();
-      largest = Math.max(largest, ((queue.get(job.id)!.result as any)?.images ?? []).reduce((n: number, im: any) => n + im.png.length, 0));
+      largest = Math.max(
+        largest,
+        ((queue.get(job.id)!.result as any)?.images ?? []).reduce((n: number, im: any) => n + im.png.length, 0),
+      );
     }
     expect(largest).toBeGreaterThan(2 << 20); // the outputs really are large
     let reachable = 0;
@@ -93,11 +102,17 @@ describe("server memory", () => {
     const srv = await startServer({ engine: createFakeEngine({ stepMs: 20 }), port: 0, webRoot: "/nonexistent", queueSize: 1 });
     servers.push(srv);
     const image = (await png()).toString("base64");
-    const busy = fetch(`${srv.url}v1/img2img`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image, steps: 50, strength: 1 }) });
+    const busy = fetch(`${srv.url}v1/img2img`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ image, steps: 50, strength: 1 }),
+    });
     expect((await busy).status).toBe(202);
     const t0 = performance.now();
     const line = await new Promise<string>((resolve) => {
-      const s = connect(srv.port, "127.0.0.1", () => s.write("POST /sdapi/v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n{")); // the 50 MB never come
+      const s = connect(srv.port, "127.0.0.1", () =>
+        s.write("POST /sdapi/v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n{"),
+      ); // the 50 MB never come
       s.on("data", (d) => {
         resolve(String(d).split("\r\n")[0]);
         s.destroy();
@@ -147,7 +162,7 @@ describe("server input handling", () => {
     const res = await post("/sdapi/v1/img2img", deep);
     expect(res.status).toBe(422);
     expect(((await res.json()) as any).detail[0].msg).toMatch(/nests arrays\/objects deeper than 32 levels/);
-    const native = await post("/v1/img2img", `{"image": "${image}", "x": ${"{\"a\":".repeat(100)}1${"}".repeat(100)}}`);
+    const native = await post("/v1/img2img", `{"image": "${image}", "x": ${'{"a":'.repeat(100)}1${"}".repeat(100)}}`);
     expect(native.status).toBe(422);
     await queue.idle();
     expect(engine.runs).toHaveLength(0);
@@ -226,7 +241,7 @@ describe("server input handling", () => {
     const t0 = performance.now();
     const first = await new Promise<string>((resolve) => {
       const s = connect(srv.port, "127.0.0.1", () => {
-        s.write("POST /v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"image\": \"");
+        s.write('POST /v1/img2img HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image": "');
         const drip = setInterval(() => s.write("A"), 100); // a slowloris: a byte every 100 ms
         s.on("data", (d) => resolve(String(d).split("\r\n")[0]));
         s.on("close", () => {
@@ -243,7 +258,8 @@ describe("server input handling", () => {
     const srv = await startServer({ engine: createFakeEngine({ stepMs: 20 }), port: 0, webRoot: "/nonexistent" });
     servers.push(srv);
     const image = (await png()).toString("base64");
-    const post = (path: string, body: unknown) => fetch(`${srv.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      fetch(`${srv.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const waiting = post("sdapi/v1/img2img", { init_images: [image], steps: 100, denoising_strength: 1 });
     while (!srv.queue.running || srv.queue.running.step < 2) await new Promise((r) => setTimeout(r, 10));
     srv.queue.close();
@@ -262,7 +278,8 @@ describeWithFixtures("a model with NaN weights behind the server (sd-tiny)", () 
     const pipe = await loadPipeline(nanModel(join(dir, "model"), "unet", "conv_out.bias"), { cacheDir: join(dir, "cache"), threads: 1 });
     try {
       const { app, queue } = createApp(engineFromPipeline(pipe), { webRoot: "/nonexistent" });
-      const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const post = (path: string, body: unknown) =>
+        app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       const image = (await png(32, 32)).toString("base64");
       const native = await post("/v1/img2img", { image, prompt: "a cat", steps: 4, strength: 0.5 });
       expect(native.status).toBe(202);

@@ -3,8 +3,7 @@
 // output-size checks, JSON bodies with bounded nesting, error -> status mapping (user errors 4xx with
 // their message, anything else 500 without a stack), and JSON-safe seeds.
 import type { Context } from "hono";
-import { ReimagineError } from "../errors.js";
-import { imageHeader, loadImage, type RGBImage } from "../image.js";
+import { imageHeader, loadImage, ReimagineError, type RGBImage } from "../index.js";
 import { MAX_JSON_DEPTH, type ServerLimits } from "./limits.js";
 import { QueueFullError, type Reservation } from "./queue.js";
 import { ValidationError } from "./validate.js";
@@ -28,11 +27,13 @@ export function sniffFormat(b: Buffer): "png" | "jpeg" | "webp" | undefined {
 
 /** Bytes of a base64 image, with or without a `data:image/...;base64,` prefix. */
 export function decodeBase64Image(value: unknown, field: string): Buffer {
-  if (typeof value !== "string" || value.trim() === "") throw new ValidationError(field, `${field} must be a base64-encoded image (PNG, JPEG or WebP), optionally as a data: URL`);
+  if (typeof value !== "string" || value.trim() === "")
+    throw new ValidationError(field, `${field} must be a base64-encoded image (PNG, JPEG or WebP), optionally as a data: URL`);
   let s = value.trim();
   const comma = s.startsWith("data:") ? s.indexOf(",") : -1;
   if (s.startsWith("data:")) {
-    if (comma < 0 || !/;base64$/i.test(s.slice(0, comma))) throw new ValidationError(field, `${field} is a data: URL without ';base64,': send base64-encoded image bytes`);
+    if (comma < 0 || !/;base64$/i.test(s.slice(0, comma)))
+      throw new ValidationError(field, `${field} is a data: URL without ';base64,': send base64-encoded image bytes`);
     s = s.slice(comma + 1);
   }
   s = s.replace(/\s+/g, "");
@@ -56,16 +57,24 @@ export async function inspectUpload(bytes: Buffer, field: string, limits: Limits
   try {
     header = await imageHeader(bytes);
   } catch (e) {
-    throw new ValidationError(field, `${field}: not a readable ${format.toUpperCase()} image (the file is damaged): ${String((e as Error).message).split("\n")[0]}`, "invalid_image");
+    throw new ValidationError(
+      field,
+      `${field}: not a readable ${format.toUpperCase()} image (the file is damaged): ${String((e as Error).message).split("\n")[0]}`,
+      "invalid_image",
+    );
   }
   if (header.width * header.height > limits.maxPixels) {
-    throw new ReimagineError(`${field} is ${header.width}x${header.height}, over the server's limit of ${limits.maxPixels} pixels: send a smaller image`, "image_too_large");
+    throw new ReimagineError(
+      `${field} is ${header.width}x${header.height}, over the server's limit of ${limits.maxPixels} pixels: send a smaller image`,
+      "image_too_large",
+    );
   }
   const load = async () => {
     try {
       return await loadImage(bytes, { maxPixels: limits.maxPixels, background, timeoutS: limits.decodeTimeoutS });
     } catch (e) {
-      if (e instanceof ReimagineError && ["invalid_image", "image_timeout"].includes(e.code)) throw new ValidationError(field, `${field}: ${e.message}`, e.code);
+      if (e instanceof ReimagineError && ["invalid_image", "image_timeout"].includes(e.code))
+        throw new ValidationError(field, `${field}: ${e.message}`, e.code);
       throw e;
     }
   };
@@ -74,8 +83,12 @@ export async function inspectUpload(bytes: Buffer, field: string, limits: Limits
 
 /** Checks a requested output size: positive multiples of the VAE factor within the pixel limit. */
 export function checkOutputSize(width: number | undefined, height: number | undefined, factor: number, limits: Limits): void {
-  for (const [k, v] of [["width", width], ["height", height]] as const) {
-    if (v !== undefined && (v % factor !== 0 || v < factor)) throw new ValidationError(k, `${k} must be a positive multiple of ${factor} for this model (got ${v})`);
+  for (const [k, v] of [
+    ["width", width],
+    ["height", height],
+  ] as const) {
+    if (v !== undefined && (v % factor !== 0 || v < factor))
+      throw new ValidationError(k, `${k} must be a positive multiple of ${factor} for this model (got ${v})`);
   }
   if (width !== undefined && height !== undefined && width * height > limits.maxPixels) {
     throw new ReimagineError(`${width}x${height} is over the server's limit of ${limits.maxPixels} pixels: ask for a smaller size`, "image_too_large");

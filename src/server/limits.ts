@@ -30,9 +30,6 @@ export const DEFAULT_LIMITS: ServerLimits = {
 /** JSON nesting the API accepts: A1111 bodies nest 4-5 levels (alwayson_scripts); deeper is refused. */
 export const MAX_JSON_DEPTH = 32;
 
-/** Denoising steps diffusers runs for `steps` at `strength` (get_timesteps: min(int(steps x strength), steps)). */
-export const stepsAt = (steps: number, strength: number): number => Math.min(Math.floor(steps * strength), steps);
-
 export interface JobShape {
   width: number;
   height: number;

@@ -34,7 +34,19 @@ async function readSSE(res: Response): Promise<[string, any][]> {
 describe("native API", () => {
   it("POST /v1/img2img (JSON, base64) queues a job whose PNGs have the requested size and A1111 metadata", async () => {
     const { json, app, queue, engine } = setup();
-    const res = await json("/v1/img2img", { image: (await inputPng()).toString("base64"), prompt: "a red fox", negativePrompt: "blurry", strength: 0.5, steps: 10, guidanceScale: 6, seed: 1234, sampler: "Euler a", width: 96, height: 64, numImages: 2 });
+    const res = await json("/v1/img2img", {
+      image: (await inputPng()).toString("base64"),
+      prompt: "a red fox",
+      negativePrompt: "blurry",
+      strength: 0.5,
+      steps: 10,
+      guidanceScale: 6,
+      seed: 1234,
+      sampler: "Euler a",
+      width: 96,
+      height: 64,
+      numImages: 2,
+    });
     expect(res.status).toBe(202);
     const job = (await res.json()) as any;
     expect(job.id).toMatch(/^[0-9a-f-]{36}$/);
@@ -84,7 +96,7 @@ describe("native API", () => {
       [{ image: "not base64!!", prompt: "x" }, "image", /not valid base64/],
       [{ image, strength: 1.5 }, "strength", /strength must be a number between 0 and 1 \(got 1.5\)/],
       [{ image, steps: 2.5 }, "steps", /whole number/],
-      [{ image, steps: 2, strength: 0.3 }, "steps", /below 1/],
+      [{ image, steps: 2, strength: 0.3 }, "steps", /2 x 0\.3 leaves no denoising step: raise strength to at least 0\.5 or steps to at least 4/],
       [{ image, sampler: "Heun++" }, "sampler", /unknown sampler "Heun\+\+": use one of .*"Euler a"/],
       [{ image, width: 100, height: 64 }, "width", /multiple of 8/],
       [{ image, seed: "abc" }, "seed", /seed must be -1/],
@@ -99,7 +111,11 @@ describe("native API", () => {
     }
     const notImage = await json("/v1/img2img", { image: Buffer.from("hello").toString("base64") });
     expect(notImage.status).toBe(415); // Unsupported Media Type: only PNG, JPEG, WebP
-    expect(((await notImage.json()) as any).error).toMatchObject({ code: "unsupported_format", field: "image", message: expect.stringMatching(/not a PNG, JPEG or WebP file/) });
+    expect(((await notImage.json()) as any).error).toMatchObject({
+      code: "unsupported_format",
+      field: "image",
+      message: expect.stringMatching(/not a PNG, JPEG or WebP file/),
+    });
     const notJson = await setup().app.request("/v1/img2img", { method: "POST", headers: { "content-type": "application/json" }, body: "{oops" });
     expect(notJson.status).toBe(422);
     expect(queue.size).toBe(0);
@@ -185,7 +201,11 @@ describe("native API", () => {
     expect(res.status).toBe(202);
     const job = (await res.json()) as any;
     await queue.idle();
-    expect(engine.runs.map((r) => [r.strength, r.seed])).toEqual([[0.3, 7], [0.6, 7], [0.9, 7]]);
+    expect(engine.runs.map((r) => [r.strength, r.seed])).toEqual([
+      [0.3, 7],
+      [0.6, 7],
+      [0.9, 7],
+    ]);
     const view = (await (await app.request(job.url)).json()) as any;
     expect(view.kind).toBe("sweep");
     expect(view.progress.step).toBe(view.progress.total);

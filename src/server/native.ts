@@ -3,11 +3,11 @@
 // preview every few steps), fetch result PNGs (with A1111 metadata), cancel, list models/samplers.
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import { checkBackground, encodeImage, type ResizeMode } from "../image.js";
+import { checkBackground, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
-import { checkJobBudget, MAX_JSON_DEPTH, stepsAt } from "./limits.js";
+import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 
@@ -49,13 +49,13 @@ const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !=
 /** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
 export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits): Promise<{ req: GenerationRequest; fields: Fields }> {
   const { fields: f, image } = await readFields(c);
-  if (!image) throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
+  if (!image)
+    throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
   const d = engine.defaults;
   const strength = optNumber(f, "strength", { min: 0, max: 1 }) ?? d.strength;
   const steps = optNumber(f, "steps", { min: 1, max: 150, int: true }) ?? d.steps;
-  if (strength > 0 && Math.floor(steps * strength) < 1) {
-    throw new ValidationError("steps", `steps x strength = ${steps} x ${strength} is below 1, so nothing would run: raise steps to at least ${Math.ceil(1 / strength)}`);
-  }
+  const noStep = noDenoisingStepReason(steps, strength);
+  if (noStep) throw new ValidationError("steps", noStep);
   const width = optNumber(f, "width", { min: 1, max: 16384, int: true });
   const height = optNumber(f, "height", { min: 1, max: 16384, int: true });
   checkOutputSize(width, height, engine.vaeScaleFactor, limits);
@@ -93,7 +93,7 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
 /** The compute budget of a native job: its output size x images x denoising steps (summed over a sweep). */
 function checkBudget(req: GenerationRequest, engine: Engine, limits: Limits, strengths?: number[]): void {
   const size = outputSize(req, engine.vaeScaleFactor);
-  const steps = strengths ? strengths.reduce((n, s) => n + stepsAt(req.steps, s), 0) : stepsAt(req.steps, req.strength);
+  const steps = strengths ? strengths.reduce((n, s) => n + denoisingSteps(req.steps, s), 0) : denoisingSteps(req.steps, req.strength);
   checkJobBudget({ ...size, images: strengths ? 1 : req.batchSize, stepsPerImage: steps }, limits, strengths ? "strengths" : "numImages");
 }
 
@@ -104,7 +104,8 @@ function parseStrengths(f: Fields, steps: number): number[] {
   if (list.length < 1 || list.length > 12) throw new ValidationError("strengths", `strengths must list 1 to 12 values (got ${list.length})`);
   return list.map((v, i) => {
     const s = optNumber({ [`strengths[${i}]`]: v }, `strengths[${i}]`, { min: 0.01, max: 1 })!;
-    if (Math.floor(steps * s) < 1) throw new ValidationError("strengths", `strength ${s} with ${steps} steps runs no step: raise steps or the strength`);
+    const noStep = noDenoisingStepReason(steps, s);
+    if (noStep) throw new ValidationError("strengths", noStep);
     return s;
   });
 }
@@ -220,10 +221,15 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
 
   app.get("/v1/jobs/:id/images/:n", (c) => {
     const n = c.req.param("n");
-    if (!/^\d{1,4}$/.test(n)) return c.json({ error: { code: "invalid_input", message: `image index must be a whole number such as 0 (got ${JSON.stringify(n.slice(0, 20))})`, field: "n" } }, 422);
+    if (!/^\d{1,4}$/.test(n))
+      return c.json(
+        { error: { code: "invalid_input", message: `image index must be a whole number such as 0 (got ${JSON.stringify(n.slice(0, 20))})`, field: "n" } },
+        422,
+      );
     const job = queue.get(c.req.param("id"));
     if (job?.expired) {
-      const message = "this job's images were dropped to keep the server's memory bounded (reimagine serve --keep-results-mb): fetch results soon after they finish";
+      const message =
+        "this job's images were dropped to keep the server's memory bounded (reimagine serve --keep-results-mb): fetch results soon after they finish";
       return c.json({ error: { code: "expired", message } }, 410);
     }
     const r = job?.result as GenerationResult | undefined;
@@ -242,11 +248,26 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
   });
 
   app.get("/v1/queue", (c) =>
-    c.json({ size: queue.size, maxSize: queue.maxSize, running: queue.running?.id ?? null, queued: queue.queued.map((j) => j.id), retainedBytes: queue.retainedBytes }),
+    c.json({
+      size: queue.size,
+      maxSize: queue.maxSize,
+      running: queue.running?.id ?? null,
+      queued: queue.queued.map((j) => j.id),
+      retainedBytes: queue.retainedBytes,
+    }),
   );
 
   app.get("/v1/models", (c) =>
-    c.json([{ name: engine.modelName, hash: engine.modelHash, loaded: true, defaults: engine.defaults, vaeScaleFactor: engine.vaeScaleFactor, maxPixels: opts.maxPixels }]),
+    c.json([
+      {
+        name: engine.modelName,
+        hash: engine.modelHash,
+        loaded: true,
+        defaults: engine.defaults,
+        vaeScaleFactor: engine.vaeScaleFactor,
+        maxPixels: opts.maxPixels,
+      },
+    ]),
   );
 
   app.get("/v1/samplers", (c) => c.json(engine.samplers().map((s) => ({ ...s, default: s.name === engine.defaults.sampler }))));

@@ -3,8 +3,7 @@
 // Retry-After estimate), every job cancellable (queued: removed; running: its AbortSignal fires), a
 // failing job never stops the loop, and finished results are kept within a byte budget (oldest dropped).
 import { randomUUID } from "node:crypto";
-import { ReimagineError } from "../errors.js";
-import type { RGBImage } from "../image.js";
+import { ReimagineError, type RGBImage } from "../index.js";
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 export const FINISHED: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];

@@ -1,7 +1,7 @@
 // Request validation for both APIs: typed field readers that refuse bad values with a message
 // naming the field, the value and the accepted range (HTTP 422). Unknown fields are ignored.
-import { ReimagineError } from "../errors.js";
-export { randomSeed } from "../rng.js";
+import { findSampler, ReimagineError } from "../index.js";
+export { randomSeed } from "../index.js";
 import type { SamplerInfo } from "./engine.js";
 
 /** A request field with a bad value; `field` is the wire name (A1111 puts it in `loc`). */
@@ -57,7 +57,10 @@ export function optSeed(body: Fields, key: string): number | bigint | undefined 
   if (v === undefined || v === null || v === "" || v === -1 || v === "-1") return undefined;
   if (typeof v === "number" && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
     // JSON numbers are doubles: 18446744073709551615 arrives as 18446744073709552000, another seed
-    throw new ValidationError(key, `${key} ${v} is above 2^53, where a JSON number loses digits: send the seed as a string, e.g. "${key}": "18446744073709551615"`);
+    throw new ValidationError(
+      key,
+      `${key} ${v} is above 2^53, where a JSON number loses digits: send the seed as a string, e.g. "${key}": "18446744073709551615"`,
+    );
   }
   if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
   if (typeof v === "string" && /^\d{1,20}$/.test(v.trim())) {
@@ -72,18 +75,24 @@ export function optSeed(body: Fields, key: string): number | bigint | undefined 
  * separately, e.g. "karras") is appended when that combination exists. undefined name -> fallback.
  * @example resolveSampler(samplers, "DPM++ 2M", "karras", "euler") // the "DPM++ 2M Karras" entry
  */
-export function resolveSampler(samplers: SamplerInfo[], name: string | undefined, scheduler: string | undefined, fallback: string, field = "sampler"): SamplerInfo {
-  const find = (n: string) => {
-    const k = n.trim().toLowerCase();
-    return samplers.find((s) => s.name.toLowerCase() === k || s.a1111Name.toLowerCase() === k);
-  };
+export function resolveSampler(
+  samplers: SamplerInfo[],
+  name: string | undefined,
+  scheduler: string | undefined,
+  fallback: string,
+  field = "sampler",
+): SamplerInfo {
+  const find = (n: string) => findSampler(n, samplers);
   if (name && scheduler && !/^(automatic|auto)$/i.test(scheduler)) {
     const combined = find(`${name} ${scheduler}`) ?? find(`${name}-${scheduler}`);
     if (combined) return combined;
   }
   const hit = find(name || fallback);
   if (!hit) {
-    throw new ValidationError(field, `unknown sampler ${show(name)}: use one of ${samplers.map((s) => `"${s.a1111Name}"`).join(", ")} (GET /v1/samplers lists them)`);
+    throw new ValidationError(
+      field,
+      `unknown sampler ${show(name)}: use one of ${samplers.map((s) => `"${s.a1111Name}"`).join(", ")} (GET /v1/samplers lists them)`,
+    );
   }
   return hit;
 }

@@ -34,7 +34,9 @@ describe("parsePythonJson", () => {
     writeFileSync(join(dir, "ok.json"), '{\n  "_class_name": "DPMSolverMultistepScheduler",\n  "lambda_min_clipped": -Infinity\n}\n');
     expect(readJson(join(dir, "ok.json"), "scheduler config").lambda_min_clipped).toBe(-Infinity);
     writeFileSync(join(dir, "bad.json"), '{"a": 1,,}');
-    expect(() => readJson(join(dir, "bad.json"), "UNet config")).toThrow(/UNet config at .*bad\.json is not valid JSON \(.*\): fix the file, or download it again if it came from a model repository/);
+    expect(() => readJson(join(dir, "bad.json"), "UNet config")).toThrow(
+      /UNet config at .*bad\.json is not valid JSON \(.*\): fix the file, or download it again if it came from a model repository/,
+    );
   });
 });
 

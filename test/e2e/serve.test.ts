@@ -11,7 +11,11 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** `reimagine serve` on sd-tiny as a child process (the real launcher, so signals reach it as they would). */
 async function serve() {
-  const child = spawn(process.execPath, [resolve(repoRoot, "bin/reimagine.js"), "serve", "--model", fixture("sd-tiny", "model"), "--port", "0", "--threads", "1"], { cwd: repoRoot });
+  const child = spawn(
+    process.execPath,
+    [resolve(repoRoot, "bin/reimagine.js"), "serve", "--model", fixture("sd-tiny", "model"), "--port", "0", "--threads", "1"],
+    { cwd: repoRoot },
+  );
   let out = "";
   child.stderr.on("data", (d) => (out += d));
   const url = await new Promise<string>((ok, fail) => {
@@ -29,7 +33,10 @@ describe("serveMain", () => {
   it("refuses bad options with exit code 1 or 2 and a message", async () => {
     const err: string[] = [];
     const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => {
+      err.push(String(s));
+      return true;
+    }) as typeof process.stderr.write;
     try {
       expect(await serveMain(["--port", "http"])).toBe(1);
       expect(await serveMain(["--bogus"])).toBe(2);
@@ -53,7 +60,11 @@ describe("serveMain", () => {
   it.skipIf(!haveFixtures("sd-tiny"))("SIGTERM during a running job: the job is cancelled, its waiting client answered, exit 0 (not 134)", async () => {
     const { child, url, output } = await serve();
     const image = readFileSync(fixture("sd-tiny", "reference", "input.png")).toString("base64");
-    const waiting = fetch(`${url}sdapi/v1/img2img`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ init_images: [image], steps: 150, denoising_strength: 1, width: 64, height: 64 }) });
+    const waiting = fetch(`${url}sdapi/v1/img2img`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ init_images: [image], steps: 150, denoising_strength: 1, width: 64, height: 64 }),
+    });
     for (;;) {
       const p = (await (await fetch(`${url}sdapi/v1/progress?skip_current_image=true`)).json()) as any;
       if (p.state.sampling_step >= 1) break; // a model call is in flight or about to be
