@@ -2,26 +2,19 @@
 // scheduler_config.json is a Karras sde-dpmsolver++ DPMSolverMultistepScheduler runs through the
 // library, the CLI and the server (native and A1111 routes) without a sampler: all give the same
 // pixels and name the same sampler, and that image is not plain DPM++ 2M (what the server used to run).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { encodeImage, loadImage, loadPipeline, parseInfotext, readImageParameters, type RGBImage } from "../src/index.js";
 import { main } from "../src/cli/main.js";
 import { createApp } from "../src/server/app.js";
 import { engineFromPipeline } from "../src/server/engine.js";
 import { capture } from "./capture.js";
 import { describeWithFixtures, fixture } from "./fixtures.js";
+import { useTempCache } from "./temp-cache.js";
 
 describeWithFixtures("the model's own scheduler is the default on every front end", () => {
-  const dir = mkdtempSync(join(tmpdir(), "reimagine-default-sampler-"));
-  const saved = process.env.REIMAGINE_CACHE;
-  process.env.REIMAGINE_CACHE = join(dir, "cache");
-  afterAll(() => {
-    if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-    else process.env.REIMAGINE_CACHE = saved;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = useTempCache("reimagine-default-sampler-");
 
   // sd-tiny's components, with the scheduler config swapped for a Karras SDE DPM++ one
   const model = join(dir, "sd-tiny-sde-karras");

@@ -1,13 +1,13 @@
 // NaN / Inf never becomes a black "success": literal checks, then sd-tiny with a NaN weight in the
 // UNet, the VAE decoder or the VAE encoder fails with one line naming that component, in the library
 // and through the CLI (exit 1, no file written).
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { capture } from "../../test/capture.js";
 import { describeWithFixtures, fixture } from "../../test/fixtures.js";
 import { nanModel } from "../../test/nan-model.js";
+import { useTempCache } from "../../test/temp-cache.js";
 import { main } from "../cli/main.js";
 import { ReimagineError } from "../errors.js";
 import { checkFinite, firstNonFinite } from "./finite.js";
@@ -37,14 +37,7 @@ describe("checkFinite", () => {
 });
 
 describeWithFixtures("a model with NaN weights (sd-tiny)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "reimagine-nan-"));
-  const saved = process.env.REIMAGINE_CACHE;
-  process.env.REIMAGINE_CACHE = join(dir, "cache");
-  afterAll(() => {
-    if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-    else process.env.REIMAGINE_CACHE = saved;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = useTempCache("reimagine-nan-");
   const input = fixture("sd-tiny", "reference", "input.png");
 
   it.each([

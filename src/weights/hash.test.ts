@@ -2,10 +2,10 @@
 // numbers get different fingerprints and graph-cache keys; hashes are remembered across runs and
 // re-verified (a rewrite that keeps size and mtime is caught); A1111's Model hash = sha256(file)[:10].
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, openSync, closeSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { useTempCache } from "../../test/temp-cache.js";
 import { describeWithFixtures, fixture, haveFixtures, loadReferenceJson, referenceRunSettings } from "../../test/fixtures.js";
 import { graphHash } from "../graph/cache.js";
 import { loadImage } from "../image.js";
@@ -15,14 +15,7 @@ import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 
-const dir = mkdtempSync(join(tmpdir(), "reimagine-hash-"));
-const saved = process.env.REIMAGINE_CACHE;
-process.env.REIMAGINE_CACHE = join(dir, "cache"); // hash records of this file's weights go here
-afterAll(() => {
-  if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-  else process.env.REIMAGINE_CACHE = saved;
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = useTempCache("reimagine-hash-"); // hash records of this file's weights go to dir/cache
 
 describe("content fingerprints", () => {
   // two "fine-tunes" saved by the same tool: same keys, shapes and dtypes -> byte-identical headers and sizes
