@@ -3,6 +3,7 @@
 // Outputs every hidden state so one graph serves clip skip and SDXL's penultimate layer.
 import { Graph, type Value } from "../graph/builder.js";
 import { activation, attention, layerNorm, linear } from "../graph/layers.js";
+import { useLoraSlots } from "../graph/lora-slots.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** transformers CLIPTextConfig (snake_case as in config.json). */
@@ -38,6 +39,11 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
   return { ...DEFAULTS, ...(json as Partial<CLIPTextConfig>) };
 }
 
+export interface CLIPTextBuildOptions {
+  /** LoRA slot inputs on every Linear (src/graph/lora-slots.ts): LoRAs switch per run through the feeds. */
+  loraSlots?: boolean;
+}
+
 /**
  * Graph inputs: `input_ids` int64 [B, L]. Outputs:
  * - `last_hidden_state` [B, L, D]: final_layer_norm(last layer)
@@ -46,10 +52,11 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
  * - `pooler_output` [B, D]: last_hidden_state at the EOS position
  * - `text_embeds` [B, P] when the weights have `text_projection` (WithProjection)
  */
-export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig): Graph {
+export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig, opts: CLIPTextBuildOptions = {}): Graph {
   const c = config;
   const D = c.hidden_size;
   const g = new Graph(weights, "CLIPTextModel");
+  if (opts.loraSlots) useLoraSlots(g);
   const ids = g.input("input_ids", "int64", ["batch", "sequence"]);
   const p = "text_model";
 

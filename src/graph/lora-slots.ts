@@ -1,0 +1,83 @@
+// LoRA slots: a build option that gives every selected Linear / Conv2d a low-rank side branch whose matrices are
+// graph INPUTS, y = base(x) + up(down(x)), so switching LoRAs or their weights changes only the feeds: no graph
+// rebuild, no second copy of the weights. The rank is a symbolic dimension per layer (several LoRAs = concatenated
+// ranks, scale folded into `up`); a layer without LoRA is fed rank 0 (ONNX Runtime's MatMul fills K = 0 products
+// with zeros, so base(x) + 0 is base(x) bit for bit). Ref: kohya-ss/PEFT LoRA forward (y + scale * B(A(x))).
+import type { Graph, LayerCall } from "./builder.js";
+
+/** Which layers get a slot, by weight-key prefix. */
+export type LoraSlotSelector = (layer: Pick<LayerCall, "kind" | "prefix" | "inF" | "outF">) => boolean;
+
+/** Every Linear and Conv2d (LoRA, LoCon, LyCORIS "full" and PEFT target modules are all among them). */
+export const allLayers: LoraSlotSelector = () => true;
+
+/** Input names of a layer's slot: the LoRA's own weight-key names. */
+export const loraInputNames = (prefix: string) => ({ down: `${prefix}.lora_down`, up: `${prefix}.lora_up` });
+
+/**
+ * One slot, with the feed layouts (r = this layer's total rank, scale folded into `up`):
+ * - linear: `down` [in, r] (= lora_down^T), `up` [r, out] (= (scale * lora_up)^T)
+ * - conv2d: `down` [r, in, k, k] (a Conv with the layer's stride and padding), `up` [out, r] (lora_up's 1x1 kernel,
+ *   applied as a MatMul over channels so rank 0 stays a zero-size product)
+ */
+export interface LoraSlot {
+  module: string;
+  kind: "linear" | "conv2d";
+  inF: number;
+  outF: number;
+  /** conv2d kernel size (1 for linear). */
+  kernel: number;
+}
+
+/**
+ * Makes `g` give the selected layers LoRA slots (sets Graph.sideBranch; composes with Graph.linearHook, e.g. int8:
+ * the branch adds to whatever the base layer produced). Returns the slots, filled as the graph is built.
+ *
+ * @example
+ *   const g = new Graph(weights, "UNet2DConditionModel");
+ *   const slots = useLoraSlots(g); // then build the layers; feed loraFeeds(slots, ...) at run time
+ */
+export function useLoraSlots(g: Graph, select: LoraSlotSelector = allLayers): LoraSlot[] {
+  const slots: LoraSlot[] = [];
+  g.sideBranch = (layer) => {
+    if (!select(layer)) return layer.y;
+    const { kind, prefix, x, y, inF, outF } = layer;
+    const k = layer.kernel ?? 1;
+    const r = `${prefix}.rank`;
+    const names = loraInputNames(prefix);
+    slots.push({ module: prefix, kind, inF, outF, kernel: k });
+    if (kind === "linear") {
+      const down = g.input(names.down, "float32", [inF, r]);
+      const up = g.input(names.up, "float32", [r, outF]);
+      return g.add(y, g.matmul(g.matmul(x, down), up)); // [..., in] -> [..., r] -> [..., out]
+    }
+    const down = g.input(names.down, "float32", [r, inF, k, k]);
+    const up = g.input(names.up, "float32", [outF, r]);
+    const p = layer.padding ?? 0;
+    const s = layer.stride ?? 1;
+    const d = g.op("Conv", [x, down], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] }); // [B, r, H', W']
+    const hw = g.mul(g.op("Shape", [d], { start: 2, end: 3 }), g.op("Shape", [d], { start: 3, end: 4 })); // [1] = H'W'
+    const flat = g.op("Reshape", [d, g.concat([g.ints([0, 0]), hw], 0)]); // [B, r, H'W'] (no -1: r may be 0)
+    const z = g.matmul(up, flat); // [out, r] @ [B, r, H'W'] -> [B, out, H'W']
+    return g.add(y, g.op("Reshape", [z, g.op("Shape", [y])])); // [B, out, H', W']
+  };
+  return slots;
+}
+
+/**
+ * The slots of a built session, from its input names and the model's weight shapes (phase-B pipelines have the
+ * session and the weights, not the Graph object).
+ *
+ * @example slotsFromInputs(session.inputNames, (key) => weights.info(key)?.shape)
+ */
+export function slotsFromInputs(inputNames: readonly string[], weightShape: (key: string) => readonly number[] | undefined): LoraSlot[] {
+  const slots: LoraSlot[] = [];
+  for (const name of inputNames) {
+    if (!name.endsWith(".lora_down")) continue;
+    const module = name.slice(0, -".lora_down".length);
+    const shape = weightShape(`${module}.weight`);
+    if (!shape || (shape.length !== 2 && shape.length !== 4)) throw new Error(`LoRA slot '${module}': no Linear/Conv2d weight '${module}.weight' in the model`);
+    slots.push({ module, kind: shape.length === 2 ? "linear" : "conv2d", outF: shape[0], inF: shape[1], kernel: shape.length === 4 ? shape[2] : 1 });
+  }
+  return slots;
+}
