@@ -1,8 +1,8 @@
 // LoRA slots: a build option that gives every selected Linear / Conv2d a low-rank side branch whose matrices are
 // graph INPUTS, y = base(x) + up(down(x)), so switching LoRAs or their weights changes only the feeds: no graph
 // rebuild, no second copy of the weights. The rank is a symbolic dimension per layer (several LoRAs = concatenated
-// ranks, scale folded into `up`); a layer without LoRA is fed rank 0 (ONNX Runtime's MatMul fills K = 0 products
-// with zeros, so base(x) + 0 is base(x) bit for bit). Ref: kohya-ss/PEFT LoRA forward (y + scale * B(A(x))).
+// ranks, scale folded into `up`); a layer without LoRA is fed rank 0 (its branch adds exact zeros, so the output is
+// base(x) bit for bit). Ref: kohya-ss/PEFT LoRA forward (y + scale * B(A(x))).
 import type { Graph, LayerCall } from "./builder.js";
 
 /** Which layers get a slot, by weight-key prefix. */
@@ -56,10 +56,13 @@ export function useLoraSlots(g: Graph, select: LoraSlotSelector = allLayers): Lo
     const p = layer.padding ?? 0;
     const s = layer.stride ?? 1;
     const d = g.op("Conv", [x, down], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] }); // [B, r, H', W']
-    const hw = g.mul(g.op("Shape", [d], { start: 2, end: 3 }), g.op("Shape", [d], { start: 3, end: 4 })); // [1] = H'W'
-    const flat = g.op("Reshape", [d, g.concat([g.ints([0, 0]), hw], 0)]); // [B, r, H'W'] (no -1: r may be 0)
-    const z = g.matmul(up, flat); // [out, r] @ [B, r, H'W'] -> [B, out, H'W']
-    return g.add(y, g.op("Reshape", [z, g.op("Shape", [y])])); // [B, out, H', W']
+    // `up` as a 1x1 Conv over one extra all-zero rank: ORT's kernels leave a K = 0 product uninitialised (Conv) or
+    // zero only its first matrix (batched MatMul), so the contraction must never be empty. It costs one multiply-add
+    // per output value. (No Reshape with shape arithmetic here: ORT's ReshapeFusion turns it into a -1, which fails at r = 0.)
+    const zeros = g.op("ConstantOfShape", [g.concat([g.op("Shape", [y], { start: 0, end: 1 }), g.ints([1]), g.op("Shape", [y], { start: 2, end: 4 })], 0)]); // [B, 1, H', W'] of 0.0
+    const upPadded = g.op("Unsqueeze", [g.concat([up, g.constant(new Float32Array(outF), [outF, 1])], 1), g.ints([2, 3])]); // [out, r+1, 1, 1]
+    const z = g.op("Conv", [g.concat([d, zeros], 1), upPadded], { kernel_shape: [1, 1] }); // [B, out, H', W']
+    return g.add(y, z);
   };
   return slots;
 }
