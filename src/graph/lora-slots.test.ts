@@ -13,7 +13,7 @@ import { MemoryWeights } from "../weights/memory.js";
 import type { WeightSource } from "../weights/source.js";
 import { Graph } from "./builder.js";
 import { conv2d, linear } from "./layers.js";
-import { slotsFromInputs, useLoraSlots } from "./lora-slots.js";
+import { loraSlotsOf, slotsFromInputs, useLoraSlots } from "./lora-slots.js";
 import { useInt8Linear } from "./quantize.js";
 
 const dir = mkdtempSync(join(tmpdir(), "reimagine-lora-slots-"));
@@ -29,7 +29,7 @@ function rand(len: number, seed: number): Float32Array {
   });
 }
 
-const LAYERS = { conv: [6, 3, 3, 3], pw: [5, 6, 1, 1], lin: [4, 5], tproj: [4, 3] } as const;
+const LAYERS: Record<string, number[]> = { conv: [6, 3, 3, 3], pw: [5, 6, 1, 1], lin: [4, 5], tproj: [4, 3] };
 const weights = new MemoryWeights(
   Object.fromEntries(
     Object.entries(LAYERS).flatMap(([m, shape], i) => [
@@ -86,6 +86,7 @@ describe("LoRA slots", () => {
       { module: "lin", kind: "linear", inF: 5, outF: 4, kernel: 1 },
       { module: "tproj", kind: "linear", inF: 3, outF: 4, kernel: 1 },
     ]);
+    expect(loraSlotsOf(g)).toEqual(slots);
     expect(s.inputNames).toContain("conv.lora_down");
     await s.release();
   });

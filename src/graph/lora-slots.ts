@@ -67,6 +67,19 @@ export function useLoraSlots(g: Graph, select: LoraSlotSelector = allLayers): Lo
   return slots;
 }
 
+/** The slots of a Graph built with useLoraSlots, read from its declared inputs (no weights needed). */
+export function loraSlotsOf(g: Pick<Graph, "inputs">): LoraSlot[] {
+  const slots: LoraSlot[] = [];
+  for (const input of g.inputs) {
+    if (!input.name.endsWith(".lora_down")) continue;
+    const module = input.name.slice(0, -".lora_down".length);
+    const up = g.inputs.find((i) => i.name === loraInputNames(module).up)!;
+    const conv = input.dims.length === 4;
+    slots.push({ module, kind: conv ? "conv2d" : "linear", inF: (conv ? input.dims[1] : input.dims[0]) as number, outF: (conv ? up.dims[0] : up.dims[1]) as number, kernel: conv ? (input.dims[2] as number) : 1 });
+  }
+  return slots;
+}
+
 /**
  * The slots of a built session, from its input names and the model's weight shapes (phase-B pipelines have the
  * session and the weights, not the Graph object).
