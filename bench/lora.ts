@@ -1,8 +1,8 @@
 // `npx tsx bench/lora.ts`: what LoRA slots cost on the SD 1.5 architecture (random weights, no download): the plain
 // UNet vs the UNet with LoRA slots, fed no LoRA, a random rank-32 LoRA on the attention layers (kohya's default
 // targets) and a rank-32 LoCon (attention + resnet/sampler convs); time to switch LoRAs or weights (read + resolve +
-// feeds), per-step time at batch 2 (the CFG batch), peak and current RSS. Plain and slots run in separate child
-// processes so each peak RSS is its own. A program, not a test: it never fails because the machine is slow.
+// feeds), per-step time at batch 2 (the CFG batch, variants alternating in one process), peak RSS (plain and slots
+// each in its own child process). A program, not a test: it never fails because the machine is slow.
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -27,23 +27,9 @@ UNet (batch 2) step time plain vs with LoRA slots (no LoRA, rank-R attention LoR
 time and memory. Graphs go to the graph cache (--cache, default ${cacheRoot()}): ~3.4 GB per UNet graph.`;
 
 interface Options { size: number; runs: number; rank: number; threads: number; cacheDir: string; seed: number }
-type Variant = "plain" | "slots";
+type Variant = "plain" | "slots" | "steps";
 
 const rssMB = () => process.memoryUsage().rss / 2 ** 20;
-
-async function timeRuns(label: string, runs: number, fn: () => Promise<unknown>) {
-  let t = now();
-  await fn();
-  const firstMs = now() - t;
-  const runsMs: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    t = now();
-    await fn();
-    runsMs.push(now() - t);
-  }
-  log(`${label}: first ${fmtMs(firstMs)}, runs ${runsMs.map(fmtMs).join(", ")}`);
-  return { firstMs, medianMs: median(runsMs), minMs: Math.min(...runsMs), rssMB: rssMB() };
-}
 
 /** A random kohya-format LoRA file (F16, like real ones) over `slots` of the UNet and text encoder. */
 function writeRandomLora(path: string, rank: number, unet: LoraSlot[], te: LoraSlot[], seed: number): number {
@@ -68,75 +54,114 @@ function writeRandomLora(path: string, rank: number, unet: LoraSlot[], te: LoraS
 const layersOf = (slots: LoraSlot[]) => new Map(slots.map((s) => [s.module, s.kind === "conv2d" ? [s.outF, s.inF, s.kernel, s.kernel] : [s.outF, s.inF]]));
 const feedMB = (feeds: Record<string, TensorData>) => Object.values(feeds).reduce((n, t) => n + t.data.byteLength, 0) / 2 ** 20;
 
+/** The LoRA setup of the slots variants: slot layouts, two random rank-R files, a switch function. */
+function loraSetup(o: Options, weights: RandomWeights, dir: string) {
+  const unetConfig = resolveUNetConfig(UNET_CONFIG);
+  const g = buildUNet2DConditionModel(weights, unetConfig, { loraSlots: true }); // in memory: cheap, gives the slot layout
+  const unetSlots = loraSlotsOf(g);
+  const teSlots = loraSlotsOf(buildCLIPTextModel(weights, resolveCLIPTextConfig(TEXT_ENCODER_CONFIG), { loraSlots: true }));
+  const attention = unetSlots.filter((s) => s.module.includes(".attentions."));
+  const locon = unetSlots.filter((s) => /\.(attentions|resnets|downsamplers|upsamplers)\./.test(s.module));
+  const files = {
+    lora: { path: join(dir, "attn.safetensors"), bytes: writeRandomLora(join(dir, "attn.safetensors"), o.rank, attention, teSlots, 1) },
+    locon: { path: join(dir, "locon.safetensors"), bytes: writeRandomLora(join(dir, "locon.safetensors"), o.rank, locon, teSlots, 2) },
+  };
+  const model: ModelLayers = { unet: layersOf(unetSlots), text_encoder: layersOf(teSlots) };
+  /** LoRA switch: read + resolve the file, then the UNet and text-encoder feeds. */
+  const switchTo = (file: string, multiplier: number) => {
+    const t0 = now();
+    const lora = resolveLora(readLoraFile(file), model);
+    const t1 = now();
+    const unetFeeds = loraFeeds(unetSlots, "unet", [{ lora, multiplier }]);
+    const teFeeds = loraFeeds(teSlots, "text_encoder", [{ lora, multiplier }]);
+    return { lora, unetFeeds, teFeeds, readResolveMs: t1 - t0, feedsMs: now() - t1 };
+  };
+  const session = async () => {
+    const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights, extra: { loraSlots: true } }, () => g, o.cacheDir);
+    return { built, session: await ModelSession.load(path, { threads: o.threads }) };
+  };
+  return { unetSlots, teSlots, files, switchTo, session, none: () => loraFeeds(unetSlots, "unet", []) };
+}
+
+async function plainSession(o: Options, weights: RandomWeights) {
+  const unetConfig = resolveUNetConfig(UNET_CONFIG);
+  const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights }, () => buildUNet2DConditionModel(weights, unetConfig), o.cacheDir);
+  return { built, session: await ModelSession.load(path, { threads: o.threads }) };
+}
+
+/**
+ * "plain" / "slots": one process per graph so that its peak RSS is its own (load, switch costs, one step with the
+ * LoCon). "steps": both graphs in one process, runs alternating plain / no LoRA / LoRA / LoCon, so a busy machine
+ * slows every variant alike and the per-step ratios stay meaningful.
+ */
 async function child(variant: Variant, o: Options) {
   const weights = new RandomWeights(o.seed);
-  const unetConfig = resolveUNetConfig(UNET_CONFIG);
   const feeds = sd15Graph("unet-b2", o.size, weights).feeds();
   const result: Record<string, unknown> = { variant };
-  let t = now();
-  if (variant === "plain") {
-    const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights }, () => buildUNet2DConditionModel(weights, unetConfig), o.cacheDir);
-    result.buildMs = built ? now() - t : null;
-    t = now();
-    const unet = await ModelSession.load(path, { threads: o.threads });
-    result.loadMs = now() - t;
-    result.none = await timeRuns("plain", o.runs, () => unet.run(feeds));
-    result.peakRssMB = peakRssMB();
-    return result;
-  }
-  // slots: graphs built in memory first (cheap) to read the slot layout, saved only when the cache lacks them
-  const g = buildUNet2DConditionModel(weights, unetConfig, { loraSlots: true });
-  const unetSlots = loraSlotsOf(g);
-  const teConfig = resolveCLIPTextConfig(TEXT_ENCODER_CONFIG);
-  const teSlots = loraSlotsOf(buildCLIPTextModel(weights, teConfig, { loraSlots: true }));
-  const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights, extra: { loraSlots: true } }, () => g, o.cacheDir);
-  result.buildMs = built ? now() - t : null;
-  t = now();
-  const unet = await ModelSession.load(path, { threads: o.threads });
-  result.loadMs = now() - t;
-  result.slots = { unet: unetSlots.length, textEncoder: teSlots.length };
-
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bench-lora-"));
   try {
-    const attention = unetSlots.filter((s) => s.module.includes(".attentions."));
-    const locon = unetSlots.filter((s) => /\.(attentions|resnets|downsamplers|upsamplers)\./.test(s.module));
-    const files = {
-      lora: { path: join(dir, "attn-r.safetensors"), bytes: writeRandomLora(join(dir, "attn-r.safetensors"), o.rank, attention, teSlots, 1) },
-      locon: { path: join(dir, "locon-r.safetensors"), bytes: writeRandomLora(join(dir, "locon-r.safetensors"), o.rank, locon, teSlots, 2) },
-    };
-    const model: ModelLayers = { unet: layersOf(unetSlots), text_encoder: layersOf(teSlots) };
-    const switchTo = (file: string, multiplier: number) => {
-      const t0 = now();
-      const lora = resolveLora(readLoraFile(file), model);
-      const t1 = now();
-      const unetFeeds = loraFeeds(unetSlots, "unet", [{ lora, multiplier }]);
-      const teFeeds = loraFeeds(teSlots, "text_encoder", [{ lora, multiplier }]);
-      const t2 = now();
-      return { lora, unetFeeds, teFeeds, readResolveMs: t1 - t0, feedsMs: t2 - t1 };
-    };
-    t = now();
-    const none = loraFeeds(unetSlots, "unet", []);
-    result.noneFeedsMs = now() - t;
-    result.none = await timeRuns("slots, no LoRA", o.runs, () => unet.run({ ...feeds, ...none }));
-    for (const [name, file] of Object.entries(files)) {
-      const sw = switchTo(file.path, 1);
-      const runs = await timeRuns(`slots, ${name} rank ${o.rank}`, o.runs, () => unet.run({ ...feeds, ...sw.unetFeeds }));
+    let t = now();
+    if (variant === "plain") {
+      const { built, session } = await plainSession(o, weights);
+      result.loadMs = now() - t;
+      result.built = built;
       t = now();
-      const reweighted = loraFeeds(unetSlots, "unet", [{ lora: sw.lora, multiplier: 0.5 }]);
-      const reweightMs = now() - t;
-      t = now();
-      await unet.run({ ...feeds, ...reweighted });
-      const afterReweightMs = now() - t;
-      result[name] = { fileMB: file.bytes / 2 ** 20, readResolveMs: sw.readResolveMs, feedsMs: sw.feedsMs, reweightMs, afterReweightMs, unetFeedMB: feedMB(sw.unetFeeds), teFeedMB: feedMB(sw.teFeeds), ...runs };
+      await session.run(feeds);
+      result.stepMs = now() - t;
+      result.peakRssMB = peakRssMB();
+      return result;
     }
-    t = now();
-    await unet.run({ ...feeds, ...none });
-    result.backToNoneMs = now() - t;
+    const setup = loraSetup(o, weights, dir);
+    result.slots = { unet: setup.unetSlots.length, textEncoder: setup.teSlots.length };
+    if (variant === "slots") {
+      const { built, session } = await setup.session();
+      result.loadMs = now() - t;
+      result.built = built;
+      t = now();
+      const none = setup.none();
+      result.noneFeedsMs = now() - t;
+      await session.run({ ...feeds, ...none });
+      for (const [name, file] of Object.entries(setup.files)) {
+        const sw = setup.switchTo(file.path, 1);
+        t = now();
+        loraFeeds(setup.unetSlots, "unet", [{ lora: sw.lora, multiplier: 0.5 }]); // a new weight: feeds only
+        const reweightMs = now() - t;
+        t = now();
+        await session.run({ ...feeds, ...sw.unetFeeds });
+        const stepMs = now() - t;
+        result[name] = { fileMB: file.bytes / 2 ** 20, readResolveMs: sw.readResolveMs, feedsMs: sw.feedsMs, reweightMs, stepMs, unetFeedMB: feedMB(sw.unetFeeds), teFeedMB: feedMB(sw.teFeeds), rssMB: rssMB() };
+      }
+      result.peakRssMB = peakRssMB();
+      return result;
+    }
+    // steps: alternate the variants
+    const plain = (await plainSession(o, weights)).session;
+    const slotted = (await setup.session()).session;
+    const variants: Record<string, () => Promise<unknown>> = {
+      plain: () => plain.run(feeds),
+      none: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.none()),
+      lora: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.switchTo(setup.files.lora.path, 1).unetFeeds),
+      locon: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.switchTo(setup.files.locon.path, 1).unetFeeds),
+    };
+    const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+    for (const run of Object.values(variants)) await run(); // first runs (ORT plans the shapes)
+    for (let i = 0; i < o.runs; i++) {
+      for (const [k, run] of Object.entries(variants)) {
+        t = now();
+        await run();
+        times[k].push(now() - t);
+      }
+      log(`round ${i + 1}/${o.runs}: ${Object.entries(times).map(([k, v]) => `${k} ${fmtMs(v[i])}`).join(", ")}`);
+    }
+    for (const [k, v] of Object.entries(times)) {
+      const ratios = v.map((x, i) => x / times.plain[i]);
+      result[k] = { medianMs: median(v), minMs: Math.min(...v), ratioVsPlain: median(ratios) };
+    }
+    result.peakRssMB = peakRssMB();
+    return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  result.peakRssMB = peakRssMB();
-  return result;
 }
 
 function parse(argv: string[]): Options & { child?: Variant; help: boolean } {
@@ -170,18 +195,20 @@ else if (o.child) {
   const r = await child(o.child, o);
   process.send!(r, () => process.exit(0));
 } else {
-  console.log(`LoRA slots on SD 1.5 (random weights), ${o.size}x${o.size}, UNet batch 2, ${o.threads} threads, ${o.runs} runs after 1 first run, rank ${o.rank}`);
-  const plain = await runChild("plain", process.argv.slice(2));
-  const slots = await runChild("slots", process.argv.slice(2));
-  console.log(JSON.stringify({ plain, slots }, null, 2));
-  const p = plain.none as { medianMs: number };
-  const row = (name: string, r: { medianMs: number; minMs: number }) =>
-    console.log(`${name.padEnd(28)} median ${fmtMs(r.medianMs).padStart(8)}  min ${fmtMs(r.minMs).padStart(8)}  ${(((r.medianMs / p.medianMs) - 1) * 100).toFixed(1).padStart(6)} % vs plain`);
-  row("plain UNet", p as { medianMs: number; minMs: number });
-  for (const k of ["none", "lora", "locon"]) row(`slots, ${k === "none" ? "no LoRA" : `${k} r${o.rank}`}`, slots[k] as { medianMs: number; minMs: number });
+  console.log(`LoRA slots on SD 1.5 (random weights), ${o.size}x${o.size}, UNet batch 2, ${o.threads} threads, ${o.runs} alternating rounds, rank ${o.rank}`);
+  const argv = process.argv.slice(2);
+  const plain = await runChild("plain", argv);
+  const slots = await runChild("slots", argv);
+  const steps = await runChild("steps", argv);
+  console.log(JSON.stringify({ plain, slots, steps }, null, 2));
+  for (const k of ["plain", "none", "lora", "locon"]) {
+    const r = steps[k] as { medianMs: number; minMs: number; ratioVsPlain: number };
+    const label = { plain: "plain UNet", none: "slots, no LoRA", lora: `slots, LoRA r${o.rank} (attention)`, locon: `slots, LoCon r${o.rank}` }[k]!;
+    console.log(`${label.padEnd(30)} median ${fmtMs(r.medianMs).padStart(8)}  min ${fmtMs(r.minMs).padStart(8)}  ${((r.ratioVsPlain - 1) * 100).toFixed(1).padStart(6)} % vs plain (median of per-round ratios)`);
+  }
   for (const k of ["lora", "locon"]) {
     const r = slots[k] as Record<string, number>;
-    console.log(`${k}: file ${r.fileMB.toFixed(1)} MB, switch = read+resolve ${fmtMs(r.readResolveMs)} + feeds ${fmtMs(r.feedsMs)}, reweight ${fmtMs(r.reweightMs)}, first step after switch ${fmtMs(r.firstMs)}, feeds UNet ${r.unetFeedMB.toFixed(1)} MB + TE ${r.teFeedMB.toFixed(1)} MB`);
+    console.log(`${k}: file ${r.fileMB.toFixed(1)} MB; switch = read + resolve ${fmtMs(r.readResolveMs)} + feeds ${fmtMs(r.feedsMs)}; new weight ${fmtMs(r.reweightMs)}; feeds UNet ${r.unetFeedMB.toFixed(1)} MB + TE ${r.teFeedMB.toFixed(1)} MB; RSS ${r.rssMB.toFixed(0)} MB`);
   }
-  console.log(`peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots (all phases) ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)}`);
+  console.log(`peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots with LoRA and LoCon loaded ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)} (${plain.built || slots.built ? "includes a graph build" : "cached graphs"})`);
 }
