@@ -6,6 +6,17 @@
 /** Model families with different A1111 text-conditioning rules. */
 export type TextFamily = "sd1" | "sd2" | "sdxl";
 
+/**
+ * The A1111 text family of a model: SDXL, else SD 2.x when the text encoder is an OpenCLIP tower (exact GELU; A1111
+ * drives it with its OpenCLIP embedder), else SD 1.x (OpenAI CLIP, quick_gelu).
+ *
+ * @example textFamily("sd", model.components.text_encoder!.config) // "sd1" for runwayml/stable-diffusion-v1-5
+ */
+export function textFamily(modelFamily: "sd" | "sdxl", textEncoderConfig: { hidden_act: string }): TextFamily {
+  if (modelFamily === "sdxl") return "sdxl";
+  return textEncoderConfig.hidden_act === "gelu" ? "sd2" : "sd1";
+}
+
 /** A hidden state of the encoder: the final one, or the `fromEnd`-th from the end of the stacked per-layer states. */
 export type HiddenRule =
   | { output: "last_hidden_state" }

@@ -13,7 +13,7 @@ import { SafetensorsFile } from "../weights/safetensors.js";
 import { parsePromptAttention } from "./attention.js";
 import { chunkPrompt, emptyChunk, encoderIds } from "./chunks.js";
 import { a1111ClipEncoder } from "./clip-encoder.js";
-import { a1111HiddenRules } from "./clip-layers.js";
+import { a1111HiddenRules, textFamily } from "./clip-layers.js";
 import { type A1111TextEncoder, applyEmphasis, encodeA1111, encodeA1111Pair } from "./encode.js";
 
 const IDS = { start: 100, end: 101, pad: 101, comma: 7 };
@@ -99,7 +99,10 @@ describeWithFixtures("A1111 prompt encoding (sd-tiny-lora/prompt-syntax on sd-ti
     rmSync(cache, { recursive: true, force: true });
   });
 
-  it("uses A1111's SD1 ids", () => expect(encoder().ids).toEqual({ start: ref.options.id_start, end: ref.options.id_end, pad: ref.options.id_pad, comma: ref.options.comma_token }));
+  it("uses A1111's SD1 ids and rules", () => {
+    expect(encoder().ids).toEqual({ start: ref.options.id_start, end: ref.options.id_end, pad: ref.options.id_pad, comma: ref.options.comma_token });
+    expect(textFamily(model.family, model.components.text_encoder!.config)).toBe("sd1");
+  });
 
   for (const c of ref.embeddings as any[]) {
     it(`${c.id}: ${JSON.stringify(c.prompt).slice(0, 60)}`, async () => {
