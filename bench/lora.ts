@@ -4,12 +4,13 @@
 // feeds), per-step time at batch 2 (the CFG batch, variants alternating in one process), peak RSS (plain and slots
 // each in its own child process). A program, not a test: it never fails because the machine is slow.
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { cachedGraph, cacheRoot } from "../src/graph/cache.js";
+import { readProfile, summarizeProfile } from "../src/graph/flops.js";
 import { type LoraSlot, loraSlotsOf } from "../src/graph/lora-slots.js";
 import { loraFeeds } from "../src/lora/feeds.js";
 import { readLoraFile } from "../src/lora/file.js";
@@ -22,7 +23,7 @@ import { type TensorToWrite, writeSafetensors } from "../src/weights/safetensors
 import { fmtMs, log, median, now, peakRssMB } from "./measure.js";
 import { sd15Graph, TEXT_ENCODER_CONFIG, UNET_CONFIG } from "./sd15.js";
 
-const HELP = `npx tsx bench/lora.ts [--size 512] [--runs 3] [--rank 32] [--threads N] [--cache DIR] [--seed 0]
+const HELP = `npx tsx bench/lora.ts [--size 512] [--runs 3] [--rank 32] [--threads N] [--cache DIR] [--seed 0] [--only plain,slots,steps]
 UNet (batch 2) step time plain vs with LoRA slots (no LoRA, rank-R attention LoRA, rank-R LoCon), LoRA switch
 time and memory. Graphs go to the graph cache (--cache, default ${cacheRoot()}): ~3.4 GB per UNet graph.`;
 
@@ -76,16 +77,21 @@ function loraSetup(o: Options, weights: RandomWeights, dir: string) {
     const teFeeds = loraFeeds(teSlots, "text_encoder", [{ lora, multiplier }]);
     return { lora, unetFeeds, teFeeds, readResolveMs: t1 - t0, feedsMs: now() - t1 };
   };
+  const graph = () => cachedGraph({ kind: "unet", config: unetConfig, weights, extra: { loraSlots: true } }, () => g, o.cacheDir);
   const session = async () => {
-    const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights, extra: { loraSlots: true } }, () => g, o.cacheDir);
+    const { path, built } = graph();
     return { built, session: await ModelSession.load(path, { threads: o.threads }) };
   };
-  return { unetSlots, teSlots, files, switchTo, session, none: () => loraFeeds(unetSlots, "unet", []) };
+  return { unetSlots, teSlots, files, switchTo, graph, session, none: () => loraFeeds(unetSlots, "unet", []) };
+}
+
+function plainGraph(o: Options, weights: RandomWeights) {
+  const unetConfig = resolveUNetConfig(UNET_CONFIG);
+  return cachedGraph({ kind: "unet", config: unetConfig, weights }, () => buildUNet2DConditionModel(weights, unetConfig), o.cacheDir);
 }
 
 async function plainSession(o: Options, weights: RandomWeights) {
-  const unetConfig = resolveUNetConfig(UNET_CONFIG);
-  const { path, built } = cachedGraph({ kind: "unet", config: unetConfig, weights }, () => buildUNet2DConditionModel(weights, unetConfig), o.cacheDir);
+  const { path, built } = plainGraph(o, weights);
   return { built, session: await ModelSession.load(path, { threads: o.threads }) };
 }
 
@@ -144,18 +150,36 @@ async function child(variant: Variant, o: Options) {
       locon: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.switchTo(setup.files.locon.path, 1).unetFeeds),
     };
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+    const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
     for (const run of Object.values(variants)) await run(); // first runs (ORT plans the shapes)
     for (let i = 0; i < o.runs; i++) {
       for (const [k, run] of Object.entries(variants)) {
         t = now();
+        const c = process.cpuUsage();
         await run();
+        const used = process.cpuUsage(c);
         times[k].push(now() - t);
+        cpu[k].push((used.user + used.system) / 1000);
       }
-      log(`round ${i + 1}/${o.runs}: ${Object.entries(times).map(([k, v]) => `${k} ${fmtMs(v[i])}`).join(", ")}`);
+      log(`round ${i + 1}/${o.runs}: ${Object.keys(times).map((k) => `${k} ${fmtMs(times[k][i])} (cpu ${fmtMs(cpu[k][i])})`).join(", ")}`);
     }
-    for (const [k, v] of Object.entries(times)) {
-      const ratios = v.map((x, i) => x / times.plain[i]);
-      result[k] = { medianMs: median(v), minMs: Math.min(...v), ratioVsPlain: median(ratios) };
+    for (const k of Object.keys(times)) {
+      const ratio = (xs: number[], base: number[]) => median(xs.map((x, i) => x / base[i]));
+      result[k] = { medianMs: median(times[k]), minMs: Math.min(...times[k]), ratioVsPlain: ratio(times[k], times.plain), cpuMedianMs: median(cpu[k]), cpuRatioVsPlain: ratio(cpu[k], cpu.plain) };
+    }
+    await Promise.all([plain.release(), slotted.release()]);
+    // FLOPs of the optimised graphs ORT ran, one profiled run per variant (deterministic, unlike time on a busy box)
+    const plainPath = plainGraph(o, weights).path;
+    const slotPath = setup.graph().path;
+    const extraFeeds: Record<string, Record<string, TensorData>> = { plain: {}, none: setup.none(), lora: setup.switchTo(setup.files.lora.path, 1).unetFeeds, locon: setup.switchTo(setup.files.locon.path, 1).unetFeeds };
+    for (const [k, extra] of Object.entries(extraFeeds)) {
+      const profileDir = mkdtempSync(join(dir, "profile-"));
+      const s = await ModelSession.load(k === "plain" ? plainPath : slotPath, { threads: o.threads, profileFilePrefix: join(profileDir, "ort") });
+      await s.run({ ...feeds, ...extra });
+      await s.release();
+      const summary = summarizeProfile(readProfile(join(profileDir, readdirSync(profileDir).find((f) => f.endsWith(".json"))!)));
+      (result[k] as Record<string, unknown>).gflop = summary.flops / 1e9;
+      log(`${k}: ${(summary.flops / 1e9).toFixed(1)} GFLOP per step`);
     }
     result.peakRssMB = peakRssMB();
     return result;
@@ -164,9 +188,9 @@ async function child(variant: Variant, o: Options) {
   }
 }
 
-function parse(argv: string[]): Options & { child?: Variant; help: boolean } {
+function parse(argv: string[]): Options & { child?: Variant; only: Variant[]; help: boolean } {
   const { values } = parseArgs({ args: argv, options: {
-    size: { type: "string" }, runs: { type: "string" }, rank: { type: "string" }, threads: { type: "string" }, cache: { type: "string" }, seed: { type: "string" }, child: { type: "string" }, help: { type: "boolean", short: "h" },
+    size: { type: "string" }, runs: { type: "string" }, rank: { type: "string" }, threads: { type: "string" }, cache: { type: "string" }, seed: { type: "string" }, child: { type: "string" }, only: { type: "string" }, help: { type: "boolean", short: "h" },
   } });
   const int = (v: string | undefined, d: number, name: string) => {
     const n = Number(v ?? d);
@@ -177,6 +201,7 @@ function parse(argv: string[]): Options & { child?: Variant; help: boolean } {
     size: int(values.size, 512, "size"), runs: int(values.runs, 3, "runs"), rank: int(values.rank, 32, "rank"),
     threads: int(values.threads, availableParallelism(), "threads"), seed: int(values.seed, 0, "seed"),
     cacheDir: resolve(values.cache ?? cacheRoot()), child: values.child as Variant | undefined, help: values.help ?? false,
+    only: (values.only ?? "plain,slots,steps").split(",") as Variant[],
   };
 }
 
@@ -197,18 +222,28 @@ else if (o.child) {
 } else {
   console.log(`LoRA slots on SD 1.5 (random weights), ${o.size}x${o.size}, UNet batch 2, ${o.threads} threads, ${o.runs} alternating rounds, rank ${o.rank}`);
   const argv = process.argv.slice(2);
-  const plain = await runChild("plain", argv);
-  const slots = await runChild("slots", argv);
-  const steps = await runChild("steps", argv);
+  const child = async (v: Variant) => (o.only.includes(v) ? runChild(v, argv) : undefined);
+  const plain = await child("plain");
+  const slots = await child("slots");
+  const steps = await child("steps");
   console.log(JSON.stringify({ plain, slots, steps }, null, 2));
-  for (const k of ["plain", "none", "lora", "locon"]) {
-    const r = steps[k] as { medianMs: number; minMs: number; ratioVsPlain: number };
-    const label = { plain: "plain UNet", none: "slots, no LoRA", lora: `slots, LoRA r${o.rank} (attention)`, locon: `slots, LoCon r${o.rank}` }[k]!;
-    console.log(`${label.padEnd(30)} median ${fmtMs(r.medianMs).padStart(8)}  min ${fmtMs(r.minMs).padStart(8)}  ${((r.ratioVsPlain - 1) * 100).toFixed(1).padStart(6)} % vs plain (median of per-round ratios)`);
+  report(o, plain, slots, steps);
+}
+
+function report(o: Options, plain?: Record<string, unknown>, slots?: Record<string, unknown>, steps?: Record<string, unknown>) {
+  if (steps) {
+    const pct = (r: number) => `${r >= 1 ? "+" : ""}${((r - 1) * 100).toFixed(1)} %`;
+    const base = steps.plain as { gflop: number };
+    console.log("UNet batch 2 per step        wall median (vs plain)   CPU time median (vs plain)   GFLOP (vs plain)");
+    for (const k of ["plain", "none", "lora", "locon"]) {
+      const r = steps[k] as { medianMs: number; ratioVsPlain: number; cpuMedianMs: number; cpuRatioVsPlain: number; gflop: number };
+      const label = { plain: "plain UNet", none: "slots, no LoRA", lora: `slots, LoRA r${o.rank} (attention)`, locon: `slots, LoCon r${o.rank}` }[k]!;
+      console.log(`${label.padEnd(29)}${fmtMs(r.medianMs).padStart(8)} (${pct(r.ratioVsPlain).padStart(8)})    ${fmtMs(r.cpuMedianMs).padStart(8)} (${pct(r.cpuRatioVsPlain).padStart(8)})      ${r.gflop.toFixed(1).padStart(7)} (${pct(r.gflop / base.gflop)})`);
+    }
   }
-  for (const k of ["lora", "locon"]) {
+  if (slots) for (const k of ["lora", "locon"]) {
     const r = slots[k] as Record<string, number>;
     console.log(`${k}: file ${r.fileMB.toFixed(1)} MB; switch = read + resolve ${fmtMs(r.readResolveMs)} + feeds ${fmtMs(r.feedsMs)}; new weight ${fmtMs(r.reweightMs)}; feeds UNet ${r.unetFeedMB.toFixed(1)} MB + TE ${r.teFeedMB.toFixed(1)} MB; RSS ${r.rssMB.toFixed(0)} MB`);
   }
-  console.log(`peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots with LoRA and LoCon loaded ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)} (${plain.built || slots.built ? "includes a graph build" : "cached graphs"})`);
+  if (plain && slots) console.log(`peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots with LoRA and LoCon loaded ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)} (${plain.built || slots.built ? "includes a graph build" : "cached graphs"})`);
 }
