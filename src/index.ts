@@ -1,5 +1,6 @@
 // Public API of Reimagine: the img2img pipeline, model loading, schedulers and image helpers.
-// Front ends (CLI, server, web UI) use only what is exported here.
+// Front ends (src/cli, src/server, web) use only what is exported here (a lint rule enforces it,
+// see biome.json): when a front end needs something new, export it here rather than reach past.
 /**
  * @example
  * import { Img2ImgPipeline } from "reimagine";
@@ -9,26 +10,47 @@
 export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";
 export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineOptions } from "./pipeline/load.js";
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
-export { strengthSweep, type StrengthSweepResult } from "./pipeline/sweep.js";
+export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
-export { createScheduler, img2imgTimesteps, listSamplers, schedulerForModel } from "./schedulers/index.js";
+export { VAE_TILING_MODES, type VaeTilingMode } from "./pipeline/vae-tiling.js";
+export {
+  a1111SamplerName,
+  checkSamplerName,
+  createScheduler,
+  DEFAULT_SAMPLER,
+  denoisingSteps,
+  findSampler,
+  img2imgTimesteps,
+  listSamplers,
+  modelSampler,
+  noDenoisingStepReason,
+  schedulerForModel,
+  type SamplerInfo,
+  type StepsStrengthNames,
+} from "./schedulers/index.js";
 export type { Scheduler } from "./schedulers/scheduler.js";
 export { CLIPTokenizer } from "./tokenizer/clip.js";
 export { TorchGenerator, normalizeSeed, randomSeed } from "./rng.js";
 export {
   contactSheet,
+  DEFAULT_MAX_PIXELS,
   defaultSize,
   encodeImage,
+  formatFromPath,
   imageToTensor,
   loadImage,
   readImageParameters,
   resizeImage,
   ssim,
+  ssimResized,
   tensorToImage,
   writeFileAtomic,
+  type ImageFormat,
   type ResizeMode,
   type RGBImage,
 } from "./image.js";
 export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
-export { availableProviders, type Provider, type RuntimeOptions } from "./runtime.js";
-export { ReimagineError } from "./errors.js";
+export type { PredictionType } from "./weights/checkpoint.js";
+export { QUANTIZE_MODES, type QuantizeMode } from "./graph/quantize.js";
+export { availableProviders, PROVIDERS, type Provider, type RuntimeOptions } from "./runtime.js";
+export { abortError, isAbortError, ReimagineError, throwIfAborted } from "./errors.js";

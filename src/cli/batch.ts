@@ -3,9 +3,7 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { ReimagineError } from "../errors.js";
-import { encodeImage, type ImageFormat, type RGBImage, writeFileAtomic } from "../image.js";
-import type { Img2ImgPipeline } from "../pipeline/img2img.js";
+import { encodeImage, type ImageFormat, type Img2ImgPipeline, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
 import { baseRunOptions, infotextFor, isAbort, loadInput, openPipeline, outputFormat, seedJson, stepProgress, withInterrupt } from "./img2img.js";
 
@@ -145,7 +143,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
 
   const summary = `batch: ${written.length} written, ${skipped.length} already done, ${failed.length} failed${failed.length ? ` (${failed.map((f) => f.file).join(", ")})` : ""}`;
   if (flags.json) {
-    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.map((n) => outputs.get(n)!).flat(), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
+    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.flatMap((n) => outputs.get(n)!), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
   } else if (!flags.quiet || failed.length) {
     io.stderr.write(`${summary}\n`);
   }

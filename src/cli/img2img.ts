@@ -3,13 +3,29 @@
 // A1111 metadata and output naming. Output files are checked before the model loads and written atomically.
 import { existsSync, statSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
-import { ReimagineError } from "../errors.js";
-import { encodeImage, formatFromPath, type ImageFormat, loadImage, readImageParameters, type RGBImage, writeFileAtomic } from "../image.js";
-import type { Img2ImgOptions, Img2ImgPipeline, ProgressEvent } from "../pipeline/img2img.js";
-import { formatInfotext, parseInfotext } from "../pipeline/infotext.js";
-import { DEFAULT_MODEL, loadPipeline } from "../pipeline/load.js";
-import { strengthSweep, sweepLabel, validateStrengths } from "../pipeline/sweep.js";
-import { listSamplers } from "../schedulers/index.js";
+import {
+  a1111SamplerName,
+  abortError,
+  DEFAULT_MODEL,
+  encodeImage,
+  formatFromPath,
+  formatInfotext,
+  type ImageFormat,
+  type Img2ImgOptions,
+  type Img2ImgPipeline,
+  isAbortError,
+  loadImage,
+  loadPipeline,
+  type ProgressEvent,
+  parseInfotext,
+  ReimagineError,
+  type RGBImage,
+  readImageParameters,
+  strengthSweep,
+  sweepLabel,
+  validateStrengths,
+  writeFileAtomic,
+} from "../index.js";
 import { type CliIO, type GenerateFlags, mainHelp, parseGenerateArgs } from "./args.js";
 import { createProgress, downloadProgress, type Progress } from "./progress.js";
 
@@ -35,15 +51,7 @@ export function stepProgress(io: CliIO, flags: GenerateFlags, label: string): (e
 }
 
 /** An Error whose name is AbortError (the pipeline's and fetch's cancellation). */
-export function isAbort(e: unknown): boolean {
-  return (e as Error)?.name === "AbortError";
-}
-
-function abortError(): Error {
-  const e = new Error("interrupted");
-  e.name = "AbortError";
-  return e;
-}
+export const isAbort = isAbortError;
 
 /**
  * Runs `fn` with an AbortSignal that the first Ctrl+C aborts (the run stops within a step and
@@ -54,7 +62,7 @@ export async function withInterrupt<T>(io: CliIO, fn: (signal: AbortSignal) => P
   const onSigint = () => {
     if (ac.signal.aborted) process.exit(130);
     io.stderr.write("\nreimagine: stopping (Ctrl+C again to quit at once)\n");
-    ac.abort(abortError());
+    ac.abort(abortError("interrupted"));
   };
   process.on("SIGINT", onSigint);
   try {
@@ -83,22 +91,13 @@ export async function openPipeline(flags: GenerateFlags, io: CliIO, signal: Abor
     onStatus: status,
     hub: { onProgress: bars, signal },
   });
-  if (signal.aborted) throw abortError();
+  if (signal.aborted) throw abortError("interrupted");
   return pipe;
 }
 
 /** A1111 display name of a sampler (ours, A1111's or a class name), or of the model's own scheduler. */
 export function samplerDisplayName(pipe: Img2ImgPipeline, sampler?: string): string {
-  const all = listSamplers();
-  if (sampler) {
-    const k = sampler.trim().toLowerCase();
-    const s = all.find((x) => x.name === k || x.a1111Name.toLowerCase() === k || x.className.toLowerCase() === k);
-    return s?.a1111Name ?? sampler;
-  }
-  const cfg = pipe.model.schedulerConfig;
-  const cls = String(cfg._class_name ?? "");
-  if (cls === "DPMSolverMultistepScheduler") return cfg.use_karras_sigmas ? "DPM++ 2M Karras" : "DPM++ 2M";
-  return all.find((x) => x.className === cls)?.a1111Name ?? cls;
+  return a1111SamplerName(pipe.scheduler(sampler));
 }
 
 /** Settings a run actually used, for metadata and --json. */
@@ -340,7 +339,9 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, signal }: Jo
     const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ssim: r.ssim }));
     io.stdout.write(`${JSON.stringify({ outputs: paths.images, sheet: paths.sheet, seed: seedJson(sw.seed), results, ...summary(pipe, base) })}\n`);
   } else {
-    sw.results.forEach((r, i) => io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`));
+    sw.results.forEach((r, i) => {
+      io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`);
+    });
     io.stdout.write(`${paths.sheet}\nseed ${sw.seed}\n`);
   }
   return 0;

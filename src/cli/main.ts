@@ -3,7 +3,7 @@
 // Exit codes: 0 ok, 1 error, 2 batch with failures, 130 interrupted (Ctrl+C).
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 import { type CliIO, mainHelp } from "./args.js";
 import { batchMain } from "./batch.js";
 import { img2imgMain, isAbort } from "./img2img.js";

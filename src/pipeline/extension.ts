@@ -32,6 +32,13 @@ export interface RunState {
   /** The preprocessed input picture (output size), and as a [1, 3, H, W] tensor in [-1, 1]; absent for latent input. */
   readonly image?: RGBImage;
   readonly pixels?: Float32Array;
+  /** The picture as given (before resizing to the output size), e.g. for "inpaint only masked" crops. */
+  readonly originalImage?: RGBImage;
+  /**
+   * diffusers `_encode_vae_image` / retrieve_latents(sample): scaling_factor x a posterior sample of
+   * [1, 3, H, W] pixels in [-1, 1] (one generator draw; the tiny VAE when it encodes: no draw). Returns [1, C, h, w].
+   */
+  encodePixels(pixels: Float32Array, height: number, width: number): Promise<{ latents: Float32Array; dims: [number, number, number, number] }>;
   /** Latent shape of the batch [N, C, h, w]. */
   shape: [number, number, number, number];
   /** Scaled image latents of one picture (init_latents before noise), set by prepare latents. */

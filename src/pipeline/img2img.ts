@@ -5,10 +5,10 @@
 // supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
 // follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
 // one per step for ancestral samplers.
-import { check } from "../errors.js";
+import { check, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
-import { createScheduler, type DenoisingWindow, img2imgTimesteps, noStepError, schedulerForModel } from "../schedulers/index.js";
+import { createScheduler, type DenoisingWindow, img2imgTimesteps, noDenoisingStepReason, noStepError, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { StableDiffusionModel } from "./components.js";
 import type { NoiseSource, PipelineExtension, RunState, StepState, Tensor4 } from "./extension.js";
@@ -73,8 +73,6 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   onProgress?: (e: ProgressEvent) => void;
   /** Aborting stops the run within one step with an AbortError; nothing is returned. */
   signal?: AbortSignal;
-  /** Test hook: pre-drawn noise tensors replace generator draws, in order. */
-  draws?: Float32Array[];
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
@@ -95,31 +93,6 @@ export interface Img2ImgResult {
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
-}
-
-/** Draws noise from the generator, or replays injected draws (tests). */
-class GeneratorNoise implements NoiseSource {
-  private next = 0;
-  constructor(
-    private readonly generator: TorchGenerator,
-    private readonly draws?: Float32Array[],
-  ) {}
-  randn(shape: readonly number[]): Float32Array {
-    if (this.draws) {
-      const d = this.draws[this.next++];
-      if (!d) throw new Error("injected draws exhausted");
-      return d;
-    }
-    return this.generator.randn(shape);
-  }
-}
-
-function abortIfNeeded(signal?: AbortSignal): void {
-  if (signal?.aborted) {
-    const e = new Error("generation cancelled");
-    e.name = "AbortError";
-    throw e;
-  }
 }
 
 const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" && x !== null && "latents" in x && "dims" in x;
@@ -169,7 +142,7 @@ export class Img2ImgPipeline {
     // 1. check inputs
     check(Number.isFinite(strength) && strength >= 0 && strength <= 1, `strength must be between 0 and 1 (got ${strength}): use e.g. --strength 0.5`);
     check(Number.isInteger(steps) && steps >= 1, `steps must be a whole number >= 1 (got ${steps})`);
-    if (!windowed && strength > 0 && Math.floor(steps * strength) < 1) throw noStepError(steps, strength);
+    if (!windowed && noDenoisingStepReason(steps, strength)) throw noStepError(steps, strength);
     check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
     check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidance rescale must be between 0 and 1 (got ${guidanceRescale})`);
     check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
@@ -182,6 +155,7 @@ export class Img2ImgPipeline {
     // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
     let input: RGBImage | undefined;
+    let original: RGBImage | undefined;
     let size: { width: number; height: number };
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
@@ -189,7 +163,7 @@ export class Img2ImgPipeline {
       check((n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w, `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`);
       size = { width: w * f, height: h * f };
     } else {
-      input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+      input = original = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
       // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
       size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
       input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
@@ -201,13 +175,13 @@ export class Img2ImgPipeline {
       }
     }
     const cfg = guidance > 1;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 3. encode the prompt (and the negative prompt for classifier-free guidance) -> the conditioning record
     let t = performance.now();
     const conditioning = await this.encodePrompt({ ...opts, prompt: opts.prompt, clipSkip, cfg, numImages, height: size.height, width: size.width });
     timings.encodePromptMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 5. set timesteps, truncated by strength (or by SDXL's denoising window)
     const { timesteps } = img2imgTimesteps(scheduler, steps, strength, opts);
@@ -215,10 +189,13 @@ export class Img2ImgPipeline {
     // 6. prepare latents: posterior sample of the encoded image, scaled, then noised to the first timestep
     t = performance.now();
     const tiling = input ? tilingWanted(tilingMode, input.height, input.width) : false;
+    const noise: NoiseSource = new TorchGenerator(seed);
     const run: RunState = {
       model: this.model,
+      originalImage: original,
+      encodePixels: (pixels, H, W) => this.encodePixels(pixels, H, W, noise, tiling),
       scheduler,
-      noise: new GeneratorNoise(new TorchGenerator(seed), opts.draws),
+      noise,
       conditioning,
       timesteps,
       numImages,
@@ -229,7 +206,7 @@ export class Img2ImgPipeline {
     };
     const prepare = extensions.find((x) => x.prepareLatents);
     if (prepare) await prepare.prepareLatents!(run);
-    else await this.prepareLatents(run, opts, tiling, !windowed);
+    else await this.prepareLatents(run, opts, !windowed);
     timings.encodeImageMs = performance.now() - t;
 
     // 7. prepare extra step kwargs (eta, generator): passed to scheduler.step below
@@ -239,7 +216,7 @@ export class Img2ImgPipeline {
     const unet = await this.model.unetSession(unetOptions);
     const B = conditioning.batch;
     for (let s = 0; s < timesteps.length; s++) {
-      abortIfNeeded(opts.signal);
+      throwIfAborted(opts.signal);
       const ts = timesteps[s];
       const [, C, h, w] = run.shape;
       const latentModelInput = cfg ? concat(run.latents, run.latents) : run.latents; // [B, C, h, w]
@@ -271,7 +248,7 @@ export class Img2ImgPipeline {
       });
     }
     timings.denoiseMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
     const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
@@ -304,28 +281,14 @@ export class Img2ImgPipeline {
    * picture, one copy per image, then scheduler.add_noise at the first timestep. Latent input (SDXL's
    * denoising_start hand-over) is taken as is, without noise.
    */
-  private async prepareLatents(run: RunState, opts: Img2ImgOptions, tiling: boolean, addNoise: boolean): Promise<void> {
+  private async prepareLatents(run: RunState, opts: Img2ImgOptions, addNoise: boolean): Promise<void> {
     let one: Float32Array; // [1, C, h, w] init_latents
     let dims: number[];
     if (isLatentInput(opts.image)) {
       one = opts.image.latents;
       dims = opts.image.dims;
     } else {
-      const [H, W] = [run.image!.height, run.image!.width];
-      const sf = this.latentScale();
-      const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
-      if (tiny) {
-        // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
-        const enc = await tiny.encoder.run({ sample: { data: run.pixels!, dims: [1, 3, H, W] } });
-        dims = [...enc.latent.dims];
-        one = (enc.latent.data as Float32Array).map((v) => Math.fround(sf * v));
-      } else {
-        const { mean, std, dims: d } = await this.encodeMoments({ data: run.pixels!, dims: [1, 3, H, W] }, tiling);
-        dims = d;
-        const eps = run.noise.randn(dims);
-        one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
-        for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
-      }
+      ({ latents: one, dims } = await run.encodePixels(run.pixels!, run.image!.height, run.image!.width));
     }
     run.shape = [run.numImages, dims[1], dims[2], dims[3]];
     const n = dims[1] * dims[2] * dims[3];
@@ -339,6 +302,22 @@ export class Img2ImgPipeline {
     }
     run.addedNoise = run.noise.randn(run.shape);
     run.latents = run.scheduler.addNoise(latents, run.addedNoise, run.timesteps[0]) as Float32Array<ArrayBuffer>;
+  }
+
+  /** scaling_factor x (posterior sample of the VAE encoder, or the tiny VAE's latents) of [1, 3, H, W] pixels. */
+  private async encodePixels(pixels: Float32Array, H: number, W: number, noise: NoiseSource, tiling: boolean): Promise<{ latents: Float32Array; dims: [number, number, number, number] }> {
+    const sf = this.latentScale();
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    if (tiny) {
+      // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
+      const enc = await tiny.encoder.run({ sample: { data: pixels, dims: [1, 3, H, W] } });
+      return { latents: (enc.latent.data as Float32Array).map((v) => Math.fround(sf * v)), dims: [...enc.latent.dims] as Tensor4["dims"] };
+    }
+    const { mean, std, dims } = await this.encodeMoments({ data: pixels, dims: [1, 3, H, W] }, tiling);
+    const eps = noise.randn(dims);
+    const latents = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
+    for (let i = 0; i < latents.length; i++) latents[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    return { latents, dims: dims as Tensor4["dims"] };
   }
 
   /**

@@ -2,7 +2,7 @@
 // thread (onnxruntime-node's session.run blocks its thread for a whole model call, so in-process
 // runs would freeze HTTP, SSE and /progress for every denoising step). Messages: see worker-engine.ts.
 import { parentPort, workerData } from "node:worker_threads";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 import { engineFromPipeline, type Engine, type EngineRunOptions } from "./engine.js";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker-engine.js";
 
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   let engine: Engine;
   try {
-    const { loadPipeline } = await import("../pipeline/load.js");
+    const { loadPipeline } = await import("../index.js");
     engine = engineFromPipeline(await loadPipeline(init.modelRef, { ...init.loadOptions, onStatus: (message: string) => post({ type: "status", message }) }));
   } catch (e) {
     post({ type: "failed", ...errorOf(e) });

@@ -5,9 +5,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { ReimagineError } from "../errors.js";
-import type { RGBImage } from "../image.js";
-import type { LoadPipelineOptions } from "../pipeline/load.js";
+import { type LoadPipelineOptions, ReimagineError, type RGBImage, throwIfAborted } from "../index.js";
 import type { Engine, EngineDefaults, EngineResult, EngineRunOptions, SamplerInfo } from "./engine.js";
 
 export interface WorkerInit {
@@ -113,7 +111,7 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
       if (!worker) await start();
       await ready;
       const w = worker!;
-      if (opts.signal?.aborted) throw Object.assign(new Error("generation cancelled"), { name: "AbortError" });
+      throwIfAborted(opts.signal);
       const id = nextId++;
       const { onProgress: _p, signal, ...plain } = opts;
       // copy the input: the caller may reuse it (sweeps) and transfer would detach it
@@ -122,7 +120,17 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
         const onAbort = () => w.postMessage({ type: "abort", id } satisfies ToWorker);
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = () => signal?.removeEventListener("abort", onAbort);
-        pending.set(id, { opts, resolve: (r) => (done(), resolve(r)), reject: (e) => (done(), reject(e)) });
+        pending.set(id, {
+          opts,
+          resolve: (r) => {
+            done();
+            resolve(r);
+          },
+          reject: (e) => {
+            done();
+            reject(e);
+          },
+        });
         w.postMessage({ type: "run", id, opts: { ...plain, image } } satisfies ToWorker, [image.data.buffer]);
       });
     },

@@ -179,6 +179,13 @@ function mapUnet(rest: string, plan: Plan): string | undefined {
   return undefined;
 }
 
+/** One LDM UNet key (the part after `model.diffusion_model.`) -> its diffusers name, or undefined when the
+ *  converter does not know it. Shared with the ControlNet converter (weights/controlnet-ldm.ts), whose trunk
+ *  (`control_model.input_blocks` / `middle_block` / `time_embed` / `label_emb`) uses the UNet's LDM layout. */
+export function ldmUnetKeyToDiffusers(rest: string, layersPerBlock: number, labelEmb?: "add_embedding" | "class_embedding"): string | undefined {
+  return mapUnet(rest, { lpb: layersPerBlock, vaeLevels: 0, teLayers: 0, te2Layers: 0, labelEmb });
+}
+
 const VAE_FIXED = /^(encoder\.conv_in|encoder\.conv_out|decoder\.conv_in|decoder\.conv_out|quant_conv|post_quant_conv)\.(weight|bias)$/;
 const VAE_RESNET = /^(norm1|norm2|conv1|conv2|nin_shortcut)\.(weight|bias)$/;
 const VAE_ATTN: Record<string, string> = { norm: "group_norm", q: "to_q", k: "to_k", v: "to_v", proj_out: "to_out.0" };
@@ -421,7 +428,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
   if (pt) return pick(pt.startsWith("v"), `metadata modelspec.prediction_type=${pt}`);
   const arch = meta["modelspec.architecture"];
   if (arch?.startsWith("stable-diffusion-v2")) return pick(/-v(-|$)/.test(arch.slice("stable-diffusion-v2".length)), `metadata modelspec.architecture=${arch}`);
-  const ss = meta["ss_v_parameterization"];
+  const ss = meta.ss_v_parameterization;
   if (ss === "True" || ss === "False") return pick(ss === "True", `metadata ss_v_parameterization=${ss}`);
   return pick(true, "assumed, as diffusers does: the weights do not say");
 }
@@ -433,7 +440,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
  */
 function xlVPrediction(keys: string[], meta: Record<string, string>): { scheduler: Record<string, unknown>; why: string } | undefined {
   const pt = meta["modelspec.prediction_type"]?.toLowerCase();
-  const v = keys.includes("v_pred") || (pt !== undefined && pt.startsWith("v"));
+  const v = keys.includes("v_pred") || (pt?.startsWith("v"));
   if (!v) return undefined;
   const zsnr = keys.includes("ztsnr");
   return {

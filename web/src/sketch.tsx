@@ -121,7 +121,7 @@ export function Sketch({ width, height, handle, onPicture }: Props) {
   };
 
   const loadFile = (file: File | undefined) => {
-    if (!file || !file.type.startsWith("image/")) return;
+    if (!file?.type.startsWith("image/")) return;
     const img = new Image();
     img.onload = () => {
       setPicture(img);
@@ -149,6 +149,7 @@ export function Sketch({ width, height, handle, onPicture }: Props) {
         <div class="swatches">
           {COLOURS.map((c) => (
             <button
+              type="button"
               key={c}
               class={`swatch ${c === colour && !eraser ? "on" : ""}`}
               style={{ background: c }}
@@ -162,22 +163,23 @@ export function Sketch({ width, height, handle, onPicture }: Props) {
         <label title="brush size">
           brush <input type="range" min={1} max={60} value={size} data-testid="brush-size" onInput={(e) => setSize(Number(e.currentTarget.value))} /> {size}
         </label>
-        <button class={eraser ? "on" : ""} data-testid="eraser" onClick={() => setEraser(!eraser)}>
+        <button type="button" class={eraser ? "on" : ""} data-testid="eraser" onClick={() => setEraser(!eraser)}>
           eraser
         </button>
-        <button data-testid="undo" disabled={!undo.current.length} onClick={() => restore(undo.current, redo.current)}>
+        <button type="button" data-testid="undo" disabled={!undo.current.length} onClick={() => restore(undo.current, redo.current)}>
           undo
         </button>
-        <button data-testid="redo" disabled={!redo.current.length} onClick={() => restore(redo.current, undo.current)}>
+        <button type="button" data-testid="redo" disabled={!redo.current.length} onClick={() => restore(redo.current, undo.current)}>
           redo
         </button>
-        <button data-testid="clear" onClick={clear}>
+        <button type="button" data-testid="clear" onClick={clear}>
           clear
         </button>
         <label title="background colour">
           background <input type="color" value={background} data-testid="background" onInput={(e) => setBackground(e.currentTarget.value)} />
         </label>
       </div>
+      {/* biome-ignore lint/a11y/noStaticElementInteractions: a drop target for dragged files; the file input below is the keyboard path */}
       <div
         class={`canvas-wrap ${dragging ? "drop" : ""}`}
         style={{ aspectRatio: `${width} / ${height}` }}
