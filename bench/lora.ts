@@ -27,7 +27,14 @@ const HELP = `npx tsx bench/lora.ts [--size 512] [--runs 3] [--rank 32] [--threa
 UNet (batch 2) step time plain vs with LoRA slots (no LoRA, rank-R attention LoRA, rank-R LoCon), LoRA switch
 time and memory. Graphs go to the graph cache (--cache, default ${cacheRoot()}): ~3.4 GB per UNet graph.`;
 
-interface Options { size: number; runs: number; rank: number; threads: number; cacheDir: string; seed: number }
+interface Options {
+  size: number;
+  runs: number;
+  rank: number;
+  threads: number;
+  cacheDir: string;
+  seed: number;
+}
 type Variant = "plain" | "slots" | "steps";
 
 const rssMB = () => process.memoryUsage().rss / 2 ** 20;
@@ -35,7 +42,11 @@ const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 /** A random kohya-format LoRA file (F16, like real ones) over `slots` of the UNet and text encoder. */
 function writeRandomLora(path: string, rank: number, unet: LoraSlot[], te: LoraSlot[], seed: number): number {
   let s = seed >>> 0;
-  const rand = (n: number, scale: number) => Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1) * scale);
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+  const rand = (n: number, scale: number) => Float32Array.from({ length: n }, () => next() * scale);
   const tensors: Record<string, TensorToWrite> = {};
   const add = (prefix: string, slot: LoraSlot) => {
     const k = slot.kernel;
@@ -135,7 +146,16 @@ async function child(variant: Variant, o: Options) {
         t = now();
         await session.run({ ...feeds, ...sw.unetFeeds });
         const stepMs = now() - t;
-        result[name] = { fileMB: file.bytes / 2 ** 20, readResolveMs: sw.readResolveMs, feedsMs: sw.feedsMs, reweightMs, stepMs, unetFeedMB: feedMB(sw.unetFeeds), teFeedMB: feedMB(sw.teFeeds), rssMB: rssMB() };
+        result[name] = {
+          fileMB: file.bytes / 2 ** 20,
+          readResolveMs: sw.readResolveMs,
+          feedsMs: sw.feedsMs,
+          reweightMs,
+          stepMs,
+          unetFeedMB: feedMB(sw.unetFeeds),
+          teFeedMB: feedMB(sw.teFeeds),
+          rssMB: rssMB(),
+        };
       }
       result.peakRssMB = peakRssMB();
       return result;
@@ -145,9 +165,18 @@ async function child(variant: Variant, o: Options) {
     const slotted = (await setup.session()).session;
     const variants: Record<string, () => Promise<unknown>> = {
       plain: () => plain.run(feeds),
-      none: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.none()),
-      lora: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.switchTo(setup.files.lora.path, 1).unetFeeds),
-      locon: ((f) => () => slotted.run({ ...feeds, ...f }))(setup.switchTo(setup.files.locon.path, 1).unetFeeds),
+      none: (
+        (f) => () =>
+          slotted.run({ ...feeds, ...f })
+      )(setup.none()),
+      lora: (
+        (f) => () =>
+          slotted.run({ ...feeds, ...f })
+      )(setup.switchTo(setup.files.lora.path, 1).unetFeeds),
+      locon: (
+        (f) => () =>
+          slotted.run({ ...feeds, ...f })
+      )(setup.switchTo(setup.files.locon.path, 1).unetFeeds),
     };
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
     const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
@@ -161,17 +190,32 @@ async function child(variant: Variant, o: Options) {
         times[k].push(now() - t);
         cpu[k].push((used.user + used.system) / 1000);
       }
-      log(`round ${i + 1}/${o.runs}: ${Object.keys(times).map((k) => `${k} ${fmtMs(times[k][i])} (cpu ${fmtMs(cpu[k][i])})`).join(", ")}`);
+      log(
+        `round ${i + 1}/${o.runs}: ${Object.keys(times)
+          .map((k) => `${k} ${fmtMs(times[k][i])} (cpu ${fmtMs(cpu[k][i])})`)
+          .join(", ")}`,
+      );
     }
     for (const k of Object.keys(times)) {
       const ratio = (xs: number[], base: number[]) => median(xs.map((x, i) => x / base[i]));
-      result[k] = { medianMs: median(times[k]), minMs: Math.min(...times[k]), ratioVsPlain: ratio(times[k], times.plain), cpuMedianMs: median(cpu[k]), cpuRatioVsPlain: ratio(cpu[k], cpu.plain) };
+      result[k] = {
+        medianMs: median(times[k]),
+        minMs: Math.min(...times[k]),
+        ratioVsPlain: ratio(times[k], times.plain),
+        cpuMedianMs: median(cpu[k]),
+        cpuRatioVsPlain: ratio(cpu[k], cpu.plain),
+      };
     }
     await Promise.all([plain.release(), slotted.release()]);
     // FLOPs of the optimised graphs ORT ran, one profiled run per variant (deterministic, unlike time on a busy box)
     const plainPath = plainGraph(o, weights).path;
     const slotPath = setup.graph().path;
-    const extraFeeds: Record<string, Record<string, TensorData>> = { plain: {}, none: setup.none(), lora: setup.switchTo(setup.files.lora.path, 1).unetFeeds, locon: setup.switchTo(setup.files.locon.path, 1).unetFeeds };
+    const extraFeeds: Record<string, Record<string, TensorData>> = {
+      plain: {},
+      none: setup.none(),
+      lora: setup.switchTo(setup.files.lora.path, 1).unetFeeds,
+      locon: setup.switchTo(setup.files.locon.path, 1).unetFeeds,
+    };
     for (const [k, extra] of Object.entries(extraFeeds)) {
       const profileDir = mkdtempSync(join(dir, "profile-"));
       const s = await ModelSession.load(k === "plain" ? plainPath : slotPath, { threads: o.threads, profileFilePrefix: join(profileDir, "ort") });
@@ -189,18 +233,34 @@ async function child(variant: Variant, o: Options) {
 }
 
 function parse(argv: string[]): Options & { child?: Variant; only: Variant[]; help: boolean } {
-  const { values } = parseArgs({ args: argv, options: {
-    size: { type: "string" }, runs: { type: "string" }, rank: { type: "string" }, threads: { type: "string" }, cache: { type: "string" }, seed: { type: "string" }, child: { type: "string" }, only: { type: "string" }, help: { type: "boolean", short: "h" },
-  } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      size: { type: "string" },
+      runs: { type: "string" },
+      rank: { type: "string" },
+      threads: { type: "string" },
+      cache: { type: "string" },
+      seed: { type: "string" },
+      child: { type: "string" },
+      only: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   const int = (v: string | undefined, d: number, name: string) => {
     const n = Number(v ?? d);
     if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, got '${v}'`);
     return n;
   };
   return {
-    size: int(values.size, 512, "size"), runs: int(values.runs, 3, "runs"), rank: int(values.rank, 32, "rank"),
-    threads: int(values.threads, availableParallelism(), "threads"), seed: int(values.seed, 0, "seed"),
-    cacheDir: resolve(values.cache ?? cacheRoot()), child: values.child as Variant | undefined, help: values.help ?? false,
+    size: int(values.size, 512, "size"),
+    runs: int(values.runs, 3, "runs"),
+    rank: int(values.rank, 32, "rank"),
+    threads: int(values.threads, availableParallelism(), "threads"),
+    seed: int(values.seed, 0, "seed"),
+    cacheDir: resolve(values.cache ?? cacheRoot()),
+    child: values.child as Variant | undefined,
+    help: values.help ?? false,
     only: (values.only ?? "plain,slots,steps").split(",") as Variant[],
   };
 }
@@ -238,12 +298,20 @@ function report(o: Options, plain?: Record<string, unknown>, slots?: Record<stri
     for (const k of ["plain", "none", "lora", "locon"]) {
       const r = steps[k] as { medianMs: number; ratioVsPlain: number; cpuMedianMs: number; cpuRatioVsPlain: number; gflop: number };
       const label = { plain: "plain UNet", none: "slots, no LoRA", lora: `slots, LoRA r${o.rank} (attention)`, locon: `slots, LoCon r${o.rank}` }[k]!;
-      console.log(`${label.padEnd(29)}${fmtMs(r.medianMs).padStart(8)} (${pct(r.ratioVsPlain).padStart(8)})    ${fmtMs(r.cpuMedianMs).padStart(8)} (${pct(r.cpuRatioVsPlain).padStart(8)})      ${r.gflop.toFixed(1).padStart(7)} (${pct(r.gflop / base.gflop)})`);
+      console.log(
+        `${label.padEnd(29)}${fmtMs(r.medianMs).padStart(8)} (${pct(r.ratioVsPlain).padStart(8)})    ${fmtMs(r.cpuMedianMs).padStart(8)} (${pct(r.cpuRatioVsPlain).padStart(8)})      ${r.gflop.toFixed(1).padStart(7)} (${pct(r.gflop / base.gflop)})`,
+      );
     }
   }
-  if (slots) for (const k of ["lora", "locon"]) {
-    const r = slots[k] as Record<string, number>;
-    console.log(`${k}: file ${r.fileMB.toFixed(1)} MB; switch = read + resolve ${fmtMs(r.readResolveMs)} + feeds ${fmtMs(r.feedsMs)}; new weight ${fmtMs(r.reweightMs)}; feeds UNet ${r.unetFeedMB.toFixed(1)} MB + TE ${r.teFeedMB.toFixed(1)} MB; RSS ${r.rssMB.toFixed(0)} MB`);
-  }
-  if (plain && slots) console.log(`peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots with LoRA and LoCon loaded ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)} (${plain.built || slots.built ? "includes a graph build" : "cached graphs"})`);
+  if (slots)
+    for (const k of ["lora", "locon"]) {
+      const r = slots[k] as Record<string, number>;
+      console.log(
+        `${k}: file ${r.fileMB.toFixed(1)} MB; switch = read + resolve ${fmtMs(r.readResolveMs)} + feeds ${fmtMs(r.feedsMs)}; new weight ${fmtMs(r.reweightMs)}; feeds UNet ${r.unetFeedMB.toFixed(1)} MB + TE ${r.teFeedMB.toFixed(1)} MB; RSS ${r.rssMB.toFixed(0)} MB`,
+      );
+    }
+  if (plain && slots)
+    console.log(
+      `peak RSS: plain ${(plain.peakRssMB as number).toFixed(0)} MB, slots with LoRA and LoCon loaded ${(slots.peakRssMB as number).toFixed(0)} MB; session load plain ${fmtMs(plain.loadMs as number)}, slots ${fmtMs(slots.loadMs as number)} (${plain.built || slots.built ? "includes a graph build" : "cached graphs"})`,
+    );
 }

@@ -33,7 +33,16 @@ const LAYERS: Record<string, number[]> = { conv: [6, 3, 3, 3], pw: [5, 6, 1, 1],
 const weights = new MemoryWeights(
   Object.fromEntries(
     Object.entries(LAYERS).flatMap(([m, shape], i) => [
-      [`${m}.weight`, { shape: [...shape], data: rand(shape.reduce((a, b) => a * b, 1), i + 1) }],
+      [
+        `${m}.weight`,
+        {
+          shape: [...shape],
+          data: rand(
+            shape.reduce((a, b) => a * b, 1),
+            i + 1,
+          ),
+        },
+      ],
       [`${m}.bias`, { shape: [shape[0]], data: rand(shape[0], i + 11) }],
     ]),
   ),
@@ -105,7 +114,13 @@ describe("LoRA slots", () => {
     for (const [k, v] of Object.entries(zeroUp)) if (k.endsWith(".lora_up")) v.data.fill(0); // rank 3, all-zero up
     expect(await run(slotted, zeroUp)).toEqual(base);
 
-    for (const active of [[{ lora: a, multiplier: 0.8 }], [{ lora: a, multiplier: 1 }, { lora: b, multiplier: -0.6 }]]) {
+    for (const active of [
+      [{ lora: a, multiplier: 0.8 }],
+      [
+        { lora: a, multiplier: 1 },
+        { lora: b, multiplier: -0.6 },
+      ],
+    ]) {
       const merged = await session(build(new FusedLoraWeights(weights, "unet", active)));
       const want = await run(merged);
       const got = await run(slotted, loraFeeds(slots, "unet", active));
@@ -121,7 +136,22 @@ describe("LoRA slots", () => {
     const slotted = await session(build(weights, { slots: true }));
     const slots = slotsFromInputs(slotted.inputNames, (k) => weights.info(k)?.shape);
     const a = randomLora("a", 3, 1);
-    const cut: ResolvedLora = { ...a, layers: { unet: new Map([...a.layers.unet!].map(([m, l]) => [m, { ...l, rank: 2, down: l.down.slice(0, (l.down.length / 3) * 2), up: Float32Array.from({ length: l.outF * 2 }, (_, i) => l.up[Math.floor(i / 2) * 3 + (i % 2)]) }])) } };
+    const cut: ResolvedLora = {
+      ...a,
+      layers: {
+        unet: new Map(
+          [...a.layers.unet!].map(([m, l]) => [
+            m,
+            {
+              ...l,
+              rank: 2,
+              down: l.down.slice(0, (l.down.length / 3) * 2),
+              up: Float32Array.from({ length: l.outF * 2 }, (_, i) => l.up[Math.floor(i / 2) * 3 + (i % 2)]),
+            },
+          ]),
+        ),
+      },
+    };
     const feeds = loraFeeds(slots, "unet", [{ lora: a, multiplier: 1, dynDim: 2 }]);
     expect(feeds["conv.lora_down"].dims).toEqual([2, 3, 3, 3]);
     expect(feeds).toEqual(loraFeeds(slots, "unet", [{ lora: cut, multiplier: 1 }]));
@@ -145,6 +175,8 @@ describe("LoRA slots", () => {
 
   it("refuses feeds for a LoRA layer the graph has no slot for", () => {
     const a = randomLora("a", 1, 1);
-    expect(() => loraFeeds([{ module: "lin", kind: "linear", inF: 5, outF: 4, kernel: 1 }], "unet", [{ lora: a, multiplier: 1 }])).toThrow(/targets 'conv', which has no LoRA slot/);
+    expect(() => loraFeeds([{ module: "lin", kind: "linear", inF: 5, outF: 4, kernel: 1 }], "unet", [{ lora: a, multiplier: 1 }])).toThrow(
+      /targets 'conv', which has no LoRA slot/,
+    );
   });
 });

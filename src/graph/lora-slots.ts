@@ -75,7 +75,13 @@ export function loraSlotsOf(g: Pick<Graph, "inputs">): LoraSlot[] {
     const module = input.name.slice(0, -".lora_down".length);
     const up = g.inputs.find((i) => i.name === loraInputNames(module).up)!;
     const conv = input.dims.length === 4;
-    slots.push({ module, kind: conv ? "conv2d" : "linear", inF: (conv ? input.dims[1] : input.dims[0]) as number, outF: (conv ? up.dims[0] : up.dims[1]) as number, kernel: conv ? (input.dims[2] as number) : 1 });
+    slots.push({
+      module,
+      kind: conv ? "conv2d" : "linear",
+      inF: (conv ? input.dims[1] : input.dims[0]) as number,
+      outF: (conv ? up.dims[0] : up.dims[1]) as number,
+      kernel: conv ? (input.dims[2] as number) : 1,
+    });
   }
   return slots;
 }

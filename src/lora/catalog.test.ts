@@ -11,7 +11,14 @@ import { findLora, listLoras, loraHashesInfotext, loraShortHash } from "./catalo
 const dir = mkdtempSync(join(tmpdir(), "reimagine-lora-catalog-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const lora = (path: string, meta?: Record<string, string>) => {
-  writeSafetensors(path, { "lora_unet_a.lora_down.weight": { dtype: "F32", shape: [1, 2], data: Float32Array.of(1, 2) }, "lora_unet_a.lora_up.weight": { dtype: "F32", shape: [2, 1], data: Float32Array.of(3, 4) } }, meta);
+  writeSafetensors(
+    path,
+    {
+      "lora_unet_a.lora_down.weight": { dtype: "F32", shape: [1, 2], data: Float32Array.of(1, 2) },
+      "lora_unet_a.lora_up.weight": { dtype: "F32", shape: [2, 1], data: Float32Array.of(3, 4) },
+    },
+    meta,
+  );
   return path;
 };
 
@@ -24,7 +31,11 @@ describe("LoRA catalog", () => {
   const entries = listLoras([join(dir, "a"), join(dir, "b"), join(dir, "missing")]);
 
   it("lists .safetensors files recursively by name and alias", () => {
-    expect(entries.map((e) => [e.name, e.alias])).toEqual([["lcm-lora-sdv1-5", "lcm_v15"], ["watercolor", "watercolor"], ["Pixel-Art_v2", "Pixel-Art_v2"]]);
+    expect(entries.map((e) => [e.name, e.alias])).toEqual([
+      ["lcm-lora-sdv1-5", "lcm_v15"],
+      ["watercolor", "watercolor"],
+      ["Pixel-Art_v2", "Pixel-Art_v2"],
+    ]);
     expect(findLora("lcm_v15", entries).name).toBe("lcm-lora-sdv1-5");
     expect(findLora("watercolor", entries).path).toBe(join(dir, "a", "watercolor.safetensors"));
   });
@@ -41,6 +52,11 @@ describe("LoRA catalog", () => {
     const data = bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)));
     expect(loraShortHash(path)).toBe(createHash("sha256").update(data).digest("hex").slice(0, 12));
     expect(loraShortHash(join(dir, "b", "Pixel-Art_v2.safetensors"))).toBe("0123456789ab");
-    expect(loraHashesInfotext([{ name: "a:b,c", hash: "0123456789ab" }, { name: "x", hash: "" }])).toBe("abc: 0123456789ab");
+    expect(
+      loraHashesInfotext([
+        { name: "a:b,c", hash: "0123456789ab" },
+        { name: "x", hash: "" },
+      ]),
+    ).toBe("abc: 0123456789ab");
   });
 });

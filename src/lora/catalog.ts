@@ -93,7 +93,12 @@ export function loraShortHash(path: string): string {
     let pos = 8 + Number(len.readBigUInt64LE(0));
     const h = createHash("sha256");
     const buf = Buffer.alloc(1 << 20);
-    for (let n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) h.update(buf.subarray(0, n));
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
     return h.digest("hex").slice(0, 12);
   } finally {
     closeSync(fd);
@@ -106,5 +111,8 @@ export function loraShortHash(path: string): string {
  * @example loraHashesInfotext([{ name: "watercolor", hash: "3f1a2b4c5d6e" }]) // "watercolor: 3f1a2b4c5d6e"
  */
 export function loraHashesInfotext(used: readonly { name: string; hash: string }[]): string {
-  return used.filter((u) => u.hash).map((u) => `${u.name.replace(/[:,]/g, "")}: ${u.hash}`).join(", ");
+  return used
+    .filter((u) => u.hash)
+    .map((u) => `${u.name.replace(/[:,]/g, "")}: ${u.hash}`)
+    .join(", ");
 }

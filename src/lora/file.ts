@@ -56,14 +56,22 @@ export interface LoraTensorSource {
 
 const KOHYA_PREFIX: Record<string, LoraComponent> = { lora_unet: "unet", lora_te1: "text_encoder", lora_te2: "text_encoder_2", lora_te: "text_encoder" };
 const KOHYA = /^(lora_unet|lora_te1|lora_te2|lora_te)_(.+?)\.(lora_down\.weight|lora_up\.weight|lora_mid\.weight|alpha|[a-z_]+(?:\.weight)?|[a-z_0-9]+)$/;
-const DIFFUSERS = /^(unet|text_encoder|text_encoder_2)\.(.+)\.(lora_A\.weight|lora_B\.weight|lora\.down\.weight|lora\.up\.weight|lora_linear_layer\.down\.weight|lora_linear_layer\.up\.weight|alpha|lora_magnitude_vector(?:\.weight)?|lora_B\.bias)$/;
+const DIFFUSERS =
+  /^(unet|text_encoder|text_encoder_2)\.(.+)\.(lora_A\.weight|lora_B\.weight|lora\.down\.weight|lora\.up\.weight|lora_linear_layer\.down\.weight|lora_linear_layer\.up\.weight|alpha|lora_magnitude_vector(?:\.weight)?|lora_B\.bias)$/;
 /** diffusers' old attention-processor layout: `...attn1.processor.to_q_lora.down.weight`. */
 const ATTN_PROC = /^(unet|text_encoder|text_encoder_2)\.(.+)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$/;
 
 const ROLE: Record<string, "down" | "up" | "mid" | "alpha"> = {
-  "lora_down.weight": "down", "lora_up.weight": "up", "lora_mid.weight": "mid", alpha: "alpha",
-  "lora_A.weight": "down", "lora_B.weight": "up", "lora.down.weight": "down", "lora.up.weight": "up",
-  "lora_linear_layer.down.weight": "down", "lora_linear_layer.up.weight": "up",
+  "lora_down.weight": "down",
+  "lora_up.weight": "up",
+  "lora_mid.weight": "mid",
+  alpha: "alpha",
+  "lora_A.weight": "down",
+  "lora_B.weight": "up",
+  "lora.down.weight": "down",
+  "lora.up.weight": "up",
+  "lora_linear_layer.down.weight": "down",
+  "lora_linear_layer.up.weight": "up",
 };
 
 /** Suffixes of LoRA variants this engine does not apply, with what to tell the user. */
@@ -112,8 +120,8 @@ export function parseLora(src: LoraTensorSource, path = src.description): LoraFi
   const unknown: string[] = [];
   let format: "kohya" | "diffusers" | undefined;
   const part = (key: string, component: LoraComponent, p: string, dotted: boolean) => {
-    let m = modules.get(key);
-    if (!m) modules.set(key, (m = { key, component, path: p, dotted, tensors: {} }));
+    const m = modules.get(key) ?? { key, component, path: p, dotted, tensors: {} };
+    modules.set(key, m);
     return m;
   };
   for (const full of src.keys()) {
@@ -150,8 +158,13 @@ export function parseLora(src: LoraTensorSource, path = src.description): LoraFi
     format ??= kohya ? "kohya" : "diffusers";
   }
   if (unknown.length) {
-    throw fail(`${unknown.length} tensor(s) are not LoRA weights (e.g. ${unknown.slice(0, 3).map((k) => `'${k}'`).join(", ")}); ` +
-      "expected kohya keys (lora_unet_*/lora_te*_* with .lora_down/.lora_up/.alpha) or diffusers keys (unet.*/text_encoder*.* with .lora_A/.lora_B)");
+    throw fail(
+      `${unknown.length} tensor(s) are not LoRA weights (e.g. ${unknown
+        .slice(0, 3)
+        .map((k) => `'${k}'`)
+        .join(", ")}); ` +
+        "expected kohya keys (lora_unet_*/lora_te*_* with .lora_down/.lora_up/.alpha) or diffusers keys (unet.*/text_encoder*.* with .lora_A/.lora_B)",
+    );
   }
   if (modules.size === 0) throw fail("no LoRA weights in the file");
   const patterns = adapterPatterns(metadata, fail);
@@ -195,7 +208,12 @@ function patternValue(pattern: Record<string, number>, module: string): number |
   return undefined;
 }
 
-function loadModule(src: LoraTensorSource, p: Parts, patterns: Partial<Record<LoraComponent, AdapterConfig>>, fail: (w: string) => ReimagineError): LoraModuleWeights {
+function loadModule(
+  src: LoraTensorSource,
+  p: Parts,
+  patterns: Partial<Record<LoraComponent, AdapterConfig>>,
+  fail: (w: string) => ReimagineError,
+): LoraModuleWeights {
   const { down: dk, up: uk, mid: mk, alpha: ak } = p.tensors;
   if (!dk || !uk) throw fail(`module '${p.key}' has ${dk ? "no up (lora_up/lora_B)" : "no down (lora_down/lora_A)"} weight; the file is incomplete or corrupt`);
   const read = (key: string) => {
@@ -231,7 +249,12 @@ function loadModule(src: LoraTensorSource, p: Parts, patterns: Partial<Record<Lo
  * LyCORIS CP decomposition (`lora_mid` [r, r, kh, kw] between a 1x1 down [r, in, 1, 1] and up): the 1x1 down followed
  * by the kxk mid is one kxk conv with kernel mid[o, j] * down[j, i] summed over j.
  */
-function foldMid(mid: { data: Float32Array; shape: number[] }, down: { data: Float32Array; shape: number[] }, key: string, fail: (w: string) => ReimagineError) {
+function foldMid(
+  mid: { data: Float32Array; shape: number[] },
+  down: { data: Float32Array; shape: number[] },
+  key: string,
+  fail: (w: string) => ReimagineError,
+) {
   const [r, r2, kh, kw] = mid.shape;
   const inF = down.shape[1];
   if (mid.shape.length !== 4 || r2 !== down.shape[0] || down.shape.slice(2).some((d) => d !== 1)) {

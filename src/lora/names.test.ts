@@ -24,7 +24,9 @@ describe("LoRA module names", () => {
   for (const set of ["sd-tiny", "sdxl-tiny"]) {
     it.skipIf(!haveFixtures(set))(`gives the LDM name of every ${set} UNet layer as diffusers' conversion does`, () => {
       const map = JSON.parse(readFileSync(fixture(set, "single-file", "key_map.json"), "utf8"));
-      const layers = (map.keys as any[]).filter((k) => k.component === "unet" && k.diffusers_key.endsWith(".weight") && [2, 4].includes(k.diffusers_shape.length));
+      const layers = (map.keys as any[]).filter(
+        (k) => k.component === "unet" && k.diffusers_key.endsWith(".weight") && [2, 4].includes(k.diffusers_shape.length),
+      );
       const modules = layers.map((k) => k.diffusers_key.slice(0, -7));
       const ldm = ldmUnetNames(modules);
       const want = Object.fromEntries(layers.map((k) => [k.diffusers_key.slice(0, -7), k.ldm_key.slice("model.diffusion_model.".length, -7)]));

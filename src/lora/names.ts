@@ -46,13 +46,23 @@ export class ModuleNameTable {
 }
 
 const RESNET_LDM: Record<string, string> = {
-  norm1: "in_layers.0", conv1: "in_layers.2", time_emb_proj: "emb_layers.1", norm2: "out_layers.0", conv2: "out_layers.3", conv_shortcut: "skip_connection",
+  norm1: "in_layers.0",
+  conv1: "in_layers.2",
+  time_emb_proj: "emb_layers.1",
+  norm2: "out_layers.0",
+  conv2: "out_layers.3",
+  conv_shortcut: "skip_connection",
 };
 const FIXED_LDM: Record<string, string> = {
-  conv_in: "input_blocks.0.0", conv_out: "out.2", conv_norm_out: "out.0",
-  "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-  "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
-  "class_embedding.linear_1": "label_emb.0.0", "class_embedding.linear_2": "label_emb.0.2",
+  conv_in: "input_blocks.0.0",
+  conv_out: "out.2",
+  conv_norm_out: "out.0",
+  "time_embedding.linear_1": "time_embed.0",
+  "time_embedding.linear_2": "time_embed.2",
+  "add_embedding.linear_1": "label_emb.0.0",
+  "add_embedding.linear_2": "label_emb.0.2",
+  "class_embedding.linear_1": "label_emb.0.0",
+  "class_embedding.linear_2": "label_emb.0.2",
 };
 
 /**

@@ -57,8 +57,10 @@ export function resolveLora(file: LoraFile, model: ModelLayers): ResolvedLora {
       continue;
     }
     const shape = model[m.component]!.get(module)!;
-    const map = (layers[m.component] ??= new Map());
-    if (map.has(module)) throw new ReimagineError(`LoRA ${file.path}: two modules target the model's '${module}' (one is '${m.key}'); the file mixes name layouts`, "bad_lora");
+    const map = layers[m.component] ?? new Map<string, LoraLayer>();
+    layers[m.component] = map;
+    if (map.has(module))
+      throw new ReimagineError(`LoRA ${file.path}: two modules target the model's '${module}' (one is '${m.key}'); the file mixes name layouts`, "bad_lora");
     const layer = layerFor(m, module, shape);
     if (typeof layer === "string") misfits.push(layer);
     else map.set(module, layer);
@@ -67,7 +69,10 @@ export function resolveLora(file: LoraFile, model: ModelLayers): ResolvedLora {
     const present = LORA_COMPONENTS.filter((c) => model[c]).join(", ");
     throw new ReimagineError(
       `LoRA ${file.path}: ${unmatched.length} of its ${file.modules.length} modules match no layer of this model ` +
-        `(e.g. ${unmatched.slice(0, 3).map((k) => `'${k}'`).join(", ")}); it was made for another model family ` +
+        `(e.g. ${unmatched
+          .slice(0, 3)
+          .map((k) => `'${k}'`)
+          .join(", ")}); it was made for another model family ` +
         `(SD 1.x / SD 2.x / SDXL) or another architecture. The model has: ${present}`,
       "lora_mismatch",
     );

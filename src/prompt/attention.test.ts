@@ -9,18 +9,33 @@ import { parsePromptAttention } from "./attention.js";
 describe("parsePromptAttention", () => {
   it("reproduces A1111's doctests", () => {
     expect(parsePromptAttention("normal text")).toEqual([["normal text", 1.0]]);
-    expect(parsePromptAttention("an (important) word")).toEqual([["an ", 1.0], ["important", 1.1], [" word", 1.0]]);
+    expect(parsePromptAttention("an (important) word")).toEqual([
+      ["an ", 1.0],
+      ["important", 1.1],
+      [" word", 1.0],
+    ]);
     expect(parsePromptAttention("(unbalanced")).toEqual([["unbalanced", 1.1]]);
     expect(parsePromptAttention("\\(literal\\]")).toEqual([["(literal]", 1.0]]);
     expect(parsePromptAttention("(unnecessary)(parens)")).toEqual([["unnecessaryparens", 1.1]]);
     expect(parsePromptAttention("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).")).toEqual([
-      ["a ", 1.0], ["house", 1.5730000000000004], [" ", 1.1], ["on", 1.0], [" a ", 1.1],
-      ["hill", 0.55], [", sun, ", 1.1], ["sky", 1.4641000000000006], [".", 1.1],
+      ["a ", 1.0],
+      ["house", 1.5730000000000004],
+      [" ", 1.1],
+      ["on", 1.0],
+      [" a ", 1.1],
+      ["hill", 0.55],
+      [", sun, ", 1.1],
+      ["sky", 1.4641000000000006],
+      [".", 1.1],
     ]);
   });
 
   it("splits BREAK as a whole, case-sensitive word with the whitespace around it", () => {
-    expect(parsePromptAttention("a  BREAK\n b")).toEqual([["a", 1], ["BREAK", -1], ["b", 1]]);
+    expect(parsePromptAttention("a  BREAK\n b")).toEqual([
+      ["a", 1],
+      ["BREAK", -1],
+      ["b", 1],
+    ]);
     expect(parsePromptAttention("break BREAKS xBREAK")).toEqual([["break BREAKS xBREAK", 1]]);
     expect(parsePromptAttention("éBREAK")).toEqual([["éBREAK", 1]]); // Python's \b is Unicode-aware
   });

@@ -7,7 +7,7 @@ import { ReimagineError } from "../errors.js";
 export type PromptPiece = [text: string, weight: number];
 
 /** Python's `\s` on str: str.isspace() (JS \s adds U+FEFF and lacks U+001C..U+001F, U+0085). */
-const PY_SPACE = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+export const PY_SPACE = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 /** Python's `\w` on str: letters, numbers and underscore (JS \w is ASCII only). */
 const PY_WORD = "[\\p{L}\\p{N}_]";
 

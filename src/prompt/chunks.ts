@@ -52,7 +52,12 @@ export interface ChunkOptions {
  *   const pieces = parsePromptAttention("a (red:1.3) house");
  *   const { chunks } = chunkPrompt(pieces, pieces.map(([t]) => tok.encode(t)), { start: 49406, end: 49407, pad: 49407, comma: 267 });
  */
-export function chunkPrompt(pieces: readonly PromptPiece[], tokenized: readonly (readonly number[])[], ids: ChunkTokenIds, opts: ChunkOptions = {}): { chunks: PromptChunk[]; tokenCount: number } {
+export function chunkPrompt(
+  pieces: readonly PromptPiece[],
+  tokenized: readonly (readonly number[])[],
+  ids: ChunkTokenIds,
+  opts: ChunkOptions = {},
+): { chunks: PromptChunk[]; tokenCount: number } {
   const length = opts.chunkLength ?? 75;
   const backtrack = opts.commaBacktrack ?? 20;
   const chunks: PromptChunk[] = [];

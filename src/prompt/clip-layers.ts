@@ -18,9 +18,7 @@ export function textFamily(modelFamily: "sd" | "sdxl", textEncoderConfig: { hidd
 }
 
 /** A hidden state of the encoder: the final one, or the `fromEnd`-th from the end of the stacked per-layer states. */
-export type HiddenRule =
-  | { output: "last_hidden_state" }
-  | { output: "normed_hidden_states" | "hidden_states"; fromEnd: number };
+export type HiddenRule = { output: "last_hidden_state" } | { output: "normed_hidden_states" | "hidden_states"; fromEnd: number };
 
 /**
  * A1111's rule per encoder. `clipSkip` counts skipped layers as the pipeline does (0 = last layer; A1111's
@@ -37,7 +35,10 @@ export function a1111HiddenRules(family: TextFamily, clipSkip = 0): HiddenRule[]
     case "sd2":
       return [{ output: "last_hidden_state" }];
     case "sdxl":
-      return [{ output: "hidden_states", fromEnd: 2 }, { output: "hidden_states", fromEnd: 2 }];
+      return [
+        { output: "hidden_states", fromEnd: 2 },
+        { output: "hidden_states", fromEnd: 2 },
+      ];
   }
 }
 

@@ -28,10 +28,18 @@ describe("textual-inversion embeddings", () => {
     const p = join(dir, "style.safetensors");
     writeSafetensors(p, { emb_params: { dtype: "F16", shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) } });
     expect(readTextualInversion(p)).toMatchObject({ name: "style", vectors: [{ rows: 2, dim: 3 }] });
-    const xl = parseTextualInversion(new MemoryWeights({ clip_l: { shape: [1, 2], data: [1, 2] }, clip_g: { shape: [1, 3], data: [1, 2, 3] } }), "x/xl.safetensors");
+    const xl = parseTextualInversion(
+      new MemoryWeights({ clip_l: { shape: [1, 2], data: [1, 2] }, clip_g: { shape: [1, 3], data: [1, 2, 3] } }),
+      "x/xl.safetensors",
+    );
     expect(xl.vectors.map((v) => v.dim)).toEqual([2, 3]);
-    expect(parseTextualInversion(new MemoryWeights({ "<cat-toy>": { shape: [4], data: [1, 2, 3, 4] } }), "cat.safetensors").vectors[0]).toMatchObject({ rows: 1, dim: 4 });
-    expect(() => parseTextualInversion(new MemoryWeights({ a: { shape: [1], data: [1] }, b: { shape: [1], data: [1] } }), "two.safetensors")).toThrow(/not a textual-inversion embedding/);
+    expect(parseTextualInversion(new MemoryWeights({ "<cat-toy>": { shape: [4], data: [1, 2, 3, 4] } }), "cat.safetensors").vectors[0]).toMatchObject({
+      rows: 1,
+      dim: 4,
+    });
+    expect(() => parseTextualInversion(new MemoryWeights({ a: { shape: [1], data: [1] }, b: { shape: [1], data: [1] } }), "two.safetensors")).toThrow(
+      /not a textual-inversion embedding/,
+    );
     expect(() => readTextualInversion("x.pt")).toThrow(/pickle/);
     const set = new TextualInversionSet(100, [xl]);
     expect(() => set.feeds(1, 4)).toThrow(/2 \+ 3-wide vectors but this model's text encoder 2 is 4 wide/);
@@ -42,7 +50,12 @@ describe("textual-inversion embeddings", () => {
     const set = new TextualInversionSet(100, [ti("ab", 2), ti("a", 1)]);
     const tokenize = (t: string) => [...t.replace(/\s/g, "")].map((c) => c.charCodeAt(0) - 96); // a=1, b=2, ...
     const pieces = parsePromptAttention("(ab:1.5) a c");
-    const { chunks } = chunkPrompt(pieces, pieces.map(([t]) => tokenize(t)), { start: 90, end: 91, pad: 91 }, { chunkLength: 6, embeddings: set.lookup(tokenize) });
+    const { chunks } = chunkPrompt(
+      pieces,
+      pieces.map(([t]) => tokenize(t)),
+      { start: 90, end: 91, pad: 91 },
+      { chunkLength: 6, embeddings: set.lookup(tokenize) },
+    );
     expect(chunks[0].tokens).toEqual([90, 100, 101, 102, 3, 91, 91, 91]); // "ab" -> rows 0, 1; "a" -> row 2
     expect(chunks[0].multipliers.slice(1, 5)).toEqual([1.5, 1.5, 1, 1]);
     expect(chunks[0].embeddings).toEqual(["ab", "a"]);
@@ -76,8 +89,10 @@ describeWithFixtures("textual inversion on the sd-tiny text encoder", () => {
     const table = weights.read("text_model.embeddings.token_embedding.weight", [config.vocab_size, D]);
     const ids = tok.encode("cyberpunk version");
     const vectors = new Float32Array(ids.length * D);
-    ids.forEach((id, i) => vectors.set(table.subarray(id * D, (id + 1) * D), i * D));
-    const set = new TextualInversionSet(config.vocab_size, [{ name: "neonstyle", path: "neonstyle.safetensors", vectors: [{ data: vectors, rows: ids.length, dim: D }] }]);
+    for (const [i, id] of ids.entries()) vectors.set(table.subarray(id * D, (id + 1) * D), i * D);
+    const set = new TextualInversionSet(config.vocab_size, [
+      { name: "neonstyle", path: "neonstyle.safetensors", vectors: [{ data: vectors, rows: ids.length, dim: D }] },
+    ]);
     const rule = a1111HiddenRules("sd1")[0];
     const ti = a1111ClipEncoder(tok, withExtras, rule, { embeddings: set.lookup((t) => tok.encode(t)), extraFeeds: set.feeds(0, D) });
     const words = a1111ClipEncoder(tok, plain, rule);
@@ -87,7 +102,11 @@ describeWithFixtures("textual inversion on the sd-tiny text encoder", () => {
     expect(a.records[0][0].chunk.tokens.slice(0, 4)).toEqual([49406, 320, config.vocab_size, config.vocab_size + 1]);
     expect(a.hidden).toEqual(b.hidden);
     // the pooled output (EOS position) ignores the extra ids, as A1111's 0 placeholders
-    const run = (sess: ModelSession, rec: typeof a) => sess.run({ input_ids: { data: BigInt64Array.from(rec.records[0][0].encoderIds, BigInt), dims: [1, 77] }, ...(sess === withExtras ? set.feeds(0, D) : {}) });
+    const run = (sess: ModelSession, rec: typeof a) =>
+      sess.run({
+        input_ids: { data: BigInt64Array.from(rec.records[0][0].encoderIds, BigInt), dims: [1, 77] },
+        ...(sess === withExtras ? set.feeds(0, D) : {}),
+      });
     expect((await run(withExtras, a)).pooler_output.data).toEqual((await run(plain, b)).pooler_output.data);
     // the same graph without embeddings in the prompt is today's encoder
     const c = await encodeA1111("a cyberpunk version of this photo", { encoders: [ti] });

@@ -52,16 +52,22 @@ export function parseTextualInversion(src: TensorSource, path: string): TextualI
   const keys = src.keys();
   const matrix = (key: string): EmbeddingVectors => {
     const shape = src.info(key)!.shape;
-    if (shape.length !== 1 && shape.length !== 2) throw new ReimagineError(`embedding ${path}: '${key}' has shape [${shape}], expected [vectors, width]`, "bad_embedding");
+    if (shape.length !== 1 && shape.length !== 2)
+      throw new ReimagineError(`embedding ${path}: '${key}' has shape [${shape}], expected [vectors, width]`, "bad_embedding");
     const data = src.read(key, shape);
-    if (!data.every(Number.isFinite)) throw new ReimagineError(`embedding ${path}: '${key}' contains NaN or infinite values; the file is corrupt`, "bad_embedding");
+    if (!data.every(Number.isFinite))
+      throw new ReimagineError(`embedding ${path}: '${key}' contains NaN or infinite values; the file is corrupt`, "bad_embedding");
     return shape.length === 1 ? { data, rows: 1, dim: shape[0] } : { data, rows: shape[0], dim: shape[1] };
   };
   let vectors: EmbeddingVectors[];
   if (keys.includes("emb_params")) vectors = [matrix("emb_params")];
   else if (keys.includes("clip_l") && keys.includes("clip_g")) vectors = [matrix("clip_l"), matrix("clip_g")];
   else if (keys.length === 1) vectors = [matrix(keys[0])];
-  else throw new ReimagineError(`embedding ${path}: expected 'emb_params', 'clip_l' + 'clip_g' or one tensor, found ${keys.slice(0, 4).join(", ")}; it is not a textual-inversion embedding`, "bad_embedding");
+  else
+    throw new ReimagineError(
+      `embedding ${path}: expected 'emb_params', 'clip_l' + 'clip_g' or one tensor, found ${keys.slice(0, 4).join(", ")}; it is not a textual-inversion embedding`,
+      "bad_embedding",
+    );
   if (vectors.some((v) => v.rows < 1) || new Set(vectors.map((v) => v.rows)).size > 1) {
     throw new ReimagineError(`embedding ${path}: its encoders have different vector counts (${vectors.map((v) => v.rows).join(" vs ")})`, "bad_embedding");
   }
@@ -79,7 +85,10 @@ export class TextualInversionSet {
   private readonly rows: ChunkEmbedding[] = [];
   private total = 0;
 
-  constructor(readonly vocabSize: number, readonly embeddings: readonly TextualInversion[]) {
+  constructor(
+    readonly vocabSize: number,
+    readonly embeddings: readonly TextualInversion[],
+  ) {
     for (const e of embeddings) {
       const n = e.vectors[0].rows;
       this.rows.push({ name: e.name, ids: [], rows: Array.from({ length: n }, (_, i) => vocabSize + this.total + i) });
@@ -112,7 +121,10 @@ export class TextualInversionSet {
       const v = e.vectors[index];
       if (!v || v.dim !== dim) {
         const has = e.vectors.map((x) => x.dim).join(" + ");
-        throw new ReimagineError(`embedding ${e.path} has ${has}-wide vectors but this model's text encoder ${index + 1} is ${dim} wide: it was made for another model family`, "embedding_mismatch");
+        throw new ReimagineError(
+          `embedding ${e.path} has ${has}-wide vectors but this model's text encoder ${index + 1} is ${dim} wide: it was made for another model family`,
+          "embedding_mismatch",
+        );
       }
       data.set(v.data, at * dim);
       at += v.rows;

@@ -18,12 +18,21 @@ import { type A1111TextEncoder, applyEmphasis, encodeA1111, encodeA1111Pair } fr
 
 const IDS = { start: 100, end: 101, pad: 101, comma: 7 };
 /** A toy tokenizer: one id per word, "," -> 7, other words -> 10 + word length. */
-const toyTokenize = (t: string) => t.split(/(,)|\s+/).filter((w) => w).map((w) => (w === "," ? 7 : 10 + w.length));
+const toyTokenize = (t: string) =>
+  t
+    .split(/(,)|\s+/)
+    .filter((w) => w)
+    .map((w) => (w === "," ? 7 : 10 + w.length));
 
 describe("A1111 chunking (literal)", () => {
   const chunk = (prompt: string, opts = {}) => {
     const pieces = parsePromptAttention(prompt);
-    return chunkPrompt(pieces, pieces.map(([t]) => toyTokenize(t)), IDS, { chunkLength: 5, ...opts });
+    return chunkPrompt(
+      pieces,
+      pieces.map(([t]) => toyTokenize(t)),
+      IDS,
+      { chunkLength: 5, ...opts },
+    );
   };
 
   it("closes chunks to start + 5 + end, padding with the end token; weights follow the tokens", () => {
@@ -33,7 +42,10 @@ describe("A1111 chunking (literal)", () => {
   });
 
   it("BREAK closes a chunk (a leading BREAK gives an all-padding chunk, a trailing one nothing)", () => {
-    expect(chunk("a BREAK b").chunks.map((c) => c.tokens)).toEqual([[100, 11, 101, 101, 101, 101, 101], [100, 11, 101, 101, 101, 101, 101]]);
+    expect(chunk("a BREAK b").chunks.map((c) => c.tokens)).toEqual([
+      [100, 11, 101, 101, 101, 101, 101],
+      [100, 11, 101, 101, 101, 101, 101],
+    ]);
     expect(chunk("BREAK b").chunks.length).toBe(2);
     expect(chunk("b BREAK").chunks.length).toBe(1);
     expect(chunk("").chunks).toEqual([emptyChunk(IDS, 5)]);
@@ -41,8 +53,14 @@ describe("A1111 chunking (literal)", () => {
 
   it("backtracks to a comma within commaBacktrack tokens when a chunk overflows", () => {
     // a b , c d | e : the 6th token arrives at a full chunk; the comma is 3 tokens back -> "c d" moves
-    expect(chunk("a b , c d e").chunks.map((c) => c.tokens.slice(1, 6))).toEqual([[11, 11, 7, 101, 101], [11, 11, 11, 101, 101]]);
-    expect(chunk("a b , c d e", { commaBacktrack: 1 }).chunks.map((c) => c.tokens.slice(1, 6))).toEqual([[11, 11, 7, 11, 11], [11, 101, 101, 101, 101]]);
+    expect(chunk("a b , c d e").chunks.map((c) => c.tokens.slice(1, 6))).toEqual([
+      [11, 11, 7, 101, 101],
+      [11, 11, 11, 101, 101],
+    ]);
+    expect(chunk("a b , c d e", { commaBacktrack: 1 }).chunks.map((c) => c.tokens.slice(1, 6))).toEqual([
+      [11, 11, 7, 11, 11],
+      [11, 101, 101, 101, 101],
+    ]);
   });
 
   it("pads after the first end token for OpenCLIP tokenizers (SD2)", () => {
@@ -55,7 +73,7 @@ describe("A1111 chunking (literal)", () => {
     expect(applyEmphasis(z, [1, 1, 1])).toEqual(z);
     const w = applyEmphasis(z, [1, 2, 1]); // [1,2,6,8,5,6] (mean 14/3) rescaled to mean 3.5
     const want = [1, 2, 6, 8, 5, 6].map((v) => (v * 3.5) / (28 / 6));
-    w.forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
+    for (const [i, v] of w.entries()) expect(v).toBeCloseTo(want[i], 6);
   });
 
   it("pads the shorter of prompt and negative with the encoding of the empty prompt", async () => {

@@ -171,7 +171,11 @@ export interface A1111PairOptions extends A1111EncodeOptions {
  *   const { cond, uncond } = await encodeA1111Pair(prompt, negative, { encoders: [enc] });
  *   // cond.hidden and uncond.hidden: [1, 77 * n, D] with the same n
  */
-export async function encodeA1111Pair(prompt: string, negative: string, opts: A1111PairOptions): Promise<{ cond: A1111Conditioning; uncond: A1111Conditioning }> {
+export async function encodeA1111Pair(
+  prompt: string,
+  negative: string,
+  opts: A1111PairOptions,
+): Promise<{ cond: A1111Conditioning; uncond: A1111Conditioning }> {
   const cond = await encodeA1111(prompt, opts);
   let uncond = await encodeA1111(negative, opts);
   if (opts.zeroEmptyNegative && negative === "") {
@@ -179,9 +183,7 @@ export async function encodeA1111Pair(prompt: string, negative: string, opts: A1
   }
   if (cond.chunks === uncond.chunks) return { cond, uncond };
   const empty = await encodeA1111("", { ...opts, encoders: opts.paddingEncoders ?? opts.encoders });
-  return cond.chunks < uncond.chunks
-    ? { cond: padChunks(cond, uncond.chunks, empty), uncond }
-    : { cond, uncond: padChunks(uncond, cond.chunks, empty) };
+  return cond.chunks < uncond.chunks ? { cond: padChunks(cond, uncond.chunks, empty), uncond } : { cond, uncond: padChunks(uncond, cond.chunks, empty) };
 }
 
 function padChunks(c: A1111Conditioning, chunks: number, empty: A1111Conditioning): A1111Conditioning {

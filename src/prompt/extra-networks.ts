@@ -2,6 +2,7 @@
 // Ref: AUTOMATIC1111 modules/extra_networks.py (re_extra_net, parse_prompt, ExtraNetworkParams) and
 // extensions-builtin/Lora/extra_networks_lora.py (ExtraNetworkLora.activate: te/unet/dyn arguments), v1.10.
 import { ReimagineError } from "../errors.js";
+import { PY_SPACE } from "./attention.js";
 
 /** One `<type:arg1:arg2...>` tag as A1111's ExtraNetworkParams sees it. */
 export interface ExtraNetworkTag {
@@ -69,33 +70,38 @@ export function parseExtraNetworks(prompt: string): { prompt: string; tags: Extr
  *   loraTags(parseExtraNetworks("<lora:foo:1.2:0.4>").tags); // [{ name: "foo", te: 1.2, unet: 0.4, text: "<lora:foo:1.2:0.4>" }]
  */
 export function loraTags(tags: readonly ExtraNetworkTag[]): LoraTag[] {
-  return tags.filter((t) => LORA_TYPES.has(t.type)).map((t) => {
-    const name = t.positional[0];
-    if (name === undefined) {
-      throw new ReimagineError(`${t.text}: a LoRA tag must start with the LoRA's name, e.g. <lora:name:0.8>`, "invalid_prompt");
-    }
-    const num = (s: string, what: string) => {
-      const v = pythonFloat(s);
-      if (v === undefined || !Number.isFinite(v)) {
-        throw new ReimagineError(`${t.text}: the ${what} '${s}' is not a number; write e.g. <lora:${name}:0.8> or <lora:${name}:te=1:unet=0.6>`, "invalid_prompt");
+  return tags
+    .filter((t) => LORA_TYPES.has(t.type))
+    .map((t) => {
+      const name = t.positional[0];
+      if (name === undefined) {
+        throw new ReimagineError(`${t.text}: a LoRA tag must start with the LoRA's name, e.g. <lora:name:0.8>`, "invalid_prompt");
       }
-      return v;
-    };
-    let te = t.positional.length > 1 ? num(t.positional[1], "weight") : 1.0;
-    if ("te" in t.named) te = num(t.named.te, "te weight");
-    let unet = t.positional.length > 2 ? num(t.positional[2], "unet weight") : te;
-    if ("unet" in t.named) unet = num(t.named.unet, "unet weight");
-    const dynText = "dyn" in t.named ? t.named.dyn : t.positional[3];
-    const tag: LoraTag = { name, te, unet, text: t.text };
-    if (dynText !== undefined) {
-      const dyn = pythonInt(dynText);
-      if (dyn === undefined || dyn < 1) {
-        throw new ReimagineError(`${t.text}: dyn '${dynText}' is not a positive whole number of ranks`, "invalid_prompt");
+      const num = (s: string, what: string) => {
+        const v = pythonFloat(s);
+        if (v === undefined || !Number.isFinite(v)) {
+          throw new ReimagineError(
+            `${t.text}: the ${what} '${s}' is not a number; write e.g. <lora:${name}:0.8> or <lora:${name}:te=1:unet=0.6>`,
+            "invalid_prompt",
+          );
+        }
+        return v;
+      };
+      let te = t.positional.length > 1 ? num(t.positional[1], "weight") : 1.0;
+      if ("te" in t.named) te = num(t.named.te, "te weight");
+      let unet = t.positional.length > 2 ? num(t.positional[2], "unet weight") : te;
+      if ("unet" in t.named) unet = num(t.named.unet, "unet weight");
+      const dynText = "dyn" in t.named ? t.named.dyn : t.positional[3];
+      const tag: LoraTag = { name, te, unet, text: t.text };
+      if (dynText !== undefined) {
+        const dyn = pythonInt(dynText);
+        if (dyn === undefined || dyn < 1) {
+          throw new ReimagineError(`${t.text}: dyn '${dynText}' is not a positive whole number of ranks`, "invalid_prompt");
+        }
+        tag.dynDim = dyn;
       }
-      tag.dynDim = dyn;
-    }
-    return tag;
-  });
+      return tag;
+    });
 }
 
 /**
@@ -110,7 +116,7 @@ export function extractLoraTags(prompt: string): { prompt: string; loras: LoraTa
   return { prompt: cleaned, loras: loraTags(tags), others: tags.filter((t) => !LORA_TYPES.has(t.type)) };
 }
 
-const PY_STRIP = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+const PY_STRIP = new RegExp(`^${PY_SPACE}+|${PY_SPACE}+$`, "g"); // str.strip()
 const DIGITS = "\\d(?:_?\\d)*"; // Python allows single underscores between digits
 
 /** Python's float(str) for ASCII input (surrounding whitespace, `_` separators, exponents, inf/nan); undefined where it raises. */
