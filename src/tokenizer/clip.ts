@@ -3,10 +3,11 @@
 // and tokenization_utils.py (PreTrainedTokenizer.tokenize: added tokens are split out before normalisation).
 // Text path: split out added/special tokens -> clean, CJK spacing, NFC, lowercase -> CLIP regex -> bytes -> BPE.
 
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import { parsePythonJson } from "../weights/pyjson.js";
+import { resolveTextLink } from "../weights/text-link.js";
 
 /** transformers keeps the first 49152 - 256 - 2 merges of merges.txt (after its "#version" line). */
 const MAX_MERGES = 49152 - 256 - 2;
@@ -376,12 +377,7 @@ function readText(dir: string, file: string): string {
       "invalid_model",
     );
   }
-  const text = readFileSync(path, "utf8");
-  if (statSync(path).size < 1024 && /^[^\n{#]+$/.test(text.trim())) {
-    const target = resolve(dirname(path), text.trim());
-    if (target !== path && existsSync(target) && statSync(target).isFile()) return readFileSync(target, "utf8");
-  }
-  return text;
+  return readFileSync(resolveTextLink(path), "utf8");
 }
 
 function readJson(dir: string, file: string): unknown {

@@ -7,6 +7,7 @@ import { basename, join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import { parsePythonJson } from "./pyjson.js";
 import { SafetensorsFile } from "./safetensors.js";
+import { resolveTextLink } from "./text-link.js";
 import type { TensorInfo, WeightSource } from "./source.js";
 
 /** Weight file stems: diffusers models, then transformers models (text encoders). */
@@ -73,7 +74,7 @@ export class MultiSource implements WeightSource {
 export function readJson<T = Record<string, unknown>>(path: string, what: string): T {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readFileSync(resolveTextLink(path), "utf8");
   } catch (e) {
     const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
     throw new ReimagineError(
@@ -125,7 +126,7 @@ export function openComponentWeights(componentDir: string, opts: { variant?: str
 
   const resolved = resolve(componentDir, component, new Set(files), opts.variant);
   const path = join(componentDir, resolved.file);
-  return resolved.kind === "single" ? SafetensorsFile.open(path) : openIndex(componentDir, path);
+  return resolved.kind === "single" ? SafetensorsFile.open(resolveTextLink(path)) : openIndex(componentDir, path);
 }
 
 function resolve(dir: string, component: string, files: Set<string>, variant: string | undefined): Resolved {
@@ -213,7 +214,7 @@ function openIndex(dir: string, indexPath: string): MultiSource {
     for (const [shard, keys] of byShard) {
       const shardPath = join(dir, shard);
       if (!existsSync(shardPath)) throw new ReimagineError(`${indexPath}: shard ${shard} is missing from ${dir}; the download is incomplete, download it again`, "not_found");
-      const f = SafetensorsFile.open(shardPath);
+      const f = SafetensorsFile.open(resolveTextLink(shardPath));
       opened.push(f);
       const absent = keys.find((k) => f.info(k) === undefined);
       if (absent !== undefined) throw new ReimagineError(`${indexPath}: index puts tensor '${absent}' in ${shard}, but that shard does not hold it; index and shards come from different downloads, download them again`, "corrupt_weights");
