@@ -9,8 +9,12 @@
 export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";
 export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineOptions } from "./pipeline/load.js";
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
-export { strengthSweep, type StrengthSweepResult } from "./pipeline/sweep.js";
+export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
+export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
+export { modelFamily, previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
+export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
+export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";
 export { createScheduler, img2imgTimesteps, listSamplers, schedulerForModel } from "./schedulers/index.js";
 export type { Scheduler } from "./schedulers/scheduler.js";
 export { CLIPTokenizer } from "./tokenizer/clip.js";
@@ -19,6 +23,7 @@ export {
   contactSheet,
   defaultSize,
   encodeImage,
+  formatFromPath,
   imageToTensor,
   loadImage,
   readImageParameters,
@@ -26,6 +31,7 @@ export {
   ssim,
   tensorToImage,
   writeFileAtomic,
+  type ImageFormat,
   type ResizeMode,
   type RGBImage,
 } from "./image.js";

@@ -7,7 +7,7 @@ import { ReimagineError } from "../errors.js";
 import { listSamplers } from "../schedulers/index.js";
 import { mainHelp, parseGenerateArgs, parseSeed, parseStrengths } from "./args.js";
 import { batchOutputs, listBatchInputs, promptFor } from "./batch.js";
-import { checkOutputs, outputFormat, outputPaths } from "./img2img.js";
+import { checkOutputs, outputFormat, outputPaths } from "./common.js";
 import { main } from "./main.js";
 
 const flagsOf = (...args: string[]) => parseGenerateArgs(["in.png", ...args]).flags;

@@ -54,6 +54,8 @@ export interface GenerateFlags {
   quiet: boolean;
   verbose: boolean;
   json: boolean;
+  /** --progress: auto | bar | lines | json | none (on stderr). */
+  progress?: "auto" | "bar" | "lines" | "json" | "none";
 }
 
 const OPTIONS = {
@@ -86,6 +88,7 @@ const OPTIONS = {
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean" },
   json: { type: "boolean" },
+  progress: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -251,6 +254,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     quiet: v.quiet ?? false,
     verbose: v.verbose ?? false,
     json: v.json ?? false,
+    progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
   };
   checkSampler(flags.sampler);
   if (flags.steps !== undefined && flags.strengths) {
@@ -322,6 +326,8 @@ Options:
   -q, --quiet                   no progress or status lines
       --verbose                 status lines everywhere, stack traces on errors
       --json                    print one JSON result line on stdout
+      --progress M              auto (bar on a terminal, "step 3/25 ..." lines otherwise) | bar | lines
+                                | json (one JSON object per line, for scripts) | none; on stderr
   -h, --help                    this help
 
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.

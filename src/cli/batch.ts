@@ -3,15 +3,13 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { ReimagineError } from "../errors.js";
-import { encodeImage, type ImageFormat, type RGBImage, writeFileAtomic } from "../image.js";
-import type { Img2ImgPipeline } from "../pipeline/img2img.js";
+import { encodeResult, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
-import { baseRunOptions, infotextFor, isAbort, loadInput, openPipeline, outputFormat, seedJson, stepProgress, withInterrupt } from "./img2img.js";
+import { baseRunOptions, checkOutputSize, extensionOf, isAbort, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
+import { createReporter, progressMode } from "./report.js";
 
 /** Input formats batch picks up (by extension, case-insensitive). */
 export const BATCH_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff", ".gif"];
-const EXT: Record<ImageFormat, string> = { png: ".png", jpeg: ".jpg", webp: ".webp" };
 
 /** Image file names in `dir`, sorted by code point (stable across platforms). */
 export function listBatchInputs(dir: string): string[] {
@@ -29,7 +27,8 @@ export function batchOutputs(names: string[], outDir: string, fmt: ImageFormat, 
   for (const n of names) {
     const stem = basename(n, extname(n));
     const base = stems.get(stem)! > 1 ? `${stem}-${extname(n).slice(1).toLowerCase()}` : stem;
-    const files = count === 1 ? [`${base}${EXT[fmt]}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${EXT[fmt]}`);
+    const ext = extensionOf(fmt);
+    const files = count === 1 ? [`${base}${ext}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
     out.set(n, files.map((f) => join(outDir, f)));
   }
   return out;
@@ -77,8 +76,10 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   const fmt = outputFormat(flags);
   const outputs = batchOutputs(names, outDir, fmt, flags.numImages ?? 1);
   const isDone = (n: string) => !flags.overwrite && outputs.get(n)!.every((p) => existsSync(p));
+  const report = createReporter(progressMode(flags, io.stderr), io.stderr, { verbose: flags.verbose });
   const log = (m: string) => {
-    if (!flags.quiet && !flags.json) io.stderr.write(`${m}\n`);
+    if (report.mode === "json") report.status(m);
+    else if (!flags.quiet && !flags.json) io.stderr.write(`${m}\n`);
   };
   const written: string[] = [];
   const skipped: string[] = [];
@@ -87,7 +88,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   await withInterrupt(io, async (signal) => {
     // the model loads on the first image that needs it: a finished batch, or one whose remaining
     // inputs are all broken, never waits for it
-    let pipe: Img2ImgPipeline | undefined;
+    let pipe: PipelineWorker | undefined;
     try {
       for (let k = 0; k < names.length; k++) {
         const name = names[k];
@@ -107,7 +108,10 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
           fail(name, tag, e);
           continue;
         }
-        pipe ??= await openPipeline(flags, io, signal); // a model that cannot load stops the batch (exit 1)
+        if (!pipe) {
+          pipe = await openPipeline(flags, report, signal); // a model that cannot load stops the batch (exit 1)
+          checkOutputSize(flags, pipe.model.vaeScaleFactor);
+        }
         try {
           written.push(...(await runOne(pipe, input, prompt, outputs.get(name)!, name, signal)));
         } catch (e) {
@@ -116,7 +120,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
         }
       }
     } finally {
-      await pipe?.model.release().catch(() => undefined);
+      await pipe?.close();
     }
   });
 
@@ -127,16 +131,12 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
     if (flags.verbose && !(e instanceof ReimagineError)) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
   }
 
-  async function runOne(pipe: Img2ImgPipeline, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
-    const base = baseRunOptions(flags, pipe, prompt);
-    const strength = flags.strengths?.[0] ?? pipe.defaults.strength;
-    const result = await pipe.run({ ...base, image: input, strength, seed: flags.seed, numImages: flags.numImages, signal, onProgress: stepProgress(io, flags, name) });
+  async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
+    const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength };
+    const result = await pipe.run({ ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) }, { previews: "none" });
     const n = result.images.length;
     for (let i = 0; i < n; i++) {
-      const img = result.images[i];
-      const extra = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
-      const parameters = infotextFor(pipe, { ...base, strength }, result.seed, img.width, img.height, extra);
-      await writeFileAtomic(paths[i], await encodeImage(img, fmt, { parameters }), { overwrite: flags.overwrite });
+      await writeFileAtomic(paths[i], await encodeResult(pipe, settings, result, { index: i, format: fmt }), { overwrite: flags.overwrite });
       if (!flags.json) io.stdout.write(`${paths[i]}\n`);
     }
     log(`[${names.indexOf(name) + 1}/${names.length}] ${name}: done (seed ${result.seed})`);

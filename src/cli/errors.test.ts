@@ -5,14 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, expect, it, vi } from "vitest";
 import { fixture, describeWithFixtures } from "../../test/fixtures.js";
-import { loadPipeline } from "../pipeline/load.js";
+import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
-
-vi.mock("../pipeline/load.js", async (importOriginal) => {
-  const m = await importOriginal<typeof import("../pipeline/load.js")>();
-  return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
-});
 
 describeWithFixtures("reimagine: bad input", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bad-"));
@@ -23,7 +18,7 @@ describeWithFixtures("reimagine: bad input", () => {
   const model = fixture("sd-tiny", "model");
   const input = join(dir, "input.png");
   copyFileSync(fixture("sd-tiny", "reference", "input.png"), input);
-  const loads = vi.mocked(loadPipeline);
+  const loads = vi.spyOn(PipelineWorker, "start"); // the model loads in a child process, once per start
   beforeEach(() => {
     loads.mockClear();
   });

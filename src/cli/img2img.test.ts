@@ -7,15 +7,9 @@ import { afterAll, beforeEach, expect, it, vi } from "vitest";
 import { fixture, loadReferenceJson, referenceTensor, referenceSampler, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
-import { loadPipeline } from "../pipeline/load.js";
+import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
-
-vi.mock("../pipeline/load.js", async (importOriginal) => {
-  const m = await importOriginal<typeof import("../pipeline/load.js")>();
-  return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
-});
-
 
 /** Runs the CLI in-process; fails the test with stderr when the exit code is not the expected one. */
 async function run(args: string[], expected = 0) {
@@ -32,7 +26,7 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   const model = fixture("sd-tiny", "model");
   const input = join(dir, "input.png");
   copyFileSync(fixture("sd-tiny", "reference", "input.png"), input);
-  const loads = vi.mocked(loadPipeline);
+  const loads = vi.spyOn(PipelineWorker, "start"); // the model loads in a child process, once per start
   beforeEach(() => {
     loads.mockClear(); // (a returned function would be run as a cleanup hook)
   });

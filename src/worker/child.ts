@@ -100,7 +100,7 @@ async function run(id: number, wire: WireRunOptions, progress: boolean, previews
       const base = { step: e.step, total: e.total, timestep: e.timestep, elapsedMs: e.elapsedMs };
       const preview: RGBImage | undefined = previews === "none" ? undefined : e.preview();
       const decoded = decode && e.step < e.total && budget.due() ? timed(e.previewDecoded(), budget.spent) : undefined;
-      chain = chain.then(async () => send({ type: "progress", id, event: { ...base, preview, decoded: await decoded } }));
+      chain = chain.then(async () => void send({ type: "progress", id, event: { ...base, preview, decoded: await decoded } }));
     };
     const result = await pipe.run({ ...wire, image, signal: controller.signal, onProgress: progress ? onProgress : undefined });
     await chain;

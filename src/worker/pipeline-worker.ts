@@ -7,6 +7,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { ReimagineError } from "../errors.js";
+import type { RGBImage } from "../image.js";
 import type { Img2ImgOptions, Img2ImgResult, ProgressEvent } from "../pipeline/img2img.js";
 import { createScheduler, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
@@ -30,8 +31,15 @@ export interface WorkerRunOptions {
   previews?: PreviewMode;
 }
 
+/** A progress event from the child: the pipeline's, plus the preview VAE's image of this step when
+ *  the run asked for decoded previews and one was made. */
+export type WorkerProgressEvent = ProgressEvent & { decoded?: RGBImage };
+
+/** Img2ImgOptions whose onProgress also sees the decoded preview. */
+export type WorkerRunInput = Omit<Img2ImgOptions, "onProgress"> & { onProgress?: (e: WorkerProgressEvent) => void };
+
 interface Pending {
-  onProgress?: (e: ProgressEvent) => void;
+  onProgress?: (e: WorkerProgressEvent) => void;
   resolve: (r: Img2ImgResult) => void;
   reject: (e: Error) => void;
 }
@@ -126,7 +134,7 @@ export class PipelineWorker implements PipelineInfo {
    * function allowed is onProgress); `signal` stops the run within one step.
    * @example const r = await pipe.run({ image: "in.png", prompt: "oil painting", strength: 0.6, onProgress: (e) => console.log(e.step) });
    */
-  run(opts: Img2ImgOptions, how: WorkerRunOptions = {}): Promise<Img2ImgResult> {
+  run(opts: WorkerRunInput, how: WorkerRunOptions = {}): Promise<Img2ImgResult> {
     const { onProgress, signal, ...wire } = opts;
     if (this.exited) return Promise.reject(new ReimagineError(`the model process is not running (${this.exited}): load the model again`, "worker_exited"));
     if (signal?.aborted) return Promise.reject(abortError());
@@ -189,7 +197,7 @@ export class PipelineWorker implements PipelineInfo {
 
 /** The pipeline's ProgressEvent from a message: preview() is the latent preview, previewDecoded() the
  *  preview VAE's image when the child made one for this step (else the latent preview). */
-function progressEvent(w: WireProgress): ProgressEvent & { decoded?: WireProgress["decoded"] } {
+function progressEvent(w: WireProgress): WorkerProgressEvent {
   const latent = () => {
     if (!w.preview) throw new ReimagineError("this run was started with previews: 'none'", "usage");
     return w.preview;
