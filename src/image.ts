@@ -5,10 +5,17 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
-import sharp, { type Metadata, type Sharp } from "sharp";
+import { createRequire } from "node:module";
+import type SharpFn from "sharp";
+import type { Metadata, Sharp } from "sharp";
 import { ReimagineError } from "./errors.js";
 import { parametersFromBytes, exifWithUserComment, withJpegExif, withPngParameters, withWebpExif } from "./image-metadata.js";
 import { ssim, sheetLabelsSvg, sheetLayout, type RGBImage } from "./image-sheet.js";
+
+// sharp (libvips) loads on first use: its native load costs about a second, which importing the
+// library (the CLI's --version, --help and info) should not pay.
+let sharpModule: typeof SharpFn | undefined;
+const sharp = ((...args: Parameters<typeof SharpFn>) => (sharpModule ??= createRequire(import.meta.url)("sharp") as typeof SharpFn)(...args)) as typeof SharpFn;
 
 export type { RGBImage } from "./image-sheet.js";
 export { latentPreview, ssim, upscaleNearest, LATENT_RGB_FACTORS } from "./image-sheet.js";

@@ -3,9 +3,7 @@
 // Ref: A1111 "PNG Info" tab (modules/images.py read_info_from_image).
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { ReimagineError } from "../errors.js";
-import { loadImage, readImageParameters } from "../image.js";
-import { parseInfotext } from "../pipeline/infotext.js";
+import { loadImage, parseInfotext, readImageParameters, ReimagineError } from "../index.js";
 import { type CliIO, parseError } from "./args.js";
 
 const OPTIONS = { json: { type: "boolean" }, verbose: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join, sep } from "node:path";
 import { cacheRoot } from "../graph/cache.js";
-import { hubCacheDir, parseRepoRef } from "../weights/hub.js";
+import { hubCacheDir, parseRepoRef, repoFolderName } from "../weights/hub.js";
 
 export interface KnownModel {
   /** As shown in metadata ("Model: ..."). */
@@ -55,11 +55,9 @@ export function rememberModel(m: KnownModel, cacheDir?: string): void {
   }
 }
 
-const repoFolder = (repoId: string) => `models--${repoId.split("/").join("--")}`;
-
 /** The hub-cache snapshot folder of a repo at a revision (a branch name through refs/, or a commit). */
 function snapshotOf(hub: string, repoId: string, revision: string): string | undefined {
-  const storage = join(hub, repoFolder(repoId));
+  const storage = join(hub, repoFolderName(repoId));
   const refFile = join(storage, "refs", ...revision.split("/"));
   const commit = existsSync(refFile) ? readFileSync(refFile, "utf8").trim() : revision;
   const dir = join(storage, "snapshots", commit);
