@@ -1,5 +1,5 @@
-// `reimagine serve`: loads one model, then serves the web UI, the native API and the
-// AUTOMATIC1111-compatible API from one process until Ctrl+C.
+// `reimagine serve`: loads one model (in a child process), then serves the web UI, the native API
+// and the AUTOMATIC1111-compatible API until Ctrl+C.
 import { parseArgs } from "node:util";
 import { ReimagineError } from "../errors.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_SERVER_MAX_PIXELS, startServer } from "../server/app.js";
@@ -21,6 +21,9 @@ Options:
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize int8    faster UNet with int8 linear layers (approximate)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
+  --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
+                     model family's TAESD when the Hugging Face cache has it), a repo id or folder
+                     (downloaded like a model), or none (latent previews)
   -h, --help         show this help
 `;
 
@@ -51,6 +54,7 @@ export async function serveMain(args: string[]): Promise<number> {
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
+        "preview-vae": { type: "string", default: "auto" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -83,13 +87,15 @@ export async function serveMain(args: string[]): Promise<number> {
 
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
     const t0 = performance.now();
-    // the model runs in a worker thread so HTTP stays responsive during each model call
-    const engine = await createWorkerEngine(values.model, { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] }, (m) => process.stderr.write(`  ${m}\n`));
+    // the model runs in a child process so HTTP stays responsive during each model call
+    const previewVae = values["preview-vae"] === "none" ? undefined : values["preview-vae"];
+    const engine = await createWorkerEngine(values.model, { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae }, (m) => process.stderr.write(`  ${m}\n`));
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;
     try {
-      srv = await startServer({ engine, host, port, apiKey, queueSize, maxPixels, maxBodyBytes: maxBodyMb ? maxBodyMb * 1024 * 1024 : undefined });
+      // a preview every step: the model process decodes them only as often as they stay cheap
+      srv = await startServer({ engine, host, port, apiKey, queueSize, maxPixels, maxBodyBytes: maxBodyMb ? maxBodyMb * 1024 * 1024 : undefined, previewEvery: 1 });
     } catch (e) {
       await engine.close(); // let the process exit
       throw e;
