@@ -222,6 +222,9 @@ export class Img2ImgPipeline {
     t = performance.now();
     const [, C, h, w] = shape;
     for (let s = 0; s < timesteps.length; s++) {
+      // let pending events in first (a cancel that arrived during the last step, over IPC or HTTP),
+      // so the run stops before the next UNet call rather than after it
+      await new Promise<void>((resolve) => setImmediate(resolve));
       abortIfNeeded(opts.signal);
       const ts = timesteps[s];
       const modelIn = cfg ? concat(latents, latents) : latents; // [unetBatch, C, h, w]

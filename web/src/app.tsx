@@ -129,7 +129,8 @@ export function App() {
       });
       const done = final as JobView | null;
       if (!done) throw new Error("the event stream ended early");
-      setRunning((r) => r && { ...r, status: done.status });
+      // the last progress event may be coalesced into "done": the final counts come with it
+      setRunning((r) => r && { ...r, status: done.status, step: done.progress.step, total: done.progress.total });
       if (done.status === "failed") setError(done.error?.message ?? "generation failed");
       if (done.status !== "succeeded" || !done.result) return;
       const imgs = done.result.images;

@@ -107,7 +107,7 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
         </button>
       </div>
       <div class="row">
-        <label>
+        <label class="size-label">
           Size
           <span class="size">
             <select data-testid="width" value={doc.width} onChange={(e) => doc.resize(Number(e.currentTarget.value), doc.height, s.resizeMode)}>
