@@ -5,17 +5,11 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
-import { createRequire } from "node:module";
-import type SharpFn from "sharp";
-import type { Metadata, Sharp } from "sharp";
+import type { Sharp } from "sharp";
 import { ReimagineError } from "./errors.js";
+import { oneLine, openImageInput, sharp } from "./image-read.js";
 import { parametersFromBytes, exifWithUserComment, withJpegExif, withPngParameters, withWebpExif } from "./image-metadata.js";
 import { ssim, sheetLabelsSvg, sheetLayout, type RGBImage } from "./image-sheet.js";
-
-// sharp (libvips) loads on first use: its native load costs about a second, which importing the
-// library (the CLI's --version, --help and info) should not pay.
-let sharpModule: typeof SharpFn | undefined;
-const sharp = ((...args: Parameters<typeof SharpFn>) => (sharpModule ??= createRequire(import.meta.url)("sharp") as typeof SharpFn)(...args)) as typeof SharpFn;
 
 export type { RGBImage } from "./image-sheet.js";
 export { latentPreview, ssim, upscaleNearest, LATENT_RGB_FACTORS } from "./image-sheet.js";
@@ -36,37 +30,7 @@ export const DEFAULT_MAX_PIXELS = 64_000_000;
  * @example const img = await loadImage("sketch.png", { background: "white" })
  */
 export async function loadImage(input: string | Buffer, opts: LoadOptions = {}): Promise<RGBImage> {
-  const what = typeof input === "string" ? `image '${input}'` : "image data";
-  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
-  let bytes: Buffer;
-  if (typeof input === "string") {
-    try {
-      bytes = await readFile(input);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "ENOENT" ? "file not found; check the path" : code === "EISDIR" ? "it is a folder; pass an image file" : `${(e as Error).message}`;
-      throw new ReimagineError(`Cannot read ${what}: ${why}`, "not_found", { cause: e });
-    }
-  } else bytes = input;
-  const unreadable = (e: unknown) =>
-    new ReimagineError(
-      `Cannot read ${what}: not a supported image or the file is damaged (${oneLine(e)}); use a PNG, JPEG, WebP, AVIF, TIFF or GIF file`,
-      "invalid_image",
-      { cause: e },
-    );
-  let meta: Metadata;
-  try {
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw unreadable(e);
-  }
-  const [w, h] = [meta.width ?? 0, meta.height ?? 0];
-  if (w * h > maxPixels) {
-    throw new ReimagineError(
-      `Cannot read ${what}: ${w}x${h} is ${(w * h / 1e6).toFixed(1)} megapixels, over the limit of ${(maxPixels / 1e6).toFixed(1)}; downscale it first or raise maxPixels`,
-      "image_too_large",
-    );
-  }
+  const { bytes, unreadable } = await openImageInput(input, "image", opts.maxPixels ?? DEFAULT_MAX_PIXELS);
   const background = opts.background ?? "#ffffff";
   let pipeline: Sharp;
   try {
@@ -88,8 +52,6 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
     throw unreadable(e);
   }
 }
-
-const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
 
 // ---------- sizes and resizing ----------
 
@@ -136,15 +98,16 @@ export async function resizeImage(img: RGBImage, width: number, height: number, 
   if (ratio < srcRatio) {
     const fill = halfDiff(height, srcH);
     if (fill > 0) {
-      // the band is a zero-height box at the top / bottom edge resampled to `fill` rows
-      paste(res, resampleLanczos(resized, width, fill, [0, 0, width, 0]), 0, 0);
-      paste(res, resampleLanczos(resized, width, fill, [0, resized.height, width, resized.height]), 0, fill + srcH);
+      // the band is a zero-height box at the top / bottom edge resampled to `fill` rows, with Pillow's
+      // default filter (bicubic): diffusers and A1111 call resize() there without a resample argument
+      paste(res, resampleBicubic(resized, width, fill, [0, 0, width, 0]), 0, 0);
+      paste(res, resampleBicubic(resized, width, fill, [0, resized.height, width, resized.height]), 0, fill + srcH);
     }
   } else if (ratio > srcRatio) {
     const fill = halfDiff(width, srcW);
     if (fill > 0) {
-      paste(res, resampleLanczos(resized, fill, height, [0, 0, 0, height]), 0, 0);
-      paste(res, resampleLanczos(resized, fill, height, [resized.width, 0, resized.width, height]), fill + srcW, 0);
+      paste(res, resampleBicubic(resized, fill, height, [0, 0, 0, height]), 0, 0);
+      paste(res, resampleBicubic(resized, fill, height, [resized.width, 0, resized.width, height]), fill + srcW, 0);
     }
   }
   return res;
@@ -165,19 +128,30 @@ function paste(dst: RGBImage, src: RGBImage, x: number, y: number): RGBImage {
   return dst;
 }
 
-// Pillow Resample.c, LANCZOS (a = 3), 8-bit: coefficients in double, normalised, then fixed point with
-// PRECISION_BITS = 22; horizontal pass first over the rows the vertical pass needs.
+// Pillow Resample.c, LANCZOS (a = 3) and BICUBIC (a = -0.5), 8-bit: coefficients in double, normalised,
+// then fixed point with PRECISION_BITS = 22; horizontal pass first over the rows the vertical pass needs.
 const PRECISION_BITS = 32 - 8 - 2;
 const sinc = (x: number) => (x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x));
-const lanczos = (x: number) => (-3 <= x && x < 3 ? sinc(x) * sinc(x / 3) : 0);
+interface Filter { support: number; fn: (x: number) => number }
+const LANCZOS: Filter = { support: 3, fn: (x) => (-3 <= x && x < 3 ? sinc(x) * sinc(x / 3) : 0) };
+const BICUBIC: Filter = {
+  support: 2,
+  fn: (x) => {
+    const a = -0.5;
+    x = Math.abs(x);
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+  },
+};
 
 interface Coeffs { ksize: number; bounds: Int32Array; kk: Int32Array }
 
-function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: number): Coeffs {
+function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: number, filter: Filter): Coeffs {
   const scale = Math.fround(Math.fround(in1) - Math.fround(in0)) / outSize; // float box, double maths
   const filterscale = Math.max(scale, 1);
   const invFilterscale = 1 / filterscale;
-  const support = 3 * filterscale;
+  const support = filter.support * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2);
   const kk = new Int32Array(outSize * ksize);
@@ -187,7 +161,7 @@ function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: num
     const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
     const xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
     let ww = 0;
-    for (let x = 0; x < xmax; x++) ww += k[x] = lanczos((x + xmin - center + 0.5) * invFilterscale);
+    for (let x = 0; x < xmax; x++) ww += k[x] = filter.fn((x + xmin - center + 0.5) * invFilterscale);
     for (let x = 0; x < xmax; x++) {
       const v = ww !== 0 ? k[x] / ww : k[x];
       kk[xx * ksize + x] = Math.trunc(v < 0 ? -0.5 + v * (1 << PRECISION_BITS) : 0.5 + v * (1 << PRECISION_BITS));
@@ -202,6 +176,15 @@ const clip8 = (ss: number) => Math.min(255, Math.max(0, ss >> PRECISION_BITS));
 
 /** Pillow Image.resize((outW, outH), LANCZOS, box) on RGB; box = [x0, y0, x1, y1] source region. */
 export function resampleLanczos(img: RGBImage, outW: number, outH: number, box?: [number, number, number, number]): RGBImage {
+  return resample(img, outW, outH, box, LANCZOS);
+}
+
+/** Pillow Image.resize((outW, outH), BICUBIC, box) on RGB (Pillow's default filter for RGB). */
+export function resampleBicubic(img: RGBImage, outW: number, outH: number, box?: [number, number, number, number]): RGBImage {
+  return resample(img, outW, outH, box, BICUBIC);
+}
+
+function resample(img: RGBImage, outW: number, outH: number, box: [number, number, number, number] | undefined, filter: Filter): RGBImage {
   const [bx0, by0, bx1, by1] = box ?? [0, 0, img.width, img.height];
   if (bx0 < 0 || by0 < 0 || bx1 > img.width || by1 > img.height || bx1 < bx0 || by1 < by0) {
     throw new ReimagineError(`resample box [${bx0}, ${by0}, ${bx1}, ${by1}] is outside the ${img.width}x${img.height} image`);
@@ -212,13 +195,13 @@ export function resampleLanczos(img: RGBImage, outW: number, outH: number, box?:
   const needH = outW !== img.width || bx0 !== 0 || bx1 !== outW;
   const needV = outH !== img.height || by0 !== 0 || by1 !== outH;
   if (!needH && !needV) return { width: img.width, height: img.height, data: img.data.slice() };
-  const vert = precomputeCoeffs(img.height, by0, by1, outH);
+  const vert = precomputeCoeffs(img.height, by0, by1, outH, filter);
   let src = img;
   if (needH) {
     const yFirst = vert.bounds[0];
     const yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
     for (let i = 0; i < outH; i++) vert.bounds[i * 2] -= yFirst;
-    const { ksize, bounds, kk } = precomputeCoeffs(img.width, bx0, bx1, outW);
+    const { ksize, bounds, kk } = precomputeCoeffs(img.width, bx0, bx1, outW, filter);
     const tmp = blank(outW, yLast - yFirst); // [rows the vertical pass reads, outW, 3]
     for (let y = 0; y < tmp.height; y++) {
       const row = (y + yFirst) * img.width * 3;

@@ -33,7 +33,7 @@ export function loadReferenceJson(name = "sd-tiny"): any {
 }
 
 /** A reference tensor `{tensor, shape, dtype}` from a fixture set's tensors.safetensors.
- *  Minimal float32-only reader for tests (the product reader lives in src/weights). */
+ *  Minimal float32 (and int64 -> float32) reader for tests (the product reader lives in src/weights). */
 export interface RefTensor {
   data: Float32Array;
   shape: number[];
@@ -50,8 +50,13 @@ export function referenceTensor(ref: { tensor: string } | string, name = "sd-tin
   const key = typeof ref === "string" ? ref : ref.tensor;
   const h = f.header[key];
   if (!h) throw new Error(`reference tensor '${key}' not in ${name}/reference/tensors.safetensors`);
-  if (h.dtype !== "F32") throw new Error(`reference tensor '${key}' has dtype ${h.dtype}, expected F32`);
   const [a, b] = h.data_offsets as [number, number];
+  if (h.dtype === "I64") {
+    // uint8 pictures and masks stored as int64: exact in float32
+    const ints = new BigInt64Array(f.body.buffer.slice(f.body.byteOffset + a, f.body.byteOffset + b));
+    return { data: Float32Array.from(ints, Number), shape: h.shape };
+  }
+  if (h.dtype !== "F32") throw new Error(`reference tensor '${key}' has dtype ${h.dtype}, expected F32 or I64`);
   const copy = new Float32Array((b - a) / 4);
   new Uint8Array(copy.buffer).set(f.body.subarray(a, b));
   return { data: copy, shape: h.shape };

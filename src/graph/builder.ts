@@ -68,7 +68,8 @@ export class Graph {
   readonly params: ParamRecord[] = [];
   /** Small constants embedded in the model file itself. */
   readonly constants: { name: string; elemType: ElemType; dims: number[]; raw: Uint8Array }[] = [];
-  private readonly usedKeys = new Set<string>();
+  /** Every weight key bound so far, with the shape it is stored in. */
+  private readonly usedKeys = new Map<string, readonly number[]>();
   private readonly paramCache = new Map<string, { value: Value; dims: number[] }>();
   private readonly constCache = new Map<string, Value>();
   private counter = 0;
@@ -185,7 +186,12 @@ export class Graph {
         );
       }
     }
-    this.usedKeys.add(key);
+    this.usedKeys.set(key, [...shape]);
+  }
+
+  /** The weight keys this graph binds and their stored shapes (e.g. to write a checkpoint's header). */
+  boundWeights(): ReadonlyMap<string, readonly number[]> {
+    return this.usedKeys;
   }
 
   /** Throws naming every weight in the source that no layer bound. */

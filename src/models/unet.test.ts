@@ -35,7 +35,8 @@ describe("resolveUNetConfig", () => {
   it("refuses unsupported features naming the key", () => {
     const w = new RandomWeights(0);
     const build = (extra: Record<string, unknown>) => () => buildUNet2DConditionModel(w, resolveUNetConfig(extra));
-    expect(build({ addition_embed_type: "text_time" })).toThrow(/addition_embed_type 'text_time'/);
+    expect(build({ addition_embed_type: "text_time" })).toThrow(/text_time needs addition_time_embed_dim/);
+    expect(build({ addition_embed_type: "image" })).toThrow(/addition_embed_type 'image'/);
     expect(build({ class_embed_type: "timestep" })).toThrow(/class_embed_type/);
     expect(build({ only_cross_attention: true })).toThrow(/only_cross_attention/);
     expect(build({ down_block_types: ["SimpleCrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D"] })).toThrow(

@@ -1,4 +1,4 @@
-// UNet2DConditionModel (SD 1.x / 2.x; SDXL's text_time embedding has a marked place) as an ONNX graph.
+// UNet2DConditionModel (SD 1.x / 2.x, SDXL's text_time embedding, ControlNet residual inputs) as an ONNX graph.
 // Ref: diffusers models/unets/unet_2d_condition.py (UNet2DConditionModel), unet_2d_blocks.py
 // (CrossAttnDownBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, CrossAttnUpBlock2D) and
 // models/embeddings.py (get_timestep_embedding, TimestepEmbedding). Notation: B batch, C channels, L tokens.
@@ -7,7 +7,17 @@ import { Graph, type Value } from "../graph/builder.js";
 import { conv2d, groupNorm, linear } from "../graph/layers.js";
 import { type QuantizeMode, unetInt8Layers, useInt8Linear } from "../graph/quantize.js";
 import type { WeightSource } from "../weights/source.js";
-import { diffusersActivation, downsample2D, resnetBlock2D, transformer2DModel, upsample2D } from "./blocks.js";
+import { diffusersActivation, shapeSlice } from "./blocks.js";
+import {
+  crossAttnDownBlock2D,
+  crossAttnUpBlock2D,
+  downBlock2D,
+  type Skip,
+  type UNetBlockContext,
+  unetMidBlock2D,
+  unetMidBlock2DCrossAttn,
+  upBlock2D,
+} from "./unet-blocks.js";
 
 /** unet/config.json, keys and defaults as diffusers' UNet2DConditionModel.__init__. */
 export interface UNet2DConditionConfig {
@@ -162,6 +172,9 @@ function checkSupported(c: UNet2DConditionConfig): void {
   if (c.time_cond_proj_dim !== null) throw unsupported("time_cond_proj_dim is set (an LCM-distilled UNet with a guidance embedding); not supported yet, use a regular UNet (LCM-LoRA works)");
   if (c.class_embed_type !== null || c.num_class_embeds !== null) throw unsupported("class embeddings (class_embed_type / num_class_embeds) are not supported; this is not an SD 1.x/2.x UNet");
   if (c.encoder_hid_dim !== null || c.encoder_hid_dim_type !== null) throw unsupported("encoder_hid_dim / encoder_hid_dim_type are not supported; this is not an SD 1.x/2.x UNet");
+  if (c.addition_embed_type === "text_time" && (!Number.isSafeInteger(c.addition_time_embed_dim) || !Number.isSafeInteger(c.projection_class_embeddings_input_dim))) {
+    throw bad("addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim (SDXL: 256 and 2816)");
+  }
   if (c.dual_cross_attention) throw unsupported("dual_cross_attention is not supported");
   const onlyCross = Array.isArray(c.only_cross_attention) ? c.only_cross_attention : [c.only_cross_attention];
   if (onlyCross.some(Boolean) || c.mid_block_only_cross_attention) throw unsupported("only_cross_attention is not supported");
@@ -195,82 +208,153 @@ export function timestepFrequencies(half: number, freqShift: number): Float32Arr
   return Float32Array.from({ length: half }, (_, i) => f(Math.exp(f(f(negLog * i) / denom))));
 }
 
-/** Timesteps + TimestepEmbedding: [B] float timesteps -> [B, time_embed_dim]. */
-function timeEmbedding(g: Graph, c: UNet2DConditionConfig, timestep: Value): { emb: Value; dim: number } {
-  const channels = c.block_out_channels[0];
-  const timeEmbedDim = c.time_embedding_dim ?? channels * 4;
-  const half = Math.floor(channels / 2);
-  const freqs = g.constant(timestepFrequencies(half, c.freq_shift), [1, half]);
-  const args = g.mul(g.op("Unsqueeze", [timestep, g.ints([1])]), freqs); // [B, half]
+/** get_timestep_embedding: [B] (or [N]) float values -> [B, dim] sinusoids (cos first when flipped). */
+function sinusoidalEmbedding(g: Graph, x: Value, dim: number, flipSinToCos: boolean, freqShift: number): Value {
+  const half = Math.floor(dim / 2);
+  const freqs = g.constant(timestepFrequencies(half, freqShift), [1, half]);
+  const args = g.mul(g.op("Unsqueeze", [x, g.ints([1])]), freqs); // [B, half]
   const sin = g.op("Sin", [args]);
   const cos = g.op("Cos", [args]);
-  let tEmb = g.concat(c.flip_sin_to_cos ? [cos, sin] : [sin, cos], -1); // [B, 2*half]
-  if (channels % 2 === 1) tEmb = g.op("Pad", [tEmb, g.ints([0, 0, 0, 1])]); // [B, channels]
+  let emb = g.concat(flipSinToCos ? [cos, sin] : [sin, cos], -1); // [B, 2*half]
+  if (dim % 2 === 1) emb = g.op("Pad", [emb, g.ints([0, 0, 0, 1])]); // [B, dim]
+  return emb;
+}
 
-  let emb = linear(g, "time_embedding.linear_1", tEmb, channels, timeEmbedDim); // [B, T]
-  emb = diffusersActivation(g, c.act_fn, emb);
-  emb = linear(g, "time_embedding.linear_2", emb, timeEmbedDim, timeEmbedDim); // [B, T]
+/** diffusers TimestepEmbedding: linear_1 -> act -> linear_2 (prefix e.g. "time_embedding", "add_embedding"). */
+function timestepEmbeddingMlp(g: Graph, prefix: string, x: Value, inDim: number, outDim: number, act: string): Value {
+  let h = linear(g, `${prefix}.linear_1`, x, inDim, outDim); // [B, outDim]
+  h = diffusersActivation(g, act, h);
+  return linear(g, `${prefix}.linear_2`, h, outDim, outDim); // [B, outDim]
+}
+
+/** The extra UNet inputs of SDXL's `addition_embed_type: "text_time"` (diffusers `added_cond_kwargs`). */
+export interface TextTimeInputs {
+  textEmbeds: Value; // [B, pooled projection dim]
+  timeIds: Value; // [B, 6] (base) or [B, 5] (refiner)
+}
+
+/**
+ * Timesteps + TimestepEmbedding (+ SDXL's text_time addition embedding): [B] float timesteps -> [B, T].
+ * Ref: UNet2DConditionModel.get_time_embed / get_aug_embed.
+ */
+export function unetTimeEmbedding(g: Graph, c: UNet2DConditionConfig, timestep: Value, textTime?: TextTimeInputs): { emb: Value; dim: number } {
+  const channels = c.block_out_channels[0];
+  const timeEmbedDim = c.time_embedding_dim ?? channels * 4;
+  const tEmb = sinusoidalEmbedding(g, timestep, channels, c.flip_sin_to_cos, c.freq_shift); // [B, C0]
+  let emb = timestepEmbeddingMlp(g, "time_embedding", tEmb, channels, timeEmbedDim, c.act_fn); // [B, T]
   if (c.timestep_post_act !== null) emb = diffusersActivation(g, c.timestep_post_act, emb);
 
-  // Class / addition embeddings are added here (diffusers get_class_embed / get_aug_embed).
-  // SDXL's addition_embed_type "text_time" belongs here: add_embedding(concat(text_embeds,
-  // add_time_proj(time_ids))) added to emb, with text_embeds / time_ids as extra graph inputs.
-  if (c.addition_embed_type !== null) {
-    throw unsupported(`addition_embed_type '${c.addition_embed_type}' is not supported yet (SDXL "text_time" is planned); use an SD 1.x/2.x UNet`);
+  if (c.addition_embed_type === "text_time") {
+    if (!textTime) throw new Error("unetTimeEmbedding: addition_embed_type text_time needs text_embeds and time_ids inputs");
+    // add_time_proj(time_ids.flatten()) reshaped to [B, n_ids * addition_time_embed_dim]
+    const d = c.addition_time_embed_dim!;
+    const flat = g.reshape(textTime.timeIds, [-1]); // [B * n_ids]
+    const timeEmbeds = g.op("Reshape", [sinusoidalEmbedding(g, flat, d, c.flip_sin_to_cos, c.freq_shift), g.concat([shapeSlice(g, textTime.textEmbeds, 0, 1), g.ints([-1])], 0)]); // [B, n_ids * d]
+    const addEmbeds = g.concat([textTime.textEmbeds, timeEmbeds], -1); // [B, projection_class_embeddings_input_dim]
+    const inDim = c.projection_class_embeddings_input_dim!;
+    emb = g.add(emb, timestepEmbeddingMlp(g, "add_embedding", addEmbeds, inDim, timeEmbedDim, c.act_fn)); // [B, T]
+  } else if (c.addition_embed_type !== null) {
+    throw unsupported(`addition_embed_type '${c.addition_embed_type}' is not supported (only SDXL's "text_time")`);
   }
 
   if (c.time_embedding_act_fn !== null) emb = diffusersActivation(g, c.time_embedding_act_fn, emb);
   return { emb, dim: timeEmbedDim };
 }
 
-/** Per-block settings shared by the resnets and transformers of one UNet block. */
-interface BlockContext {
-  temb: Value; // [B, T]
-  ehs: Value; // [B, L, crossDim]
-  tembChannels: number;
-  groups: number;
-  eps: number;
-  act: string;
-  timeEmbeddingNorm: "default" | "scale_shift";
-  crossDim: number;
-  useLinearProjection: boolean;
-}
-
-function resnet(g: Graph, k: BlockContext, prefix: string, x: Value, inC: number, outC: number, outputScaleFactor = 1): Value {
-  return resnetBlock2D(g, prefix, x, k.temb, inC, outC, {
-    groups: k.groups,
-    eps: k.eps,
-    tembChannels: k.tembChannels,
-    act: k.act,
-    timeEmbeddingNorm: k.timeEmbeddingNorm,
-    outputScaleFactor,
-  });
-}
-
-function transformer(g: Graph, k: BlockContext, prefix: string, x: Value, channels: number, heads: number, layers: number): Value {
-  return transformer2DModel(g, prefix, x, k.ehs, {
-    inChannels: channels,
-    heads,
-    headDim: Math.floor(channels / heads), // diffusers: out_channels // num_attention_heads
-    numLayers: layers,
-    crossAttentionDim: k.crossDim,
-    groups: k.groups,
-    useLinearProjection: k.useLinearProjection,
-  });
-}
-
 export interface UNetBuildOptions {
   /** "int8": the transformer blocks' Linear layers as int8 DynamicQuantizeMatMul (faster, approximate). */
   quantize?: QuantizeMode;
+  /** Adds ControlNet residual inputs (`down_block_additional_residual_{i}` per skip, `mid_block_additional_residual`),
+   *  added to the skips and the mid block's output as diffusers does. */
+  controlResiduals?: boolean;
 }
 
 const stripRes = (t: string) => (t.startsWith("UNetRes") ? t.slice(7) : t);
+
+/** Per-block lists of a UNet config (heads, layers, transformer layers), as diffusers expands them. */
+export function unetBlockLists(c: UNet2DConditionConfig) {
+  const n = c.down_block_types.length;
+  return {
+    n,
+    heads: perBlock(c.attention_head_dim, n), // num_attention_heads or attention_head_dim
+    layers: perBlock(c.layers_per_block, n),
+    tlpb: perBlock<number | number[]>(c.transformer_layers_per_block, n),
+    crossDim: perBlock(c.cross_attention_dim, n)[0],
+  };
+}
+
+/** The shared settings of every block, from the config and the time embedding. */
+export function unetBlockContext(c: UNet2DConditionConfig, temb: Value, tembChannels: number, ehs: Value): UNetBlockContext {
+  return {
+    temb,
+    ehs,
+    tembChannels,
+    groups: c.norm_num_groups!,
+    eps: c.norm_eps,
+    act: c.act_fn,
+    timeEmbeddingNorm: c.resnet_time_scale_shift as "default" | "scale_shift",
+    crossDim: unetBlockLists(c).crossDim,
+    useLinearProjection: c.use_linear_projection,
+  };
+}
+
+/** The down blocks (after conv_in): returns h and every skip, conv_in's output first. */
+export function unetDownBlocks(g: Graph, c: UNet2DConditionConfig, k: UNetBlockContext, x: Value): { h: Value; skips: Skip[] } {
+  const { n, heads, layers, tlpb } = unetBlockLists(c);
+  const boc = c.block_out_channels;
+  const skips: Skip[] = [{ v: x, channels: boc[0] }];
+  let h = x;
+  for (let i = 0; i < n; i++) {
+    const type = stripRes(c.down_block_types[i]);
+    const p = `down_blocks.${i}`;
+    const o = {
+      inC: i === 0 ? boc[0] : boc[i - 1],
+      outC: boc[i],
+      layers: layers[i],
+      addDownsample: i < n - 1,
+      downsamplePadding: c.downsample_padding,
+      heads: heads[i],
+      transformerLayers: perLayer(tlpb[i], layers[i], p),
+    };
+    let out: { h: Value; skips: Skip[] };
+    if (type === "CrossAttnDownBlock2D") out = crossAttnDownBlock2D(g, k, p, h, o);
+    else if (type === "DownBlock2D") out = downBlock2D(g, k, p, h, o);
+    else throw unsupported(`down block type '${c.down_block_types[i]}' is not supported (CrossAttnDownBlock2D, DownBlock2D)`);
+    h = out.h;
+    skips.push(...out.skips);
+  }
+  return { h, skips };
+}
+
+/** The mid block (or none): [B, midC, h, w] -> same. */
+export function unetMidBlock(g: Graph, c: UNet2DConditionConfig, k: UNetBlockContext, x: Value): Value {
+  const { n, heads, tlpb } = unetBlockLists(c);
+  const channels = c.block_out_channels[n - 1];
+  const midType = c.mid_block_type === null ? null : stripRes(c.mid_block_type);
+  if (midType === "UNetMidBlock2DCrossAttn") {
+    const last = tlpb[n - 1]; // diffusers: transformer_layers_per_block[-1], then [i] for its one layer
+    const transformerLayers = Array.isArray(last) ? last[0] : last;
+    return unetMidBlock2DCrossAttn(g, k, "mid_block", x, { channels, heads: heads[n - 1], transformerLayers, scaleFactor: c.mid_block_scale_factor });
+  }
+  if (midType === "UNetMidBlock2D") return unetMidBlock2D(g, k, "mid_block", x, { channels, scaleFactor: c.mid_block_scale_factor });
+  if (midType !== null) throw unsupported(`mid_block_type '${c.mid_block_type}' is not supported (UNetMidBlock2DCrossAttn, UNetMidBlock2D or null)`);
+  return x;
+}
+
+/** Names of the ControlNet residual inputs of a UNet built with `controlResiduals`, one per skip. */
+export function controlResidualNames(c: UNet2DConditionConfig): { down: string[]; mid: string } {
+  const { n, layers } = unetBlockLists(c);
+  const count = 1 + layers.reduce((a, b) => a + b, 0) + (n - 1);
+  return { down: Array.from({ length: count }, (_, i) => `down_block_additional_residual_${i}`), mid: "mid_block_additional_residual" };
+}
 
 /**
  * Builds diffusers' UNet2DConditionModel.
  * Inputs: `sample` [B, in_channels, H, W] (any H, W; sizes that are not a multiple of 2^downsamplers
  * take diffusers' `upsample_size` path), `timestep` [B] float32 (one per batch item; fractional allowed),
- * `encoder_hidden_states` [B, L, cross_attention_dim]. Output: `out_sample` [B, out_channels, H, W].
+ * `encoder_hidden_states` [B, L, cross_attention_dim]; SDXL (`addition_embed_type: "text_time"`) adds
+ * `text_embeds` [B, P] and `time_ids` [B, n]; `controlResiduals` adds the ControlNet residuals
+ * (controlResidualNames). Output: `out_sample` [B, out_channels, H, W].
  *
  * @example
  *   const g = buildUNet2DConditionModel(openComponentWeights("sd15/unet"), resolveUNetConfig(json));
@@ -279,31 +363,21 @@ const stripRes = (t: string) => (t.startsWith("UNetRes") ? t.slice(7) : t);
 export function buildUNet2DConditionModel(weights: WeightSource, config: UNet2DConditionConfig, opts: UNetBuildOptions = {}): Graph {
   const c = config;
   checkSupported(c);
-  const nBlocks = c.down_block_types.length;
+  const { n: nBlocks, heads, layers, tlpb, crossDim } = unetBlockLists(c);
   const boc = c.block_out_channels;
-  const heads = perBlock(c.attention_head_dim, nBlocks); // num_attention_heads or attention_head_dim
-  const layers = perBlock(c.layers_per_block, nBlocks);
-  const tlpb = perBlock<number | number[]>(c.transformer_layers_per_block, nBlocks);
-  const crossDim = perBlock(c.cross_attention_dim, nBlocks)[0];
 
   const g = new Graph(weights, "UNet2DConditionModel");
   if (opts.quantize === "int8") useInt8Linear(g, unetInt8Layers); // opt-in: not diffusers-exact
   const sample = g.input("sample", "float32", ["batch", c.in_channels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["batch"]);
   const ehs = g.input("encoder_hidden_states", "float32", ["batch", "sequence", crossDim]);
+  let textTime: TextTimeInputs | undefined;
+  if (c.addition_embed_type === "text_time") {
+    textTime = { textEmbeds: g.input("text_embeds", "float32", ["batch", "pooled"]), timeIds: g.input("time_ids", "float32", ["batch", "ids"]) };
+  }
 
-  const { emb, dim: tembChannels } = timeEmbedding(g, c, timestep);
-  const k: BlockContext = {
-    temb: emb,
-    ehs,
-    tembChannels,
-    groups: c.norm_num_groups!,
-    eps: c.norm_eps,
-    act: c.act_fn,
-    timeEmbeddingNorm: c.resnet_time_scale_shift as "default" | "scale_shift",
-    crossDim,
-    useLinearProjection: c.use_linear_projection,
-  };
+  const { emb, dim: tembChannels } = unetTimeEmbedding(g, c, timestep, textTime);
+  const k = unetBlockContext(c, emb, tembChannels, ehs);
 
   // 1. input
   let h = sample;
@@ -311,75 +385,47 @@ export function buildUNet2DConditionModel(weights: WeightSource, config: UNet2DC
   h = conv2d(g, "conv_in", h, c.in_channels, boc[0], c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) >> 1 }); // [B, C0, H, W]
 
   // 2. down: every resnet/transformer output and every downsampler output is kept for the skips
-  const skips: { v: Value; channels: number }[] = [{ v: h, channels: boc[0] }];
-  let outC = boc[0];
-  for (let i = 0; i < nBlocks; i++) {
-    const type = stripRes(c.down_block_types[i]);
-    const inC = outC;
-    outC = boc[i];
-    const p = `down_blocks.${i}`;
-    if (type !== "CrossAttnDownBlock2D" && type !== "DownBlock2D") {
-      throw unsupported(`down block type '${c.down_block_types[i]}' is not supported (CrossAttnDownBlock2D, DownBlock2D)`);
-    }
-    const tl = perLayer(tlpb[i], layers[i], `${p}`);
-    for (let j = 0; j < layers[i]; j++) {
-      h = resnet(g, k, `${p}.resnets.${j}`, h, j === 0 ? inC : outC, outC); // [B, outC, h, w]
-      if (type === "CrossAttnDownBlock2D") h = transformer(g, k, `${p}.attentions.${j}`, h, outC, heads[i], tl[j]);
-      skips.push({ v: h, channels: outC });
-    }
-    if (i < nBlocks - 1) {
-      h = downsample2D(g, `${p}.downsamplers.0`, h, outC, { useConv: true, padding: c.downsample_padding }); // [B, outC, h/2, w/2]
-      skips.push({ v: h, channels: outC });
-    }
+  const down = unetDownBlocks(g, c, k, h);
+  h = down.h;
+  const skips = down.skips;
+  const residuals = opts.controlResiduals ? controlResidualNames(c) : undefined;
+  if (residuals) {
+    // ControlNet: down_block_res_samples[i] += down_block_additional_residuals[i]
+    if (residuals.down.length !== skips.length) throw new Error(`controlResidualNames gives ${residuals.down.length} names for ${skips.length} skips`);
+    skips.forEach((s, i) => {
+      const r = g.input(residuals.down[i], "float32", ["batch", s.channels, `h${i}`, `w${i}`]);
+      s.v = g.add(s.v, r); // [B, C_i, h_i, w_i]
+    });
   }
 
   // 3. mid
-  const midC = boc[nBlocks - 1];
-  const midType = c.mid_block_type === null ? null : stripRes(c.mid_block_type);
-  if (midType === "UNetMidBlock2DCrossAttn") {
-    const last = tlpb[nBlocks - 1]; // diffusers: transformer_layers_per_block[-1], then [i] for its one layer
-    const tl = Array.isArray(last) ? last[0] : last;
-    h = resnet(g, k, "mid_block.resnets.0", h, midC, midC, c.mid_block_scale_factor);
-    h = transformer(g, k, "mid_block.attentions.0", h, midC, heads[nBlocks - 1], tl);
-    h = resnet(g, k, "mid_block.resnets.1", h, midC, midC, c.mid_block_scale_factor); // [B, midC, h, w]
-  } else if (midType === "UNetMidBlock2D") {
-    h = resnet(g, k, "mid_block.resnets.0", h, midC, midC, c.mid_block_scale_factor); // num_layers=0, no attention
-  } else if (midType !== null) {
-    throw unsupported(`mid_block_type '${c.mid_block_type}' is not supported (UNetMidBlock2DCrossAttn, UNetMidBlock2D or null)`);
-  }
+  h = unetMidBlock(g, c, k, h);
+  if (residuals) h = g.add(h, g.input(residuals.mid, "float32", ["batch", boc[nBlocks - 1], "hm", "wm"])); // [B, midC, h, w]
 
   // 4. up: each block consumes layers+1 skips, newest first
   const rBoc = [...boc].reverse();
   const rHeads = [...heads].reverse();
   const rLayers = [...layers].reverse();
   const rTlpb = c.reverse_transformer_layers_per_block ?? [...tlpb].reverse();
-  outC = rBoc[0];
+  let outC = rBoc[0];
   for (let i = 0; i < nBlocks; i++) {
     const type = stripRes(c.up_block_types[i]);
     const p = `up_blocks.${i}`;
-    if (type !== "CrossAttnUpBlock2D" && type !== "UpBlock2D") {
-      throw unsupported(`up block type '${c.up_block_types[i]}' is not supported (CrossAttnUpBlock2D, UpBlock2D)`);
-    }
     const prevC = outC;
     outC = rBoc[i];
-    const inC = rBoc[Math.min(i + 1, nBlocks - 1)];
     const n = rLayers[i] + 1;
-    const tl = perLayer(rTlpb[i], n, p);
-    for (let j = 0; j < n; j++) {
-      const skip = skips.pop();
-      const skipC = j === n - 1 ? inC : outC;
-      if (!skip || skip.channels !== skipC) {
-        throw bad(`${p}: skip connection ${j} has ${skip?.channels} channels, expected ${skipC}; block_out_channels / layers_per_block are inconsistent`);
-      }
-      const hc = j === 0 ? prevC : outC;
-      h = g.concat([h, skip.v], 1); // [B, hc + skipC, h, w]
-      h = resnet(g, k, `${p}.resnets.${j}`, h, hc + skipC, outC); // [B, outC, h, w]
-      if (type === "CrossAttnUpBlock2D") h = transformer(g, k, `${p}.attentions.${j}`, h, outC, rHeads[i], tl[j]);
-    }
-    if (i < nBlocks - 1) {
-      // diffusers passes upsample_size = next skip's H, W (only differs from 2x for odd sizes)
-      h = upsample2D(g, `${p}.upsamplers.0`, h, outC, { sizeLike: skips[skips.length - 1].v }); // [B, outC, 2h, 2w]
-    }
+    const o = {
+      prevC,
+      outC,
+      inC: rBoc[Math.min(i + 1, nBlocks - 1)],
+      layers: n,
+      addUpsample: i < nBlocks - 1,
+      heads: rHeads[i],
+      transformerLayers: perLayer(rTlpb[i], n, p),
+    };
+    if (type === "CrossAttnUpBlock2D") h = crossAttnUpBlock2D(g, k, p, h, skips, o);
+    else if (type === "UpBlock2D") h = upBlock2D(g, k, p, h, skips, o);
+    else throw unsupported(`up block type '${c.up_block_types[i]}' is not supported (CrossAttnUpBlock2D, UpBlock2D)`);
   }
   if (skips.length !== 0) throw bad(`${skips.length} skip connections left unused; layers_per_block is inconsistent`);
 

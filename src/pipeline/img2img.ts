@@ -1,21 +1,26 @@
 // Img2ImgPipeline: input image + prompt + strength -> image, computed exactly as diffusers'
-// StableDiffusionImg2ImgPipeline (Ref: pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py).
-// Steps are numbered as in diffusers' __call__. Random draws follow its order on one
-// torch-compatible generator: VAE posterior sample, add_noise noise, then one per step.
+// StableDiffusionImg2ImgPipeline and StableDiffusionXLImg2ImgPipeline (Ref: pipelines/stable_diffusion/
+// pipeline_stable_diffusion_img2img.py, stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py).
+// One denoise loop for every family and conditioning: steps are numbered as in diffusers' __call__; a family
+// supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
+// follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
+// one per step for ancestral samplers.
 import { check } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
-import { TorchGenerator, normalizeSeed } from "../rng.js";
-import { createScheduler, img2imgTimesteps, schedulerForModel } from "../schedulers/index.js";
+import { normalizeSeed, TorchGenerator } from "../rng.js";
+import { createScheduler, type DenoisingWindow, img2imgTimesteps, noStepError, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { StableDiffusionModel } from "./components.js";
-import { decodeTiles, encodeTiles, type Tensor4, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
+import type { NoiseSource, PipelineExtension, RunState, StepState, Tensor4 } from "./extension.js";
+import { type Conditioning, FAMILIES, type MicroConditioning, type PipelineDefaults, type PromptRequest } from "./family.js";
+import { decodeTiles, encodeTiles, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
 
 export interface ProgressEvent {
   /** 1-based step just finished, out of `total` denoising steps. */
   step: number;
   total: number;
   timestep: number;
-  /** Index of the image batch (several images per prompt run as one batch). */
+  /** Milliseconds since the run started. */
   elapsedMs: number;
   /** Cheap latent->RGB preview (latent resolution) of the first image. */
   preview: () => RGBImage;
@@ -24,22 +29,34 @@ export interface ProgressEvent {
   previewDecoded: () => Promise<RGBImage>;
 }
 
-export interface Img2ImgOptions {
-  /** Input picture: a decoded image, a file path or encoded bytes. */
-  image: RGBImage | string | Buffer;
+/** Latents as the input of a run (SDXL base -> refiner hand-over): [N, C, h, w], already scaled. */
+export interface LatentInput {
+  latents: Float32Array;
+  dims: [number, number, number, number];
+}
+
+export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
+  /** Input picture: a decoded image, a file path or encoded bytes; or latents (a base model's output for a refiner). */
+  image: RGBImage | string | Buffer | LatentInput;
   prompt: string;
+  /** What to avoid. SDXL base models: leaving it out gives zero embeddings (diffusers), "" encodes "". */
   negativePrompt?: string;
-  /** Denoising strength in [0, 1]: 0 returns the input, 1 ignores it (text-to-image). Default 0.75. */
+  /** SDXL: the prompt for text_encoder_2 (default: prompt). */
+  prompt2?: string;
+  negativePrompt2?: string;
+  /** Denoising strength in [0, 1]: 0 returns the input, 1 ignores it (text-to-image). Default: the model's (0.6; turbo 0.5). */
   strength?: number;
-  /** Scheduler steps for strength 1; img2img runs about steps x strength of them. Default 50. */
+  /** Scheduler steps for strength 1; img2img runs about steps x strength of them. Default: the model's (30; turbo 2). */
   steps?: number;
-  /** Classifier-free guidance scale; <= 1 disables the unconditional branch. Default 7.5. */
+  /** Classifier-free guidance scale; <= 1 disables the unconditional branch. Default: the model's (7.5, SDXL 7; turbo 0). */
   guidanceScale?: number;
+  /** diffusers guidance_rescale (A1111 "CFG Rescale"): 0..1, for zero-terminal-SNR v-prediction models. Default 0. */
+  guidanceRescale?: number;
   /** Seed of the torch-compatible generator; -1/undefined picks a random one (reported in the result). */
   seed?: number | bigint;
   /** Sampler name (`euler-a`, `DPM++ 2M Karras`, ...); default: the model's scheduler_config.json. */
   sampler?: string;
-  /** CLIP skip: 0 = last layer (default), 1 = penultimate, ... */
+  /** CLIP skip: 0 = the family's usual layer (default), 1 = one layer earlier, ... */
   clipSkip?: number;
   /** Images generated for the prompt (one batch, one generator). Default 1. */
   numImages?: number;
@@ -51,6 +68,8 @@ export interface Img2ImgOptions {
   resizeMode?: ResizeMode;
   /** Background for transparent inputs (sketches), default white. */
   background?: string;
+  /** "latent" stops before decoding (result.latents; images empty): the hand-over to a refiner. Default "image". */
+  outputType?: "image" | "latent";
   onProgress?: (e: ProgressEvent) => void;
   /** Aborting stops the run within one step with an AbortError; nothing is returned. */
   signal?: AbortSignal;
@@ -59,6 +78,8 @@ export interface Img2ImgOptions {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** Extra conditionings (step implementations) for library users; built-in ones come from options. */
+  extensions?: PipelineExtension[];
 }
 
 export interface Img2ImgResult {
@@ -70,13 +91,14 @@ export interface Img2ImgResult {
   stepsRun: number;
   /** Final latents [N, C, h, w] (before decoding); absent for strength 0. */
   latents?: Float32Array;
-  /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0. */
+  latentDims?: [number, number, number, number];
+  /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
 /** Draws noise from the generator, or replays injected draws (tests). */
-class NoiseSource {
+class GeneratorNoise implements NoiseSource {
   private next = 0;
   constructor(
     private readonly generator: TorchGenerator,
@@ -100,23 +122,14 @@ function abortIfNeeded(signal?: AbortSignal): void {
   }
 }
 
-export class Img2ImgPipeline {
-  private readonly embedCache = new Map<string, Float32Array>();
+const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" && x !== null && "latents" in x && "dims" in x;
 
+export class Img2ImgPipeline {
   constructor(
     readonly model: StableDiffusionModel,
     /** Defaults for options a run leaves out (steps, guidance, strength). */
-    readonly defaults: { steps: number; guidanceScale: number; strength: number } = { steps: 50, guidanceScale: 7.5, strength: 0.8 },
+    readonly defaults: PipelineDefaults = FAMILIES[model.family].defaults(model.name, model.schedulerConfig),
   ) {}
-
-  /**
-   * Loads a model (diffusers folder, .safetensors checkpoint or hub repo id).
-   * @example const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
-   */
-  static async fromPretrained(ref?: string, opts?: import("./load.js").LoadPipelineOptions): Promise<Img2ImgPipeline> {
-    const { loadPipeline } = await import("./load.js");
-    return loadPipeline(ref, opts);
-  }
 
   get modelName(): string {
     return this.model.name;
@@ -130,124 +143,131 @@ export class Img2ImgPipeline {
     return sampler ? createScheduler(sampler, this.model.schedulerConfig) : schedulerForModel(this.model.schedulerConfig);
   }
 
+  /** 3. Encode the prompt into the conditioning record (the family's implementation). */
+  encodePrompt(req: PromptRequest): Promise<Conditioning> {
+    return FAMILIES[this.model.family].encodePrompt(this.model, req);
+  }
+
   /**
    * Runs img2img.
    * @example
-   * const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+   * const pipe = await loadPipeline("stabilityai/sd-turbo");
    * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5, steps: 2, guidanceScale: 0 });
    */
   async run(opts: Img2ImgOptions): Promise<Img2ImgResult> {
     const t0 = performance.now();
+    const timings = { encodePromptMs: 0, encodeImageMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
     const strength = opts.strength ?? this.defaults.strength;
     const steps = opts.steps ?? this.defaults.steps;
     const guidance = opts.guidanceScale ?? this.defaults.guidanceScale;
+    const guidanceRescale = opts.guidanceRescale ?? 0;
     const numImages = opts.numImages ?? 1;
     const clipSkip = opts.clipSkip ?? 0;
+    const tilingMode = opts.vaeTiling ?? "auto";
+    const windowed = opts.denoisingStart !== undefined && opts.denoisingStart > 0 && opts.denoisingStart < 1;
+
     // 1. check inputs
     check(Number.isFinite(strength) && strength >= 0 && strength <= 1, `strength must be between 0 and 1 (got ${strength}): use e.g. --strength 0.5`);
     check(Number.isInteger(steps) && steps >= 1, `steps must be a whole number >= 1 (got ${steps})`);
+    if (!windowed && strength > 0 && Math.floor(steps * strength) < 1) throw noStepError(steps, strength);
     check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
+    check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidance rescale must be between 0 and 1 (got ${guidanceRescale})`);
     check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
-    check(Number.isInteger(clipSkip) && clipSkip >= 0 && clipSkip < this.model.textEncoderConfig.num_hidden_layers, `clip skip must be 0..${this.model.textEncoderConfig.num_hidden_layers - 1} (got ${clipSkip})`);
-    const tilingMode = opts.vaeTiling ?? "auto";
     check(VAE_TILING_MODES.includes(tilingMode), `vaeTiling must be one of ${VAE_TILING_MODES.join(", ")} (got ${tilingMode})`);
+    for (const d of [opts.denoisingStart, opts.denoisingEnd]) check(d === undefined || (Number.isFinite(d) && d >= 0 && d <= 1), `denoising start/end must be between 0 and 1 (got ${d})`);
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
+    const extensions = opts.extensions ?? [];
 
-    // preprocess the image (VaeImageProcessor): load, resize, normalise to [-1, 1]
-    let input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+    // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
-    // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
-    const size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
-    input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
-    const timings = { encodePromptMs: 0, encodeImageMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
-
-    // strength 0: the input, unchanged (no VAE round trip)
-    if (strength === 0) {
-      timings.totalMs = performance.now() - t0;
-      return { images: Array.from({ length: numImages }, () => ({ ...input, data: input.data.slice() })), seed, width: input.width, height: input.height, stepsRun: 0, timings };
+    let input: RGBImage | undefined;
+    let original: RGBImage | undefined;
+    let size: { width: number; height: number };
+    if (isLatentInput(opts.image)) {
+      const [n, c, h, w] = opts.image.dims;
+      const inC = this.model.components.unet.config.in_channels;
+      check((n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w, `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`);
+      size = { width: w * f, height: h * f };
+    } else {
+      input = original = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+      // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
+      size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
+      input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
+      // strength 0: the input, unchanged (no VAE round trip)
+      if (strength === 0 && !windowed) {
+        timings.totalMs = performance.now() - t0;
+        const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
+        return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings };
+      }
     }
-
-    // 4. timesteps, truncated by strength (throws naming the fix when steps x strength < 1)
-    const { timesteps } = img2imgTimesteps(scheduler, steps, strength);
+    const cfg = guidance > 1;
     abortIfNeeded(opts.signal);
 
-    // 3. encode the prompt (and the negative prompt for classifier-free guidance)
+    // 3. encode the prompt (and the negative prompt for classifier-free guidance) -> the conditioning record
     let t = performance.now();
-    const cfg = guidance > 1;
-    const cond = await this.encodePrompt(opts.prompt, clipSkip); // [1, L, D]
-    const uncond = cfg ? await this.encodePrompt(opts.negativePrompt ?? "", clipSkip) : undefined;
-    const L = this.model.tokenizer.modelMaxLength;
-    const D = cond.length / L;
-    const unetBatch = numImages * (cfg ? 2 : 1);
-    const hidden = new Float32Array(unetBatch * L * D); // [unetBatch, L, D]: uncond rows first
-    for (let i = 0; i < numImages; i++) {
-      if (uncond) hidden.set(uncond, i * L * D);
-      hidden.set(cond, ((cfg ? numImages : 0) + i) * L * D);
-    }
+    const conditioning = await this.encodePrompt({ ...opts, prompt: opts.prompt, clipSkip, cfg, numImages, height: size.height, width: size.width });
     timings.encodePromptMs = performance.now() - t;
     abortIfNeeded(opts.signal);
 
-    // 5. prepare latents: posterior sample of the encoded image, scaled, then noised to t_start
+    // 5. set timesteps, truncated by strength (or by SDXL's denoising window)
+    const { timesteps } = img2imgTimesteps(scheduler, steps, strength, opts);
+
+    // 6. prepare latents: posterior sample of the encoded image, scaled, then noised to the first timestep
     t = performance.now();
-    const noise = new NoiseSource(new TorchGenerator(seed), opts.draws);
-    const pixels = imageToTensor(input); // [1, 3, H, W]
-    const tiling = tilingWanted(tilingMode, input.height, input.width);
-    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
-    const sf = Math.fround(tiny ? tiny.config.scaling_factor : this.model.vaeConfig.scaling_factor); // torch multiplies float32 by float32(scalar)
-    let one: Float32Array; // [1, C, h, w] init_latents
-    let latentShape: number[];
-    if (tiny) {
-      // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
-      const enc = await tiny.encoder.run({ sample: { data: pixels, dims: [1, 3, input.height, input.width] } });
-      const lat = enc.latent.data as Float32Array;
-      latentShape = [...enc.latent.dims];
-      one = lat.map((v) => Math.fround(sf * v));
-    } else {
-      const { mean, std, dims } = await this.encodeMoments({ data: pixels, dims: [1, 3, input.height, input.width] }, tiling);
-      latentShape = dims;
-      const eps = noise.randn(latentShape);
-      one = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
-      for (let i = 0; i < one.length; i++) one[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
-    }
-    const n = one.length;
-    const shape = [numImages, latentShape[1], latentShape[2], latentShape[3]]; // [N, C, h, w]
-    let latents = new Float32Array(numImages * n);
-    for (let i = 0; i < numImages; i++) latents.set(one, i * n);
-    const addNoise = noise.randn(shape);
-    latents = scheduler.addNoise(latents, addNoise, timesteps[0]) as Float32Array<ArrayBuffer>;
+    const tiling = input ? tilingWanted(tilingMode, input.height, input.width) : false;
+    const noise = new GeneratorNoise(new TorchGenerator(seed), opts.draws);
+    const run: RunState = {
+      model: this.model,
+      originalImage: original,
+      encodePixels: (pixels, H, W) => this.encodePixels(pixels, H, W, noise, tiling),
+      scheduler,
+      noise,
+      conditioning,
+      timesteps,
+      numImages,
+      image: input,
+      pixels: input ? imageToTensor(input) : undefined, // [1, 3, H, W]
+      shape: [numImages, 0, 0, 0],
+      latents: new Float32Array(0),
+    };
+    const prepare = extensions.find((x) => x.prepareLatents);
+    if (prepare) await prepare.prepareLatents!(run);
+    else await this.prepareLatents(run, opts, !windowed);
     timings.encodeImageMs = performance.now() - t;
 
-    // 7. denoising loop
+    // 7. prepare extra step kwargs (eta, generator): passed to scheduler.step below
+    // 8. denoising loop
     t = performance.now();
-    const [, C, h, w] = shape;
+    const unetOptions = Object.assign({}, ...extensions.map((x) => x.unetOptions ?? {}));
+    const unet = await this.model.unetSession(unetOptions);
+    const B = conditioning.batch;
     for (let s = 0; s < timesteps.length; s++) {
       // let pending events in first (a cancel that arrived during the last step, over IPC or HTTP),
       // so the run stops before the next UNet call rather than after it
       await new Promise<void>((resolve) => setImmediate(resolve));
       abortIfNeeded(opts.signal);
       const ts = timesteps[s];
-      const modelIn = cfg ? concat(latents, latents) : latents; // [unetBatch, C, h, w]
-      const scaled = scheduler.scaleModelInput(modelIn, ts);
-      const out = await this.model.unet.run({
-        sample: { data: scaled, dims: [unetBatch, C, h, w] },
-        timestep: { data: new Float32Array(unetBatch).fill(ts), dims: [unetBatch] },
-        encoder_hidden_states: { data: hidden, dims: [unetBatch, L, D] },
-      });
+      const [, C, h, w] = run.shape;
+      const latentModelInput = cfg ? concat(run.latents, run.latents) : run.latents; // [B, C, h, w]
+      const step: StepState = {
+        index: s,
+        t: ts,
+        latentModelInput,
+        unetFeeds: {
+          sample: { data: scheduler.scaleModelInput(latentModelInput, ts), dims: [B, C, h, w] },
+          timestep: { data: new Float32Array(B).fill(ts), dims: [B] },
+          ...conditioning.unetInputs,
+        },
+      };
+      for (const x of extensions) await x.beforeUnet?.(run, step);
+      const out = await unet.run(step.unetFeeds);
       let pred = out.out_sample.data as Float32Array;
-      if (cfg) {
-        // noise_pred = uncond + guidance * (text - uncond)
-        const half = latents.length;
-        const g32 = Math.fround(guidance);
-        const guided = new Float32Array(half);
-        for (let i = 0; i < half; i++) {
-          const u = pred[i];
-          guided[i] = Math.fround(u + Math.fround(g32 * Math.fround(pred[half + i] - u)));
-        }
-        pred = guided;
-      }
-      latents = scheduler.step(pred, ts, latents, { generator: noise, shape, eta: opts.eta }).prevSample as Float32Array<ArrayBuffer>;
-      const current = latents;
+      if (cfg) pred = classifierFreeGuidance(pred, guidance, guidanceRescale, numImages);
+      run.latents = scheduler.step(pred, ts, run.latents, { generator: run.noise, shape: run.shape, eta: opts.eta }).prevSample as Float32Array<ArrayBuffer>;
+      for (const x of extensions) await x.afterStep?.(run, step);
+      const current = run.latents;
+      const shape = run.shape;
       opts.onProgress?.({
         step: s + 1,
         total: timesteps.length,
@@ -259,18 +279,75 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     abortIfNeeded(opts.signal);
+    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings };
+    if (opts.outputType === "latent") {
+      timings.totalMs = performance.now() - t0;
+      return { ...result, images: [], width: size.width, height: size.height };
+    }
 
-    // 8. decode: vae.decode(latents / scaling_factor)
+    // 9. decode: vae.decode(latents / scaling_factor), then post-process to 8-bit pictures
     t = performance.now();
-    const unscaled = new Float32Array(latents.length);
-    for (let i = 0; i < unscaled.length; i++) unscaled[i] = Math.fround(latents[i] / sf);
-    const dec = await this.decodeLatents({ data: unscaled, dims: shape as Tensor4["dims"] }, tiling);
+    const sf = this.latentScale();
+    const unscaled = new Float32Array(run.latents.length);
+    for (let i = 0; i < unscaled.length; i++) unscaled[i] = Math.fround(run.latents[i] / sf);
+    const dec = await this.decodeLatents({ data: unscaled, dims: run.shape }, tiling);
     const decoded = dec.data; // [N, 3, H, W]
     const [, , H, W] = dec.dims;
-    const images = Array.from({ length: numImages }, (_, i) => tensorToImage(decoded, W, H, i * 3 * H * W));
+    let images = Array.from({ length: numImages }, (_, i) => tensorToImage(decoded, W, H, i * 3 * H * W));
+    for (const x of extensions) if (x.afterDecode) images = await x.afterDecode(run, images);
     timings.decodeMs = performance.now() - t;
     timings.totalMs = performance.now() - t0;
-    return { images, seed, width: W, height: H, stepsRun: timesteps.length, latents, decoded, timings };
+    return { ...result, images, width: images[0]?.width ?? W, height: images[0]?.height ?? H, decoded };
+  }
+
+  /** The VAE's scaling_factor as float32 (torch multiplies float32 by float32(scalar)); the tiny VAE's when it encodes. */
+  private latentScale(): number {
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    return Math.fround(tiny ? tiny.config.scaling_factor : this.model.components.vae.config.scaling_factor);
+  }
+
+  /**
+   * 6. The default prepare latents (diffusers prepare_latents): scaling_factor x posterior sample of the
+   * picture, one copy per image, then scheduler.add_noise at the first timestep. Latent input (SDXL's
+   * denoising_start hand-over) is taken as is, without noise.
+   */
+  private async prepareLatents(run: RunState, opts: Img2ImgOptions, addNoise: boolean): Promise<void> {
+    let one: Float32Array; // [1, C, h, w] init_latents
+    let dims: number[];
+    if (isLatentInput(opts.image)) {
+      one = opts.image.latents;
+      dims = opts.image.dims;
+    } else {
+      ({ latents: one, dims } = await run.encodePixels(run.pixels!, run.image!.height, run.image!.width));
+    }
+    run.shape = [run.numImages, dims[1], dims[2], dims[3]];
+    const n = dims[1] * dims[2] * dims[3];
+    run.imageLatents = one.subarray(0, n);
+    const latents = new Float32Array(run.numImages * n);
+    if (one.length === latents.length) latents.set(one); // a batch of latents (refiner hand-over)
+    else for (let i = 0; i < run.numImages; i++) latents.set(one, i * n);
+    if (!addNoise) {
+      run.latents = latents;
+      return;
+    }
+    run.addedNoise = run.noise.randn(run.shape);
+    run.latents = run.scheduler.addNoise(latents, run.addedNoise, run.timesteps[0]) as Float32Array<ArrayBuffer>;
+  }
+
+  /** scaling_factor x (posterior sample of the VAE encoder, or the tiny VAE's latents) of [1, 3, H, W] pixels. */
+  private async encodePixels(pixels: Float32Array, H: number, W: number, noise: NoiseSource, tiling: boolean): Promise<{ latents: Float32Array; dims: [number, number, number, number] }> {
+    const sf = this.latentScale();
+    const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
+    if (tiny) {
+      // AutoencoderTiny: retrieve_latents returns .latents (no distribution, no draw)
+      const enc = await tiny.encoder.run({ sample: { data: pixels, dims: [1, 3, H, W] } });
+      return { latents: (enc.latent.data as Float32Array).map((v) => Math.fround(sf * v)), dims: [...enc.latent.dims] as Tensor4["dims"] };
+    }
+    const { mean, std, dims } = await this.encodeMoments({ data: pixels, dims: [1, 3, H, W] }, tiling);
+    const eps = noise.randn(dims);
+    const latents = new Float32Array(mean.length); // scaling_factor * (mean + std * eps)
+    for (let i = 0; i < latents.length; i++) latents[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std[i] * eps[i])));
+    return { latents, dims: dims as Tensor4["dims"] };
   }
 
   /**
@@ -278,8 +355,9 @@ export class Img2ImgPipeline {
    * tiled_encode: moments blended, then logvar -> std) when `tiling` and the image exceeds one tile.
    */
   private async encodeMoments(x: Tensor4, tiling: boolean): Promise<{ mean: Float32Array; std: Float32Array; dims: number[] }> {
-    const t = vaeTilingFor(this.model.vaeConfig);
-    const run = async (tile: Tensor4) => this.model.vaeEncoder.run({ sample: tile });
+    const vae = this.model.components.vae;
+    const t = vaeTilingFor(vae.config);
+    const run = async (tile: Tensor4) => vae.encoder.run({ sample: tile });
     if (!tiling || !encodeTiles(t, x.dims[2], x.dims[3])) {
       const enc = await run(x);
       return { mean: enc.mean.data as Float32Array, std: enc.std.data as Float32Array, dims: [...enc.mean.dims] };
@@ -313,20 +391,21 @@ export class Img2ImgPipeline {
   /** Unscaled latents [N, L, h, w] -> pixels [N, 3, H, W] in about [-1, 1]: tiny VAE, tiled or whole. */
   private async decodeLatents(z: Tensor4, tiling: boolean): Promise<Tensor4> {
     const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
-    const session = tiny ? tiny.decoder : this.model.vaeDecoder;
+    const vae = this.model.components.vae;
+    const session = tiny ? tiny.decoder : vae.decoder;
     const run = async (tile: Tensor4): Promise<Tensor4> => {
       const out = (await session.run({ latent: tile })).sample;
       return { data: out.data as Float32Array, dims: [...out.dims] as Tensor4["dims"] };
     };
     if (tiny || !tiling) return run(z);
-    const t = vaeTilingFor(this.model.vaeConfig);
+    const t = vaeTilingFor(vae.config);
     return decodeTiles(t, z.dims[2], z.dims[3]) ? tiledDecode(z, run, t) : run(z);
   }
 
   /** The first image's current latents decoded by the tiny VAE (else the linear latent preview). */
-  private async previewDecoded(latents: Float32Array, shape: number[]): Promise<RGBImage> {
+  private async previewDecoded(latents: Float32Array, shape: readonly number[]): Promise<RGBImage> {
     const tiny = this.model.tinyVae;
-    if (!tiny) return latentPreview(latents, shape, 0);
+    if (!tiny) return latentPreview(latents, shape as number[], 0);
     const [, C, h, w] = shape;
     const first = new Float32Array(C * h * w);
     // the tiny VAE decodes latents in the UNet's space divided by its own scaling_factor
@@ -335,30 +414,37 @@ export class Img2ImgPipeline {
     const out = (await tiny.decoder.run({ latent: { data: first, dims: [1, C, h, w] } })).sample;
     return tensorToImage(out.data as Float32Array, out.dims[3], out.dims[2], 0);
   }
+}
 
-  /** prompt -> [1, L, D] embeddings (cached per prompt and clip skip). */
-  async encodePrompt(prompt: string, clipSkip = 0): Promise<Float32Array> {
-    const key = `${clipSkip}\u0000${prompt}`;
-    const hit = this.embedCache.get(key);
-    if (hit) return hit;
-    const tok = this.model.tokenizer;
-    const { inputIds } = tok.call(prompt, { maxLength: tok.modelMaxLength, padding: "max_length", truncation: true });
-    const ids = BigInt64Array.from(inputIds, (x) => BigInt(x));
-    const out = await this.model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } });
-    let emb: Float32Array;
-    if (clipSkip === 0) {
-      emb = out.last_hidden_state.data as Float32Array;
-    } else {
-      // diffusers: final_layer_norm(hidden_states[-(clip_skip + 1)])
-      const hs = out.normed_hidden_states;
-      const per = hs.data.length / hs.dims[0];
-      const idx = hs.dims[0] - 1 - clipSkip;
-      emb = (hs.data as Float32Array).slice(idx * per, (idx + 1) * per);
-    }
-    if (this.embedCache.size > 64) this.embedCache.clear();
-    this.embedCache.set(key, emb);
-    return emb;
+/**
+ * noise_pred = uncond + g * (text - uncond) over a [2N, ...] UNet output (uncond rows first), then diffusers'
+ * rescale_noise_cfg when `rescale` > 0 (Lin et al. 2023, 3.4): std over each sample, unbiased as torch.std.
+ */
+export function classifierFreeGuidance(pred: Float32Array, guidance: number, rescale = 0, samples = 1): Float32Array {
+  const half = pred.length / 2;
+  const g32 = Math.fround(guidance);
+  const guided = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const u = pred[i];
+    guided[i] = Math.fround(u + Math.fround(g32 * Math.fround(pred[half + i] - u)));
   }
+  if (rescale <= 0) return guided;
+  const per = half / samples;
+  const std = (x: Float32Array) => {
+    let mean = 0;
+    for (let i = 0; i < x.length; i++) mean += x[i];
+    mean /= x.length;
+    let ss = 0;
+    for (let i = 0; i < x.length; i++) ss += (x[i] - mean) ** 2;
+    return Math.sqrt(ss / (x.length - 1));
+  };
+  for (let b = 0; b < samples; b++) {
+    const cfgPart = guided.subarray(b * per, (b + 1) * per);
+    // noise_cfg * (std_text / std_cfg), then phi * rescaled + (1 - phi) * noise_cfg
+    const ratio = Math.fround(std(pred.subarray(half + b * per, half + (b + 1) * per)) / std(cfgPart));
+    for (let i = 0; i < per; i++) cfgPart[i] = Math.fround(Math.fround(rescale * Math.fround(cfgPart[i] * ratio)) + Math.fround((1 - rescale) * cfgPart[i]));
+  }
+  return guided;
 }
 
 function concat(a: Float32Array, b: Float32Array): Float32Array {

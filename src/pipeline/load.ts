@@ -5,22 +5,19 @@ import { basename, join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import type { RuntimeOptions } from "../runtime.js";
 import { CLIPTokenizer } from "../tokenizer/clip.js";
-import { openSingleFile, type PredictionType, tokenizerRepoFor } from "../weights/checkpoint.js";
+import { openSingleFile, type PredictionType, type SingleFileConfigs, tokenizerRepoFor } from "../weights/checkpoint.js";
 import { readJson } from "../weights/diffusers.js";
 import type { QuantizeMode } from "../graph/quantize.js";
 import { downloadComponentRepo, downloadDiffusersModel, type HubOptions, looksLikeRepoId } from "../weights/hub.js";
 import { type ModelParts, openDiffusersFolder, openTinyVaeFolder, StableDiffusionModel, type TinyVaeParts } from "./components.js";
+import { FAMILIES, type FamilyId, type PipelineDefaults, pipelineConfigFrom } from "./family.js";
 import { Img2ImgPipeline } from "./img2img.js";
-import { modelFamily, previewVaeFor } from "./preview-vae.js";
+import { previewVaeFor } from "./preview-vae.js";
 
 /** The model used when none is named: fast (1-4 steps), no guidance needed. */
 export const DEFAULT_MODEL = "stabilityai/sd-turbo";
 
-export interface PipelineDefaults {
-  steps: number;
-  guidanceScale: number;
-  strength: number;
-}
+export type { PipelineDefaults };
 
 export interface LoadPipelineOptions extends RuntimeOptions {
   /** Graph cache root (default ~/.cache/reimagine). */
@@ -48,21 +45,62 @@ export interface LoadPipelineOptions extends RuntimeOptions {
 }
 
 /** Sensible defaults by model: turbo models want 1-4 steps and no guidance. */
-export function defaultsFor(name: string, schedulerConfig: Record<string, unknown>): PipelineDefaults {
-  if (/turbo/i.test(name)) return { steps: 2, guidanceScale: 0, strength: 0.5 };
-  if (/lcm/i.test(name) || schedulerConfig._class_name === "LCMScheduler") return { steps: 8, guidanceScale: 1, strength: 0.5 };
-  return { steps: 30, guidanceScale: 7.5, strength: 0.6 };
+export function defaultsFor(name: string, schedulerConfig: Record<string, unknown>, family: FamilyId = "sd"): PipelineDefaults {
+  return FAMILIES[family].defaults(name, schedulerConfig);
 }
 
-function configsFromFolder(dir: string) {
+/** The configs of a diffusers folder, for a single-file checkpoint (--config-from). */
+function configsFromFolder(dir: string): SingleFileConfigs {
   const j = (p: string, what: string) => readJson(join(dir, p), what);
+  const opt = (p: string, what: string) => (existsSync(join(dir, p)) ? j(p, what) : undefined);
   return {
     unet: j("unet/config.json", "UNet config"),
     vae: j("vae/config.json", "VAE config"),
-    text_encoder: j("text_encoder/config.json", "text encoder config"),
+    text_encoder: opt("text_encoder/config.json", "text encoder config"),
+    text_encoder_2: opt("text_encoder_2/config.json", "text_encoder_2 config"),
     scheduler: j("scheduler/scheduler_config.json", "scheduler config"),
+    model_index: opt("model_index.json", "model_index.json"),
   };
 }
+
+/** Opens a single-file LDM checkpoint as ModelParts (tokenizers from --config-from, else the hub cache). */
+async function openCheckpoint(ref: string, opts: LoadPipelineOptions): Promise<ModelParts> {
+  const configs = opts.configFrom ? configsFromFolder(opts.configFrom) : undefined;
+  const sf = openSingleFile(ref, { configs, predictionType: opts.predictionType });
+  const c = sf.configs;
+  if (!c) throw new ReimagineError(`${ref}: no shipped configs for this architecture (${sf.family}); pass --config-from <diffusers folder>`, "bad_model");
+  const family: FamilyId = sf.family === "sdxl" || sf.family === "sdxl-refiner" || c.text_encoder_2 ? "sdxl" : "sd";
+  // the CLIP vocabulary is third-party data we do not ship: take it from --config-from, else the hub cache
+  let dir: string;
+  let sub: { subfolder?: string; subfolder2?: string };
+  if (opts.configFrom) {
+    dir = opts.configFrom;
+    sub = { subfolder: c.text_encoder ? "tokenizer" : undefined, subfolder2: c.text_encoder_2 ? "tokenizer_2" : undefined };
+  } else {
+    const t = tokenizerRepoFor(sf.family);
+    dir = await downloadDiffusersModel(t.repo, { ...opts.hub, tokenizerOnly: true });
+    sub = t;
+  }
+  const tok = (s: string | undefined) => (s === undefined ? undefined : CLIPTokenizer.fromDir(join(dir, s)));
+  const name = basename(ref).replace(/\.safetensors$/i, "");
+  if (!opts.configFrom && fewStepName(name)) {
+    // distilled few-step checkpoints (Turbo, Lightning, Hyper) are sampled with trailing timesteps
+    // (diffusers' model cards: EulerDiscreteScheduler.from_config(..., timestep_spacing="trailing"))
+    c.scheduler = { ...c.scheduler, timestep_spacing: "trailing" };
+  }
+  return {
+    name,
+    family,
+    pipelineConfig: pipelineConfigFrom(family, (c.model_index ?? {}) as Record<string, unknown>),
+    configs: c as ModelParts["configs"],
+    weights: { unet: sf.unet, vae: sf.vae, text_encoder: sf.textEncoder, text_encoder_2: sf.textEncoder2 },
+    tokenizer: tok(sub.subfolder),
+    tokenizer_2: tok(sub.subfolder2),
+  };
+}
+
+/** Names of distilled few-step models (SD/SDXL Turbo, SDXL-Lightning, Hyper-SD). */
+export const fewStepName = (name: string): boolean => /turbo|lightning|hyper/i.test(name);
 
 /** Opens the parts of any supported model reference (downloading from the hub if needed). */
 export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Promise<ModelParts> {
@@ -72,26 +110,7 @@ export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Pr
   }
   if (/\.(ckpt|pt|pth|bin|pkl|safetensors)$/.test(lower)) {
     if (!existsSync(ref)) throw new ReimagineError(`model file not found: ${ref}`, "not_found");
-    const configs = opts.configFrom ? configsFromFolder(opts.configFrom) : undefined;
-    const sf = openSingleFile(ref, { configs, predictionType: opts.predictionType });
-    if (!sf.configs) {
-      throw new ReimagineError(`${ref}: no shipped configs for this architecture (${sf.family}); pass --config-from <diffusers folder>`, "bad_model");
-    }
-    let tokenizer: CLIPTokenizer;
-    if (opts.configFrom) {
-      tokenizer = CLIPTokenizer.fromDir(join(opts.configFrom, "tokenizer"));
-    } else {
-      // the CLIP vocabulary is third-party data we do not ship: take it from the hub cache
-      const t = tokenizerRepoFor(sf.family);
-      const dir = await downloadDiffusersModel(t.repo, { ...opts.hub, tokenizerOnly: true });
-      tokenizer = CLIPTokenizer.fromDir(join(dir, t.subfolder));
-    }
-    return {
-      name: basename(ref).replace(/\.safetensors$/i, ""),
-      configs: sf.configs as ModelParts["configs"],
-      weights: { unet: sf.unet, vae: sf.vae, text_encoder: sf.textEncoder },
-      tokenizer,
-    };
+    return openCheckpoint(ref, opts);
   }
   if (looksLikeRepoId(ref)) {
     const dir = await downloadDiffusersModel(ref, opts.hub);
@@ -126,9 +145,9 @@ export async function loadPipeline(ref: string = DEFAULT_MODEL, opts: LoadPipeli
   const parts = await openModel(ref, opts);
   if (opts.tinyVae) parts.tinyVae = await openTinyVae(opts.tinyVae, opts);
   else if (opts.previewVae) {
-    const ref = await previewVaeFor(modelFamily(parts.configs.unet), opts.previewVae, opts.hub);
+    const ref = await previewVaeFor(parts.family ?? "sd", opts.previewVae, opts.hub);
     if (ref) [parts.tinyVae, opts] = [await openTinyVae(ref, opts), { ...opts, tinyVaeUse: "preview" }];
   }
   const model = await StableDiffusionModel.load(parts, opts);
-  return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler));
+  return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
 }

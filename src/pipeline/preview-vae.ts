@@ -19,15 +19,6 @@ export function tinyVaeRepoFor(family: string): string | undefined {
 }
 
 /**
- * A model's family from its UNet config.json: SDXL conditions on pooled text + time ids
- * (`addition_embed_type: "text_time"`); every other supported UNet is SD 1.x/2.x.
- * @example modelFamily({ addition_embed_type: "text_time" }) // "sdxl"
- */
-export function modelFamily(unetConfig: Record<string, unknown>): string {
-  return unetConfig.addition_embed_type === "text_time" ? "sdxl" : "sd";
-}
-
-/**
  * Resolves the preview VAE for `family`. "auto": the family's TAESD when the Hugging Face cache
  * already has it (never downloads; undefined otherwise). Any other value is a repo id or folder
  * returned as is (the loader opens it like --tiny-vae, downloading a repo if needed).

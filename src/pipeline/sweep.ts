@@ -32,7 +32,7 @@ export interface SweepHooks {
 }
 
 /** Options shared by every run of the sweep (numImages, if given, must be 1: one image per strength). */
-export type SweepOptions = Omit<Img2ImgOptions, "strength">;
+export type SweepOptions = Omit<Img2ImgOptions, "strength" | "image"> & { image: RGBImage | string | Buffer };
 
 /**
  * Checks a list of strengths before any work: non-empty, each in [0, 1], no repeats, and

@@ -11,7 +11,7 @@ import { EulerDiscreteScheduler } from "./euler.js";
 import { LCMScheduler } from "./lcm.js";
 import { LMSDiscreteScheduler } from "./lms.js";
 import { PNDMScheduler } from "./pndm.js";
-import type { Scheduler } from "./scheduler.js";
+import { roundHalfEven, type Scheduler } from "./scheduler.js";
 
 export type { Scheduler, SchedulerConfig, SchedulerOutput, StepOptions } from "./scheduler.js";
 export { publicConfig, resolveConfig } from "./config.js";
@@ -123,33 +123,74 @@ export interface Img2ImgTimesteps {
   latentTimestep: number;
 }
 
+/** SDXL's hand-over between a base and a refiner (fractions of the training schedule, 0 < d < 1). */
+export interface DenoisingWindow {
+  /** Start here instead of at `strength` (the input is already noisy latents): diffusers `denoising_start`. */
+  denoisingStart?: number;
+  /** Stop here and return noisy latents: diffusers `denoising_end`. */
+  denoisingEnd?: number;
+}
+
+/** diffusers `denoising_value_valid`: a float strictly between 0 and 1 (anything else is ignored). */
+const inWindow = (d: number | undefined): d is number => typeof d === "number" && d > 0 && d < 1;
+
 /**
  * diffusers img2img `get_timesteps`: set the schedule for `numInferenceSteps`, keep its last
- * `int(steps·strength)` steps, and point the scheduler's begin index at the first kept one.
+ * `int(steps·strength)` steps, and point the scheduler's begin index at the first kept one. With SDXL's
+ * `denoisingStart` strength is ignored and the steps below the cutoff run; `denoisingEnd` stops early.
  * @example const { timesteps, latentTimestep } = img2imgTimesteps(scheduler, 20, 0.75) // 15 steps
  */
-export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number, strength: number): Img2ImgTimesteps {
+export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number, strength: number, window: DenoisingWindow = {}): Img2ImgTimesteps {
   if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1) {
     throw new ReimagineError(`steps must be a positive integer, got ${numInferenceSteps}`);
   }
   if (!(strength >= 0 && strength <= 1)) {
     throw new ReimagineError(`strength must be in [0, 1], got ${strength}`);
   }
-  const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
-  if (initTimestep < 1) {
-    const moreSteps = strength > 0 ? ` or use at least ${Math.ceil(1 / strength)} steps` : "";
-    throw new ReimagineError(
-      `steps x strength = ${numInferenceSteps} x ${strength} leaves no denoising step; ` +
-        `raise strength to at least ${+(1 / numInferenceSteps).toPrecision(3)}${moreSteps}`,
-    );
+  const { denoisingStart, denoisingEnd } = window;
+  if (inWindow(denoisingStart) && inWindow(denoisingEnd) && denoisingStart >= denoisingEnd) {
+    throw new ReimagineError(`denoising start ${denoisingStart} must be below denoising end ${denoisingEnd}`);
   }
-  scheduler.setTimesteps(numInferenceSteps);
-  const tStart = Math.max(numInferenceSteps - initTimestep, 0);
-  const timesteps = scheduler.timesteps.slice(tStart * scheduler.order);
-  let beginIndex: number | null = null;
-  if (scheduler.supportsBeginIndex) {
-    beginIndex = tStart * scheduler.order;
-    scheduler.setBeginIndex(beginIndex);
+  const T = Number(scheduler.config.num_train_timesteps ?? 1000);
+  let out: Img2ImgTimesteps;
+  if (inWindow(denoisingStart)) {
+    scheduler.setTimesteps(numInferenceSteps);
+    const all = scheduler.timesteps;
+    const cutoff = roundHalfEven(T - denoisingStart * T); // int(round(T - d*T))
+    let k = all.filter((t) => t < cutoff).length;
+    if (scheduler.order === 2 && k % 2 === 0) k += 1;
+    if (k < 1) throw new ReimagineError(`denoising start ${denoisingStart} leaves no step of ${numInferenceSteps}: lower it or use more steps`);
+    const tStart = all.length - k;
+    const beginIndex = scheduler.supportsBeginIndex ? tStart : null;
+    if (beginIndex !== null) scheduler.setBeginIndex(beginIndex); // not multiplied by order, as diffusers
+    const timesteps = all.slice(tStart);
+    out = { timesteps, initTimestep: k, tStart, beginIndex, numInferenceSteps: k, latentTimestep: timesteps[0] };
+  } else {
+    const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
+    if (initTimestep < 1) throw noStepError(numInferenceSteps, strength);
+    scheduler.setTimesteps(numInferenceSteps);
+    const tStart = Math.max(numInferenceSteps - initTimestep, 0);
+    const timesteps = scheduler.timesteps.slice(tStart * scheduler.order);
+    let beginIndex: number | null = null;
+    if (scheduler.supportsBeginIndex) {
+      beginIndex = tStart * scheduler.order;
+      scheduler.setBeginIndex(beginIndex);
+    }
+    out = { timesteps, initTimestep, tStart, beginIndex, numInferenceSteps: numInferenceSteps - tStart, latentTimestep: timesteps[0] };
   }
-  return { timesteps, initTimestep, tStart, beginIndex, numInferenceSteps: numInferenceSteps - tStart, latentTimestep: timesteps[0] };
+  if (inWindow(denoisingEnd)) {
+    const cutoff = roundHalfEven(T - denoisingEnd * T);
+    const keep = out.timesteps.filter((t) => t >= cutoff).length;
+    if (keep < 1) throw new ReimagineError(`denoising end ${denoisingEnd} leaves no step: raise it, or raise strength`);
+    out = { ...out, timesteps: out.timesteps.slice(0, keep), numInferenceSteps: keep };
+  }
+  return out;
+}
+
+/** The one-line error for steps x strength < 1 (no denoising step), naming both fixes. */
+export function noStepError(steps: number, strength: number): ReimagineError {
+  const moreSteps = strength > 0 ? ` or use at least ${Math.ceil(1 / strength)} steps` : "";
+  return new ReimagineError(
+    `steps x strength = ${steps} x ${strength} leaves no denoising step; ` + `raise strength to at least ${+(1 / steps).toPrecision(3)}${moreSteps}`,
+  );
 }

@@ -67,10 +67,10 @@ describeWithFixtures("sd-tiny single-file checkpoint", () => {
       expect(m.textEncoder2).toBeUndefined();
       expectSameWeights(m.unet, folder("unet", "diffusion_pytorch_model.safetensors"));
       expectSameWeights(m.vae, folder("vae", "diffusion_pytorch_model.safetensors"));
-      expectSameWeights(m.textEncoder, folder("text_encoder", "model.safetensors"));
+      expectSameWeights(m.textEncoder!, folder("text_encoder", "model.safetensors"));
       // the VAE mid-attention 1x1 convs became Linear weights
       expect(m.vae.info("encoder.mid_block.attentions.0.to_q.weight")!.shape).toEqual([32, 32]);
-      expect(new Set([m.unet.fingerprint(), m.vae.fingerprint(), m.textEncoder.fingerprint()]).size).toBe(3);
+      expect(new Set([m.unet.fingerprint(), m.vae.fingerprint(), m.textEncoder!.fingerprint()]).size).toBe(3);
     } finally {
       m.close();
     }
@@ -93,7 +93,7 @@ describeWithFixtures("sd-tiny single-file checkpoint", () => {
   });
 
   it("refuses the tiny file without configs: it matches no known architecture", () => {
-    expect(() => openSingleFile(path)).toThrow(/match no known architecture.*explicit configs/);
+    expect(() => openSingleFile(path)).toThrow(/match no known architecture.*--config-from/);
   });
 
   it("OpenCLIP layouts (SD2 penultimate layer, SDXL with projection) round-trip to the same text encoder", () => {
@@ -204,7 +204,7 @@ describe("openSingleFile on synthetic checkpoints", () => {
       expect(m.family).toBe("sd1");
       expect((m.configs!.unet as any).cross_attention_dim).toBe(768);
       expect(m.unet.keys().sort()).toEqual(["conv_in.weight", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", "down_blocks.0.downsamplers.0.conv.weight"]);
-      expect(m.textEncoder.keys()).toEqual(["text_model.embeddings.token_embedding.weight"]);
+      expect(m.textEncoder!.keys()).toEqual(["text_model.embeddings.token_embedding.weight"]);
       expect(tokenizerRepoFor(m.family).repo).toBe("openai/clip-vit-large-patch14");
     } finally {
       m.close();

@@ -7,14 +7,19 @@ import { ReimagineError } from "../errors.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { TensorInfo, WeightSource } from "./source.js";
 
-export type ModelFamily = "sd1" | "sd2" | "sd2-v" | "sdxl" | "unknown";
+export type ModelFamily = "sd1" | "sd2" | "sd2-v" | "sdxl" | "sdxl-refiner" | "unknown";
 export type PredictionType = "epsilon" | "v_prediction";
 
 export interface SingleFileConfigs {
   unet: object;
   vae: object;
-  text_encoder: object;
+  /** Absent for the SDXL refiner (text_encoder_2 only). */
+  text_encoder?: object;
+  /** SDXL's second text encoder (CLIPTextModelWithProjection). */
+  text_encoder_2?: object;
   scheduler: object;
+  /** model_index.json: the pipeline class and its settings (SDXL's force_zeros_for_empty_prompt, ...). */
+  model_index?: object;
   tokenizer?: object;
 }
 
@@ -22,10 +27,11 @@ export interface SingleFileModel {
   family: ModelFamily;
   unet: WeightSource;
   vae: WeightSource;
-  textEncoder: WeightSource;
+  /** Absent for the SDXL refiner. */
+  textEncoder?: WeightSource;
   /** SDXL's second (OpenCLIP bigG, with projection) text encoder. */
   textEncoder2?: WeightSource;
-  /** Explicit configs, else the shipped ones for sd1/sd2/sd2-v; undefined for sdxl (none shipped). */
+  /** Explicit configs, else the shipped ones for the detected family. */
   configs: SingleFileConfigs | undefined;
   /** One line for logs: file, family and how the prediction type was decided. */
   description: string;
@@ -44,6 +50,7 @@ const CLIP_SD = "cond_stage_model.transformer."; // SD 1.x: HF CLIPTextModel nam
 const OPENCLIP_SD = "cond_stage_model.model."; // SD 2.x: OpenCLIP ViT-H names
 const CLIP_XL = "conditioner.embedders.0.transformer.";
 const OPENCLIP_XL = "conditioner.embedders.1.model.";
+const OPENCLIP_XL_REFINER = "conditioner.embedders.0.model."; // the refiner conditions on OpenCLIP-bigG alone
 const CONVERTER_VERSION = "1";
 const PICKLE = /\.(ckpt|pt|pth|bin|pkl)$/i;
 
@@ -65,6 +72,27 @@ export function detectFamily(file: TensorFile): ModelFamily {
   return inspect(file).family;
 }
 
+/**
+ * What a file that is not a full checkpoint holds (a LoRA, a ControlNet, a VAE, an embedding), with the way
+ * to use it; undefined when it looks like a checkpoint.
+ */
+export function notACheckpoint(keys: string[]): string | undefined {
+  const any = (re: RegExp) => keys.some((k) => re.test(k));
+  if (any(/^lora_(unet|te\d?)_|\.lora_(down|up)\.weight$|\.lora_[AB]\.weight$|\.lora\.(down|up)\.weight$/)) {
+    return "is a LoRA, not a full model: pass it with --lora FILE[:WEIGHT] (or <lora:NAME:WEIGHT> in the prompt) on top of a base --model";
+  }
+  if (any(/^control_model\.|^controlnet_cond_embedding\.|^input_hint_block\./)) {
+    return "is a ControlNet, not a full model: pass it with --controlnet FILE on top of a base --model";
+  }
+  if (any(/^(string_to_param|emb_params|clip_[lg])$|^string_to_param\./)) {
+    return "is a textual-inversion embedding, not a model: put it in the embeddings folder and name it in the prompt";
+  }
+  if (!any(/^model\.diffusion_model\./) && any(/^(first_stage_model\.)?(encoder\.down|decoder\.up|decoder\.conv_in|encoder\.layers|decoder\.layers)/)) {
+    return "holds only a VAE, not a full model: use it as --tiny-vae if it is a TAESD, or pick a full checkpoint for --model";
+  }
+  return undefined;
+}
+
 function inspect(file: TensorFile): { family: ModelFamily; why: string } {
   const keys = file.keys();
   const conv = file.info(`${UNET}input_blocks.0.0.weight`);
@@ -78,6 +106,7 @@ function inspect(file: TensorFile): { family: ModelFamily; why: string } {
   const clip = width(`${CLIP_SD}text_model.embeddings.token_embedding.weight`) ?? width(`${CLIP_SD}embeddings.token_embedding.weight`);
   const open = width(`${OPENCLIP_SD}token_embedding.weight`);
   if (startsWith(keys, OPENCLIP_XL) && startsWith(keys, CLIP_XL) && ctx === 2048) return { family: "sdxl", why: "context 2048, CLIP-L + OpenCLIP-G" };
+  if (startsWith(keys, OPENCLIP_XL_REFINER) && ctx === 1280) return { family: "sdxl-refiner", why: "context 1280, OpenCLIP-G alone (SDXL refiner)" };
   if (ctx === 1024 && open === 1024) return { family: "sd2", why: "context 1024, OpenCLIP-H text encoder" };
   if (ctx === 768 && clip === 768) return { family: "sd1", why: "context 768, CLIP-L text encoder" };
   return { family: "unknown", why: `cross-attention context ${ctx ?? "none"}, text encoder width ${clip ?? open ?? "none"} match no known model` };
@@ -148,6 +177,13 @@ function mapUnet(rest: string, plan: Plan): string | undefined {
   m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(rest); // SDXL add_embedding (text_time) or class embedding
   if (m && plan.labelEmb) return `${plan.labelEmb}.linear_${m[1] === "0" ? 1 : 2}.${m[2]}`;
   return undefined;
+}
+
+/** One LDM UNet key (the part after `model.diffusion_model.`) -> its diffusers name, or undefined when the
+ *  converter does not know it. Shared with the ControlNet converter (weights/controlnet-ldm.ts), whose trunk
+ *  (`control_model.input_blocks` / `middle_block` / `time_embed` / `label_emb`) uses the UNet's LDM layout. */
+export function ldmUnetKeyToDiffusers(rest: string, layersPerBlock: number, labelEmb?: "add_embedding" | "class_embedding"): string | undefined {
+  return mapUnet(rest, { lpb: layersPerBlock, vaeLevels: 0, teLayers: 0, te2Layers: 0, labelEmb });
 }
 
 const VAE_FIXED = /^(encoder\.conv_in|encoder\.conv_out|decoder\.conv_in|decoder\.conv_out|quant_conv|post_quant_conv)\.(weight|bias)$/;
@@ -234,6 +270,7 @@ function route(key: string, plan: Plan): Target[] | undefined {
   if (key.startsWith(OPENCLIP_SD)) return mapOpenClip(key.slice(OPENCLIP_SD.length), plan.teLayers, "textEncoder", false);
   if (key.startsWith(CLIP_XL)) return wrap("textEncoder", mapClip(key.slice(CLIP_XL.length), plan.teLayers));
   if (key.startsWith(OPENCLIP_XL)) return mapOpenClip(key.slice(OPENCLIP_XL.length), plan.te2Layers, "textEncoder2", true);
+  if (key.startsWith(OPENCLIP_XL_REFINER)) return mapOpenClip(key.slice(OPENCLIP_XL_REFINER.length), plan.te2Layers, "textEncoder2", true);
   if (key.startsWith("cond_stage_model.") || key.startsWith("conditioner.")) return undefined; // e.g. the SDXL refiner's lone OpenCLIP
   return IGNORED; // model_ema.*, betas, alphas_cumprod, optimizer state ...: not part of any component
 }
@@ -321,7 +358,9 @@ export function convertLdmCheckpoint(file: TensorFile, family: ModelFamily, conf
         `this is not a plain SD 1.x/2.x/XL checkpoint (inpainting, ControlNet, LoRA or another architecture?). ` +
         `Convert it with diffusers (from_single_file(...).save_pretrained(folder)) and load the folder instead`, "unsupported_model");
   }
-  const need: [Component, string][] = [["unet", UNET], ["vae", VAE], ["textEncoder", `${CLIP_SD}, ${OPENCLIP_SD} or ${CLIP_XL}`]];
+  const need: [Component, string][] = [["unet", UNET], ["vae", VAE]];
+  if (family === "sdxl" || family === "sdxl-refiner") need.push(["textEncoder2", family === "sdxl" ? OPENCLIP_XL : OPENCLIP_XL_REFINER]);
+  if (family !== "sdxl-refiner") need.push(["textEncoder", `${CLIP_SD}, ${OPENCLIP_SD} or ${CLIP_XL}`]);
   for (const [c, prefix] of need) {
     if (maps[c].size === 0) throw new ReimagineError(`${file.description}: no ${c} tensors (${prefix}*) in this checkpoint; single-file loading needs UNet, VAE and text encoder in one file — use a full checkpoint or a diffusers folder`, "weights");
   }
@@ -345,22 +384,31 @@ function makePlan(keys: string[], family: ModelFamily, configs: SingleFileConfig
   const openClipSd2 = keys.some((k) => k.startsWith(OPENCLIP_SD));
   const teLayers = num(configs?.text_encoder, "num_hidden_layers") ?? (openClipSd2 ? 23 : Infinity);
   const classEmb = unet && ["timestep", "projection"].includes(unet.class_embed_type as string);
-  const addEmb = unet ? unet.addition_embed_type === "text_time" : family === "sdxl";
+  const addEmb = unet ? unet.addition_embed_type === "text_time" : family === "sdxl" || family === "sdxl-refiner";
   return { lpb, vaeLevels, teLayers, te2Layers: Infinity, labelEmb: classEmb ? "class_embedding" : addEmb ? "add_embedding" : undefined };
 }
 
 /** The configs shipped in src/weights/configs for a known family (the diffusers hub repo's JSON files). */
-export function shippedConfigs(family: "sd1" | "sd2" | "sd2-v"): SingleFileConfigs {
+export function shippedConfigs(family: Exclude<ModelFamily, "unknown">): SingleFileConfigs {
   const load = (name: string) => JSON.parse(readFileSync(new URL(`./configs/${family}/${name}.json`, import.meta.url), "utf8")) as object;
-  return { unet: load("unet"), vae: load("vae"), text_encoder: load("text_encoder"), scheduler: load("scheduler") };
+  const xl = family === "sdxl" || family === "sdxl-refiner";
+  return {
+    unet: load("unet"),
+    vae: load("vae"),
+    text_encoder: family === "sdxl-refiner" ? undefined : load("text_encoder"),
+    text_encoder_2: xl ? load("text_encoder_2") : undefined,
+    scheduler: load("scheduler"),
+    model_index: xl ? load("model_index") : undefined,
+  };
 }
 
-/** Hub repo (and subfolder, "" = root) whose CLIP tokenizer files a single-file model of `family` uses. */
-export function tokenizerRepoFor(family: ModelFamily): { repo: string; subfolder: string; subfolder2?: string } {
+/** Hub repo and subfolders ("" = root; subfolder2 = tokenizer_2 for SDXL) whose CLIP tokenizer files a single-file model of `family` uses. */
+export function tokenizerRepoFor(family: ModelFamily): { repo: string; subfolder?: string; subfolder2?: string } {
   switch (family) {
     case "sd1": return { repo: "openai/clip-vit-large-patch14", subfolder: "" };
     case "sd2": case "sd2-v": return { repo: "stabilityai/stable-diffusion-2-1", subfolder: "tokenizer" }; // pads with "!", not <|endoftext|>
     case "sdxl": return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder: "tokenizer", subfolder2: "tokenizer_2" };
+    case "sdxl-refiner": return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder2: "tokenizer_2" }; // no CLIP-L encoder
     default: throw new ReimagineError("no known tokenizer for an unrecognised checkpoint; load a diffusers folder (with tokenizer/) instead", "unsupported_model");
   }
 }
@@ -383,6 +431,22 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
   const ss = meta["ss_v_parameterization"];
   if (ss === "True" || ss === "False") return pick(ss === "True", `metadata ss_v_parameterization=${ss}`);
   return pick(true, "assumed, as diffusers does: the weights do not say");
+}
+
+/**
+ * SDXL v-prediction fine-tunes (NoobAI-XL v-pred and others) mark themselves with the empty tensors `v_pred`
+ * and `ztsnr` (zero terminal SNR: diffusers' rescale_betas_zero_snr), as ComfyUI reads them, or with SAI
+ * modelspec metadata. Returns the scheduler settings they imply.
+ */
+function xlVPrediction(keys: string[], meta: Record<string, string>): { scheduler: Record<string, unknown>; why: string } | undefined {
+  const pt = meta["modelspec.prediction_type"]?.toLowerCase();
+  const v = keys.includes("v_pred") || (pt !== undefined && pt.startsWith("v"));
+  if (!v) return undefined;
+  const zsnr = keys.includes("ztsnr");
+  return {
+    scheduler: { prediction_type: "v_prediction", ...(zsnr ? { rescale_betas_zero_snr: true } : {}) },
+    why: `v_prediction${zsnr ? " with zero terminal SNR" : ""} (${keys.includes("v_pred") ? "v_pred key" : "metadata modelspec.prediction_type"})`,
+  };
 }
 
 /**
@@ -410,15 +474,27 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
     let family = found.family, why = found.why;
     if (family === "sd2") ({ family, why } = sd2Variant(file.metadata, opts.predictionType));
     let configs = opts.configs;
+    const what = family === "unknown" ? notACheckpoint(file.keys()) : undefined;
+    if (what) throw new ReimagineError(`${path} ${what}`, "not_a_model");
     if (!configs && family === "unknown") {
-      throw new ReimagineError(`${path}: the tensors match no known architecture (${found.why}); pass explicit configs (unet/vae/text_encoder/scheduler config.json) or load a diffusers folder instead`, "unsupported_model");
+      throw new ReimagineError(
+        `${path}: the tensors match no known architecture (${found.why}); pass explicit configs with --config-from <diffusers folder of the same architecture>, or load a diffusers folder instead`,
+        "unsupported_model",
+      );
     }
-    if (!configs && family !== "sdxl" && family !== "unknown") configs = shippedConfigs(family);
+    if (!configs && family !== "unknown") configs = shippedConfigs(family);
     if (configs && opts.predictionType) configs = { ...configs, scheduler: { ...configs.scheduler, prediction_type: opts.predictionType } };
+    else if (configs && (family === "sdxl" || family === "sdxl-refiner")) {
+      const v = xlVPrediction(file.keys(), file.metadata);
+      if (v) {
+        configs = { ...configs, scheduler: { ...configs.scheduler, ...v.scheduler } };
+        why += `; ${v.why}`;
+      }
+    }
     const parts = convertLdmCheckpoint(file, family, configs);
     return {
       family,
-      unet: parts.unet!, vae: parts.vae!, textEncoder: parts.textEncoder!, textEncoder2: parts.textEncoder2,
+      unet: parts.unet!, vae: parts.vae!, textEncoder: parts.textEncoder, textEncoder2: parts.textEncoder2,
       configs,
       description: `${path}: ${family} (${why})${opts.configs ? ", explicit configs" : ""}`,
       close: () => file.close(),

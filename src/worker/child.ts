@@ -6,7 +6,6 @@ import { isAbsolute, resolve } from "node:path";
 import { existsSync } from "node:fs";
 import type { RGBImage } from "../image.js";
 import type { Img2ImgPipeline, ProgressEvent } from "../pipeline/img2img.js";
-import { modelFamily } from "../pipeline/preview-vae.js";
 import { rememberModel } from "../pipeline/model-index.js";
 import { type FromChild, type PipelineInfo, type PreviewMode, type ToChild, toWire, type WireRunOptions } from "./protocol.js";
 
@@ -53,7 +52,7 @@ function describe(p: Img2ImgPipeline, modelRef: string): PipelineInfo {
     model: {
       vaeScaleFactor: m.vaeScaleFactor,
       schedulerConfig: m.schedulerConfig,
-      family: modelFamily(m.unetConfig as unknown as Record<string, unknown>),
+      family: m.family,
       quantize: m.quantize,
       tinyVae: m.tinyVae ? { name: m.tinyVae.name, use: m.tinyVae.use } : undefined,
     },

@@ -110,7 +110,8 @@ describeWithFixtures("PipelineWorker (sd-tiny)", () => {
     const err = await worker.run({ ...base, strength: 2 }).catch((e) => e);
     expect(err).toBeInstanceOf(ReimagineError);
     expect(err.message).toMatch(/strength must be between 0 and 1/);
-    await expect(worker.run({ ...base, background: (() => "white") as unknown as string })).rejects.toThrow(/run option 'background' is a function/);
+    await expect(worker.run({ ...base, background: (() => "white") as unknown as string })).rejects.toThrow(/run option 'background' cannot be copied to the model process/);
+    await expect(worker.run({ ...base, extensions: [{ name: "x", afterStep: async () => undefined }] })).rejects.toThrow(/run option 'extensions' cannot be copied/);
   });
 
   it("kill() ends a running call at once (AbortError) and the worker reports it is gone", async () => {

@@ -6,6 +6,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { serialize } from "node:v8";
 import { ReimagineError } from "../errors.js";
 import type { RGBImage } from "../image.js";
 import type { Img2ImgOptions, Img2ImgResult, ProgressEvent } from "../pipeline/img2img.js";
@@ -139,7 +140,11 @@ export class PipelineWorker implements PipelineInfo {
     if (this.exited) return Promise.reject(new ReimagineError(`the model process is not running (${this.exited}): load the model again`, "worker_exited"));
     if (signal?.aborted) return Promise.reject(abortError());
     for (const [k, v] of Object.entries(wire)) {
-      if (typeof v === "function") return Promise.reject(new TypeError(`run option '${k}' is a function: only onProgress and signal cross to the model process`));
+      try {
+        serialize(v); // what the IPC channel does; functions and class instances with methods cannot cross
+      } catch {
+        return Promise.reject(new TypeError(`run option '${k}' cannot be copied to the model process (it holds functions): only onProgress and signal are proxied; run such options in-process with Img2ImgPipeline`));
+      }
     }
     const id = this.nextId++;
     return new Promise<Img2ImgResult>((resolve, reject) => {

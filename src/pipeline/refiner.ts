@@ -1,0 +1,59 @@
+// SDXL's base -> refiner hand-over ("ensemble of expert denoisers", A1111's "Refiner, switch at"): the
+// base denoises the first part of the schedule and returns noisy latents (denoising_end), the refiner
+// continues from them without VAE encoding or new noise (denoising_start). Both runs use the same seed,
+// steps, sampler and guidance. Ref: diffusers docs "SDXL: Refine image quality" with
+// StableDiffusionXLImg2ImgPipeline(denoising_end / denoising_start, output_type="latent").
+import { check, ReimagineError } from "../errors.js";
+import { normalizeSeed } from "../rng.js";
+import type { Img2ImgOptions, Img2ImgPipeline, Img2ImgResult } from "./img2img.js";
+
+/**
+ * Runs `base` up to `switchAt` (a fraction of the training schedule, 0 < switchAt < 1), then `refiner`
+ * from there. Progress steps count through both runs.
+ * @example
+ * const base = await loadPipeline("stabilityai/stable-diffusion-xl-base-1.0");
+ * const refiner = await loadPipeline("stabilityai/stable-diffusion-xl-refiner-1.0");
+ * const out = await runWithRefiner(base, refiner, { image: "photo.png", prompt: "a lighthouse", strength: 0.6 }, 0.8);
+ */
+export async function runWithRefiner(
+  base: Img2ImgPipeline,
+  refiner: Img2ImgPipeline | (() => Promise<Img2ImgPipeline>),
+  opts: Img2ImgOptions,
+  switchAt: number,
+): Promise<Img2ImgResult> {
+  check(Number.isFinite(switchAt) && switchAt > 0 && switchAt < 1, `refiner switch must be between 0 and 1, exclusive (got ${switchAt}): e.g. --refiner-switch 0.8`);
+  check(opts.denoisingStart === undefined && opts.denoisingEnd === undefined, "a run with a refiner sets the denoising window itself: leave out denoisingStart/denoisingEnd");
+  const seed = normalizeSeed(opts.seed);
+  const first = await base.run({ ...opts, seed, denoisingEnd: switchAt, outputType: "latent" });
+  const pipe = typeof refiner === "function" ? await refiner() : refiner;
+  if (pipe.model.family !== "sdxl" || base.model.family !== "sdxl") {
+    throw new ReimagineError(`a refiner hand-over needs two SDXL models (got ${base.model.family} base and ${pipe.model.family} refiner)`, "usage");
+  }
+  const [n, c] = first.latentDims!;
+  if (pipe.model.components.unet.config.in_channels !== c || pipe.model.vaeScaleFactor !== base.model.vaeScaleFactor) {
+    throw new ReimagineError(`the refiner ${pipe.modelName} does not share the base model's latent space (${c} channels, VAE factor ${base.model.vaeScaleFactor})`, "usage");
+  }
+  const done = first.stepsRun;
+  const second = await pipe.run({
+    ...opts,
+    seed,
+    image: { latents: first.latents!, dims: first.latentDims! },
+    numImages: n,
+    steps: opts.steps ?? base.defaults.steps,
+    guidanceScale: opts.guidanceScale ?? base.defaults.guidanceScale,
+    denoisingStart: switchAt,
+    onProgress: opts.onProgress && ((e) => opts.onProgress!({ ...e, step: done + e.step, total: done + e.total })),
+  });
+  const t = second.timings;
+  return {
+    ...second,
+    stepsRun: done + second.stepsRun,
+    timings: {
+      encodePromptMs: first.timings.encodePromptMs + t.encodePromptMs,
+      encodeImageMs: first.timings.encodeImageMs,
+      denoiseMs: first.timings.denoiseMs + t.denoiseMs,
+      decodeMs: t.decodeMs,
+      totalMs: first.timings.totalMs + t.totalMs,
+    },
+  };
+}
