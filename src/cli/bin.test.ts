@@ -37,6 +37,13 @@ describe("bin/reimagine.js", () => {
     expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   });
 
+  it("no arguments: the usage on stderr, exit 1", async () => {
+    const r = await reimagine([]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/^reimagine \d+\.\d+\.\d+: image-to-image Stable Diffusion[\s\S]*\nUsage:\n  reimagine <input> --prompt TEXT/);
+  });
+
   it("a bad input is one line on stderr with exit 1", async () => {
     const r = await reimagine([join(dir, "missing.png"), "-p", "x"]);
     expect(r.code).toBe(1);

@@ -70,6 +70,7 @@ describeWithFixtures("reimagine: bad input", () => {
       instant: false,
       env: { HF_HUB_OFFLINE: "1", HF_HUB_CACHE: join(dir, "empty-hub") },
     },
+    { name: "a width the model cannot make", args: [input, ...ok, "--width", "101"], msg: /--width 101 is not a multiple of 2 \(this model's VAE factor\): use --width 100 or 102/, instant: false },
     { name: "output folder missing", args: [input, ...ok, "-o", join(dir, "no-such-dir", "x.png")], msg: /output folder .* does not exist/, instant: true },
   ];
 
