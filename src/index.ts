@@ -2,8 +2,8 @@
 // Front ends (CLI, server, web UI) use only what is exported here.
 /**
  * @example
- * import { Img2ImgPipeline } from "reimagine";
- * const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+ * import { loadPipeline } from "reimagine";
+ * const pipe = await loadPipeline("stabilityai/sd-turbo");
  * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5 });
  */
 export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";

@@ -168,7 +168,7 @@ describe("main", () => {
     expect(a.out.stderr).toMatch(/^reimagine: unknown option '--bogus'[^\n]*\n$/);
     const b = capture();
     expect(await main([], b.io)).toBe(1);
-    expect(b.out.stderr).toMatch(/^reimagine: missing input image[^\n]*\n$/);
+    expect(b.out.stderr).toMatch(/^reimagine \d+\.\d+\.\d+: image-to-image[\s\S]*\nUsage:\n/); // no arguments: the usage
     const c = capture();
     expect(await main(["in.png", "--bogus", "--verbose"], c.io)).toBe(1);
     expect(c.out.stderr).toMatch(/\n\s+at /);

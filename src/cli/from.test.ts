@@ -6,24 +6,18 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { capture } from "../../test/capture.js";
+import { runCli } from "../../test/cli.js";
 import { startFakeHub } from "../../test/fake-hub.js";
 import { describeWithFixtures, fixture } from "../../test/fixtures.js";
 import { encodeImage, readImageParameters } from "../image.js";
 import { findModel, rememberModel } from "../pipeline/model-index.js";
 import { parseInfotext } from "../pipeline/infotext.js";
-import { main } from "./main.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "reimagine-from-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 afterEach(() => vi.unstubAllEnvs());
 
-async function run(args: string[], expected = 0) {
-  const { out, io } = capture();
-  const code = await main(args, io);
-  if (code !== expected) throw new Error(`exit ${code} (expected ${expected}) for ${args.join(" ")}\n${out.stderr}`);
-  return out;
-}
+const run = runCli;
 
 describeWithFixtures("--from restores the model (sd-tiny)", () => {
   const input = join(tmp, "input.png");

@@ -10,14 +10,9 @@ import { parseInfotext } from "../pipeline/infotext.js";
 import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
+import { runCli } from "../../test/cli.js";
 
-/** Runs the CLI in-process; fails the test with stderr when the exit code is not the expected one. */
-async function run(args: string[], expected = 0) {
-  const { out, io } = capture();
-  const code = await main(args, io);
-  if (code !== expected) throw new Error(`exit ${code} (expected ${expected}) for ${args.join(" ")}\n${out.stderr}`);
-  return out;
-}
+const run = runCli;
 
 describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-"));
