@@ -7,6 +7,8 @@ import { afterAll, beforeEach, expect, it, vi } from "vitest";
 import { fixture, loadReferenceJson, referenceTensor, referenceSampler, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
+import { loadPipeline } from "../pipeline/load.js";
+import { encodeResult } from "../pipeline/metadata.js";
 import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
@@ -115,6 +117,14 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
     const again = join(dir, "again.png");
     await run([input, "--model", model, "--from", first, "-o", again]);
     expect(readFileSync(again).equals(readFileSync(first))).toBe(true);
+    // the library writes the same file: pipeline + encodeResult (the helper the README shows)
+    const pipe = await loadPipeline(model, { threads: 1 });
+    try {
+      const settings = { image: input, prompt: "a red barn, oil", negativePrompt: "people", strength: 0.6, steps: 5, guidanceScale: 3, sampler: "euler-a", seed: 1234, clipSkip: 1 };
+      expect((await encodeResult(pipe, settings, await pipe.run(settings))).equals(readFileSync(first))).toBe(true);
+    } finally {
+      await pipe.model.release();
+    }
     // explicit flags override the stored settings
     const other = join(dir, "other.png");
     await run([input, "--model", model, "--from", first, "--seed", "99", "-o", other]);

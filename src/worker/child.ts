@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import type { RGBImage } from "../image.js";
 import type { Img2ImgPipeline, ProgressEvent } from "../pipeline/img2img.js";
 import { rememberModel } from "../pipeline/model-index.js";
+import { previewBudget } from "./preview-budget.js";
 import { type FromChild, type PipelineInfo, type PreviewMode, type ToChild, toWire, type WireRunOptions } from "./protocol.js";
 
 const send = (m: FromChild) => process.send?.(m);
@@ -55,32 +56,6 @@ function describe(p: Img2ImgPipeline, modelRef: string): PipelineInfo {
       family: m.family,
       quantize: m.quantize,
       tinyVae: m.tinyVae ? { name: m.tinyVae.name, use: m.tinyVae.use } : undefined,
-    },
-  };
-}
-
-/**
- * Decides, step by step, whether a decoded preview is worth its cost: always the first (to measure
- * it), then whenever the decoding time since the last one stays under a quarter of the denoising
- * time, so previews come every step when the preview VAE is cheap next to the UNet.
- */
-function previewBudget() {
-  let decodeMs = 0;
-  let sinceMs = 0;
-  let last = performance.now();
-  let first = true;
-  return {
-    due(): boolean {
-      const now = performance.now();
-      sinceMs += now - last;
-      last = now;
-      return first || decodeMs <= 0.25 * sinceMs;
-    },
-    spent(ms: number): void {
-      first = false;
-      decodeMs = ms;
-      sinceMs = 0;
-      last = performance.now();
     },
   };
 }
