@@ -37,7 +37,10 @@ const L = 77;
 function filled(n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   let s = 12345;
-  for (let i = 0; i < n; i++) out[i] = (((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 31) - 1) * scale;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    out[i] = (s / 2 ** 31 - 1) * scale;
+  }
   return out;
 }
 const unetFeeds = (B: number): Record<string, TensorData> => ({
@@ -49,10 +52,8 @@ const unetFeeds = (B: number): Record<string, TensorData> => ({
 function graph(kind: "unet-control-residuals" | "controlnet"): string {
   const weights = new RandomWeights(0);
   const config = kind === "controlnet" ? cnConfig : unetConfig;
-  const { path, built } = cachedGraph({ kind, config, weights }, () => {
-    log(`building ${kind} into ${cacheDir}`);
-    return kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: true });
-  }, cacheDir);
+  const build = () => (kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: true }));
+  const { path, built } = cachedGraph({ kind, config, weights }, build, cacheDir, () => log(`building ${kind} into ${cacheDir}`));
   if (built) log(`${kind} built`);
   return path;
 }
@@ -77,7 +78,9 @@ async function main(): Promise<void> {
   const unet = await ModelSession.load(unetPath, { threads });
   const plainFeeds = (B: number, r?: Record<string, TensorData>): Record<string, TensorData> => {
     const f = unetFeeds(B);
-    inputs.down.forEach((n, i) => (f[n] = r?.[names.down[i]] ?? zeros(B, i)));
+    inputs.down.forEach((n, i) => {
+      f[n] = r?.[names.down[i]] ?? zeros(B, i);
+    });
     f[inputs.mid] = r?.[names.mid] ?? zeros(B, names.down.length);
     return f;
   };
@@ -135,7 +138,10 @@ function residualShapes(): number[][] {
   let side = lat;
   boc.forEach((c, i) => {
     for (let j = 0; j < (unetConfig.layers_per_block as number); j++) out.push([c, side, side]);
-    if (i < boc.length - 1) out.push([c, (side /= 2), side]);
+    if (i < boc.length - 1) {
+      side /= 2;
+      out.push([c, side, side]);
+    }
   });
   out.push([boc[boc.length - 1], side, side]);
   return out;

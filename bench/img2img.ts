@@ -39,7 +39,7 @@ export async function measureImg2Img(task: Task): Promise<ComponentResult | Skip
     tokenizer: standInTokenizer(),
   };
   let building = false;
-  let t = now();
+  const t = now();
   const model = await lib.StableDiffusionModel.load(parts, {
     threads: task.threads,
     cacheDir: task.cacheDir,

@@ -65,14 +65,11 @@ export async function measureGraph(name: GraphComponent, task: Task): Promise<Co
   const weights = new RandomWeights(task.seed);
   const c = sd15Graph(name, task.size, weights);
   const key = { kind: c.kind, config: c.config, weights };
-  if (task.rebuild) removeDir(join(task.cacheDir, "graphs", `${c.kind}-${graphHash(key)}`));
+  if (task.rebuild) removeDir(join(task.cacheDir, "graphs", `${c.kind}-${graphHash(key, c.build().structureHash())}`));
 
   // 1. build (only when the cache lacks the graph) and the first session
   let t = now();
-  const { path, built } = cachedGraph(key, () => {
-    log(`${name}: building the ${c.kind} graph into ${task.cacheDir}`);
-    return c.build();
-  }, task.cacheDir);
+  const { path, built } = cachedGraph(key, c.build, task.cacheDir, () => log(`${name}: building the ${c.kind} graph into ${task.cacheDir}`));
   const buildMs = built ? now() - t : null;
   t = now();
   const session = await ModelSession.load(path, { threads: task.threads });

@@ -15,3 +15,23 @@ export class ReimagineError extends Error {
 export function check(cond: unknown, message: string, code?: string): asserts cond {
   if (!cond) throw new ReimagineError(message, code);
 }
+
+/**
+ * The error a cancelled run rejects with: an Error named "AbortError", as fetch and AbortSignal use.
+ * @example ac.abort(abortError("interrupted"))
+ */
+export function abortError(message = "generation cancelled"): Error {
+  const e = new Error(message);
+  e.name = "AbortError";
+  return e;
+}
+
+/** Throws abortError() when `signal` has been aborted (checked between steps). */
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw abortError();
+}
+
+/** True for a cancellation: our abortError(), fetch's, or an AbortSignal's DOMException. */
+export function isAbortError(e: unknown): boolean {
+  return (e as Error | undefined)?.name === "AbortError";
+}

@@ -1,7 +1,6 @@
 // Decoding of inpainting masks and of pictures whose alpha channel matters (sharp lives only in src/image*.ts):
 // bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
 // in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
-import { ReimagineError } from "./errors.js";
 import { DEFAULT_MAX_PIXELS } from "./image.js";
 import { openImageInput, sharp } from "./image-read.js";
 import type { GrayImage } from "./inpaint/pil.js";

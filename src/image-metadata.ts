@@ -64,7 +64,7 @@ function pngChunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-const isLatin1 = (s: string) => /^[\x00-\xff]*$/.test(s);
+const isLatin1 = (s: string) => Buffer.from(s, "latin1").toString("latin1") === s; // every code unit <= 0xff
 
 /** The text chunk PIL's PngInfo.add_text(keyword, text) writes: tEXt if Latin-1, else uncompressed iTXt. */
 export function pngTextChunk(keyword: string, text: string): Buffer {

@@ -208,7 +208,7 @@ export function sheetLabelsSvg(layout: SheetLayout, labels: string[]): string {
   const maxChars = Math.max(4, Math.floor(layout.cellWidth / (SHEET_FONT_SIZE * 0.6)));
   const texts = layout.cells.map((c, i) => {
     const raw = labels[i] ?? "";
-    const label = raw.length > maxChars ? raw.slice(0, maxChars - 1) + "…" : raw;
+    const label = raw.length > maxChars ? `${raw.slice(0, maxChars - 1)}…` : raw;
     return `<text x="${c.labelX}" y="${c.labelY}" text-anchor="middle">${xmlEscape(label)}</text>`;
   });
   return (

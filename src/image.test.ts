@@ -220,7 +220,7 @@ describe("sizes and resize modes", () => {
     // the band is Pillow's default-filter (bicubic, a = -0.5) resample of a zero-height box at the edge: a
     // blend of the first two rows with weights B(0.5) = 0.5625, B(1.5) = -0.0625, not a copy of the edge row
     const rows = solid(32, 16, [90, 90, 90]);
-    [100, 200, 50].forEach((v, y) => rows.data.fill(v, y * 32 * 3, (y + 1) * 32 * 3));
+    for (const [y, v] of [100, 200, 50].entries()) rows.data.fill(v, y * 32 * 3, (y + 1) * 32 * 3);
     const blend = (100 * 0.5625 + 200 * -0.0625) / (0.5625 - 0.0625); // 87.5
     const banded = await resizeImage(rows, 32, 32, "resize-and-fill");
     expect(Math.abs(px(banded, 3, 4)[0] - blend)).toBeLessThanOrEqual(1);

@@ -9,6 +9,7 @@ import type { Sharp } from "sharp";
 import { ReimagineError } from "./errors.js";
 import { oneLine, openImageInput, sharp } from "./image-read.js";
 import { parametersFromBytes, exifWithUserComment, withJpegExif, withPngParameters, withWebpExif } from "./image-metadata.js";
+import { roundHalfEven } from "./numeric.js";
 import { ssim, sheetLabelsSvg, sheetLayout, type RGBImage } from "./image-sheet.js";
 
 export type { RGBImage } from "./image-sheet.js";
@@ -278,12 +279,6 @@ export function tensorToImage(data: Float32Array, width: number, height: number,
     }
   }
   return { width, height, data: out };
-}
-
-/** numpy.round: ties to even. */
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Decoder output -> float32 HWC [H, W, 3] in [0, 1], as diffusers output_type "np" (one image). */

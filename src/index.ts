@@ -1,5 +1,6 @@
 // Public API of Reimagine: the img2img pipeline, model loading, schedulers and image helpers.
-// Front ends (CLI, server, web UI) use only what is exported here.
+// Front ends (src/cli, src/server, web) use only what is exported here (a lint rule enforces it,
+// see biome.json): when a front end needs something new, export it here rather than reach past.
 /**
  * @example
  * import { loadPipeline } from "reimagine";
@@ -15,12 +16,28 @@ export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, ty
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
 export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
 export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";
-export { createScheduler, img2imgTimesteps, listSamplers, schedulerForModel } from "./schedulers/index.js";
+export { VAE_TILING_MODES, type VaeTilingMode } from "./pipeline/vae-tiling.js";
+export {
+  a1111SamplerName,
+  checkSamplerName,
+  createScheduler,
+  DEFAULT_SAMPLER,
+  denoisingSteps,
+  findSampler,
+  img2imgTimesteps,
+  listSamplers,
+  modelSampler,
+  noDenoisingStepReason,
+  schedulerForModel,
+  type SamplerInfo,
+  type StepsStrengthNames,
+} from "./schedulers/index.js";
 export type { Scheduler } from "./schedulers/scheduler.js";
 export { CLIPTokenizer } from "./tokenizer/clip.js";
 export { TorchGenerator, normalizeSeed, randomSeed } from "./rng.js";
 export {
   contactSheet,
+  DEFAULT_MAX_PIXELS,
   defaultSize,
   encodeImage,
   formatFromPath,
@@ -29,6 +46,7 @@ export {
   readImageParameters,
   resizeImage,
   ssim,
+  ssimResized,
   tensorToImage,
   writeFileAtomic,
   type ImageFormat,
@@ -36,5 +54,7 @@ export {
   type RGBImage,
 } from "./image.js";
 export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
-export { availableProviders, type Provider, type RuntimeOptions } from "./runtime.js";
-export { ReimagineError } from "./errors.js";
+export type { PredictionType } from "./weights/checkpoint.js";
+export { QUANTIZE_MODES, type QuantizeMode } from "./graph/quantize.js";
+export { availableProviders, PROVIDERS, type Provider, type RuntimeOptions } from "./runtime.js";
+export { abortError, isAbortError, ReimagineError, throwIfAborted } from "./errors.js";

@@ -175,7 +175,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       if (!repo) return;
       const dir = parts.slice(6).join("/");
       const recursive = url.searchParams.get("recursive") === "true";
-      const under = (p: string) => (dir ? p.startsWith(dir + "/") : true) && (recursive || !p.slice(dir ? dir.length + 1 : 0).includes("/"));
+      const under = (p: string) => (dir ? p.startsWith(`${dir}/`) : true) && (recursive || !p.slice(dir ? dir.length + 1 : 0).includes("/"));
       const entries: object[] = [
         ...repo.dirs.filter(under).map((path) => ({ type: "directory", oid: gitBlobOid(Buffer.from(path)), size: 0, path })),
         ...[...repo.files.values()].filter((f) => under(f.path)).map((f) => ({

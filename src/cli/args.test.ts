@@ -51,7 +51,7 @@ describe("parseGenerateArgs", () => {
     [["--strength", "1.5"], /strength must be between 0 and 1 \(got 1\.5\).*0\.2-0\.4/],
     [["--strength", "-0.2"], /between 0 and 1/],
     [["--strength", "0.2,,0.4"], /--strength expects/],
-    [["--strength", "0.05", "--steps", "10"], /10 x 0\.05 leaves no denoising step.*--strength.*0\.100.*--steps 20/],
+    [["--strength", "0.05", "--steps", "10"], /10 x 0\.05 leaves no denoising step: raise --strength to at least 0\.1 or --steps to at least 20/],
     [["--steps", "0"], /--steps expects a whole number >= 1/],
     [["--steps", "2.5"], /--steps expects/],
     [["--sampler", "eulerr"], /unknown sampler 'eulerr'; use one of: ddim/],

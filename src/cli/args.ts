@@ -2,13 +2,22 @@
 // checks that name the fix, and the help text. Values a flag leaves out stay undefined so that
 // model defaults and `--from` settings can fill them; nothing here loads a model or an image.
 import { parseArgs } from "node:util";
-import { ReimagineError } from "../errors.js";
-import { DEFAULT_MAX_PIXELS, type ImageFormat, type ResizeMode } from "../image.js";
-import type { Provider } from "../runtime.js";
-import { createScheduler, listSamplers } from "../schedulers/index.js";
-import type { PredictionType } from "../weights/checkpoint.js";
-import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
-import { VAE_TILING_MODES, type VaeTilingMode } from "../pipeline/vae-tiling.js";
+import {
+  checkSamplerName,
+  DEFAULT_MAX_PIXELS,
+  type ImageFormat,
+  listSamplers,
+  noDenoisingStepReason,
+  type PredictionType,
+  PROVIDERS,
+  type Provider,
+  QUANTIZE_MODES,
+  type QuantizeMode,
+  ReimagineError,
+  type ResizeMode,
+  VAE_TILING_MODES,
+  type VaeTilingMode,
+} from "../index.js";
 
 /** Where the CLI writes; tests pass string collectors. */
 export interface OutStream {
@@ -176,10 +185,7 @@ function oneOf<T extends string>(flag: string, v: string | undefined, allowed: r
 
 /** Throws the registry's own "unknown sampler" error (listing valid names) for an unknown name. */
 export function checkSampler(name: string | undefined): void {
-  if (name === undefined) return;
-  const key = name.trim().toLowerCase();
-  const known = listSamplers().some((s) => [s.name, s.a1111Name.toLowerCase(), s.className.toLowerCase()].includes(key));
-  if (!known) createScheduler(name, {}); // throws ReimagineError "unknown sampler ..."
+  if (name !== undefined) checkSamplerName(name);
 }
 
 function format(v: string | undefined): ImageFormat | undefined {
@@ -246,7 +252,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     overwrite: v.overwrite ?? false,
     from: v.from,
     threads: num("threads", v.threads, "a whole number >= 1", pos, true),
-    provider: oneOf("provider", v.provider, ["cpu", "cuda", "webgpu"] as const),
+    provider: oneOf("provider", v.provider, PROVIDERS),
     quantize: oneOf("quantize", v.quantize, QUANTIZE_MODES),
     tinyVae: v["tiny-vae"],
     vaeTiling: oneOf("vae-tiling", v["vae-tiling"], VAE_TILING_MODES),
@@ -259,12 +265,8 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
   checkSampler(flags.sampler);
   if (flags.steps !== undefined && flags.strengths) {
     for (const s of flags.strengths) {
-      if (s > 0 && Math.floor(flags.steps * s) < 1) {
-        throw new ReimagineError(
-          `steps x strength = ${flags.steps} x ${s} leaves no denoising step: raise --strength to at least ${(1 / flags.steps).toPrecision(3)} or use --steps ${Math.ceil(1 / s)} or more`,
-          "usage",
-        );
-      }
+      const reason = noDenoisingStepReason(flags.steps, s, { strength: "--strength", steps: "--steps" });
+      if (reason) throw new ReimagineError(reason, "usage");
     }
   }
   return { positionals: parsed.positionals, flags, help: v.help ?? false };
@@ -318,7 +320,7 @@ Options:
       --overwrite               replace existing output files
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
-      --provider P              cpu | cuda | webgpu (default cpu)
+      --provider P              ${PROVIDERS.join(" | ")} (default cpu)
       --quantize int8           faster UNet (int8 linear layers); approximate, see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off

@@ -56,7 +56,7 @@ describeWithFixtures("reimagine: bad input", () => {
     { name: "strength above 1", args: [input, ...ok, "--strength", "1.5"], msg: /strength must be between 0 and 1/, instant: true },
     { name: "strength below 0", args: [input, ...ok, "--strength", "-0.5"], msg: /strength must be between 0 and 1/, instant: true },
     { name: "strength list item outside [0, 1]", args: [input, ...ok, "--strength", "0.2,1.2"], msg: /strength must be between 0 and 1 \(got 1\.2\)/, instant: true },
-    { name: "steps x strength < 1", args: [input, ...ok, "--strength", "0.2"], msg: /4 x 0\.2 leaves no denoising step.*--steps 5/, instant: true },
+    { name: "steps x strength < 1", args: [input, ...ok, "--strength", "0.2"], msg: /4 x 0\.2 leaves no denoising step.*--steps to at least 5/, instant: true },
     { name: "steps x strength < 1 with model default steps", args: [input, "--model", model, "-p", "x", "-o", out, "--strength", "0.01"], msg: /30 x 0\.01 leaves no denoising step/, instant: false },
     { name: "unknown sampler", args: [input, ...ok, "--sampler", "heun"], msg: /unknown sampler 'heun'; use one of: ddim, pndm/, instant: true },
     { name: "unknown option", args: [input, ...ok, "--strenght", "0.5"], msg: /unknown option '--strenght': did you mean --strength\?/, instant: true },

@@ -1,10 +1,9 @@
 // `reimagine serve`: loads one model (in a child process), then serves the web UI, the native API
 // and the AUTOMATIC1111-compatible API until Ctrl+C.
 import { parseArgs } from "node:util";
-import { ReimagineError } from "../errors.js";
+import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_SERVER_MAX_PIXELS, startServer } from "../server/app.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
-import { QUANTIZE_MODES, type QuantizeMode } from "../graph/quantize.js";
 
 export const SERVE_HELP = `Usage: reimagine serve [options]
 

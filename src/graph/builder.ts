@@ -2,14 +2,12 @@
 // diffusers weight key; binding is strict (missing, unused and mis-shaped keys are errors
 // naming the key). Weights are written as ONNX external data (mmapped by ONNX Runtime),
 // so graphs beyond protobuf's 2 GiB limit work.
+import { createHash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import type { WeightSource } from "../weights/source.js";
 import { AttrType, DataType, type ElemType, modelProto } from "./onnx-proto.js";
-
-/** Bumped whenever the emitted graphs change, so on-disk graph caches are rebuilt. */
-export const BUILDER_VERSION = "1";
 
 export type Dim = number | string;
 
@@ -44,6 +42,9 @@ interface ParamRecord {
   elemType: ParamElemType;
   /** Produces the data at save time (weights are read one tensor at a time). */
   compute: () => ParamData;
+  /** How the data derives from the weights: the weight keys read and the source of the transform
+   *  (structureHash() covers it, so changing a transform invalidates cached graphs). */
+  derivation: string;
 }
 
 interface InputRecord {
@@ -125,6 +126,7 @@ export class Graph {
         const data = src.read(key, stored);
         return transform ? transform(data) : data;
       },
+      derivation: `${key}[${stored}]${transform ? ` ${transform.toString()}` : ""}`,
     });
     const value = { name: key };
     if (!transform) this.paramCache.set(key, { value, dims });
@@ -159,6 +161,7 @@ export class Graph {
       dims,
       elemType,
       compute: () => combine(deps.map((d) => src.read(d.key, d.shape))),
+      derivation: `${deps.map((d) => `${d.key}[${d.shape}]`).join(",")} ${combine.toString()}`,
     });
     return { name };
   }
@@ -277,6 +280,25 @@ export class Graph {
   }
 
   /**
+   * A hash of everything that makes up the graph except the weights' values: inputs, outputs, nodes with
+   * their attributes, constants, and each parameter's name, shape, type and derivation. The graph cache
+   * keys on it, so a change to any model or layer code rebuilds cached graphs (no version to bump).
+   * @example cachedGraph(key, build) // keys on build().structureHash()
+   */
+  structureHash(): string {
+    const attrs = (a: Attrs) =>
+      Object.entries(a)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, v instanceof FloatAttr ? { f: v.value } : Array.isArray(v) ? v.map((x) => (x instanceof FloatAttr ? { f: x.value } : x)) : v]);
+    const h = createHash("sha256");
+    h.update(JSON.stringify({ name: this.name, opset: this.opset, domains: [...this.domains].sort(), inputs: this.inputs, outputs: this.outputs }));
+    for (const n of this.nodes) h.update(JSON.stringify([n.opType, n.domain, n.inputs, n.outputs, attrs(n.attrs)]));
+    for (const p of this.params) h.update(JSON.stringify([p.name, p.dims, p.elemType, p.derivation]));
+    for (const c of this.constants) h.update(JSON.stringify([c.name, c.elemType, c.dims])).update(c.raw);
+    return h.digest("hex");
+  }
+
+  /**
    * Writes `model.onnx` and its external data file `weights.bin` into `dir`
    * (created if needed). Parameters are computed and written one at a time.
    */
@@ -336,7 +358,7 @@ export class Graph {
     const model = {
       ir_version: 8,
       producer_name: "reimagine",
-      producer_version: BUILDER_VERSION,
+      producer_version: this.structureHash().slice(0, 16), // which graph structure this file holds
       opset_import: [
         { domain: "", version: this.opset },
         ...[...this.domains].map((d) => ({ domain: d, version: 1 })),
@@ -361,8 +383,8 @@ export class Graph {
     };
     const bytes = modelProto().encode(modelProto().fromObject(model)).finish();
     const path = join(dir, "model.onnx");
-    writeFileSync(path + ".tmp", bytes);
-    renameSync(path + ".tmp", path);
+    writeFileSync(`${path}.tmp`, bytes);
+    renameSync(`${path}.tmp`, path);
     return path;
   }
 }

@@ -1,12 +1,14 @@
 // On-disk cache of built graphs: <root>/graphs/<kind>-<hash>/{model.onnx,weights.bin}, keyed by
-// builder version + model kind + config + weights fingerprint. A build goes to a temporary
-// folder renamed into place when complete, so an interrupted build never leaves a half graph.
+// the graph's structure hash (nodes, attributes, parameter names/shapes/derivations: no weights) +
+// model kind + config + weights fingerprint, so any change to the model code rebuilds the cache by
+// itself. A build goes to a temporary folder renamed into place when complete, so an interrupted
+// build never leaves a half graph.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { WeightSource } from "../weights/source.js";
-import { BUILDER_VERSION, type Graph, removeDir } from "./builder.js";
+import { type Graph, removeDir } from "./builder.js";
 
 /** Root of Reimagine's caches: REIMAGINE_CACHE, else $XDG_CACHE_HOME/reimagine, else ~/.cache/reimagine. */
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -23,25 +25,30 @@ export interface GraphKey {
   extra?: unknown;
 }
 
-export function graphHash(key: GraphKey): string {
+/** The cache key of `key` built as a graph with structure hash `structure` (Graph.structureHash()). */
+export function graphHash(key: GraphKey, structure: string): string {
   return createHash("sha256")
-    .update(JSON.stringify([BUILDER_VERSION, key.kind, key.config, key.weights.fingerprint(), key.extra ?? null]))
+    .update(JSON.stringify([structure, key.kind, key.config, key.weights.fingerprint(), key.extra ?? null]))
     .digest("hex")
     .slice(0, 20);
 }
 
 /**
- * Returns the path of the cached `model.onnx` for `key`, building it with `build` first
- * when absent. `root` defaults to cacheRoot().
+ * Returns the path of the cached `model.onnx` for `key`. `build` always runs (it only lays out nodes and
+ * binds weight keys, ~0.1 s for the SD 1.5 UNet: no weight is read) so its structure hash is part of the
+ * key; the graph is saved (weights read, transformed and written: the slow part, announced by
+ * `onSave`) only when the cache lacks it. `root` defaults to cacheRoot().
  */
-export function cachedGraph(key: GraphKey, build: () => Graph, root = cacheRoot()): { path: string; built: boolean } {
-  const dir = join(root, "graphs", `${key.kind}-${graphHash(key)}`);
+export function cachedGraph(key: GraphKey, build: () => Graph, root = cacheRoot(), onSave?: () => void): { path: string; built: boolean } {
+  const graph = build();
+  const dir = join(root, "graphs", `${key.kind}-${graphHash(key, graph.structureHash())}`);
   const path = join(dir, "model.onnx");
   if (existsSync(path)) return { path, built: false };
+  onSave?.();
   mkdirSync(join(root, "graphs"), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   try {
-    build().save(tmp, { metadata: { kind: key.kind } });
+    graph.save(tmp, { metadata: { kind: key.kind } });
     if (existsSync(dir) && !existsSync(path)) removeDir(dir); // leftover of a broken cache entry
     try {
       renameSync(tmp, dir);

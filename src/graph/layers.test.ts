@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ModelSession } from "../runtime.js";
 import { MemoryWeights } from "../weights/memory.js";
 import { Graph } from "./builder.js";
-import { attention, conv2d, groupNorm, layerNorm, linear, upsampleNearest2x } from "./layers.js";
+import { ReimagineError } from "../errors.js";
+import { ACTIVATIONS, activation, attention, conv2d, groupNorm, layerNorm, linear, upsampleNearest } from "./layers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "reimagine-layers-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,7 +53,9 @@ describe("layers", () => {
     // group 0 = [1,3,5,7]: mean 4, var 5
     const s = Math.sqrt(5);
     const want = [-3 / s, -1 / s, (1 / s) * 2, (3 / s) * 2, -1, -1, 1 + 5, 1 + 5];
-    y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
+    y.forEach((v, i) => {
+      expect(v).toBeCloseTo(want[i], 5);
+    });
   });
 
   it("conv2d (padding) then nearest 2x upsampling", async () => {
@@ -62,10 +65,38 @@ describe("layers", () => {
     });
     const g = new Graph(w, "t");
     const x = g.input("x", "float32", [1, 1, 2, 2]);
-    g.output(upsampleNearest2x(g, conv2d(g, "c", x, 1, 1, 3, { padding: 1 })), "y"); // 2x + 1, [1,1,4,4]
+    g.output(upsampleNearest(g, conv2d(g, "c", x, 1, 1, 3, { padding: 1 })), "y"); // 2x + 1, [1,1,4,4]
     const y = await runGraph(g, { x: { data: Float32Array.from([1, 2, 3, 4]), dims: [1, 1, 2, 2] } });
     expect(y.dims).toEqual([1, 1, 4, 4]);
     expect(Array.from(y.data as Float32Array)).toEqual([3, 3, 5, 5, 3, 3, 5, 5, 7, 7, 9, 9, 7, 7, 9, 9]);
+  });
+
+  it("nearest upsampling to a given size floors the source index (F.interpolate(size=...) on odd sizes)", async () => {
+    const g = new Graph(new MemoryWeights({}), "t");
+    const x = g.input("x", "float32", [1, 1, 2, 3]);
+    g.output(upsampleNearest(g, x, g.ints([1, 1, 3, 5])), "y"); // [1, 1, 3, 5]
+    const y = await runGraph(g, { x: { data: Float32Array.from([1, 2, 3, 4, 5, 6]), dims: [1, 1, 2, 3] } });
+    expect(y.dims).toEqual([1, 1, 3, 5]);
+    // rows: floor(r * 2/3) = 0, 0, 1; columns: floor(c * 3/5) = 0, 0, 1, 1, 2 (torch gives the same)
+    expect(Array.from(y.data as Float32Array)).toEqual([1, 1, 2, 2, 3, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6]);
+  });
+
+  it("refuses an activation it cannot build with a one-line error naming the supported ones", () => {
+    const g = new Graph(new MemoryWeights({}), "unet");
+    const x = g.input("x", "float32", [1, 2]);
+    for (const name of ACTIVATIONS) expect(() => activation(g, name, x)).not.toThrow();
+    const err = (() => {
+      try {
+        activation(g, "mish", x);
+      } catch (e) {
+        return e as ReimagineError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ReimagineError);
+    expect(err?.code).toBe("bad_model");
+    expect(err?.message).toBe(
+      "unsupported activation 'mish' in unet (config act_fn / hidden_act): Reimagine builds quick_gelu, gelu, gelu_new, gelu_pytorch_tanh, silu, swish, relu",
+    );
   });
 
   it("layerNorm over the last axis", async () => {
@@ -96,7 +127,9 @@ describe("layers", () => {
         const z = e[0] + e[1];
         for (let c = 0; c < 2; c++) want.push((e[0] * kd[c] + e[1] * kd[2 + c]) / z);
       }
-      y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
+      y.forEach((v, i) => {
+      expect(v).toBeCloseTo(want[i], 5);
+    });
     }
   });
 });

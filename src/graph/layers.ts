@@ -1,6 +1,7 @@
 // Neural-network layers as graph fragments, each named by the weight-key prefix of its
 // parameters (module path = weight key). Mirrors torch.nn / diffusers layer semantics.
 // Notation: B batch, C channels, H/W spatial, L sequence length, D model width.
+import { ReimagineError } from "../errors.js";
 import { float, type Graph, type Value } from "./builder.js";
 
 /** Transposes a row-major [rows, cols] matrix. */
@@ -94,6 +95,9 @@ export function quickGelu(g: Graph, x: Value): Value {
   return g.op("QuickGelu", [x], { alpha: float(1.702) }, "com.microsoft");
 }
 
+/** Activation names activation() builds (transformers' ACT2FN / diffusers' get_activation keys). */
+export const ACTIVATIONS = ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "relu"] as const;
+
 /** Activation by transformers/diffusers name. */
 export function activation(g: Graph, name: string, x: Value): Value {
   switch (name) {
@@ -110,7 +114,10 @@ export function activation(g: Graph, name: string, x: Value): Value {
     case "relu":
       return g.op("Relu", [x]);
     default:
-      throw new Error(`unsupported activation '${name}'`);
+      throw new ReimagineError(
+        `unsupported activation '${name}' in ${g.name} (config act_fn / hidden_act): Reimagine builds ${ACTIVATIONS.join(", ")}`,
+        "bad_model",
+      );
   }
 }
 
@@ -135,12 +142,16 @@ export function attention(
   ); // [B, Lq, D]
 }
 
-/** Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode="nearest")). */
-export function upsampleNearest2x(g: Graph, x: Value): Value {
-  const scales = g.constant([1, 1, 2, 2], [4]);
-  return g.op("Resize", [x, undefined, scales], {
+/**
+ * Nearest-neighbour upsampling, F.interpolate(mode="nearest"): by an integer `scale` (default 2), or to
+ * the sizes in a [4] int64 tensor [B, C, H', W']. ONNX asymmetric + floor is torch's src = floor(dst * in / out).
+ * @example h = upsampleNearest(g, h); // [B, C, 2H, 2W]
+ */
+export function upsampleNearest(g: Graph, x: Value, to: number | Value = 2): Value {
+  const inputs = typeof to === "number" ? [x, undefined, g.constant([1, 1, to, to], [4])] : [x, undefined, undefined, to];
+  return g.op("Resize", inputs, {
     mode: "nearest",
     coordinate_transformation_mode: "asymmetric",
     nearest_mode: "floor",
-  }); // [B, C, 2H, 2W]
+  }); // [B, C, H', W']
 }

@@ -35,7 +35,7 @@ export function quantizeLinearWeightInt8(w: Float32Array, outF: number, inF: num
     scale[o] = s;
     for (let i = 0; i < inF; i++) {
       const v = Math.round(w[row + i] / s);
-      q[i * outF + o] = v > 127 ? 127 : v < -127 ? -127 : v;
+      q[i * outF + o] = Math.min(127, Math.max(-127, v));
     }
   }
   return { q, scale };

@@ -163,7 +163,9 @@ describe("A1111 mask preparation", () => {
     const m = rectMask(16, 16, 4, 4, 12, 12);
     const r = await a1111PrepareMask(gray(m), 16, 16, { maskBlurX: 1, maskBlurY: 1, fullRes: false });
     expect(r.cropRegion).toBeUndefined();
-    r.mask.data.forEach((v, i) => expect(r.maskForOverlay.data[i]).toBe(Math.min(255, 2 * v)));
+    r.mask.data.forEach((v, i) => {
+      expect(r.maskForOverlay.data[i]).toBe(Math.min(255, 2 * v));
+    });
   });
   it("invert, and an all-black mask with 'only masked': no region, a black mask and a note (never a whole-picture repaint)", async () => {
     const black: GrayImage = { width: 8, height: 8, data: new Uint8Array(64) };
@@ -190,9 +192,13 @@ describe("A1111 overlay with the whole picture (mask doubled)", () => {
     for (let p = 0; p < w * w; p++) {
       const m = r.mask.data[p];
       const got = Array.from(out.data.subarray(3 * p, 3 * p + 3));
-      if (m === 0) kept++, expect(got).toEqual(Array.from(original.data.subarray(3 * p, 3 * p + 3)));
-      else if (m >= 128) taken++, expect(got).toEqual(Array.from(generated.data.subarray(3 * p, 3 * p + 3)));
-      else blended++;
+      if (m === 0) {
+        kept++;
+        expect(got).toEqual(Array.from(original.data.subarray(3 * p, 3 * p + 3)));
+      } else if (m >= 128) {
+        taken++;
+        expect(got).toEqual(Array.from(generated.data.subarray(3 * p, 3 * p + 3)));
+      } else blended++;
     }
     expect([kept > 0, taken > 0, blended > 0]).toEqual([true, true, true]);
   });

@@ -7,6 +7,7 @@ import { ReimagineError } from "../errors.js";
 import type { ResizeMode } from "../image.js";
 import type { RGBImage } from "../image-sheet.js";
 import type { DecodedPixels } from "../image-mask.js";
+import { roundHalfEven } from "../numeric.js"; // numpy / cvRound: half to even
 import { blendLatents, type LatentShape } from "./latents.js";
 import { getCropRegion, resizeGray } from "./mask-processor.js";
 import {
@@ -77,12 +78,6 @@ function gaussianKernel(n: number, sigma: number): number[] {
   out[half] = mul;
   return out;
 }
-
-/** numpy / cvRound: round half to even. */
-const roundHalfEven = (v: number) => {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-};
 
 /**
  * OpenCV's 8-bit Gaussian kernel in Q8 fixed point (getGaussianKernelFixedPoint_ED): each tap rounded with the

@@ -100,7 +100,7 @@ export function emptyMaskReason(mask: GrayImage, unblurred?: GrayImage): string 
   if (mask.data.every((v) => v === 0) && (!unblurred || unblurred.data.every((v) => v === 0))) {
     return "the mask is all black: there is nothing to repaint, so the picture is returned unchanged";
   }
-  if (unblurred && unblurred.data.some((v) => v >= 128)) {
+  if (unblurred?.data.some((v) => v >= 128)) {
     return "after the mask blur no pixel of the mask is at least 50% white, so nothing would be repainted: lower the mask blur or paint wider strokes";
   }
   return "no pixel of the mask is at least 50% white (mid-gray), so nothing is repainted: paint the area to repaint in white";

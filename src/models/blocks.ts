@@ -4,7 +4,7 @@
 // continuous input) and models/attention.py (BasicTransformerBlock, FeedForward with GEGLU).
 import { ReimagineError } from "../errors.js";
 import type { Graph, Value } from "../graph/builder.js";
-import { activation, attention, conv2d, gelu, groupNorm, layerNorm, linear } from "../graph/layers.js";
+import { activation, attention, conv2d, gelu, groupNorm, layerNorm, linear, upsampleNearest } from "../graph/layers.js";
 
 // ---------------------------------------------------------------------------------------------
 // Shape helpers
@@ -154,23 +154,9 @@ export interface Upsample2DOptions {
  */
 export function upsample2D(g: Graph, prefix: string, x: Value, channels: number, opts: Upsample2DOptions = {}): Value {
   const outC = opts.outChannels ?? channels;
-  let h: Value;
-  if (opts.sizeLike) {
-    // F.interpolate(size=(H', W'), mode="nearest"): src = floor(dst * in / out), as ONNX asymmetric/floor.
-    const sizes = g.concat([shapeSlice(g, x, 0, 2), shapeSlice(g, opts.sizeLike, 2, 4)], 0); // [4] = [B, C, H', W']
-    h = g.op("Resize", [x, undefined, undefined, sizes], {
-      mode: "nearest",
-      coordinate_transformation_mode: "asymmetric",
-      nearest_mode: "floor",
-    }); // [B, C, H', W']
-  } else {
-    const scales = g.constant([1, 1, 2, 2], [4]);
-    h = g.op("Resize", [x, undefined, scales], {
-      mode: "nearest",
-      coordinate_transformation_mode: "asymmetric",
-      nearest_mode: "floor",
-    }); // [B, C, 2H, 2W]
-  }
+  // F.interpolate(size=(H', W')) when the skip's size is given, else scale_factor=2
+  const to = opts.sizeLike ? g.concat([shapeSlice(g, x, 0, 2), shapeSlice(g, opts.sizeLike, 2, 4)], 0) : 2; // [4] = [B, C, H', W']
+  const h = upsampleNearest(g, x, to); // [B, C, H', W']
   return conv2d(g, `${prefix}.conv`, h, channels, outC, 3, { padding: 1 }); // [B, outC, H', W']
 }
 

@@ -127,7 +127,9 @@ const both = haveFixtures(SET) && haveFixtures("sd-tiny");
       const feeds: Record<string, TensorData> = { sample, timestep: { data: new Float32Array(batch).fill(cs.timestep.value), dims: [batch] }, encoder_hidden_states: ehs };
       const plain = await plainUnet.run(feeds);
       expect(maxAbsDiff(plain.out_sample.data as Float32Array, referenceTensor(cs.unet_without_residuals_output, SET).data)).toBeLessThan(ref.tolerances.unet.atol);
-      residualInputs.down.forEach((n, i) => (feeds[n] = out[names.down[i]]));
+      residualInputs.down.forEach((n, i) => {
+        feeds[n] = out[names.down[i]];
+      });
       feeds[residualInputs.mid] = out[names.mid];
       const withRes = await unet.run(feeds);
       const want = referenceTensor(cs.unet_with_residuals_output, SET);

@@ -224,7 +224,7 @@ export function buildControlNetModel(weights: WeightSource, config: ControlNetCo
     if (c.global_pool_conditions) r = g.op("ReduceMean", [r], { axes: [2, 3], keepdims: 1 }); // [B, C, 1, 1]
     g.output(r, name, "float32", ["batch", channels, `h${i}`, `w${i}`]);
   };
-  down.skips.forEach((s, i) => scaled(conv2d(g, `controlnet_down_blocks.${i}`, s.v, s.channels, s.channels, 1), i, names.down[i], s.channels));
+  for (const [i, s] of down.skips.entries()) scaled(conv2d(g, `controlnet_down_blocks.${i}`, s.v, s.channels, s.channels, 1), i, names.down[i], s.channels);
   const midC = boc[boc.length - 1];
   scaled(conv2d(g, "controlnet_mid_block", mid, midC, midC, 1), nScales - 1, names.mid, midC);
   g.checkAllWeightsUsed();

@@ -4,7 +4,8 @@
 // TAESD latents are already in the UNet's space: scaling_factor is 1.0 and there is no latent_dist.
 import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
-import { activation, conv2d } from "../graph/layers.js";
+import { activation, conv2d, upsampleNearest } from "../graph/layers.js";
+import { roundHalfEven } from "../numeric.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** diffusers AutoencoderTiny config (snake_case as in config.json). */
@@ -63,7 +64,7 @@ export function resolveTinyVaeConfig(json: Record<string, unknown>): TinyVaeConf
   const bad = (why: string) => new ReimagineError(`AutoencoderTiny config: ${why}`, "unsupported");
   const cls = json._class_name;
   if (cls !== undefined && cls !== "AutoencoderTiny") {
-    throw bad(`_class_name is '${String(cls)}', not AutoencoderTiny` + (cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""));
+    throw bad(`_class_name is '${String(cls)}', not AutoencoderTiny${cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""}`);
   }
   for (const [half, chans, blocks] of [
     ["encoder", c.encoder_block_out_channels, c.num_encoder_blocks],
@@ -152,11 +153,7 @@ export function buildTinyDecoder(weights: WeightSource, config: TinyVaeConfig): 
     for (let j = 0; j < c.num_decoder_blocks[i]; j++) h = tinyBlock(g, key(), h, C, c.act_fn);
     if (!last) {
       idx++; // nn.Upsample(scale_factor=s, mode="nearest") has no parameters
-      h = g.op("Resize", [h, undefined, g.constant([1, 1, s, s], [4])], {
-        mode: "nearest",
-        coordinate_transformation_mode: "asymmetric",
-        nearest_mode: "floor",
-      }); // [B, C, s*H, s*W]
+      h = upsampleNearest(g, h, s); // [B, C, s*H, s*W]
     }
     h = conv2d(g, key(), h, C, last ? c.out_channels : C, 3, { padding: 1, bias: last });
   }
@@ -175,12 +172,6 @@ export function buildTinyDecoder(weights: WeightSource, config: TinyVaeConfig): 
  */
 export function buildAutoencoderTiny(weights: WeightSource, config: TinyVaeConfig): { encoder: Graph; decoder: Graph } {
   return { encoder: buildTinyEncoder(weights, config), decoder: buildTinyDecoder(weights, config) };
-}
-
-/** torch.round: half to even. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /**

@@ -71,7 +71,9 @@ describe.skipIf(!haveFixtures("sdxl-tiny"))("UNet2DConditionModel text_time vs d
     const B = feeds.sample.dims[0];
     const shapes: number[][] = [[B, 16, 16, 16], [B, 16, 16, 16], [B, 16, 16, 16], [B, 16, 8, 8], [B, 32, 8, 8], [B, 32, 8, 8]];
     expect(names.down).toHaveLength(shapes.length);
-    names.down.forEach((n, i) => (feeds[n] = { data: new Float32Array(shapes[i].reduce((a, b) => a * b)), dims: shapes[i] }));
+    names.down.forEach((n, i) => {
+      feeds[n] = { data: new Float32Array(shapes[i].reduce((a, b) => a * b)), dims: shapes[i] };
+    });
     feeds[names.mid] = { data: new Float32Array(B * 32 * 64), dims: [B, 32, 8, 8] };
     const zero = (await withResiduals.run(feeds)).out_sample.data as Float32Array;
     expect(maxAbsDiff(zero, plain)).toBe(0);

@@ -112,10 +112,9 @@ describe("full-size configs build over random weights (not run)", () => {
     out_channels: 4,
   };
   it("SD 1.5", () => {
-    const t0 = performance.now();
-    const g = buildUNet2DConditionModel(new RandomWeights(1), resolveUNetConfig({ ...base, attention_head_dim: 8, cross_attention_dim: 768 }));
-    const ms = performance.now() - t0;
-    expect(ms).toBeLessThan(2000); // builds the node list only; weights are generated at save time
+    const weights = new RandomWeights(1);
+    const g = buildUNet2DConditionModel(weights, resolveUNetConfig({ ...base, attention_head_dim: 8, cross_attention_dim: 768 }));
+    expect(weights.keys()).toEqual([]); // building lays out nodes only: no weight is read before save (build time: bench/graph-build.ts)
     expect(g.params.find((p) => p.name === "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight")?.dims).toEqual([768, 320]);
     expect(g.params.find((p) => p.name === "down_blocks.0.attentions.0.proj_in.weight")?.dims).toEqual([320, 320, 1, 1]);
     expect(g.params.length).toBe(686); // SD 1.5 unet/diffusion_pytorch_model.safetensors holds 686 tensors
@@ -125,12 +124,9 @@ describe("full-size configs build over random weights (not run)", () => {
   });
 
   it("SD 2.x (per-block heads, linear projections, 1024-wide context)", () => {
-    const t0 = performance.now();
-    const g = buildUNet2DConditionModel(
-      new RandomWeights(2),
-      resolveUNetConfig({ ...base, attention_head_dim: [5, 10, 20, 20], use_linear_projection: true, cross_attention_dim: 1024 }),
-    );
-    expect(performance.now() - t0).toBeLessThan(2000);
+    const weights = new RandomWeights(2);
+    const g = buildUNet2DConditionModel(weights, resolveUNetConfig({ ...base, attention_head_dim: [5, 10, 20, 20], use_linear_projection: true, cross_attention_dim: 1024 }));
+    expect(weights.keys()).toEqual([]);
     expect(g.params.find((p) => p.name === "mid_block.attentions.0.proj_in.weight")?.dims).toEqual([1280, 1280]);
     expect(g.params.find((p) => p.name === "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight")?.dims).toEqual([1024, 320]);
     const heads = g.nodes.filter((n) => n.opType === "MultiHeadAttention").map((n) => n.attrs.num_heads);

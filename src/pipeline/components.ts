@@ -204,10 +204,7 @@ export class StableDiffusionModel {
     const root = opts.cacheDir ?? cacheRoot();
     const family = parts.family ?? "sd";
     const session: SessionFactory = async (kind, config, weights, build, extra) => {
-      const { path, built } = cachedGraph({ kind, config, weights, extra }, () => {
-        opts.onStatus?.(`building ${kind} graph from ${weights.description}`);
-        return build();
-      }, root);
+      const { path, built } = cachedGraph({ kind, config, weights, extra }, build, root, () => opts.onStatus?.(`building ${kind} graph from ${weights.description}`));
       if (!built) opts.onStatus?.(`loading ${kind}`);
       return ModelSession.load(path, opts);
     };

@@ -18,7 +18,10 @@ function textEncoderOf(model: StableDiffusionModel) {
 /** prompt -> [1, L, D] embeddings, as diffusers computes prompt_embeds for SD 1.x/2.x. */
 async function embed(model: StableDiffusionModel, prompt: string, clipSkip: number): Promise<Float32Array> {
   let cache = caches.get(model);
-  if (!cache) caches.set(model, (cache = new EmbeddingCache()));
+  if (!cache) {
+    cache = new EmbeddingCache();
+    caches.set(model, cache);
+  }
   return cache.get(`${clipSkip}\u0000${prompt}`, async () => {
     const out = await runTextEncoder(textEncoderOf(model), prompt);
     if (clipSkip === 0) return out.last_hidden_state.data as Float32Array; // [1, L, D]

@@ -28,7 +28,10 @@ function encoders(model: StableDiffusionModel): LoadedTextEncoder[] {
 /** prompts (one per encoder) -> embeddings and the pooled output, for hidden layer `layer` (-2 = penultimate). */
 async function encode(model: StableDiffusionModel, prompts: string[], layer: number): Promise<Encoded> {
   let cache = caches.get(model);
-  if (!cache) caches.set(model, (cache = new EmbeddingCache()));
+  if (!cache) {
+    cache = new EmbeddingCache();
+    caches.set(model, cache);
+  }
   return cache.get(`${layer}\u0000${prompts.join("\u0000")}`, async () => {
     const parts: Float32Array[] = [];
     const widths: number[] = [];

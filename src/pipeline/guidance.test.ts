@@ -18,9 +18,13 @@ describe("classifierFreeGuidance", () => {
     };
     const ratio = std(text) / std(guided); // 1.7321 / 3.7417
     const full = Array.from(classifierFreeGuidance(pred, 2, 1));
-    full.forEach((v, i) => expect(v).toBeCloseTo(guided[i] * ratio, 5));
+    full.forEach((v, i) => {
+      expect(v).toBeCloseTo(guided[i] * ratio, 5);
+    });
     const half = Array.from(classifierFreeGuidance(pred, 2, 0.5));
-    half.forEach((v, i) => expect(v).toBeCloseTo(0.5 * guided[i] * ratio + 0.5 * guided[i], 5));
+    half.forEach((v, i) => {
+      expect(v).toBeCloseTo(0.5 * guided[i] * ratio + 0.5 * guided[i], 5);
+    });
   });
   it("rescales each sample of a batch on its own", () => {
     const two = Float32Array.from([...uncond, ...uncond.map((x) => 10 * x), ...text, ...text.map((x) => 10 * x)]);

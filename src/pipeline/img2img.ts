@@ -5,10 +5,10 @@
 // supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
 // follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
 // one per step for ancestral samplers.
-import { check } from "../errors.js";
+import { check, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
-import { createScheduler, type DenoisingWindow, img2imgTimesteps, noStepError, schedulerForModel } from "../schedulers/index.js";
+import { createScheduler, type DenoisingWindow, img2imgTimesteps, noDenoisingStepReason, noStepError, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { StableDiffusionModel } from "./components.js";
 import type { NoiseSource, PipelineExtension, RunState, StepState, Tensor4 } from "./extension.js";
@@ -73,8 +73,6 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   onProgress?: (e: ProgressEvent) => void;
   /** Aborting stops the run within one step with an AbortError; nothing is returned. */
   signal?: AbortSignal;
-  /** Test hook: pre-drawn noise tensors replace generator draws, in order. */
-  draws?: Float32Array[];
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
@@ -95,31 +93,6 @@ export interface Img2ImgResult {
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
-}
-
-/** Draws noise from the generator, or replays injected draws (tests). */
-class GeneratorNoise implements NoiseSource {
-  private next = 0;
-  constructor(
-    private readonly generator: TorchGenerator,
-    private readonly draws?: Float32Array[],
-  ) {}
-  randn(shape: readonly number[]): Float32Array {
-    if (this.draws) {
-      const d = this.draws[this.next++];
-      if (!d) throw new Error("injected draws exhausted");
-      return d;
-    }
-    return this.generator.randn(shape);
-  }
-}
-
-function abortIfNeeded(signal?: AbortSignal): void {
-  if (signal?.aborted) {
-    const e = new Error("generation cancelled");
-    e.name = "AbortError";
-    throw e;
-  }
 }
 
 const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" && x !== null && "latents" in x && "dims" in x;
@@ -169,7 +142,7 @@ export class Img2ImgPipeline {
     // 1. check inputs
     check(Number.isFinite(strength) && strength >= 0 && strength <= 1, `strength must be between 0 and 1 (got ${strength}): use e.g. --strength 0.5`);
     check(Number.isInteger(steps) && steps >= 1, `steps must be a whole number >= 1 (got ${steps})`);
-    if (!windowed && strength > 0 && Math.floor(steps * strength) < 1) throw noStepError(steps, strength);
+    if (!windowed && noDenoisingStepReason(steps, strength)) throw noStepError(steps, strength);
     check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
     check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidance rescale must be between 0 and 1 (got ${guidanceRescale})`);
     check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
@@ -202,13 +175,13 @@ export class Img2ImgPipeline {
       }
     }
     const cfg = guidance > 1;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 3. encode the prompt (and the negative prompt for classifier-free guidance) -> the conditioning record
     let t = performance.now();
     const conditioning = await this.encodePrompt({ ...opts, prompt: opts.prompt, clipSkip, cfg, numImages, height: size.height, width: size.width });
     timings.encodePromptMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
 
     // 5. set timesteps, truncated by strength (or by SDXL's denoising window)
     const { timesteps } = img2imgTimesteps(scheduler, steps, strength, opts);
@@ -216,7 +189,7 @@ export class Img2ImgPipeline {
     // 6. prepare latents: posterior sample of the encoded image, scaled, then noised to the first timestep
     t = performance.now();
     const tiling = input ? tilingWanted(tilingMode, input.height, input.width) : false;
-    const noise = new GeneratorNoise(new TorchGenerator(seed), opts.draws);
+    const noise: NoiseSource = new TorchGenerator(seed);
     const run: RunState = {
       model: this.model,
       originalImage: original,
@@ -246,7 +219,7 @@ export class Img2ImgPipeline {
       // let pending events in first (a cancel that arrived during the last step, over IPC or HTTP),
       // so the run stops before the next UNet call rather than after it
       await new Promise<void>((resolve) => setImmediate(resolve));
-      abortIfNeeded(opts.signal);
+      throwIfAborted(opts.signal);
       const ts = timesteps[s];
       const [, C, h, w] = run.shape;
       const latentModelInput = cfg ? concat(run.latents, run.latents) : run.latents; // [B, C, h, w]
@@ -278,7 +251,7 @@ export class Img2ImgPipeline {
       });
     }
     timings.denoiseMs = performance.now() - t;
-    abortIfNeeded(opts.signal);
+    throwIfAborted(opts.signal);
     const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;

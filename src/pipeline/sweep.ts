@@ -5,6 +5,7 @@
 import { ReimagineError } from "../errors.js";
 import { contactSheet, loadImage, type RGBImage, ssimResized } from "../image.js";
 import { normalizeSeed } from "../rng.js";
+import { noDenoisingStepReason } from "../schedulers/strength.js";
 import type { Img2ImgOptions, Img2ImgPipeline } from "./img2img.js";
 
 export interface SweepImage {
@@ -48,11 +49,8 @@ export function validateStrengths(strengths: readonly number[], steps?: number):
     }
     if (seen.has(s)) throw new ReimagineError(`strength ${s} is listed twice in the sweep; list each strength once`);
     seen.add(s);
-    if (steps !== undefined && s > 0 && Math.floor(steps * s) < 1) {
-      throw new ReimagineError(
-        `steps x strength = ${steps} x ${s} leaves no denoising step; raise the strength to at least ${(1 / steps).toPrecision(3)} or use at least ${Math.ceil(1 / s)} steps`,
-      );
-    }
+    const noStep = steps === undefined ? undefined : noDenoisingStepReason(steps, s);
+    if (noStep) throw new ReimagineError(noStep);
   }
 }
 

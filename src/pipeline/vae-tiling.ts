@@ -2,6 +2,7 @@
 // over the overlap so seams do not show, exactly as diffusers AutoencoderKL.enable_tiling() computes it.
 // Ref: diffusers models/autoencoders/autoencoder_kl.py (tiled_encode, tiled_decode, blend_v, blend_h).
 // Notation: N batch, C channels, H/W spatial size; tensors are NCHW float32.
+import { vaeScaleFactor } from "../models/vae.js";
 
 /** A 4-D NCHW float32 tensor. */
 export interface Tensor4 {
@@ -34,8 +35,7 @@ export const AUTO_TILING_PIXELS = 1024 * 1024;
  */
 export function vaeTilingFor(config: { sample_size: number | number[]; block_out_channels: readonly number[] }): VaeTiling {
   const size = Array.isArray(config.sample_size) ? config.sample_size[0] : config.sample_size;
-  const factor = 2 ** (config.block_out_channels.length - 1);
-  return { tileSampleSize: size, tileLatentSize: Math.trunc(size / factor), overlapFactor: 0.25 };
+  return { tileSampleSize: size, tileLatentSize: Math.trunc(size / vaeScaleFactor(config)), overlapFactor: 0.25 };
 }
 
 /** Whether a run at `height` x `width` pixels tiles its VAE in `mode` (before diffusers' own size check). */

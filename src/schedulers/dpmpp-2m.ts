@@ -4,6 +4,7 @@
 // Notation: α_t = 1/sqrt(σ²+1), σ_t = σ·α_t, λ = log α_t - log σ_t, h = λ_t - λ_s, D0/D1/D2 = differences.
 
 import { ReimagineError } from "../errors.js";
+import { roundHalfEven } from "../numeric.js";
 import {
   checkSameLength,
   drawNoise,
@@ -11,7 +12,6 @@ import {
   mixPerBatch,
   npArange,
   npLinspace,
-  roundHalfEven,
   thresholdSample,
   type SchedulerConfig,
   type SchedulerOutput,

@@ -11,10 +11,13 @@ import { EulerDiscreteScheduler } from "./euler.js";
 import { LCMScheduler } from "./lcm.js";
 import { LMSDiscreteScheduler } from "./lms.js";
 import { PNDMScheduler } from "./pndm.js";
-import { roundHalfEven, type Scheduler } from "./scheduler.js";
+import { roundHalfEven } from "../numeric.js";
+import type { Scheduler } from "./scheduler.js";
+import { denoisingSteps, noDenoisingStepReason } from "./strength.js";
 
 export type { Scheduler, SchedulerConfig, SchedulerOutput, StepOptions } from "./scheduler.js";
 export { publicConfig, resolveConfig } from "./config.js";
+export { denoisingSteps, noDenoisingStepReason, type StepsStrengthNames } from "./strength.js";
 export {
   DDIMScheduler,
   DDPMScheduler,
@@ -28,8 +31,12 @@ export {
 
 export type SamplerName = "ddim" | "pndm" | "euler" | "euler-a" | "dpmpp-2m" | "dpmpp-2m-karras" | "lms" | "lcm" | "ddpm";
 
+/** The sampler name that means "the model's own scheduler" (scheduler_config.json as shipped). */
+export const DEFAULT_SAMPLER = "default";
+
 export interface SamplerInfo {
-  name: SamplerName;
+  /** Our name (`euler-a`), or DEFAULT_SAMPLER for the model's own scheduler. */
+  name: SamplerName | typeof DEFAULT_SAMPLER;
   /** The AUTOMATIC1111 web UI's name for the same sampler. */
   a1111Name: string;
   /** diffusers scheduler class. */
@@ -77,21 +84,72 @@ export function listSamplers(): SamplerInfo[] {
 }
 
 function validNames(): string {
-  return [...SAMPLERS.map((s) => s.name), ...SAMPLERS.map((s) => `"${s.a1111Name}"`), ...Object.keys(CLASSES)].join(", ");
+  const names = [...SAMPLERS.map((s) => s.name), ...SAMPLERS.map((s) => `"${s.a1111Name}"`), ...Object.keys(CLASSES)];
+  return `${names.join(", ")}, or ${DEFAULT_SAMPLER} (the model's own scheduler)`;
+}
+
+/**
+ * The entry of `samplers` that `name` names: its `name` or its A1111 name, any case, spaces trimmed.
+ * The one sampler-name lookup: the registry, the CLI and the server's request validation all use it.
+ * @example findSampler("dpm++ 2m karras", listSamplers())?.name // "dpmpp-2m-karras"
+ */
+export function findSampler<T extends { name: string; a1111Name: string }>(name: string, samplers: readonly T[]): T | undefined {
+  const key = name.trim().toLowerCase();
+  return samplers.find((s) => s.name.toLowerCase() === key || s.a1111Name.toLowerCase() === key);
+}
+
+/** What a sampler name means: the model's own scheduler, a registry entry, or a diffusers class with the model's config. */
+type SamplerSpec = { own: true } | { own: false; className: string; overrides: Record<string, unknown> };
+
+/**
+ * Resolves a sampler name (DEFAULT_SAMPLER, ours, A1111's or a diffusers class name, any case);
+ * throws ReimagineError "unknown sampler" listing the valid names.
+ * @example checkSamplerName("Euler a") // ok; checkSamplerName("heun++") throws
+ */
+export function checkSamplerName(name: string): SamplerSpec {
+  const key = name.trim().toLowerCase();
+  if (key === DEFAULT_SAMPLER) return { own: true };
+  const sampler = findSampler(key, SAMPLERS);
+  if (sampler) return { own: false, className: sampler.className, overrides: sampler.overrides };
+  const cls = Object.keys(CLASSES).find((c) => c.toLowerCase() === key);
+  if (cls) return { own: false, className: cls, overrides: {} };
+  throw new ReimagineError(`unknown sampler '${name}'; use one of: ${validNames()}`, "unknown_sampler");
 }
 
 /**
  * Build a sampler from the model's scheduler config, like `Class.from_config(model_config, **overrides)`:
- * class defaults, then every key of the model config the class accepts.
+ * class defaults, then every key of the model config the class accepts. DEFAULT_SAMPLER is the model's own.
  * @example createScheduler("dpmpp-2m-karras", JSON.parse(readFileSync("scheduler/scheduler_config.json", "utf8")))
  */
 export function createScheduler(name: SamplerName | string, modelSchedulerConfig: Record<string, unknown>): Scheduler {
-  const key = name.trim().toLowerCase();
-  const sampler = SAMPLERS.find((s) => s.name === key || s.a1111Name.toLowerCase() === key);
-  if (sampler) return CLASSES[sampler.className](modelSchedulerConfig, sampler.overrides);
-  const cls = Object.keys(CLASSES).find((c) => c.toLowerCase() === key);
-  if (cls) return CLASSES[cls](modelSchedulerConfig, {});
-  throw new ReimagineError(`unknown sampler '${name}'; use one of: ${validNames()}`, "unknown_sampler");
+  const spec = checkSamplerName(name);
+  return spec.own ? schedulerForModel(modelSchedulerConfig) : CLASSES[spec.className](modelSchedulerConfig, spec.overrides);
+}
+
+/**
+ * AUTOMATIC1111's display name of what a scheduler runs, read from its resolved config (so it is right
+ * for the model's own scheduler too): `DPM++ 2M SDE Karras`, `Euler a`, `PLMS`, ...
+ * @example a1111SamplerName(createScheduler("dpmpp-2m-karras", config)) // "DPM++ 2M Karras"
+ */
+export function a1111SamplerName(scheduler: Pick<Scheduler, "name" | "config">): string {
+  const c = scheduler.config as Record<string, unknown>;
+  const karras = c.use_karras_sigmas === true ? " Karras" : "";
+  if (scheduler.name === "DPMSolverMultistepScheduler") {
+    const algorithm = String(c.algorithm_type);
+    const sde = algorithm.startsWith("sde-") ? " SDE" : "";
+    return `${algorithm.endsWith("++") ? "DPM++" : "DPM"} ${c.solver_order}M${sde}${karras}`;
+  }
+  const entry = SAMPLERS.find((s) => s.className === scheduler.name);
+  return entry ? `${entry.a1111Name}${karras}` : scheduler.name;
+}
+
+/**
+ * The sampler entry for a model's own scheduler (name DEFAULT_SAMPLER), as front ends list it.
+ * @example modelSampler({ _class_name: "PNDMScheduler", skip_prk_steps: true }) // { name: "default", a1111Name: "PLMS", ... }
+ */
+export function modelSampler(modelSchedulerConfig: Record<string, unknown>): SamplerInfo {
+  const own = schedulerForModel(modelSchedulerConfig);
+  return { name: DEFAULT_SAMPLER, a1111Name: a1111SamplerName(own), className: own.name };
 }
 
 /**
@@ -166,7 +224,7 @@ export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number
     const timesteps = all.slice(tStart);
     out = { timesteps, initTimestep: k, tStart, beginIndex, numInferenceSteps: k, latentTimestep: timesteps[0] };
   } else {
-    const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
+    const initTimestep = denoisingSteps(numInferenceSteps, strength);
     if (initTimestep < 1) throw noStepError(numInferenceSteps, strength);
     scheduler.setTimesteps(numInferenceSteps);
     const tStart = Math.max(numInferenceSteps - initTimestep, 0);
@@ -187,10 +245,7 @@ export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number
   return out;
 }
 
-/** The one-line error for steps x strength < 1 (no denoising step), naming both fixes. */
+/** The one-line error for steps x strength < 1 (no denoising step), naming both fixes (see strength.ts). */
 export function noStepError(steps: number, strength: number): ReimagineError {
-  const moreSteps = strength > 0 ? ` or use at least ${Math.ceil(1 / strength)} steps` : "";
-  return new ReimagineError(
-    `steps x strength = ${steps} x ${strength} leaves no denoising step; ` + `raise strength to at least ${+(1 / steps).toPrecision(3)}${moreSteps}`,
-  );
+  return new ReimagineError(noDenoisingStepReason(steps, strength) ?? `strength 0 runs no denoising step (img2img returns the input unchanged): use a strength above 0`);
 }

@@ -4,6 +4,7 @@
 // diffusers builds these tables in float32 torch; `f32` (Math.fround) reproduces that bit for bit.
 
 import { ReimagineError } from "../errors.js";
+import { roundHalfEven } from "../numeric.js";
 import { resolveConfig } from "./config.js";
 
 // Notation: T = num_train_timesteps, n = num_inference_steps, ᾱ_t = alphas_cumprod[t], β_t = betas[t].
@@ -219,12 +220,6 @@ export function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
 
 // ---------------------------------------------------------------------------------------------
 // numpy emulation for timestep spacing (float64 like numpy; callers cast).
-
-/** Round half to even, as numpy's `round`. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** np.linspace(start, stop, num, endpoint) in float64. */
 export function npLinspace(start: number, stop: number, num: number, endpoint = true): number[] {

@@ -7,11 +7,16 @@ import { haveFixtures, loadReferenceJson, referenceTensor, describeWithFixtures 
 import { ReimagineError } from "../errors.js";
 import { publicConfig } from "./config.js";
 import {
+  a1111SamplerName,
+  checkSamplerName,
   createScheduler,
   DDIMScheduler,
+  DEFAULT_SAMPLER,
   DPMSolverMultistepScheduler,
+  findSampler,
   img2imgTimesteps,
   listSamplers,
+  modelSampler,
   schedulerForModel,
   type Scheduler,
 } from "./index.js";
@@ -235,6 +240,29 @@ describe("scheduler registry", () => {
     expect(createScheduler("DPM++ 2M", { ...sd, use_karras_sigmas: true }).config.use_karras_sigmas).toBe(false);
   });
 
+  it("finds samplers by our name or A1111's, any case; DEFAULT_SAMPLER is the model's own scheduler", () => {
+    expect(findSampler(" dpm++ 2m KARRAS ", listSamplers())?.name).toBe("dpmpp-2m-karras");
+    expect(findSampler("EULER-A", listSamplers())?.a1111Name).toBe("Euler a");
+    expect(findSampler("EulerDiscreteScheduler", listSamplers())).toBeUndefined(); // class names are not entries
+    expect(createScheduler(DEFAULT_SAMPLER, sd).name).toBe("PNDMScheduler");
+    expect(createScheduler("Default", { ...sd, _class_name: "DDIMScheduler" }).name).toBe("DDIMScheduler");
+    expect(checkSamplerName("DDIMScheduler")).toEqual({ own: false, className: "DDIMScheduler", overrides: {} });
+  });
+
+  it("names what a scheduler runs as AUTOMATIC1111 does, from its resolved config", () => {
+    const dpm = { ...sd, _class_name: "DPMSolverMultistepScheduler" };
+    const name = (sampler: string, cfg: Record<string, unknown>) => a1111SamplerName(createScheduler(sampler, cfg));
+    expect(name("default", sd)).toBe("PLMS");
+    expect(name("default", dpm)).toBe("DPM++ 2M"); // class defaults: dpmsolver++, order 2, no Karras
+    expect(name("default", { ...dpm, algorithm_type: "sde-dpmsolver++", use_karras_sigmas: true })).toBe("DPM++ 2M SDE Karras");
+    expect(name("default", { ...dpm, algorithm_type: "dpmsolver", solver_order: 3, final_sigmas_type: "sigma_min" })).toBe("DPM 3M");
+    // a named sampler forces its own settings over the model's
+    expect(name("dpmpp-2m", { ...dpm, algorithm_type: "sde-dpmsolver++", use_karras_sigmas: true })).toBe("DPM++ 2M");
+    expect(name("EulerDiscreteScheduler", { ...sd, use_karras_sigmas: true })).toBe("Euler Karras");
+    for (const s of listSamplers()) expect(name(s.name, sd)).toBe(s.a1111Name);
+    expect(modelSampler({ ...dpm, use_karras_sigmas: true })).toEqual({ name: "default", a1111Name: "DPM++ 2M Karras", className: "DPMSolverMultistepScheduler" });
+  });
+
   it("refuses an unknown sampler, listing the valid names", () => {
     expect(() => createScheduler("heun++", sd)).toThrow(ReimagineError);
     expect(() => createScheduler("heun++", sd)).toThrow(/unknown sampler 'heun\+\+'.*euler-a.*"Euler a".*DDIMScheduler/);
@@ -243,8 +271,9 @@ describe("scheduler registry", () => {
 
   it("refuses img2img settings that leave no denoising step, naming the fix", () => {
     const s = createScheduler("euler", sd);
-    expect(() => img2imgTimesteps(s, 20, 0.04)).toThrow(/leaves no denoising step; raise strength to at least 0.05/);
+    expect(() => img2imgTimesteps(s, 20, 0.04)).toThrow(/20 x 0.04 leaves no denoising step: raise strength to at least 0.05 or steps to at least 25$/);
     expect(() => img2imgTimesteps(s, 20, 1.5)).toThrow(/strength must be in \[0, 1\]/);
+    expect(() => img2imgTimesteps(s, 20, 0)).toThrow(/strength 0 runs no denoising step/);
     expect(img2imgTimesteps(s, 20, 0.05).timesteps.length).toBe(1);
   });
 
@@ -320,13 +349,28 @@ describe("timestep spacing and sigma schedules (literal arrays from diffusers' n
     expect(e.timesteps).toEqual([998, 803, 538, 233, 52, 6, 0]);
   });
 
-  it("PNDM with PRK warm-up builds diffusers' 12 Runge-Kutta timesteps", () => {
+  it("PNDM with PRK warm-up builds diffusers' 12 Runge-Kutta timesteps and follows step_prk / step_plms", () => {
     const s = createScheduler("pndm", { ...sd, skip_prk_steps: false });
     s.setTimesteps(10);
     expect(s.timesteps).toEqual([901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1]);
-    let x: Float32Array = new Float32Array(8).fill(1);
-    for (const t of s.timesteps) x = s.step(new Float32Array(8).fill(0.5), t, x).prevSample;
-    expect(Number.isFinite(x[0])).toBe(true);
+    // Goldens: a float64 numpy transcription of diffusers' PNDMScheduler (set_timesteps, step_prk,
+    // step_plms, _get_prev_sample; betas linspace(sqrt(0.00085), sqrt(0.012), 1000)^2) driven by the
+    // model output eps = 0.2 x + c t / 1000, which differs at each of the four RK stages, so the
+    // 1/6, 1/3, 1/3, 1/6 weights, the stage timesteps and the PLMS history all show in the result.
+    const c = [0.1, -0.2, 0.3, 0.05];
+    const golden: Record<number, number[]> = {
+      4: [1.4131064582778794, -0.6316808722620357, 0.21601062696181245, 2.901085273432663], // first RK step
+      8: [1.9079310071982154, -0.7961305774983964, 0.18761872061491644, 3.9736969404971423],
+      12: [2.4537274088481316, -0.982200781135534, 0.16488315951639104, 5.152117740984795], // end of PRK
+      13: [3.0073281916146737, -1.1739416166077283, 0.14734083603771914, 6.344378862428956], // PLMS, 4 eps in history
+      19: [4.441492724555194, -1.6748339163235153, 0.10953369688964788, 9.42889789506447],
+    };
+    let x: Float32Array = Float32Array.from([1, -0.5, 0.25, 2]);
+    s.timesteps.forEach((t, k) => {
+      const eps = x.map((v, i) => 0.2 * v + (c[i] * t) / 1000);
+      x = s.step(eps, t, x).prevSample;
+      if (golden[k + 1]) expectClose(x, golden[k + 1], { rtol: 1e-5, atol: 0 }, `after step ${k + 1}`);
+    });
   });
 });
 

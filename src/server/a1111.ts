@@ -2,7 +2,7 @@
 // modules/api/api.py answers (Ref: img2imgapi, progressapi, interruptapi, get_samplers, get_sd_models,
 // get_config): requests as the webuiapi client and SillyTavern send them, unknown fields ignored.
 import { Hono, type Context } from "hono";
-import { encodeImage, type ResizeMode } from "../image.js";
+import { DEFAULT_SAMPLER, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
 import { decodeBase64Image, decodeInput, type Limits, prepareError, readJson, seedJson } from "./http.js";
@@ -48,9 +48,8 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   if (batchSize * nIter > 16) throw new ValidationError("n_iter", `batch_size x n_iter is ${batchSize * nIter}; at most 16 images per request`);
   const strength = txt2img ? 1 : (optNumber(body, "denoising_strength", { min: 0, max: 1 }) ?? 0.75);
   const steps = optNumber(body, "steps", { min: 1, max: 150, int: true }) ?? engine.defaults.steps;
-  if (strength > 0 && Math.floor(steps * strength) < 1) {
-    throw new ValidationError("steps", `steps x denoising_strength = ${steps} x ${strength} is below 1: raise steps to at least ${Math.ceil(1 / strength)}`);
-  }
+  const noStep = noDenoisingStepReason(steps, strength, { strength: "denoising_strength", steps: "steps" });
+  if (noStep) throw new ValidationError("steps", noStep);
   const resizeMode = optNumber(body, "resize_mode", { min: 0, max: 3, int: true }) ?? 0;
   const override = typeof body.override_settings === "object" && body.override_settings !== null ? (body.override_settings as Fields) : {};
   const clipStop = optNumber(override, "CLIP_stop_at_last_layers", { min: 1, max: 12, int: true }) ?? state.clipStopAtLastLayers;
@@ -201,7 +200,12 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
   });
   app.post("/sdapi/v1/skip", (c) => c.json(null)); // one image at a time per batch: nothing to skip
 
-  app.get("/sdapi/v1/samplers", (c) => c.json(engine.samplers().map((s) => ({ name: s.a1111Name, aliases: [s.name], options: {} }))));
+  app.get("/sdapi/v1/samplers", (c) => {
+    // the model's own scheduler ("default") is listed only when no other entry has its A1111 name
+    const all = engine.samplers();
+    const shown = all.filter((s) => s.name !== DEFAULT_SAMPLER || !all.some((o) => o !== s && o.a1111Name === s.a1111Name));
+    return c.json(shown.map((s) => ({ name: s.a1111Name, aliases: [s.name], options: {} })));
+  });
   app.get("/sdapi/v1/schedulers", (c) =>
     c.json([
       { name: "automatic", label: "Automatic", aliases: null, default_rho: -1, need_inner_model: false },

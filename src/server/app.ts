@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { ReimagineError } from "../errors.js";
+import { ReimagineError } from "../index.js";
 import { a1111Routes } from "./a1111.js";
 import type { Engine } from "./engine.js";
 import { nativeRoutes } from "./native.js";

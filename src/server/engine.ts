@@ -1,8 +1,7 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import type { ResizeMode, RGBImage } from "../image.js";
-import { listSamplers } from "../schedulers/index.js";
+import { listSamplers, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
 
 export interface SamplerInfo {
   /** Our name (`euler-a`). */
@@ -17,7 +16,8 @@ export interface EngineDefaults {
   steps: number;
   guidanceScale: number;
   strength: number;
-  /** Sampler `name` used when a request names none. */
+  /** Sampler `name` used when a request names none: one of samplers(). For a real model this is
+   *  DEFAULT_SAMPLER ("default"), the model's own scheduler, as on every other front end. */
   sampler: string;
 }
 
@@ -75,21 +75,21 @@ export interface Engine {
 export interface PipelineLike {
   readonly modelName: string;
   readonly modelHash: string;
-  readonly defaults: { steps: number; guidanceScale: number; strength: number; sampler?: string };
-  readonly model: { vaeScaleFactor: number };
-  scheduler(sampler?: string): unknown;
+  readonly defaults: { steps: number; guidanceScale: number; strength: number };
+  readonly model: { vaeScaleFactor: number; schedulerConfig: Record<string, unknown> };
   run(opts: EngineRunOptions): Promise<EngineResult>;
 }
 
 /**
- * Wraps a loaded pipeline as the server's Engine.
+ * Wraps a loaded pipeline as the server's Engine. Its samplers are the model's own scheduler first
+ * (name "default", labelled with what it runs, e.g. "DPM++ 2M SDE Karras"), then the registry; the
+ * default is the model's own, so a request without a sampler runs exactly what the CLI and the library
+ * run without one.
  * @example const engine = engineFromPipeline(await loadPipeline("stabilityai/sd-turbo"));
  */
 export function engineFromPipeline(pipe: PipelineLike): Engine {
-  const samplers = listSamplers() as SamplerInfo[];
-  // the model's own scheduler (scheduler_config.json) is the default sampler
-  const own = (pipe.scheduler() as { constructor: { name: string } }).constructor.name;
-  const sampler = pipe.defaults.sampler ?? samplers.find((s) => s.className === own)?.name ?? samplers[0]?.name ?? "euler";
+  const own = modelSampler(pipe.model.schedulerConfig);
+  const samplers: SamplerInfo[] = [own, ...listSamplers()];
   return {
     get modelName() {
       return pipe.modelName;
@@ -97,7 +97,7 @@ export function engineFromPipeline(pipe: PipelineLike): Engine {
     get modelHash() {
       return pipe.modelHash;
     },
-    defaults: { steps: pipe.defaults.steps, guidanceScale: pipe.defaults.guidanceScale, strength: pipe.defaults.strength, sampler },
+    defaults: { steps: pipe.defaults.steps, guidanceScale: pipe.defaults.guidanceScale, strength: pipe.defaults.strength, sampler: own.name },
     vaeScaleFactor: pipe.model.vaeScaleFactor,
     samplers: () => samplers,
     run: (opts) => pipe.run(opts),

@@ -1,8 +1,7 @@
 // A fast stand-in Engine for API tests and UI work without a model: it checks inputs like
 // Img2ImgPipeline, "denoises" for floor(steps x strength) steps of `stepMs` each (honouring the
 // AbortSignal between steps) and returns deterministic pictures of the requested size.
-import { ReimagineError } from "../errors.js";
-import type { RGBImage } from "../image.js";
+import { denoisingSteps, noDenoisingStepReason, ReimagineError, type RGBImage, throwIfAborted } from "../index.js";
 import type { Engine, EngineResult, EngineRunOptions, SamplerInfo } from "./engine.js";
 
 export const FAKE_SAMPLERS: SamplerInfo[] = [
@@ -50,28 +49,21 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
       if (width % f || height % f || width < f || height < f) {
         throw new ReimagineError(`width and height must be positive multiples of ${f} (got ${width}x${height})`);
       }
-      const total = Math.min(Math.floor(o.steps * o.strength), o.steps);
-      if (o.strength > 0 && total < 1) throw new ReimagineError(`steps x strength is below 1: raise steps or strength`);
+      const noStep = noDenoisingStepReason(o.steps, o.strength);
+      if (noStep) throw new ReimagineError(noStep);
+      const total = denoisingSteps(o.steps, o.strength);
       for (let s = 1; s <= total; s++) {
-        abortIfNeeded(o.signal);
+        throwIfAborted(o.signal);
         await sleep(opts.stepMs ?? 0);
-        abortIfNeeded(o.signal);
+        throwIfAborted(o.signal);
         o.onProgress?.({ step: s, total, elapsedMs: performance.now() - t0, preview: () => pattern(width / f, height / f, Number(o.seed), s) });
       }
-      abortIfNeeded(o.signal);
+      throwIfAborted(o.signal);
       const n = o.numImages ?? 1;
       const images = Array.from({ length: n }, (_, i) => pattern(width, height, Number(o.seed) + i, total));
       return { images, seed: o.seed, width, height, stepsRun: total, timings: { totalMs: performance.now() - t0 } };
     },
   };
-}
-
-function abortIfNeeded(signal?: AbortSignal): void {
-  if (signal?.aborted) {
-    const e = new Error("generation cancelled");
-    e.name = "AbortError";
-    throw e;
-  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => (ms > 0 ? setTimeout(r, ms) : setImmediate(r)));

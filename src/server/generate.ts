@@ -1,8 +1,7 @@
 // The work a queued job does, shared by the native and the A1111 API: run the engine (n_iter
 // batches, or one run per strength for a sweep), report progress, and encode PNGs carrying the
 // same A1111 `parameters` infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, encodeImage, type ResizeMode, type RGBImage, ssimResized } from "../image.js";
-import { formatInfotext, type GenerationSettings } from "../pipeline/infotext.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type ResizeMode, type RGBImage, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { JobContext } from "./queue.js";
 
@@ -125,9 +124,6 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
   };
 }
 
-/** Denoising steps diffusers runs for `steps` at `strength` (get_timesteps), for progress estimates. */
-const stepsAt = (steps: number, strength: number) => Math.min(Math.floor(steps * strength), steps);
-
 /**
  * Job work for a strength sweep: one run per strength with the same seed, then a contact sheet
  * (input first, each cell labelled with its strength and SSIM to the input). images[0] is the sheet.
@@ -142,7 +138,7 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
     for (let k = 0; k < strengths.length; k++) {
       const strength = strengths[k];
       const done = actual.reduce((a, b) => a + b, 0);
-      const rest = strengths.slice(k + 1).reduce((a, s) => a + stepsAt(req.steps, s), 0);
+      const rest = strengths.slice(k + 1).reduce((a, s) => a + denoisingSteps(req.steps, s), 0);
       const r = await runOnce(engine, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
       actual.push(r.stepsRun);
       last = r;

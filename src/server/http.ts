@@ -2,8 +2,7 @@
 // the pixel limit, output-size checks, error -> status mapping (user errors 4xx with their message,
 // anything else 500 without a stack), and JSON-safe seeds.
 import type { Context } from "hono";
-import { ReimagineError } from "../errors.js";
-import { loadImage, type RGBImage } from "../image.js";
+import { loadImage, ReimagineError, type RGBImage } from "../index.js";
 import { QueueFullError } from "./queue.js";
 import { ValidationError } from "./validate.js";
 

@@ -85,7 +85,7 @@ describe("native API", () => {
       [{ image: Buffer.from("hello").toString("base64") }, "image", /not a supported image/],
       [{ image, strength: 1.5 }, "strength", /strength must be a number between 0 and 1 \(got 1.5\)/],
       [{ image, steps: 2.5 }, "steps", /whole number/],
-      [{ image, steps: 2, strength: 0.3 }, "steps", /below 1/],
+      [{ image, steps: 2, strength: 0.3 }, "steps", /2 x 0\.3 leaves no denoising step: raise strength to at least 0\.5 or steps to at least 4/],
       [{ image, sampler: "Heun++" }, "sampler", /unknown sampler "Heun\+\+": use one of .*"Euler a"/],
       [{ image, width: 100, height: 64 }, "width", /multiple of 8/],
       [{ image, seed: "abc" }, "seed", /seed must be -1/],

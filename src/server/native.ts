@@ -3,7 +3,7 @@
 // preview every few steps), fetch result PNGs (with A1111 metadata), cancel, list models/samplers.
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import { encodeImage, type ResizeMode } from "../image.js";
+import { encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, sweepWork } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, decodeInput, type Limits, prepareError, readJson, seedJson } from "./http.js";
@@ -52,9 +52,8 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
   const d = engine.defaults;
   const strength = optNumber(f, "strength", { min: 0, max: 1 }) ?? d.strength;
   const steps = optNumber(f, "steps", { min: 1, max: 150, int: true }) ?? d.steps;
-  if (strength > 0 && Math.floor(steps * strength) < 1) {
-    throw new ValidationError("steps", `steps x strength = ${steps} x ${strength} is below 1, so nothing would run: raise steps to at least ${Math.ceil(1 / strength)}`);
-  }
+  const noStep = noDenoisingStepReason(steps, strength);
+  if (noStep) throw new ValidationError("steps", noStep);
   const width = optNumber(f, "width", { min: 1, max: 16384, int: true });
   const height = optNumber(f, "height", { min: 1, max: 16384, int: true });
   checkOutputSize(width, height, engine.vaeScaleFactor, limits);
@@ -87,7 +86,8 @@ function parseStrengths(f: Fields, steps: number): number[] {
   if (list.length < 1 || list.length > 12) throw new ValidationError("strengths", `strengths must list 1 to 12 values (got ${list.length})`);
   return list.map((v, i) => {
     const s = optNumber({ [`strengths[${i}]`]: v }, `strengths[${i}]`, { min: 0.01, max: 1 })!;
-    if (Math.floor(steps * s) < 1) throw new ValidationError("strengths", `strength ${s} with ${steps} steps runs no step: raise steps or the strength`);
+    const noStep = noDenoisingStepReason(steps, s);
+    if (noStep) throw new ValidationError("strengths", noStep);
     return s;
   });
 }

@@ -2,8 +2,7 @@
 // Bounded (submit throws QueueFullError with a Retry-After estimate), every job cancellable
 // (queued: removed; running: its AbortSignal fires), and a failing job never stops the loop.
 import { randomUUID } from "node:crypto";
-import { ReimagineError } from "../errors.js";
-import type { RGBImage } from "../image.js";
+import { ReimagineError, type RGBImage } from "../index.js";
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 export const FINISHED: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];

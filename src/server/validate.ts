@@ -1,7 +1,7 @@
 // Request validation for both APIs: typed field readers that refuse bad values with a message
 // naming the field, the value and the accepted range (HTTP 422). Unknown fields are ignored.
-import { ReimagineError } from "../errors.js";
-export { randomSeed } from "../rng.js";
+import { findSampler, ReimagineError } from "../index.js";
+export { randomSeed } from "../index.js";
 import type { SamplerInfo } from "./engine.js";
 
 /** A request field with a bad value; `field` is the wire name (A1111 puts it in `loc`). */
@@ -68,10 +68,7 @@ export function optSeed(body: Fields, key: string): number | bigint | undefined 
  * @example resolveSampler(samplers, "DPM++ 2M", "karras", "euler") // the "DPM++ 2M Karras" entry
  */
 export function resolveSampler(samplers: SamplerInfo[], name: string | undefined, scheduler: string | undefined, fallback: string, field = "sampler"): SamplerInfo {
-  const find = (n: string) => {
-    const k = n.trim().toLowerCase();
-    return samplers.find((s) => s.name.toLowerCase() === k || s.a1111Name.toLowerCase() === k);
-  };
+  const find = (n: string) => findSampler(n, samplers);
   if (name && scheduler && !/^(automatic|auto)$/i.test(scheduler)) {
     const combined = find(`${name} ${scheduler}`) ?? find(`${name}-${scheduler}`);
     if (combined) return combined;

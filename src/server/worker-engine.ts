@@ -40,7 +40,6 @@ export async function createWorkerEngine(modelRef: string | undefined, loadOptio
     },
     defaults: worker.defaults,
     model: worker.model,
-    scheduler: (sampler?: string) => worker.scheduler(sampler),
     run,
   });
   return Object.assign(engine, { close: () => worker.close() });

@@ -97,7 +97,7 @@ describe("CLIPTokenizer.fromDir (files)", () => {
   };
   const good = {
     "vocab.json": JSON.stringify(VOCAB),
-    "merges.txt": "#version: 0.2\n" + MERGES.map((m) => m.join(" ")).join("\n") + "\n",
+    "merges.txt": `#version: 0.2\n${MERGES.map((m) => m.join(" ")).join("\n")}\n`,
     "tokenizer_config.json": JSON.stringify({ model_max_length: 7, pad_token: "!", unk_token: "<|endoftext|>" }),
     "special_tokens_map.json": JSON.stringify({ bos_token: { content: "<|startoftext|>" }, eos_token: "<|endoftext|>" }),
   };

@@ -144,7 +144,7 @@ export class CLIPTokenizer {
     const cached = this.cache.get(token);
     if (cached) return cached;
     const chars = Array.from(token);
-    let word = [...chars.slice(0, -1), chars[chars.length - 1] + "</w>"];
+    let word = [...chars.slice(0, -1), `${chars[chars.length - 1]}</w>`];
     while (word.length > 1) {
       // the adjacent pair with the lowest merge rank
       let best: string | undefined;

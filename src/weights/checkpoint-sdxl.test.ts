@@ -100,7 +100,7 @@ function ldmVaeKey(k: string, levels: number): { key: string; shape?: (s: readon
 /** OpenCLIP names of a CLIPTextModelWithProjection's keys; q/k/v fold into in_proj. */
 function openClip(keys: ReadonlyMap<string, readonly number[]>, prefix: string, out: Map<string, readonly number[]>): void {
   for (const [k, s] of keys) {
-    let m = /^text_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(k);
+    const m = /^text_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(k);
     if (m) {
       const layer = `${prefix}transformer.resblocks.${m[1]}`;
       const names: Record<string, string> = { layer_norm1: "ln_1", layer_norm2: "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj" };
@@ -110,7 +110,7 @@ function openClip(keys: ReadonlyMap<string, readonly number[]>, prefix: string, 
     }
     if (k === "text_model.embeddings.position_embedding.weight") out.set(`${prefix}positional_embedding`, s);
     else if (k === "text_model.embeddings.token_embedding.weight") out.set(`${prefix}token_embedding.weight`, s);
-    else if ((m = /^text_model\.final_layer_norm\.(weight|bias)$/.exec(k))) out.set(`${prefix}ln_final.${m[1]}`, s);
+    else if (/^text_model\.final_layer_norm\.(weight|bias)$/.test(k)) out.set(`${prefix}ln_final.${k.split(".").pop()}`, s);
     else if (k === "text_projection.weight") out.set(`${prefix}text_projection`, [s[1], s[0]]);
   }
 }

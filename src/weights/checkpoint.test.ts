@@ -31,7 +31,10 @@ function expectSameWeights(src: WeightSource, ref: WeightSource) {
 let seed = 1;
 const t = (shape: number[]): TensorToWrite => {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = ((seed = (seed * 48271) % 2147483647) / 2147483647) - 0.5;
+  for (let i = 0; i < data.length; i++) {
+    seed = (seed * 48271) % 2147483647;
+    data[i] = seed / 2147483647 - 0.5;
+  }
   return { dtype: "F32", shape, data };
 };
 function write(name: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): string {
@@ -246,7 +249,7 @@ describe("openSingleFile on synthetic checkpoints", () => {
   });
 
   it("refuses a checkpoint without a VAE", () => {
-    const { ["first_stage_model.encoder.conv_in.weight"]: _, ...noVae } = synthetic(768, sd1Te());
+    const { "first_stage_model.encoder.conv_in.weight": _, ...noVae } = synthetic(768, sd1Te());
     expect(() => openSingleFile(write("no-vae.safetensors", noVae))).toThrow(/no vae tensors/);
   });
 

@@ -428,7 +428,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
   if (pt) return pick(pt.startsWith("v"), `metadata modelspec.prediction_type=${pt}`);
   const arch = meta["modelspec.architecture"];
   if (arch?.startsWith("stable-diffusion-v2")) return pick(/-v(-|$)/.test(arch.slice("stable-diffusion-v2".length)), `metadata modelspec.architecture=${arch}`);
-  const ss = meta["ss_v_parameterization"];
+  const ss = meta.ss_v_parameterization;
   if (ss === "True" || ss === "False") return pick(ss === "True", `metadata ss_v_parameterization=${ss}`);
   return pick(true, "assumed, as diffusers does: the weights do not say");
 }
@@ -440,7 +440,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
  */
 function xlVPrediction(keys: string[], meta: Record<string, string>): { scheduler: Record<string, unknown>; why: string } | undefined {
   const pt = meta["modelspec.prediction_type"]?.toLowerCase();
-  const v = keys.includes("v_pred") || (pt !== undefined && pt.startsWith("v"));
+  const v = keys.includes("v_pred") || (pt?.startsWith("v"));
   if (!v) return undefined;
   const zsnr = keys.includes("ztsnr");
   return {

@@ -44,11 +44,13 @@ export function ldmControlNetKeyMap(keys: string[], prefix: string, description:
   const unknown: string[] = [];
   for (const key of own) {
     const rest = key.slice(prefix.length);
-    let m: RegExpExecArray | null;
+    const hint = /^input_hint_block\.(\d+)\.(weight|bias)$/.exec(rest);
+    const zero = /^zero_convs\.(\d+)\.0\.(weight|bias)$/.exec(rest);
+    const mid = /^middle_block_out\.0\.(weight|bias)$/.exec(rest);
     let name: string | undefined;
-    if ((m = /^input_hint_block\.(\d+)\.(weight|bias)$/.exec(rest)) && +m[1] % 2 === 0) name = `${hintConv(+m[1] / 2, lastHint)}.${m[2]}`;
-    else if ((m = /^zero_convs\.(\d+)\.0\.(weight|bias)$/.exec(rest))) name = `controlnet_down_blocks.${m[1]}.${m[2]}`;
-    else if ((m = /^middle_block_out\.0\.(weight|bias)$/.exec(rest))) name = `controlnet_mid_block.${m[1]}`;
+    if (hint && +hint[1] % 2 === 0) name = `${hintConv(+hint[1] / 2, lastHint)}.${hint[2]}`;
+    else if (zero) name = `controlnet_down_blocks.${zero[1]}.${zero[2]}`;
+    else if (mid) name = `controlnet_mid_block.${mid[1]}`;
     else name = ldmUnetKeyToDiffusers(rest, lpb, "add_embedding");
     if (name === undefined) {
       unknown.push(key);

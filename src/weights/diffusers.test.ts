@@ -178,7 +178,7 @@ describe("RandomWeights", () => {
 describe.skipIf(!haveFixtures("sd-tiny"))("sd-tiny fixture folders", () => {
   it("unet: keys and shapes follow config.json", () => {
     const dir = fixture("sd-tiny", "model", "unet");
-    const cfg = readJson(join(dir, "config.json"), "UNet config");
+    const cfg = readJson<Record<string, any>>(join(dir, "config.json"), "UNet config");
     const w = openComponentWeights(dir);
     const c0 = cfg.block_out_channels[0];
     expect(w.info("conv_in.weight")).toEqual({ dtype: "F32", shape: [c0, cfg.in_channels, cfg.conv_in_kernel, cfg.conv_in_kernel] });
@@ -197,7 +197,7 @@ describe.skipIf(!haveFixtures("sd-tiny"))("sd-tiny fixture folders", () => {
     const cfg = readJson(join(te, "config.json"), "text encoder config");
     expect(openComponentWeights(te).info("text_model.embeddings.token_embedding.weight")?.shape).toEqual([cfg.vocab_size, cfg.hidden_size]);
     const vae = fixture("sd-tiny", "model", "vae");
-    const vcfg = readJson(join(vae, "config.json"), "VAE config");
+    const vcfg = readJson<Record<string, any>>(join(vae, "config.json"), "VAE config");
     expect(openComponentWeights(vae).info("encoder.conv_in.weight")?.shape).toEqual([vcfg.block_out_channels[0], vcfg.in_channels, 3, 3]);
   });
 

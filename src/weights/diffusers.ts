@@ -68,7 +68,7 @@ export class MultiSource implements WeightSource {
  * @example
  *   const cfg = readJson<{ in_channels: number }>("unet/config.json", "UNet config");
  */
-export function readJson<T = Record<string, any>>(path: string, what: string): T {
+export function readJson<T = Record<string, unknown>>(path: string, what: string): T {
   let text: string;
   try {
     text = readFileSync(path, "utf8");

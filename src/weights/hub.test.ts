@@ -10,7 +10,7 @@ import { ReimagineError } from "../errors.js";
 import { createProgress, downloadProgress } from "../cli/progress.js";
 import { fixture, haveFixtures } from "../../test/fixtures.js";
 import { startFakeHub, type FakeHub } from "../../test/fake-hub.js";
-import { downloadDiffusersModel, hubCacheDir, looksLikeRepoId, parseRepoRef, selectPipelineFiles } from "./hub.js";
+import { downloadComponentRepo, downloadDiffusersModel, hubCacheDir, looksLikeRepoId, parseRepoRef, selectPipelineFiles } from "./hub.js";
 
 const REPO = "test-org/tiny-sd";
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
@@ -383,7 +383,7 @@ describe("progress bars", () => {
     bar.update(1024 * 1024);
     for (let i = 0; i < 50; i++) bar.update(1024 * 1024 + i); // within 100 ms: no redraws
     expect(out.length).toBe(1);
-    expect(out[0]).toMatch(/^\runet \[#+\.+\]  50% 1\.0 MiB\/2\.0 MiB .*\/s ETA /);
+    expect(out[0]).toMatch(/^\runet \[#+\.+\] {2}50% 1\.0 MiB\/2\.0 MiB .*\/s ETA /);
     bar.finish();
     expect(out.at(-2)).toMatch(/ 50% /);
     expect(out.at(-1)).toBe("\n");
@@ -398,5 +398,50 @@ describe("progress bars", () => {
     cb({ file: "b", loaded: 3000, total: 3000, done: true });
     expect(out.at(-2)).toMatch(/^\rmodel \[#+\] 100% 3\.9 KiB\/3\.9 KiB/);
     expect(out.at(-1)).toBe("\n");
+  });
+});
+
+describe("single-component repos (downloadComponentRepo: the same flow as pipelines)", () => {
+  const TINY = "test-org/tiny-taesd";
+  const tinyDir = join(tmp, "tiny-taesd");
+  const TINY_FILES: Record<string, Buffer | string> = {
+    "config.json": '{"_class_name":"AutoencoderTiny"}',
+    "diffusion_pytorch_model.safetensors": bytes("taesd", 20_000),
+    "diffusion_pytorch_model.fp16.safetensors": bytes("taesd16", 10_000),
+    "README.md": "# taesd",
+  };
+  for (const [p, data] of Object.entries(TINY_FILES)) {
+    mkdirSync(tinyDir, { recursive: true });
+    writeFileSync(join(tinyDir, p), data);
+  }
+  const tinyHub = () => hub({ repos: { [TINY]: { dir: tinyDir, commit: COMMIT }, [REPO]: { dir: repoDir, commit: COMMIT } } });
+
+  it("fetches config.json and the plain weights, announces them, then serves them from the cache offline and unreachable", async () => {
+    const h = await tinyHub();
+    const cacheDir = freshCache();
+    const announced: string[] = [];
+    const snap = await downloadComponentRepo(TINY, { cacheDir, endpoint: h.url, onProgress: (e) => e.loaded === 0 && !e.done && announced.push(e.file) });
+    expect(snapshotFiles(snap)).toEqual(["config.json", "diffusion_pytorch_model.safetensors"]);
+    expect(announced).toEqual(["config.json", "diffusion_pytorch_model.safetensors"]);
+    expect(readFileSync(join(snap, "diffusion_pytorch_model.safetensors"))).toEqual(TINY_FILES["diffusion_pytorch_model.safetensors"]);
+    expect(await downloadComponentRepo(TINY, { cacheDir, endpoint: h.url, variant: "fp16" }).then(snapshotFiles)).toContain("diffusion_pytorch_model.fp16.safetensors");
+    await h.close();
+    hubs = [];
+    expect(await downloadComponentRepo(TINY, { cacheDir, localFilesOnly: true })).toBe(snap);
+    expect(await downloadComponentRepo(TINY, { cacheDir, endpoint: h.url })).toBe(snap); // hub unreachable: the cache
+    rmSync(join(snap, "diffusion_pytorch_model.safetensors"));
+    await expect(downloadComponentRepo(TINY, { cacheDir, localFilesOnly: true })).rejects.toMatchObject({
+      code: "not_cached",
+      message: expect.stringMatching(/cached copy of test-org\/tiny-taesd .* is incomplete \(Component .* has no usable \.safetensors/),
+    });
+    await expect(downloadComponentRepo("test-org/never-seen", { cacheDir, localFilesOnly: true })).rejects.toThrow(/not in the Hugging Face cache.*localFilesOnly/);
+  });
+
+  it("refuses a repo without config.json at its root, naming what it expects", async () => {
+    const h = await tinyHub();
+    await expect(downloadComponentRepo(REPO, { cacheDir: freshCache(), endpoint: h.url })).rejects.toMatchObject({
+      code: "not_diffusers",
+      message: expect.stringMatching(/has no config\.json at its root.*madebyollin\/taesd/),
+    });
   });
 });

@@ -3,7 +3,7 @@
 // offline rules) and diffusers DiffusionPipeline.download (which files a pipeline needs, variants).
 // Notation: blob = content file named by its etag (sha256 for LFS, git blob sha1 otherwise).
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
@@ -211,24 +211,53 @@ async function httpError(ctx: Ctx, res: Response): Promise<ReimagineError> {
 
 // ---- the cache (layout shared with Python's huggingface_hub) ----
 
-/** Offline resolution: refs/<revision> -> snapshots/<commit>, checked to hold every needed file. */
-async function cachedSnapshot(ctx: Ctx): Promise<string | undefined> {
+/**
+ * What one kind of repo needs: the files to fetch, from the repo's file list (`have`) and the text of
+ * files already needed (`read`: from the snapshot offline, downloaded first online). Throws naming what
+ * the repo lacks. The two kinds: a diffusers pipeline (pipelineFiles) and one component (componentFiles).
+ */
+type RepoPlan = (ctx: Ctx, have: Set<string>, read: (path: string) => Promise<string>) => Promise<string[]>;
+
+/** model_index.json -> components -> files; shard lists come from the index jsons. */
+const pipelineFiles: RepoPlan = async (ctx, have, read) => {
+  if (!have.has("model_index.json")) {
+    throw new ReimagineError(`${ctx.repoId} has no model_index.json: it is not a diffusers pipeline repo (use a diffusers-format model).`, "not_diffusers");
+  }
+  const plan = selectPipelineFiles(have, JSON.parse(await read("model_index.json")), ctx.variant, ctx.tokenizerOnly);
+  const files = [...plan.files];
+  for (const ix of plan.indexes) {
+    const shards = shardFiles(ix, await read(ix));
+    const absent = shards.filter((s) => !have.has(s));
+    if (absent.length) throw new ReimagineError(`${ctx.repoId}: ${ix} lists shards missing from the repo: ${absent.join(", ")}.`, "missing_weights");
+    files.push(...shards);
+  }
+  return files;
+};
+
+/** config.json and one weights file at the repo root (an AutoencoderTiny such as madebyollin/taesd). */
+const componentFiles: RepoPlan = async (ctx, have) => {
+  if (!have.has("config.json")) {
+    throw new ReimagineError(`${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`, "not_diffusers");
+  }
+  const weights = pickWeights("", have, ctx.variant);
+  if (weights.endsWith(".json")) throw new ReimagineError(`${ctx.repoId}: sharded weights are not supported for a single-component repo.`, "missing_weights");
+  return ["config.json", weights];
+};
+
+/** Offline resolution: refs/<revision> -> snapshots/<commit>, checked to hold every file the plan needs. */
+async function cachedSnapshot(ctx: Ctx, plan: RepoPlan): Promise<string | undefined> {
   const refPath = join(ctx.storage, "refs", ...ctx.revision.split("/"));
   const commit = COMMIT.test(ctx.revision) ? ctx.revision
     : existsSync(refPath) ? (await readFile(refPath, "utf8")).trim() : undefined;
   const snapshot = commit && join(ctx.storage, "snapshots", commit);
-  if (!snapshot || !existsSync(join(snapshot, "model_index.json"))) return undefined;
+  if (!snapshot || !existsSync(snapshot)) return undefined;
   // statSync follows the symlinks: a pointer to a missing blob does not count.
   const have = new Set((readdirSync(snapshot, { recursive: true }) as string[])
     .filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile())
     .map((p) => p.split(sep).join("/")));
   try {
-    const modelIndex = JSON.parse(await readFile(join(snapshot, "model_index.json"), "utf8"));
-    const plan = selectPipelineFiles(have, modelIndex, ctx.variant, ctx.tokenizerOnly);
-    for (const ix of plan.indexes) {
-      const missing = shardFiles(ix, await readFile(join(snapshot, ix), "utf8")).filter((s) => !have.has(s));
-      if (missing.length) throw new ReimagineError(`missing ${missing.join(", ")}`);
-    }
+    const missing = (await plan(ctx, have, (p) => readFile(join(snapshot, ...p.split("/")), "utf8"))).filter((p) => !have.has(p));
+    if (missing.length) throw new ReimagineError(`missing ${missing.join(", ")}`);
   } catch (e) {
     throw new ReimagineError(`The cached copy of ${ctx.repoId} at ${snapshot} is incomplete (${(e as Error).message}): ` +
       `run once online to finish the download, or unset HF_HUB_OFFLINE.`, "not_cached", { cause: e });
@@ -353,18 +382,31 @@ async function ensureFile(ctx: Ctx, commit: string, entry: ListFileEntry | undef
  * @example const dir = await downloadDiffusersModel("stable-diffusion-v1-5/stable-diffusion-v1-5@main");
  */
 export async function downloadDiffusersModel(repoRef: string, opts: HubOptions = {}): Promise<string> {
-  const env = process.env;
+  return downloadRepo(repoRef, opts, { variant: opts.variant ?? "fp16", tokenizerOnly: opts.tokenizerOnly ?? false }, pipelineFiles);
+}
+
+/**
+ * Download (or find in the cache) a single-component diffusers repo, config.json and weights at its root
+ * (an AutoencoderTiny such as madebyollin/taesd); returns the snapshot folder. Same cache, offline rules,
+ * resume and checks as downloadDiffusersModel; `variant` defaults to none (plain weights).
+ * @example const dir = await downloadComponentRepo("madebyollin/taesd");
+ */
+export async function downloadComponentRepo(repoRef: string, opts: HubOptions = {}): Promise<string> {
+  return downloadRepo(repoRef, opts, { variant: opts.variant ?? "", tokenizerOnly: false }, componentFiles);
+}
+
+/** The one download flow: offline -> the cache; online -> revision to commit, the plan's files, fetch what is missing. */
+async function downloadRepo(repoRef: string, opts: HubOptions, what: { variant: string; tokenizerOnly: boolean }, plan: RepoPlan): Promise<string> {
   const ref = parseRepoRef(repoRef);
   if (opts.revision && repoRef.includes("@") && opts.revision !== ref.revision) {
     throw new ReimagineError(`Two revisions given for ${ref.repoId}: '@${ref.revision}' and revision '${opts.revision}': keep one.`);
   }
   const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
   if (opts.revision) parseRepoRef(`${ref.repoId}@${revision}`); // validates the revision
-  const ctx = makeContext(ref.repoId, revision, opts, { variant: opts.variant ?? "fp16", tokenizerOnly: opts.tokenizerOnly ?? false });
+  const ctx = makeContext(ref.repoId, revision, opts, what);
 
-  const offline = opts.localFilesOnly ?? isTrue(env.HF_HUB_OFFLINE);
-  if (offline) {
-    const found = await cachedSnapshot(ctx);
+  if (opts.localFilesOnly ?? isTrue(process.env.HF_HUB_OFFLINE)) {
+    const found = await cachedSnapshot(ctx, plan);
     if (found) return found;
     throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are ` +
       `off (${opts.localFilesOnly ? "localFilesOnly" : "HF_HUB_OFFLINE=1"}): run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
@@ -377,7 +419,7 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   } catch (e) {
     ctx.signal?.throwIfAborted();
     if ((e as ReimagineError).code === "hub_revision_not_found") throw e;
-    const found = await cachedSnapshot(ctx).catch(() => undefined);
+    const found = await cachedSnapshot(ctx, plan).catch(() => undefined);
     if (found) return found;
     throw e;
   }
@@ -385,10 +427,6 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   if (!COMMIT.test(commit)) throw new ReimagineError(`${ctx.endpoint} gave no commit for ${ctx.repoId}@${revision}: check HF_ENDPOINT.`, "hub_http_error");
   await writeRef(ctx, commit);
   const snapshot = join(ctx.storage, "snapshots", commit);
-  const have = new Set(info.filePaths);
-  if (!have.has("model_index.json")) {
-    throw new ReimagineError(`${ctx.repoId} has no model_index.json: it is not a diffusers pipeline repo (use a diffusers-format model).`, "not_diffusers");
-  }
 
   // 2. the tree listing (sizes, sha256) is fetched only if some file is missing from the snapshot
   let tree: Map<string, ListFileEntry> | undefined;
@@ -403,16 +441,8 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   };
   const ensure = async (path: string) => ensureFile(ctx, commit, await entry(path), path);
 
-  // 3. model_index.json -> components -> files (shard lists come from the index jsons)
-  const modelIndex = JSON.parse(await readFile(await ensure("model_index.json"), "utf8"));
-  const plan = selectPipelineFiles(have, modelIndex, ctx.variant, ctx.tokenizerOnly);
-  const files = [...plan.files];
-  for (const ix of plan.indexes) {
-    const shards = shardFiles(ix, await readFile(await ensure(ix), "utf8"));
-    const absent = shards.filter((s) => !have.has(s));
-    if (absent.length) throw new ReimagineError(`${ctx.repoId}: ${ix} lists shards missing from the repo: ${absent.join(", ")}.`, "missing_weights");
-    files.push(...shards);
-  }
+  // 3. the files this kind of repo needs (what the plan reads is fetched first)
+  const files = await plan(ctx, new Set(info.filePaths), async (p) => readFile(await ensure(p), "utf8"));
 
   // 4. announce what will be downloaded (so an overall bar knows its total), then fetch it
   const todo = files.filter((p) => !existsSync(join(snapshot, ...p.split("/"))));
@@ -422,66 +452,4 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
   }
   for (const p of todo) await ensure(p);
   return snapshot;
-}
-
-/**
- * Download (or find in the cache) a single-component diffusers repo, config.json and weights at its root
- * (an AutoencoderTiny such as madebyollin/taesd); returns the snapshot folder. Same cache, offline rules,
- * resume and checks as downloadDiffusersModel; `variant` defaults to none (plain weights).
- * @example const dir = await downloadComponentRepo("madebyollin/taesd");
- */
-export async function downloadComponentRepo(repoRef: string, opts: HubOptions = {}): Promise<string> {
-  const env = process.env;
-  const ref = parseRepoRef(repoRef);
-  const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
-  const ctx = makeContext(ref.repoId, revision, opts, { variant: opts.variant ?? "", tokenizerOnly: false });
-  const wanted = (have: Set<string>) => {
-    if (!have.has("config.json")) {
-      throw new ReimagineError(`${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`, "not_diffusers");
-    }
-    return ["config.json", pickWeights("", have, ctx.variant)];
-  };
-  const cached = () => {
-    const refPath = join(ctx.storage, "refs", ...revision.split("/"));
-    const commit = COMMIT.test(revision) ? revision : existsSync(refPath) ? readFileSync(refPath, "utf8").trim() : undefined;
-    const snapshot = commit && join(ctx.storage, "snapshots", commit);
-    if (!snapshot || !existsSync(snapshot)) return undefined;
-    const have = new Set(readdirSync(snapshot).filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile()));
-    try {
-      return wanted(have).every((p) => have.has(p)) ? snapshot : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  if (opts.localFilesOnly ?? isTrue(env.HF_HUB_OFFLINE)) {
-    const found = cached();
-    if (found) return found;
-    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are off: ` +
-      `run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
-  }
-  let info: { sha?: string; filePaths: string[] };
-  try {
-    info = await (await hubClient()).modelInfo({ name: ctx.repoId, revision, hubUrl: ctx.endpoint, fetch: ctx.fetch, additionalFields: ["sha", "filePaths"] });
-  } catch (e) {
-    ctx.signal?.throwIfAborted();
-    const found = (e as ReimagineError).code === "hub_revision_not_found" ? undefined : cached();
-    if (found) return found;
-    throw e;
-  }
-  const commit = info.sha ?? "";
-  if (!COMMIT.test(commit)) throw new ReimagineError(`${ctx.endpoint} gave no commit for ${ctx.repoId}@${revision}: check HF_ENDPOINT.`, "hub_http_error");
-  await writeRef(ctx, commit);
-  const files = wanted(new Set(info.filePaths));
-  if (files[1].endsWith(".json")) throw new ReimagineError(`${ctx.repoId}: sharded weights are not supported for a single-component repo.`, "missing_weights");
-  let tree: Map<string, ListFileEntry> | undefined;
-  for (const p of files) {
-    if (!tree && !existsSync(join(ctx.storage, "snapshots", commit, p))) {
-      tree = new Map();
-      for await (const e of (await hubClient()).listFiles({ repo: ctx.repoId, revision: commit, recursive: true, hubUrl: ctx.endpoint, fetch: ctx.fetch })) {
-        if (e.type === "file") tree.set(e.path, e);
-      }
-    }
-    await ensureFile(ctx, commit, tree?.get(p), p);
-  }
-  return join(ctx.storage, "snapshots", commit);
 }

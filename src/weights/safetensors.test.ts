@@ -85,7 +85,9 @@ describe("dtype conversion", () => {
     const want = [1, -2, 65504, 2 ** -24, 1023 * 2 ** -24, 2 ** -14, -0, Infinity, -Infinity, NaN, 0.333251953125, -(2 ** -24)];
     const path = craft({ h: { dtype: "F16", shape: [bits.length], data_offsets: [0, bits.length * 2] } }, u16(...bits));
     const got = Array.from(SafetensorsFile.open(path).read("h"));
-    got.forEach((g, i) => expect(Object.is(g, want[i]) || (Number.isNaN(g) && Number.isNaN(want[i])), `bits 0x${bits[i].toString(16)}`).toBe(true));
+    got.forEach((g, i) => {
+      expect(Object.is(g, want[i]) || (Number.isNaN(g) && Number.isNaN(want[i])), `bits 0x${bits[i].toString(16)}`).toBe(true);
+    });
   });
 
   it("converts BF16 exactly, including float32 subnormals", () => {
@@ -93,7 +95,9 @@ describe("dtype conversion", () => {
     const want = [1, 3.140625, -123.5, 2 ** -133, -0, Infinity, -Infinity, NaN, 3.3895313892515355e38];
     const path = craft({ b: { dtype: "BF16", shape: [3, 3], data_offsets: [0, 18] } }, u16(...bits));
     const got = Array.from(SafetensorsFile.open(path).read("b"));
-    got.forEach((g, i) => expect(Object.is(g, want[i]) || (Number.isNaN(g) && Number.isNaN(want[i]))).toBe(true));
+    got.forEach((g, i) => {
+      expect(Object.is(g, want[i]) || (Number.isNaN(g) && Number.isNaN(want[i]))).toBe(true);
+    });
   });
 
   it("converts F64, integers, BOOL and F8 formats by value", () => {

@@ -240,7 +240,8 @@ function halfTable(): Uint32Array {
       t[h] = sign | u[0];
     }
   }
-  return (f16Table = t);
+  f16Table = t;
+  return t;
 }
 
 /** float32 value of each F8_E4M3 (e4m3fn: bias 7, no inf, S.1111.111 = NaN) byte. */

@@ -12,7 +12,10 @@ describe("serveMain", () => {
   it("refuses bad options with exit code 1 or 2 and a message", async () => {
     const err: string[] = [];
     const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => {
+      err.push(String(s));
+      return true;
+    }) as typeof process.stderr.write;
     try {
       expect(await serveMain(["--port", "http"])).toBe(1);
       expect(await serveMain(["--bogus"])).toBe(2);

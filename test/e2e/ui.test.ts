@@ -138,7 +138,10 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
     const job = server.queue.running!;
     let cancelAt = 0; // when the DELETE reached the queue (the browser itself may be slow to click under load)
     const cancel = server.queue.cancel.bind(server.queue);
-    server.queue.cancel = (id: string) => ((cancelAt = performance.now()), cancel(id));
+    server.queue.cancel = (id: string) => {
+      cancelAt = performance.now();
+      return cancel(id);
+    };
     const t0 = performance.now();
     await page.getByTestId("cancel").click();
     await job.done;

@@ -38,6 +38,7 @@ export async function apiJson<T>(path: string, init?: RequestInit): Promise<T> {
 }
 
 /** Reads an SSE stream, calling onEvent(name, data) per event, until it ends or `signal` aborts. */
+// biome-ignore lint/suspicious/noExplicitAny: each event name carries its own JSON shape (JobView, progress); the handler reads it by event
 export async function streamEvents(path: string, onEvent: (event: string, data: any) => void, signal?: AbortSignal): Promise<void> {
   const res = await api(path, { signal, headers: { Accept: "text/event-stream" } });
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -46,8 +47,7 @@ export async function streamEvents(path: string, onEvent: (event: string, data: 
     const { value, done } = await reader.read();
     if (done) return;
     buf += value;
-    let end: number;
-    while ((end = buf.indexOf("\n\n")) >= 0) {
+    for (let end = buf.indexOf("\n\n"); end >= 0; end = buf.indexOf("\n\n")) {
       const block = buf.slice(0, end);
       buf = buf.slice(end + 2);
       let event = "message";
