@@ -17,7 +17,10 @@ const after = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 const image = join(mkdtempSync(join(tmpdir(), "reimagine-startup-")), "made.png");
 const pixels = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(120) };
-writeFileSync(image, await encodeImage(pixels, "png", { parameters: "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, Model: m, Denoising strength: 0.5" }));
+writeFileSync(
+  image,
+  await encodeImage(pixels, "png", { parameters: "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, Model: m, Denoising strength: 0.5" }),
+);
 
 const commands: Record<string, string[]> = { "--version": ["--version"], "--help": ["--help"], info: ["info", image] };
 
@@ -33,12 +36,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 const trees = values.before ? { before: resolve(values.before), after } : { after };
 const samples: Record<string, number[]> = {};
+const record = (key: string, ms: number) => {
+  samples[key] ??= [];
+  samples[key].push(ms);
+};
 for (let i = 0; i < runs; i++) {
-  (samples["bare node"] ??= []).push(time(["-e", "0"], after));
+  record("bare node", time(["-e", "0"], after));
   for (const [name, args] of Object.entries(commands)) {
-    for (const [tree, root] of Object.entries(trees)) {
-      (samples[`${tree} ${name}`] ??= []).push(time([join(root, "bin", "reimagine.js"), ...args], root));
-    }
+    for (const [tree, root] of Object.entries(trees)) record(`${tree} ${name}`, time([join(root, "bin", "reimagine.js"), ...args], root));
   }
 }
 console.log(`startup, median of ${runs} runs (ms):`);

@@ -22,13 +22,62 @@ const errorOf = (f: () => unknown): ReimagineError => {
 
 describe("parseGenerateArgs", () => {
   it("reads every option, leaving absent ones undefined for model defaults", () => {
-    const f = flagsOf("-p", "a cat", "--negative-prompt", "blurry", "--strength", "0.3", "--steps", "20", "--guidance-scale", "5",
-      "--seed", "42", "--sampler", "Euler a", "--clip-skip", "1", "--num-images", "2", "--width", "512", "--height", "256",
-      "--resize-mode", "crop-and-resize", "--format", "jpg", "--threads", "4", "--provider", "cpu", "--max-pixels", "1000", "--overwrite", "--json");
+    const f = flagsOf(
+      "-p",
+      "a cat",
+      "--negative-prompt",
+      "blurry",
+      "--strength",
+      "0.3",
+      "--steps",
+      "20",
+      "--guidance-scale",
+      "5",
+      "--seed",
+      "42",
+      "--sampler",
+      "Euler a",
+      "--clip-skip",
+      "1",
+      "--num-images",
+      "2",
+      "--width",
+      "512",
+      "--height",
+      "256",
+      "--resize-mode",
+      "crop-and-resize",
+      "--format",
+      "jpg",
+      "--threads",
+      "4",
+      "--provider",
+      "cpu",
+      "--max-pixels",
+      "1000",
+      "--overwrite",
+      "--json",
+    );
     expect(f).toMatchObject({
-      prompt: "a cat", negativePrompt: "blurry", strengths: [0.3], steps: 20, guidanceScale: 5, seed: 42, sampler: "Euler a",
-      clipSkip: 1, numImages: 2, width: 512, height: 256, resizeMode: "crop-and-resize", format: "jpeg", threads: 4,
-      provider: "cpu", maxPixels: 1000, overwrite: true, json: true, quiet: false,
+      prompt: "a cat",
+      negativePrompt: "blurry",
+      strengths: [0.3],
+      steps: 20,
+      guidanceScale: 5,
+      seed: 42,
+      sampler: "Euler a",
+      clipSkip: 1,
+      numImages: 2,
+      width: 512,
+      height: 256,
+      resizeMode: "crop-and-resize",
+      format: "jpeg",
+      threads: 4,
+      provider: "cpu",
+      maxPixels: 1000,
+      overwrite: true,
+      json: true,
+      quiet: false,
     });
     const d = flagsOf("-p", "x");
     expect([d.steps, d.guidanceScale, d.strengths, d.seed, d.sampler, d.model]).toEqual([undefined, undefined, undefined, undefined, undefined, undefined]);
@@ -89,7 +138,10 @@ describe("output names", () => {
     expect(outputPaths("dir/photo.jpg", f(), "png", 1)).toEqual({ images: ["dir/photo-reimagined.png"] });
     expect(outputPaths("dir/photo.jpg", f(), "webp", 2).images).toEqual(["dir/photo-reimagined-1.webp", "dir/photo-reimagined-2.webp"]);
     expect(outputPaths("dir/photo.jpg", f("-o", "o/x.png"), "png", 2).images).toEqual(["o/x-1.png", "o/x-2.png"]);
-    expect(outputPaths("dir/photo.jpg", f(), "png", 1, [0.2, 0.75])).toEqual({ images: ["dir/photo-s0.20.png", "dir/photo-s0.75.png"], sheet: "dir/photo-sweep.png" });
+    expect(outputPaths("dir/photo.jpg", f(), "png", 1, [0.2, 0.75])).toEqual({
+      images: ["dir/photo-s0.20.png", "dir/photo-s0.75.png"],
+      sheet: "dir/photo-sweep.png",
+    });
     expect(outputPaths("photo.png", f("-o", "out.jpg"), "jpeg", 1, [0.5, 1]).sheet).toBe("out-sweep.jpg");
   });
 

@@ -3,9 +3,9 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { encodeResult, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
+import { encodeResult, isAbortError, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
-import { baseRunOptions, checkOutputSize, extensionOf, isAbort, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
+import { baseRunOptions, checkOutputSize, extensionOf, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
 import { createReporter, progressMode } from "./report.js";
 
 /** Input formats batch picks up (by extension, case-insensitive). */
@@ -29,7 +29,10 @@ export function batchOutputs(names: string[], outDir: string, fmt: ImageFormat, 
     const base = stems.get(stem)! > 1 ? `${stem}-${extname(n).slice(1).toLowerCase()}` : stem;
     const ext = extensionOf(fmt);
     const files = count === 1 ? [`${base}${ext}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
-    out.set(n, files.map((f) => join(outDir, f)));
+    out.set(
+      n,
+      files.map((f) => join(outDir, f)),
+    );
   }
   return out;
 }
@@ -49,7 +52,8 @@ export function promptFor(inDir: string, name: string, fallback: string | undefi
 
 function dirArg(path: string, what: string): string {
   if (!existsSync(path)) throw new ReimagineError(`${what} '${path}' not found: check the path`, "not_found");
-  if (!statSync(path).isDirectory()) throw new ReimagineError(`${what} '${path}' is not a folder: reimagine batch <in-dir> <out-dir> (for one file use reimagine <input>)`, "usage");
+  if (!statSync(path).isDirectory())
+    throw new ReimagineError(`${what} '${path}' is not a folder: reimagine batch <in-dir> <out-dir> (for one file use reimagine <input>)`, "usage");
   return path;
 }
 
@@ -64,7 +68,8 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   if (parsed.positionals.length !== 2) throw new ReimagineError("reimagine batch needs two folders: reimagine batch <in-dir> <out-dir> --prompt TEXT", "usage");
   if (flags.output) throw new ReimagineError("batch names its outputs after the inputs: drop --output and give <out-dir>", "usage");
   if (flags.from) throw new ReimagineError("--from works on a single input: use reimagine <input> --from <image>", "usage");
-  if (flags.strengths && flags.strengths.length > 1) throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
+  if (flags.strengths && flags.strengths.length > 1)
+    throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
   const [inDir, outDir] = parsed.positionals;
   dirArg(inDir, "input folder");
   if (resolve(inDir) === resolve(outDir)) throw new ReimagineError("<out-dir> must differ from <in-dir>, so outputs are never read as inputs", "usage");
@@ -115,7 +120,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
         try {
           written.push(...(await runOne(pipe, input, prompt, outputs.get(name)!, name, signal)));
         } catch (e) {
-          if (isAbort(e) || signal.aborted) throw e;
+          if (isAbortError(e) || signal.aborted) throw e;
           fail(name, tag, e);
         }
       }
@@ -133,7 +138,10 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
 
   async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
     const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength };
-    const result = await pipe.run({ ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) }, { previews: "none" });
+    const result = await pipe.run(
+      { ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) },
+      { previews: "none" },
+    );
     const n = result.images.length;
     for (let i = 0; i < n; i++) {
       await writeFileAtomic(paths[i], await encodeResult(pipe, settings, result, { index: i, format: fmt }), { overwrite: flags.overwrite });
@@ -145,7 +153,9 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
 
   const summary = `batch: ${written.length} written, ${skipped.length} already done, ${failed.length} failed${failed.length ? ` (${failed.map((f) => f.file).join(", ")})` : ""}`;
   if (flags.json) {
-    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.map((n) => outputs.get(n)!).flat(), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ written, skipped: skipped.flatMap((n) => outputs.get(n)!), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`,
+    );
   } else if (!flags.quiet || failed.length) {
     io.stderr.write(`${summary}\n`);
   }

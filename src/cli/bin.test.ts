@@ -12,7 +12,12 @@ const bin = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", 
 const dir = mkdtempSync(join(tmpdir(), "reimagine-bin-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Exit { code: number | null; signal: string | null; stdout: string; stderr: string }
+interface Exit {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Spawns bin/reimagine.js; `onStderr` sees stderr as it grows (and may signal the child). */
 function reimagine(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Exit> {
@@ -41,7 +46,7 @@ describe("bin/reimagine.js", () => {
     const r = await reimagine([]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toMatch(/^reimagine \d+\.\d+\.\d+: image-to-image Stable Diffusion[\s\S]*\nUsage:\n  reimagine <input> --prompt TEXT/);
+    expect(r.stderr).toMatch(/^reimagine \d+\.\d+\.\d+: image-to-image Stable Diffusion[\s\S]*\nUsage:\n {2}reimagine <input> --prompt TEXT/);
   });
 
   it("a bad input is one line on stderr with exit 1", async () => {

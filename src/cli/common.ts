@@ -4,6 +4,7 @@
 import { existsSync, statSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import {
+  abortError,
   DEFAULT_MODEL,
   findModel,
   formatFromPath,
@@ -20,17 +21,6 @@ import {
 import type { CliIO, GenerateFlags } from "./args.js";
 import type { Reporter } from "./report.js";
 
-/** An Error whose name is AbortError (the pipeline's and fetch's cancellation). */
-export function isAbort(e: unknown): boolean {
-  return (e as Error)?.name === "AbortError";
-}
-
-function abortError(): Error {
-  const e = new Error("interrupted");
-  e.name = "AbortError";
-  return e;
-}
-
 /**
  * Runs `fn` with an AbortSignal that the first Ctrl+C (or SIGTERM) aborts: the model process is
  * ended at once and nothing is written. A second one exits with 130 at once. Safe at any moment:
@@ -41,7 +31,7 @@ export async function withInterrupt<T>(io: CliIO, fn: (signal: AbortSignal) => P
   const onSignal = () => {
     if (ac.signal.aborted) process.exit(130);
     io.stderr.write("\nreimagine: stopping (Ctrl+C again to quit at once)\n");
-    ac.abort(abortError());
+    ac.abort(abortError("interrupted"));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -57,10 +47,20 @@ export async function withInterrupt<T>(io: CliIO, fn: (signal: AbortSignal) => P
 export async function openPipeline(flags: GenerateFlags, report: Reporter, signal: AbortSignal): Promise<PipelineWorker> {
   const ref = flags.model ?? DEFAULT_MODEL;
   if (flags.configFrom && !(existsSync(flags.configFrom) && statSync(flags.configFrom).isDirectory())) {
-    throw new ReimagineError(`--config-from '${flags.configFrom}' is not a folder: give a diffusers model folder (with unet/, vae/, text_encoder/, tokenizer/, scheduler/)`, "not_found");
+    throw new ReimagineError(
+      `--config-from '${flags.configFrom}' is not a folder: give a diffusers model folder (with unet/, vae/, text_encoder/, tokenizer/, scheduler/)`,
+      "not_found",
+    );
   }
   report.status(`loading model ${ref}`);
-  const load = { threads: flags.threads, provider: flags.provider, configFrom: flags.configFrom, predictionType: flags.predictionType, quantize: flags.quantize, tinyVae: flags.tinyVae };
+  const load = {
+    threads: flags.threads,
+    provider: flags.provider,
+    configFrom: flags.configFrom,
+    predictionType: flags.predictionType,
+    quantize: flags.quantize,
+    tinyVae: flags.tinyVae,
+  };
   const pipe = await PipelineWorker.start(ref, load, { onStatus: (m) => report.status(m), onDownload: (e) => report.download(e), signal });
   signal.addEventListener("abort", () => pipe.kill(), { once: true });
   if (signal.aborted) pipe.kill();
@@ -69,7 +69,10 @@ export async function openPipeline(flags: GenerateFlags, report: Reporter, signa
 
 /** Refuses an explicit --width/--height the model cannot make (the native API refuses them too). */
 export function checkOutputSize(flags: GenerateFlags, factor: number): void {
-  for (const [name, v] of [["width", flags.width], ["height", flags.height]] as const) {
+  for (const [name, v] of [
+    ["width", flags.width],
+    ["height", flags.height],
+  ] as const) {
     if (v === undefined || v % factor === 0) continue;
     const down = Math.max(factor, v - (v % factor));
     throw new ReimagineError(`--${name} ${v} is not a multiple of ${factor} (this model's VAE factor): use --${name} ${down} or ${down + factor}`, "usage");
@@ -135,9 +138,11 @@ export function outputPaths(input: string, flags: GenerateFlags, fmt: ImageForma
  */
 export async function applyFrom(flags: GenerateFlags): Promise<{ flags: GenerateFlags; note?: string }> {
   if (!flags.from) return { flags };
-  if (!existsSync(flags.from)) throw new ReimagineError(`--from '${flags.from}': file not found; give an image written by reimagine or AUTOMATIC1111`, "not_found");
+  if (!existsSync(flags.from))
+    throw new ReimagineError(`--from '${flags.from}': file not found; give an image written by reimagine or AUTOMATIC1111`, "not_found");
   const text = await readImageParameters(flags.from);
-  if (!text) throw new ReimagineError(`--from '${flags.from}' has no generation parameters: give an image written by reimagine or AUTOMATIC1111`, "invalid_input");
+  if (!text)
+    throw new ReimagineError(`--from '${flags.from}' has no generation parameters: give an image written by reimagine or AUTOMATIC1111`, "invalid_input");
   const p = parseInfotext(text);
   let model = flags.model;
   let note: string | undefined;
@@ -185,7 +190,11 @@ export function requirePrompt(flags: GenerateFlags): string {
 
 /** Run options from flags common to every run of a command (no image, strength or seed): the
  *  model's defaults filled in, so metadata and --json show what ran. */
-export function baseRunOptions(flags: GenerateFlags, pipe: PipelineWorker, prompt: string): Omit<Img2ImgOptions, "image" | "strength"> & { steps: number; guidanceScale: number } {
+export function baseRunOptions(
+  flags: GenerateFlags,
+  pipe: PipelineWorker,
+  prompt: string,
+): Omit<Img2ImgOptions, "image" | "strength"> & { steps: number; guidanceScale: number } {
   return {
     prompt,
     negativePrompt: flags.negativePrompt,
@@ -209,7 +218,11 @@ export async function loadInput(path: string, flags: GenerateFlags): Promise<RGB
     if (e instanceof ReimagineError && e.code === "image_too_large") {
       const size = e.message.match(/(\d+)x(\d+)/);
       const px = size ? ` (${size[1]}x${size[2]} = ${Number(size[1]) * Number(size[2])} pixels)` : "";
-      throw new ReimagineError(`image '${path}' is too large${px}: the limit is --max-pixels ${flags.maxPixels}; downscale it first or raise --max-pixels`, e.code, { cause: e });
+      throw new ReimagineError(
+        `image '${path}' is too large${px}: the limit is --max-pixels ${flags.maxPixels}; downscale it first or raise --max-pixels`,
+        e.code,
+        { cause: e },
+      );
     }
     throw e;
   }

@@ -65,9 +65,17 @@ describeWithFixtures("--from restores the model (sd-tiny)", () => {
     vi.stubEnv("REIMAGINE_CACHE", join(tmp, "cache-d"));
     const img = { width: 8, height: 8, data: new Uint8Array(8 * 8 * 3) };
     const made = join(tmp, "a1111.png");
-    writeFileSync(made, await encodeImage(img, "png", { parameters: "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 8x8, Model hash: 879db523c3, Model: dreamshaper_8, Denoising strength: 0.5" }));
+    writeFileSync(
+      made,
+      await encodeImage(img, "png", {
+        parameters:
+          "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 8x8, Model hash: 879db523c3, Model: dreamshaper_8, Denoising strength: 0.5",
+      }),
+    );
     const out = await run([input, "--from", made, "-o", join(tmp, "never.png")], 1);
-    expect(out.stderr).toMatch(/^reimagine: --from '.*a1111\.png' was made with model dreamshaper_8 \[879db523c3\], which is neither in the Hugging Face cache \(.*empty-hub\) nor among the models reimagine has loaded: pass --model with its file, folder or repo id\n$/);
+    expect(out.stderr).toMatch(
+      /^reimagine: --from '.*a1111\.png' was made with model dreamshaper_8 \[879db523c3\], which is neither in the Hugging Face cache \(.*empty-hub\) nor among the models reimagine has loaded: pass --model with its file, folder or repo id\n$/,
+    );
   });
 });
 

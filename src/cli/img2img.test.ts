@@ -40,9 +40,28 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
       const inp = c.inputs;
       const sampler = referenceSampler(c);
       const output = join(dir, `case-${i}.png`);
-      const args = [fixture("sd-tiny", "reference", inp.image), "--model", model, "--prompt", inp.prompt, "--negative-prompt", inp.negative_prompt,
-        "--strength", String(inp.strength), "--steps", String(inp.num_inference_steps), "--guidance-scale", String(inp.guidance_scale),
-        "--seed", String(inp.generator.seed), "--output", output, "--threads", "1", ...(sampler ? ["--sampler", sampler] : [])];
+      const args = [
+        fixture("sd-tiny", "reference", inp.image),
+        "--model",
+        model,
+        "--prompt",
+        inp.prompt,
+        "--negative-prompt",
+        inp.negative_prompt,
+        "--strength",
+        String(inp.strength),
+        "--steps",
+        String(inp.num_inference_steps),
+        "--guidance-scale",
+        String(inp.guidance_scale),
+        "--seed",
+        String(inp.generator.seed),
+        "--output",
+        output,
+        "--threads",
+        "1",
+        ...(sampler ? ["--sampler", sampler] : []),
+      ];
       const out = await run(args);
       expect(out.stdout).toBe(`${output}\nseed ${inp.generator.seed}\n`);
       const img = referenceTensor(c.image); // [1, H, W, 3] in [0, 1]
@@ -53,8 +72,17 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
       expect(worst).toBeLessThanOrEqual(1);
       // A1111 metadata records what was run
       const p = parseInfotext((await readImageParameters(output))!);
-      expect(p).toMatchObject({ prompt: inp.prompt, negativePrompt: inp.negative_prompt, steps: inp.num_inference_steps, cfgScale: inp.guidance_scale,
-        seed: inp.generator.seed, width: ours.width, height: ours.height, denoisingStrength: inp.strength, model: "model" });
+      expect(p).toMatchObject({
+        prompt: inp.prompt,
+        negativePrompt: inp.negative_prompt,
+        steps: inp.num_inference_steps,
+        cfgScale: inp.guidance_scale,
+        seed: inp.generator.seed,
+        width: ours.width,
+        height: ours.height,
+        denoisingStrength: inp.strength,
+        model: "model",
+      });
       expect(p.sampler).toBe({ ddim: "DDIM", "euler-a": "Euler a", "dpmpp-2m-karras": "DPM++ 2M Karras", none: "PLMS" }[sampler ?? "none"]);
       expect(p.modelHash).toMatch(/^[0-9a-f]{10}$/);
     });
@@ -80,7 +108,22 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   });
 
   it("a sweep loads the model once and writes one image per strength (same seed) plus the sheet", async () => {
-    const out = await run([input, "--model", model, "-p", "a city", "--strength", "0.25,0.5,1", "--steps", "4", "--guidance-scale", "1", "--seed", "77", "--json"]);
+    const out = await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "a city",
+      "--strength",
+      "0.25,0.5,1",
+      "--steps",
+      "4",
+      "--guidance-scale",
+      "1",
+      "--seed",
+      "77",
+      "--json",
+    ]);
     expect(loads).toHaveBeenCalledTimes(1);
     const res = JSON.parse(out.stdout);
     const names = ["input-s0.25.png", "input-s0.50.png", "input-s1.00.png"].map((n) => join(dir, n));
@@ -105,12 +148,35 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
 
   it("info prints the written parameters and --from reproduces the same bytes", async () => {
     const first = join(dir, "first.png");
-    await run([input, "--model", model, "-p", "a red barn, oil", "-n", "people", "--strength", "0.6", "--steps", "5", "--guidance-scale", "3",
-      "--sampler", "euler-a", "--seed", "1234", "--clip-skip", "1", "-o", first]);
+    await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "a red barn, oil",
+      "-n",
+      "people",
+      "--strength",
+      "0.6",
+      "--steps",
+      "5",
+      "--guidance-scale",
+      "3",
+      "--sampler",
+      "euler-a",
+      "--seed",
+      "1234",
+      "--clip-skip",
+      "1",
+      "-o",
+      first,
+    ]);
     const info = await run(["info", first]);
     const text = (await readImageParameters(first))!;
     expect(info.stdout).toBe(`${text}\n`);
-    expect(info.stdout).toMatch(/^a red barn, oil\nNegative prompt: people\nSteps: 5, Sampler: Euler a, CFG scale: 3, Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: model, Denoising strength: 0\.6, Clip skip: 2\n$/);
+    expect(info.stdout).toMatch(
+      /^a red barn, oil\nNegative prompt: people\nSteps: 5, Sampler: Euler a, CFG scale: 3, Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: model, Denoising strength: 0\.6, Clip skip: 2\n$/,
+    );
     const json = JSON.parse((await run(["info", first, "--json"])).stdout);
     expect(json).toMatchObject({ prompt: "a red barn, oil", seed: 1234, steps: 5, sampler: "Euler a", denoisingStrength: 0.6 });
 
@@ -120,7 +186,17 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
     // the library writes the same file: pipeline + encodeResult (the helper the README shows)
     const pipe = await loadPipeline(model, { threads: 1 });
     try {
-      const settings = { image: input, prompt: "a red barn, oil", negativePrompt: "people", strength: 0.6, steps: 5, guidanceScale: 3, sampler: "euler-a", seed: 1234, clipSkip: 1 };
+      const settings = {
+        image: input,
+        prompt: "a red barn, oil",
+        negativePrompt: "people",
+        strength: 0.6,
+        steps: 5,
+        guidanceScale: 3,
+        sampler: "euler-a",
+        seed: 1234,
+        clipSkip: 1,
+      };
       expect((await encodeResult(pipe, settings, await pipe.run(settings))).equals(readFileSync(first))).toBe(true);
     } finally {
       await pipe.model.release();
@@ -146,7 +222,25 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   });
 
   it("several images get -1, -2 names and JPEG/WebP keep the metadata", async () => {
-    const out = await run([input, "--model", model, "-p", "two", "--num-images", "2", "--steps", "4", "--strength", "0.5", "--guidance-scale", "1", "--seed", "5", "-o", join(dir, "multi.webp")]);
+    const out = await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "two",
+      "--num-images",
+      "2",
+      "--steps",
+      "4",
+      "--strength",
+      "0.5",
+      "--guidance-scale",
+      "1",
+      "--seed",
+      "5",
+      "-o",
+      join(dir, "multi.webp"),
+    ]);
     expect(out.stdout).toBe(`${join(dir, "multi-1.webp")}\n${join(dir, "multi-2.webp")}\nseed 5\n`);
     const p = parseInfotext((await readImageParameters(join(dir, "multi-2.webp")))!);
     expect(p).toMatchObject({ prompt: "two", seed: 5 });

@@ -1,9 +1,33 @@
 // `reimagine <input> --prompt TEXT [...]`: one img2img run (or a strength sweep) from the command
 // line. The model runs in a child process; outputs are checked before it loads and written
 // atomically with A1111 metadata once the run is complete (an interrupted run writes nothing).
-import { encodeImage, encodeResult, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, samplerDisplayName, strengthSweep, sweepLabel, validateStrengths, writeFileAtomic } from "../index.js";
+import {
+  encodeImage,
+  encodeResult,
+  type ImageFormat,
+  type PipelineWorker,
+  ReimagineError,
+  type RGBImage,
+  samplerDisplayName,
+  strengthSweep,
+  sweepLabel,
+  validateStrengths,
+  writeFileAtomic,
+} from "../index.js";
 import { type CliIO, type GenerateFlags, mainHelp, parseGenerateArgs } from "./args.js";
-import { applyFrom, baseRunOptions, checkOutputSize, checkOutputs, loadInput, openPipeline, outputFormat, outputPaths, requirePrompt, seedJson, withInterrupt } from "./common.js";
+import {
+  applyFrom,
+  baseRunOptions,
+  checkOutputSize,
+  checkOutputs,
+  loadInput,
+  openPipeline,
+  outputFormat,
+  outputPaths,
+  requirePrompt,
+  seedJson,
+  withInterrupt,
+} from "./common.js";
 import { createReporter, progressMode, type Reporter } from "./report.js";
 
 /** `reimagine [img2img] <input> --prompt TEXT ...`; returns the exit code. */
@@ -15,7 +39,10 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
   }
   if (parsed.positionals.length === 0) throw new ReimagineError(`missing input image: reimagine <input> --prompt TEXT (see reimagine --help)`, "usage");
   if (parsed.positionals.length > 1) {
-    throw new ReimagineError(`one input image at a time (got ${parsed.positionals.length}: ${parsed.positionals.join(" ")}); for a folder use reimagine batch <in-dir> <out-dir>`, "usage");
+    throw new ReimagineError(
+      `one input image at a time (got ${parsed.positionals.length}: ${parsed.positionals.join(" ")}); for a folder use reimagine batch <in-dir> <out-dir>`,
+      "usage",
+    );
   }
   const inputPath = parsed.positionals[0];
   const { flags, note } = await applyFrom(parsed.flags);
@@ -60,7 +87,10 @@ interface Job {
 async function runOnce({ pipe, input, flags, base, paths, fmt, io, report, signal }: Job): Promise<number> {
   const strength = flags.strengths?.[0] ?? pipe.defaults.strength;
   const settings = { ...base, strength };
-  const result = await pipe.run({ ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps("") }, { previews: "none" });
+  const result = await pipe.run(
+    { ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps("") },
+    { previews: "none" },
+  );
   const n = result.images.length;
   for (let i = 0; i < n; i++) {
     await writeFileAtomic(paths.images[i], await encodeResult(pipe, settings, result, { index: i, format: fmt }), { overwrite: flags.overwrite });
@@ -92,7 +122,7 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, sign
     const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ssim: r.ssim }));
     io.stdout.write(`${JSON.stringify({ outputs: paths.images, sheet: paths.sheet, seed: seedJson(sw.seed), results, ...summary(pipe, base) })}\n`);
   } else {
-    sw.results.forEach((r, i) => io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`));
+    for (const [i, r] of sw.results.entries()) io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`);
     io.stdout.write(`${paths.sheet}\nseed ${sw.seed}\n`);
   }
   return 0;

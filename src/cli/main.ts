@@ -45,16 +45,18 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     const { img2imgMain } = await import("./img2img.js");
     return await img2imgMain(cmd === "img2img" ? rest : argv, io, version());
   } catch (e) {
-    if ((e as Error)?.name === "AbortError") {
+    // the library's error rules, loaded now (--version and --help never need them)
+    const { isAbortError, ReimagineError } = await import("../index.js");
+    if (isAbortError(e)) {
       io.stderr.write("reimagine: interrupted; nothing was written\n");
       return 130;
     }
-    const known = (e as Error)?.name === "ReimagineError";
+    const known = e instanceof ReimagineError;
     const message = String((e as Error)?.message ?? e).split("\n")[0];
     const hint = known || verbose ? "" : " (unexpected error: run again with --verbose for the details)";
     io.stderr.write(`reimagine: ${message}${hint}\n`);
     if (verbose) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
-    if (json) io.stdout.write(`${JSON.stringify({ error: message, code: known ? (e as { code: string }).code : "internal" })}\n`);
+    if (json) io.stdout.write(`${JSON.stringify({ error: message, code: known ? e.code : "internal" })}\n`);
     return 1;
   }
 }

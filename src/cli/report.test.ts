@@ -37,7 +37,12 @@ describe("createReporter", () => {
     r.download({ file: "unet/w.safetensors", loaded: 5, total: 10, done: false });
     r.download({ file: "unet/w.safetensors", loaded: 7, total: 10, done: false }); // within a second: dropped
     r.download({ file: "unet/w.safetensors", loaded: 10, total: 10, done: true });
-    expect(s.text.trim().split("\n").map((l) => JSON.parse(l))).toEqual([
+    expect(
+      s.text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
       { event: "status", message: "loading unet" },
       { event: "step", step: 3, total: 25, elapsedMs: 1230 },
       { event: "download", file: "unet/w.safetensors", loaded: 5, total: 10, done: false },

@@ -88,13 +88,26 @@ export async function serveMain(args: string[]): Promise<number> {
     const t0 = performance.now();
     // the model runs in a child process so HTTP stays responsive during each model call
     const previewVae = values["preview-vae"] === "none" ? undefined : values["preview-vae"];
-    const engine = await createWorkerEngine(values.model, { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae }, (m) => process.stderr.write(`  ${m}\n`));
+    const engine = await createWorkerEngine(
+      values.model,
+      { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae },
+      (m) => process.stderr.write(`  ${m}\n`),
+    );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;
     try {
       // a preview every step: the model process decodes them only as often as they stay cheap
-      srv = await startServer({ engine, host, port, apiKey, queueSize, maxPixels, maxBodyBytes: maxBodyMb ? maxBodyMb * 1024 * 1024 : undefined, previewEvery: 1 });
+      srv = await startServer({
+        engine,
+        host,
+        port,
+        apiKey,
+        queueSize,
+        maxPixels,
+        maxBodyBytes: maxBodyMb ? maxBodyMb * 1024 * 1024 : undefined,
+        previewEvery: 1,
+      });
     } catch (e) {
       await engine.close(); // let the process exit
       throw e;

@@ -2,7 +2,7 @@
 // the settings a run used (its options, else the pipeline's defaults), seed, size, model name and
 // hash, and marks for the approximate modes. Ref: A1111 modules/processing.py create_infotext.
 import { encodeImage, type ImageFormat } from "../image.js";
-import { listSamplers } from "../schedulers/index.js";
+import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
 import { formatInfotext } from "./infotext.js";
 
 /** What the metadata needs of a pipeline (an Img2ImgPipeline or a PipelineWorker). */
@@ -25,20 +25,13 @@ export interface RunSettings {
 }
 
 /**
- * A1111 display name of a sampler (ours, A1111's or a diffusers class name), or of the model's own scheduler.
+ * A1111 display name of a sampler (ours, A1111's or a diffusers class name; none or "default": the
+ * model's own scheduler), read from the scheduler it builds (schedulers/index.ts names them all).
  * @example samplerDisplayName(pipe, "dpmpp-2m-karras") // "DPM++ 2M Karras"
  */
 export function samplerDisplayName(pipe: PipelineSummary, sampler?: string): string {
-  const all = listSamplers();
-  if (sampler) {
-    const k = sampler.trim().toLowerCase();
-    const s = all.find((x) => x.name === k || x.a1111Name.toLowerCase() === k || x.className.toLowerCase() === k);
-    return s?.a1111Name ?? sampler;
-  }
   const cfg = pipe.model.schedulerConfig;
-  const cls = String(cfg._class_name ?? "");
-  if (cls === "DPMSolverMultistepScheduler") return cfg.use_karras_sigmas ? "DPM++ 2M Karras" : "DPM++ 2M";
-  return all.find((x) => x.className === cls)?.a1111Name ?? cls;
+  return a1111SamplerName(sampler ? createScheduler(sampler, cfg) : schedulerForModel(cfg));
 }
 
 /** Infotext pairs that mark results of the opt-in approximate modes (not diffusers-exact). */
@@ -51,14 +44,24 @@ export function approximationNotes(pipe: PipelineSummary): Record<string, string
 
 /** The pipeline's defaults filled into a run's settings: what the run actually used. */
 export function resolvedSettings(pipe: PipelineSummary, s: RunSettings): Required<Pick<RunSettings, "steps" | "guidanceScale" | "strength">> & RunSettings {
-  return { ...s, steps: s.steps ?? pipe.defaults.steps, guidanceScale: s.guidanceScale ?? pipe.defaults.guidanceScale, strength: s.strength ?? pipe.defaults.strength };
+  return {
+    ...s,
+    steps: s.steps ?? pipe.defaults.steps,
+    guidanceScale: s.guidanceScale ?? pipe.defaults.guidanceScale,
+    strength: s.strength ?? pipe.defaults.strength,
+  };
 }
 
 /**
  * The A1111 `parameters` text of one image a run made.
  * @example runInfotext(pipe, { prompt: "a castle", strength: 0.7 }, { seed: 42, width: 512, height: 512 })
  */
-export function runInfotext(pipe: PipelineSummary, settings: RunSettings, image: { seed: number | bigint; width: number; height: number }, extra?: Record<string, string>): string {
+export function runInfotext(
+  pipe: PipelineSummary,
+  settings: RunSettings,
+  image: { seed: number | bigint; width: number; height: number },
+  extra?: Record<string, string>,
+): string {
   const s = resolvedSettings(pipe, settings);
   return formatInfotext({
     prompt: s.prompt,

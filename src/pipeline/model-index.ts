@@ -102,7 +102,14 @@ function findBlob(hub: string, hash: string): FoundModel | undefined {
       const file = linksTo(snap, realpathSync(join(blobs, blob)))[0];
       if (!file) continue;
       const main = snapshotOf(hub, repoId, "main") === snap;
-      if (existsSync(join(snap, "model_index.json"))) return { ref: main ? repoId : `${repoId}@${commit}`, where: `the Hugging Face cache (${file.slice(snap.length + 1).split(sep).join("/")})` };
+      if (existsSync(join(snap, "model_index.json")))
+        return {
+          ref: main ? repoId : `${repoId}@${commit}`,
+          where: `the Hugging Face cache (${file
+            .slice(snap.length + 1)
+            .split(sep)
+            .join("/")})`,
+        };
       if (file.endsWith(".safetensors")) return { ref: file, where: "the Hugging Face cache" };
     }
   }

@@ -9,22 +9,33 @@ import { type Engine, engineFromPipeline, type EngineResult, type EngineRunOptio
  * Loads a model in a child process and returns it as an Engine.
  * @example const engine = await createWorkerEngine("stabilityai/sd-turbo", { threads: 4, previewVae: "auto" }, (m) => console.error(m));
  */
-export async function createWorkerEngine(modelRef: string | undefined, loadOptions: WorkerLoadOptions = {}, onStatus?: (message: string) => void): Promise<Engine & { close(): Promise<void> }> {
+export async function createWorkerEngine(
+  modelRef: string | undefined,
+  loadOptions: WorkerLoadOptions = {},
+  onStatus?: (message: string) => void,
+): Promise<Engine & { close(): Promise<void> }> {
   const start = () => PipelineWorker.start(modelRef, loadOptions, { onStatus });
   let worker = await start();
   let restarting: Promise<PipelineWorker> | undefined;
 
   const run = async (opts: EngineRunOptions): Promise<EngineResult> => {
-    if (!worker.alive) worker = await (restarting ??= start().finally(() => (restarting = undefined)));
+    if (!worker.alive) {
+      restarting ??= start().finally(() => {
+        restarting = undefined;
+      });
+      worker = await restarting;
+    }
     const { onProgress } = opts;
     let decoded: RGBImage | undefined; // the latest preview-VAE image: SSE shows it until the next one
     const r: Img2ImgResult = await worker.run(
       {
         ...opts,
-        onProgress: onProgress && ((e) => {
-          decoded = e.decoded ?? decoded;
-          onProgress({ step: e.step, total: e.total, elapsedMs: e.elapsedMs, preview: () => decoded ?? e.preview() });
-        }),
+        onProgress:
+          onProgress &&
+          ((e) => {
+            decoded = e.decoded ?? decoded;
+            onProgress({ step: e.step, total: e.total, elapsedMs: e.elapsedMs, preview: () => decoded ?? e.preview() });
+          }),
       },
       { previews: worker.model.tinyVae ? "decoded" : "latent" },
     );

@@ -18,7 +18,11 @@ describeWithFixtures("PipelineWorker (sd-tiny)", () => {
 
   beforeAll(async () => {
     const status: string[] = [];
-    worker = await PipelineWorker.start(fixture("sd-tiny", "model"), { threads: 1, cacheDir, previewVae: fixture("taesd-tiny", "model") }, { onStatus: (m) => status.push(m) });
+    worker = await PipelineWorker.start(
+      fixture("sd-tiny", "model"),
+      { threads: 1, cacheDir, previewVae: fixture("taesd-tiny", "model") },
+      { onStatus: (m) => status.push(m) },
+    );
     expect(status.some((m) => /unet/.test(m))).toBe(true);
   });
   afterAll(async () => {
@@ -110,14 +114,27 @@ describeWithFixtures("PipelineWorker (sd-tiny)", () => {
     const err = await worker.run({ ...base, strength: 2 }).catch((e) => e);
     expect(err).toBeInstanceOf(ReimagineError);
     expect(err.message).toMatch(/strength must be between 0 and 1/);
-    await expect(worker.run({ ...base, background: (() => "white") as unknown as string })).rejects.toThrow(/run option 'background' cannot be copied to the model process/);
-    await expect(worker.run({ ...base, extensions: [{ name: "x", afterStep: async () => undefined }] })).rejects.toThrow(/run option 'extensions' cannot be copied/);
+    await expect(worker.run({ ...base, background: (() => "white") as unknown as string })).rejects.toThrow(
+      /run option 'background' cannot be copied to the model process/,
+    );
+    await expect(worker.run({ ...base, extensions: [{ name: "x", afterStep: async () => undefined }] })).rejects.toThrow(
+      /run option 'extensions' cannot be copied/,
+    );
   });
 
   it("kill() ends a running call at once (AbortError) and the worker reports it is gone", async () => {
     const w = await PipelineWorker.start(fixture("sd-tiny", "model"), { threads: 1, cacheDir });
     let t0 = 0;
-    const run = w.run({ ...base, strength: 1, steps: 500, onProgress: (e) => e.step === 2 && ((t0 = performance.now()), w.kill()) });
+    const run = w.run({
+      ...base,
+      strength: 1,
+      steps: 500,
+      onProgress: (e) => {
+        if (e.step !== 2) return;
+        t0 = performance.now();
+        w.kill();
+      },
+    });
     await expect(run).rejects.toMatchObject({ name: "AbortError" });
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(w.alive).toBe(false);

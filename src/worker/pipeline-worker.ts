@@ -7,13 +7,13 @@ import { type ChildProcess, fork } from "node:child_process";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { serialize } from "node:v8";
-import { ReimagineError } from "../errors.js";
+import { abortError, ReimagineError } from "../errors.js";
 import type { RGBImage } from "../image.js";
 import type { Img2ImgOptions, Img2ImgResult, ProgressEvent } from "../pipeline/img2img.js";
 import { createScheduler, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
 import type { HubProgressEvent } from "../weights/hub.js";
-import { abortError, type FromChild, fromWire, type PipelineInfo, type PreviewMode, type ToChild, type WireProgress, type WorkerLoadOptions } from "./protocol.js";
+import { type FromChild, fromWire, type PipelineInfo, type PreviewMode, type ToChild, type WireProgress, type WorkerLoadOptions } from "./protocol.js";
 
 export type { PipelineInfo, PreviewMode, WorkerLoadOptions } from "./protocol.js";
 
@@ -143,7 +143,11 @@ export class PipelineWorker implements PipelineInfo {
       try {
         serialize(v); // what the IPC channel does; functions and class instances with methods cannot cross
       } catch {
-        return Promise.reject(new TypeError(`run option '${k}' cannot be copied to the model process (it holds functions): only onProgress and signal are proxied; run such options in-process with Img2ImgPipeline`));
+        return Promise.reject(
+          new TypeError(
+            `run option '${k}' cannot be copied to the model process (it holds functions): only onProgress and signal are proxied; run such options in-process with Img2ImgPipeline`,
+          ),
+        );
       }
     }
     const id = this.nextId++;
@@ -155,7 +159,17 @@ export class PipelineWorker implements PipelineInfo {
         this.pending.delete(id);
         this.idle();
       };
-      this.pending.set(id, { onProgress, resolve: (r) => (settle(), resolve(r)), reject: (e) => (settle(), reject(e)) });
+      this.pending.set(id, {
+        onProgress,
+        resolve: (r) => {
+          settle();
+          resolve(r);
+        },
+        reject: (e) => {
+          settle();
+          reject(e);
+        },
+      });
       this.busy();
       this.send({ type: "run", id, opts: wire, progress: onProgress !== undefined, previews: how.previews ?? "latent" });
     });

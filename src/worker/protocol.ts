@@ -79,10 +79,3 @@ export function fromWire(w: WireError): Error {
   if (w.stack) e.stack = w.stack;
   return e;
 }
-
-/** The Error every cancelled run rejects with (the pipeline's and fetch's name for it). */
-export function abortError(message = "generation cancelled"): Error {
-  const e = new Error(message);
-  e.name = "AbortError";
-  return e;
-}

@@ -29,7 +29,10 @@ function readmeSnippets(): { esm: string; cjs: string } {
 }
 
 /** The snippet on the tiny model and a local input instead of sd-turbo and sketch.png. */
-const onTinyModel = (code: string) => code.replaceAll('"stabilityai/sd-turbo"', JSON.stringify(fixture("sd-tiny", "model"))).replaceAll('"sketch.png"', JSON.stringify(fixture("sd-tiny", "reference", "input.png")));
+const onTinyModel = (code: string) =>
+  code
+    .replaceAll('"stabilityai/sd-turbo"', JSON.stringify(fixture("sd-tiny", "model")))
+    .replaceAll('"sketch.png"', JSON.stringify(fixture("sd-tiny", "reference", "input.png")));
 
 /** The checkout's files as git sees them (tracked and new, not ignored): what a clone would have. */
 async function copyCheckout(to: string): Promise<void> {
@@ -53,7 +56,17 @@ describeWithFixtures("npm pack -> install -> README snippet (sd-tiny)", () => {
     const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", tmp], { cwd: checkout, env: npmEnv, maxBuffer: 64 << 20 });
     const [packed] = JSON.parse(stdout.slice(stdout.indexOf("[")));
     const files = (packed.files as { path: string }[]).map((f) => f.path);
-    for (const f of ["bin/reimagine.js", "dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "dist/worker/child.js", "dist/web/index.html", "dist/web/main.js", "dist/weights/configs/sd1/unet.json", "README.md"]) {
+    for (const f of [
+      "bin/reimagine.js",
+      "dist/index.js",
+      "dist/index.d.ts",
+      "dist/cli/main.js",
+      "dist/worker/child.js",
+      "dist/web/index.html",
+      "dist/web/main.js",
+      "dist/weights/configs/sd1/unet.json",
+      "README.md",
+    ]) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.startsWith("src/") || f.endsWith(".map") || f.includes(".test."))).toEqual([]);
@@ -78,7 +91,14 @@ describeWithFixtures("npm pack -> install -> README snippet (sd-tiny)", () => {
     for (const p of projects) {
       const out = join(tmp, p.name, "castle.png");
       const meta = parseInfotext((await readImageParameters(out))!);
-      expect(meta, p.name).toMatchObject({ prompt: "a castle on a hill, detailed matte painting", seed: 42, denoisingStrength: 0.8, model: "model", width: 64, height: 64 });
+      expect(meta, p.name).toMatchObject({
+        prompt: "a castle on a hill, detailed matte painting",
+        seed: 42,
+        denoisingStrength: 0.8,
+        model: "model",
+        width: 64,
+        height: 64,
+      });
       expect(meta.modelHash).toMatch(/^[0-9a-f]{10}$/);
       expect([(await loadImage(out)).width, meta.sampler]).toEqual([64, "PLMS"]);
     }

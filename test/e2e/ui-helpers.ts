@@ -18,7 +18,16 @@ export const builtWeb = () => (webRoot ??= buildWeb(mkdtempSync(join(tmpdir(), "
 export async function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }
 
@@ -65,7 +74,10 @@ export const canvasState = (page: Page) =>
   });
 
 /** What the size selects show. */
-export const shownSize = async (page: Page) => ({ width: Number(await page.getByTestId("width").inputValue()), height: Number(await page.getByTestId("height").inputValue()) });
+export const shownSize = async (page: Page) => ({
+  width: Number(await page.getByTestId("width").inputValue()),
+  height: Number(await page.getByTestId("height").inputValue()),
+});
 
 /** A file (bytes from Node) dropped on the element matching `selector`, as a drag and drop does. */
 export const dropFile = (page: Page, selector: string, bytes: Buffer, name: string, type = "image/png") =>

@@ -12,7 +12,8 @@ import { builtWeb, canvasState, dropFile, haveChromium, launch, openPage, pasteF
 /** A w x h PNG: a dark square on light grey (so "inked" pixels can be counted), with optional parameters. */
 async function picture(w: number, h: number, parameters?: string): Promise<Buffer> {
   const data = new Uint8Array(w * h * 3).fill(200);
-  for (let y = Math.floor(h / 4); y < Math.floor((3 * h) / 4); y++) for (let x = Math.floor(w / 4); x < Math.floor((3 * w) / 4); x++) data.fill(30, 3 * (y * w + x), 3 * (y * w + x) + 3);
+  for (let y = Math.floor(h / 4); y < Math.floor((3 * h) / 4); y++)
+    for (let x = Math.floor(w / 4); x < Math.floor((3 * w) / 4); x++) data.fill(30, 3 * (y * w + x), 3 * (y * w + x) + 3);
   return encodeImage({ width: w, height: h, data }, "png", { parameters });
 }
 
@@ -47,8 +48,14 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
 
   it("a size change after drawing scales the drawing, is undoable, and what is shown is what is sent", async () => {
     await fresh();
-    await stroke(page, [[0.2, 0.2], [0.8, 0.8]]);
-    await stroke(page, [[0.8, 0.2], [0.2, 0.8]]);
+    await stroke(page, [
+      [0.2, 0.2],
+      [0.8, 0.8],
+    ]);
+    await stroke(page, [
+      [0.8, 0.2],
+      [0.2, 0.8],
+    ]);
     const drawn = await canvasState(page);
     expect(drawn).toMatchObject({ width: 512, height: 512 });
     expect(drawn.inked).toBeGreaterThan(2000);
@@ -58,7 +65,7 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
     await setValue(page, "height", "64");
     const small = await canvasState(page);
     expect(small).toMatchObject({ width: 256, height: 64 });
-    expect(small.inked).toBeGreaterThan(drawn.inked * (256 * 64) / (512 * 512) * 0.5); // scaled, not erased
+    expect(small.inked).toBeGreaterThan(((drawn.inked * (256 * 64)) / (512 * 512)) * 0.5); // scaled, not erased
     expect(await shownSize(page)).toEqual({ width: 256, height: 64 });
     const sent = await generateAndCapture();
     expect([sent.width, sent.height]).toEqual([256, 64]);
@@ -79,7 +86,10 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
   it("re-framing keeps the drawing's scale: a smaller size crops it, a larger one extends it", async () => {
     await fresh();
     await setValue(page, "resize-mode", "reframe");
-    await stroke(page, [[0.45, 0.5], [0.55, 0.5]]); // a short line in the middle
+    await stroke(page, [
+      [0.45, 0.5],
+      [0.55, 0.5],
+    ]); // a short line in the middle
     const before = await canvasState(page);
     await setValue(page, "width", "1024");
     const wider = await canvasState(page);
@@ -110,9 +120,15 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
 
   it("Ctrl+Z / Ctrl+Shift+Z undo and redo strokes; in a text field Ctrl+Z stays the field's own", async () => {
     await fresh();
-    await stroke(page, [[0.1, 0.1], [0.9, 0.1]]);
+    await stroke(page, [
+      [0.1, 0.1],
+      [0.9, 0.1],
+    ]);
     const one = await canvasState(page);
-    await stroke(page, [[0.1, 0.9], [0.9, 0.9]]);
+    await stroke(page, [
+      [0.1, 0.9],
+      [0.9, 0.9],
+    ]);
     const two = await canvasState(page);
     expect(two.inked).toBeGreaterThan(one.inked);
     await page.getByTestId("prompt").fill("a harbour");
@@ -139,7 +155,8 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
   it("dropping a PNG made by Reimagine or A1111 restores its settings (PNG info)", async () => {
     await fresh();
     // A1111's infotext, written as PIL writes it (tEXt); the prompt has a non-Latin-1 character, so iTXt
-    const text = "a red barn in snow, café ☕\nNegative prompt: blurry\nSteps: 7, Sampler: Euler a, CFG scale: 3.5, Seed: 1234, Size: 192x128, Model hash: 0f0f0f0f0f, Model: fake-model, Denoising strength: 0.45";
+    const text =
+      "a red barn in snow, café ☕\nNegative prompt: blurry\nSteps: 7, Sampler: Euler a, CFG scale: 3.5, Seed: 1234, Size: 192x128, Model hash: 0f0f0f0f0f, Model: fake-model, Denoising strength: 0.45";
     await dropFile(page, ".canvas-wrap", await picture(192, 128, text), "made-by-a1111.png");
     await expect.poll(() => page.getByTestId("prompt").inputValue()).toBe("a red barn in snow, café ☕");
     expect(await page.getByTestId("negative-prompt").inputValue()).toBe("blurry");
@@ -152,12 +169,32 @@ describe.skipIf(!haveChromium)("web UI input canvas (headless Chromium, fake eng
     expect(await shownSize(page)).toEqual({ width: 192, height: 128 });
     expect(await page.getByTestId("notice").textContent()).toMatch(/Settings restored from made-by-a1111\.png \(seed 1234\)/);
     const sent = await generateAndCapture(); // and they are what the next run sends
-    expect(sent).toMatchObject({ prompt: "a red barn in snow, café ☕", negativePrompt: "blurry", steps: 7, guidanceScale: 3.5, seed: 1234, sampler: "euler-a", strength: 0.45, width: 192, height: 128, image: { width: 192, height: 128 } });
+    expect(sent).toMatchObject({
+      prompt: "a red barn in snow, café ☕",
+      negativePrompt: "blurry",
+      steps: 7,
+      guidanceScale: 3.5,
+      seed: 1234,
+      sampler: "euler-a",
+      strength: 0.45,
+      width: 192,
+      height: 128,
+      image: { width: 192, height: 128 },
+    });
 
     // a Latin-1 text is a plain tEXt chunk (A1111's usual case); a Reimagine result reads the same
-    await dropFile(page, ".canvas-wrap", await picture(64, 64, "a blue boat\nSteps: 9, Sampler: DPM++ 2M Karras, CFG scale: 6, Seed: 77, Size: 64x64, Denoising strength: 0.3"), "boat.png");
+    await dropFile(
+      page,
+      ".canvas-wrap",
+      await picture(64, 64, "a blue boat\nSteps: 9, Sampler: DPM++ 2M Karras, CFG scale: 6, Seed: 77, Size: 64x64, Denoising strength: 0.3"),
+      "boat.png",
+    );
     await expect.poll(() => page.getByTestId("prompt").inputValue()).toBe("a blue boat");
-    expect([await page.getByTestId("sampler").inputValue(), await page.getByTestId("seed").inputValue(), await page.getByTestId("negative-prompt").inputValue()]).toEqual(["dpmpp-2m-karras", "77", ""]);
+    expect([
+      await page.getByTestId("sampler").inputValue(),
+      await page.getByTestId("seed").inputValue(),
+      await page.getByTestId("negative-prompt").inputValue(),
+    ]).toEqual(["dpmpp-2m-karras", "77", ""]);
     expect(errors).toEqual([]);
   });
 });

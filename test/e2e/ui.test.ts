@@ -59,19 +59,33 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
       }).observe(document.body, { attributes: true, subtree: true, childList: true });
     });
   const inViewport = (testid: string) =>
-    page.getByTestId(testid).first().evaluate((el) => {
-      const r = el.getBoundingClientRect();
-      return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
-    });
+    page
+      .getByTestId(testid)
+      .first()
+      .evaluate((el) => {
+        const r = el.getBoundingClientRect();
+        return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
+      });
 
   it("draw, Generate: progress moves, TAESD previews show, the result is visible without scrolling at 1366x768", async () => {
     await setValue(page, "width", "128");
     await setValue(page, "height", "128");
     const head = Array.from({ length: 13 }, (_, i) => [0.5 + 0.08 * Math.cos((i * Math.PI) / 6), 0.2 + 0.08 * Math.sin((i * Math.PI) / 6)] as [number, number]);
     await stroke(page, head);
-    await stroke(page, [[0.5, 0.28], [0.5, 0.6]]); // body
-    await stroke(page, [[0.3, 0.4], [0.5, 0.35], [0.7, 0.4]]); // arms
-    await stroke(page, [[0.35, 0.85], [0.5, 0.6], [0.65, 0.85]]); // legs
+    await stroke(page, [
+      [0.5, 0.28],
+      [0.5, 0.6],
+    ]); // body
+    await stroke(page, [
+      [0.3, 0.4],
+      [0.5, 0.35],
+      [0.7, 0.4],
+    ]); // arms
+    await stroke(page, [
+      [0.35, 0.85],
+      [0.5, 0.6],
+      [0.65, 0.85],
+    ]); // legs
     expect((await canvasState(page)).inked).toBeGreaterThan(300);
 
     await page.getByTestId("prompt").fill("a stick figure knight, ink drawing");
@@ -86,7 +100,9 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
     await page.waitForFunction(() => (document.querySelector('[data-testid="result-image"]') as HTMLImageElement)?.complete);
     const seen: [number, number][] = await page.evaluate(() => (window as any).__progress);
     const previews: number[] = await page.evaluate(() => (window as any).__previews);
-    console.log(`[ui] Generate click -> result image: ${(performance.now() - t0).toFixed(0)} ms (sd-tiny, 128x128, 12 steps x strength 0.5); previews ${previews.join(",")}`);
+    console.log(
+      `[ui] Generate click -> result image: ${(performance.now() - t0).toFixed(0)} ms (sd-tiny, 128x128, 12 steps x strength 0.5); previews ${previews.join(",")}`,
+    );
     expect(seen.some(([v, max]) => v > 0 && v < max)).toBe(true); // moved through intermediate steps
     expect(seen.at(-1)).toEqual([seen.at(-1)![1], seen.at(-1)![1]]); // ends full
     expect(previews.length).toBeGreaterThan(0);
@@ -111,20 +127,27 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
       c.getContext("2d")!.drawImage(img, 0, 0);
       return Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data);
     });
-    const seed = (await page.getByTestId("seed").inputValue());
+    const seed = await page.getByTestId("seed").inputValue();
     await page.getByTestId("prompt").fill("something else");
     await page.getByTestId("use-result").click();
     await expect.poll(() => page.getByTestId("prompt").inputValue()).toBe("a stick figure knight, ink drawing");
     expect(await page.getByTestId("seed").inputValue()).toBe(seed);
     expect(await page.getByTestId("seed-lock").isChecked()).toBe(true);
-    const canvas = await page.getByTestId("sketch-canvas").evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data));
+    const canvas = await page
+      .getByTestId("sketch-canvas")
+      .evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data));
     expect(canvas).toEqual(pixels); // exactly the result, strokes cleared (Ctrl+Z brings them back)
-    await stroke(page, [[0.1, 0.1], [0.3, 0.3]]); // draw over it
+    await stroke(page, [
+      [0.1, 0.1],
+      [0.3, 0.3],
+    ]); // draw over it
     await page.keyboard.press("Control+z");
     await page.keyboard.press("Control+z");
-    expect((await canvasState(page)).inked).toBeLessThan(128 * 128 / 4); // the white-background sketch again
+    expect((await canvasState(page)).inked).toBeLessThan((128 * 128) / 4); // the white-background sketch again
     await page.keyboard.press("Control+Shift+z");
-    expect(await page.getByTestId("sketch-canvas").evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data))).toEqual(pixels);
+    expect(
+      await page.getByTestId("sketch-canvas").evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data)),
+    ).toEqual(pixels);
   });
 
   it("Cancel stops a running job within one step: no result is added and the server is idle again", async () => {
@@ -133,7 +156,9 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
     await watchProgress();
     await page.getByTestId("generate").click();
     // this run's first finished step (the bar still shows the last run's until the first event)
-    await page.waitForFunction(() => /^step [1-9]\d*\//.test(document.querySelector('[data-testid="status"]')!.textContent ?? ""), undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => /^step [1-9]\d*\//.test(document.querySelector('[data-testid="status"]')!.textContent ?? ""), undefined, {
+      timeout: 60_000,
+    });
     expect(await page.getByTestId("cancel").isEnabled()).toBe(true);
     const job = server.queue.running!;
     let cancelAt = 0; // when the DELETE reached the queue (the browser itself may be slow to click under load)
@@ -148,7 +173,9 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
     const stopMs = performance.now() - cancelAt;
     const stepMs = (job.finishedAt! - job.startedAt!) / Math.max(1, job.step);
     await expect.poll(() => page.getByTestId("status").textContent(), { timeout: 10_000 }).toBe("cancelled");
-    console.log(`[ui] Cancel: DELETE -> job stopped ${stopMs.toFixed(0)} ms (one step ~${stepMs.toFixed(0)} ms); click -> UI shows cancelled ${(performance.now() - t0).toFixed(0)} ms`);
+    console.log(
+      `[ui] Cancel: DELETE -> job stopped ${stopMs.toFixed(0)} ms (one step ~${stepMs.toFixed(0)} ms); click -> UI shows cancelled ${(performance.now() - t0).toFixed(0)} ms`,
+    );
     expect(stopMs).toBeLessThan(2 * stepMs + 500); // within about one step
     expect(job.status).toBe("cancelled");
     expect(job.step).toBeLessThan(job.total);
@@ -163,9 +190,22 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
     expect(await page.getByTestId("sweep-values").inputValue()).toBe("0.4, 0.5, 0.6, 0.7, 0.8");
     await setValue(page, "sweep-values", "0.3, 0.9");
     await page.getByTestId("sweep").click();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="sweep-cell"]').length === 2 && [...document.querySelectorAll('[data-testid="sweep-cell"]')].every((i) => (i as HTMLImageElement).complete), undefined, { timeout: 120_000 });
-    expect(await page.locator('[data-testid="sweep-grid"] figcaption').allTextContents()).toEqual([expect.stringMatching(/^input/), expect.stringMatching(/^strength 0\.3 · SSIM/), expect.stringMatching(/^strength 0\.9 · SSIM/)]);
-    const [grid, panel] = await page.evaluate(() => [document.querySelector('[data-testid="sweep-grid"]')!.getBoundingClientRect().width, document.querySelector("section.output")!.clientWidth]);
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('[data-testid="sweep-cell"]').length === 2 &&
+        [...document.querySelectorAll('[data-testid="sweep-cell"]')].every((i) => (i as HTMLImageElement).complete),
+      undefined,
+      { timeout: 120_000 },
+    );
+    expect(await page.locator('[data-testid="sweep-grid"] figcaption').allTextContents()).toEqual([
+      expect.stringMatching(/^input/),
+      expect.stringMatching(/^strength 0\.3 · SSIM/),
+      expect.stringMatching(/^strength 0\.9 · SSIM/),
+    ]);
+    const [grid, panel] = await page.evaluate(() => [
+      document.querySelector('[data-testid="sweep-grid"]')!.getBoundingClientRect().width,
+      document.querySelector("section.output")!.clientWidth,
+    ]);
     expect(grid).toBeGreaterThan(0.9 * (panel - 20)); // the cells use the panel's width
     await expect.poll(() => page.locator('[data-testid="gallery"] figure').count()).toBe(2);
   });

@@ -11,7 +11,18 @@ import { readPngParameters, restoredSettings } from "./pnginfo.js";
 import { Gallery, Output, type Running, type ShownResult } from "./results.js";
 import { Sketch } from "./sketch.js";
 
-const INITIAL: Settings = { prompt: "", negative: "", strength: 0.6, steps: 20, guidance: 7.5, seed: -1, lockSeed: false, sampler: "", resizeMode: "scale", sweep: null };
+const INITIAL: Settings = {
+  prompt: "",
+  negative: "",
+  strength: 0.6,
+  steps: 20,
+  guidance: 7.5,
+  seed: -1,
+  lockSeed: false,
+  sampler: "",
+  resizeMode: "scale",
+  sweep: null,
+};
 
 /** A picture's input size: its aspect kept, the long side at most 512, multiples of 64. */
 export function fitSize(w: number, h: number, longest = 512): { width: number; height: number } {
@@ -37,7 +48,10 @@ function toShown(r: StoredResult): ShownResult {
 }
 
 const editable = (t: EventTarget | null) =>
-  t instanceof HTMLElement && (t.isContentEditable || t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && ["text", "number", "password", "search"].includes((t as HTMLInputElement).type)));
+  t instanceof HTMLElement &&
+  (t.isContentEditable ||
+    t.tagName === "TEXTAREA" ||
+    (t.tagName === "INPUT" && ["text", "number", "password", "search"].includes((t as HTMLInputElement).type)));
 
 async function decode(src: Blob | string): Promise<HTMLImageElement> {
   const img = new Image();
@@ -123,7 +137,8 @@ export function App() {
       setRunning({ id: job.id, status: job.status, step: 0, total: 0, etaMs: null, position: job.position });
       let final: JobView | null = null;
       await streamEvents(`/v1/jobs/${job.id}/events`, (event, data) => {
-        if (event === "progress") setRunning((r) => r && { ...r, status: "running", step: data.step, total: data.total, etaMs: data.etaMs, preview: data.preview ?? r.preview });
+        if (event === "progress")
+          setRunning((r) => r && { ...r, status: "running", step: data.step, total: data.total, etaMs: data.etaMs, preview: data.preview ?? r.preview });
         else if (event === "status") setRunning((r) => r && { ...r, status: data.status, position: data.position });
         else if (event === "done") final = data;
       });
@@ -144,7 +159,10 @@ export function App() {
         seed: String(done.result.seed),
         image: blobs[0],
         before,
-        extra: kind === "sweep" ? imgs.slice(1).map((im, i) => ({ image: blobs[i + 1], label: `strength ${im.strength} · SSIM ${im.ssim?.toFixed(2)}`, strength: im.strength })) : [],
+        extra:
+          kind === "sweep"
+            ? imgs.slice(1).map((im, i) => ({ image: blobs[i + 1], label: `strength ${im.strength} · SSIM ${im.ssim?.toFixed(2)}`, strength: im.strength }))
+            : [],
       };
       await saveResult(stored).catch((e) => setNotice(`not kept in the gallery (browser storage: ${(e as Error).message})`));
       const r = toShown(stored);
@@ -171,7 +189,13 @@ export function App() {
   const useAsInput = async (url: string, r: ShownResult, strength?: number) => {
     const img = await decode(url);
     doc.setPicture(img, img.naturalWidth, img.naturalHeight, false, s.resizeMode);
-    set({ prompt: String(r.settings.prompt ?? s.prompt), negative: String(r.settings.negativePrompt ?? s.negative), seed: Number(r.seed), lockSeed: true, ...(strength !== undefined ? { strength } : {}) });
+    set({
+      prompt: String(r.settings.prompt ?? s.prompt),
+      negative: String(r.settings.negativePrompt ?? s.negative),
+      seed: Number(r.seed),
+      lockSeed: true,
+      ...(strength !== undefined ? { strength } : {}),
+    });
     setNotice(`The result (seed ${r.seed}) is the input now: draw over it and Generate again. Ctrl+Z brings back the previous input.`);
   };
 
@@ -186,10 +210,20 @@ export function App() {
       if (text) {
         const p = restoredSettings(text, samplers);
         if (p.width && p.height) size = { width: p.width, height: p.height };
-        set({ prompt: p.prompt, negative: p.negativePrompt ?? "", ...(p.steps ? { steps: p.steps } : {}), ...(p.guidanceScale !== undefined ? { guidance: p.guidanceScale } : {}), ...(p.strength !== undefined ? { strength: p.strength } : {}), ...(p.sampler ? { sampler: p.sampler } : {}), ...(p.seed !== undefined ? { seed: p.seed, lockSeed: true } : {}) });
+        set({
+          prompt: p.prompt,
+          negative: p.negativePrompt ?? "",
+          ...(p.steps ? { steps: p.steps } : {}),
+          ...(p.guidanceScale !== undefined ? { guidance: p.guidanceScale } : {}),
+          ...(p.strength !== undefined ? { strength: p.strength } : {}),
+          ...(p.sampler ? { sampler: p.sampler } : {}),
+          ...(p.seed !== undefined ? { seed: p.seed, lockSeed: true } : {}),
+        });
         const known = !p.model || models.some((m) => m.name === p.model);
         if (p.model && known) setModel(p.model);
-        setNotice(`Settings restored from ${file.name}${p.seed !== undefined ? ` (seed ${p.seed})` : ""}.${known ? "" : ` It was made with ${p.model}, which this server does not serve.`}`);
+        setNotice(
+          `Settings restored from ${file.name}${p.seed !== undefined ? ` (seed ${p.seed})` : ""}.${known ? "" : ` It was made with ${p.model}, which this server does not serve.`}`,
+        );
       } else setNotice("");
       doc.setPicture(img, size.width, size.height, true, s.resizeMode);
     } catch (e) {
@@ -224,7 +258,9 @@ export function App() {
     return (
       <main class="keyform">
         <h1>Reimagine</h1>
-        <p>This server needs an API key (the one given to <code>reimagine serve --api-key</code> or REIMAGINE_API_KEY).</p>
+        <p>
+          This server needs an API key (the one given to <code>reimagine serve --api-key</code> or REIMAGINE_API_KEY).
+        </p>
         {auth === "refused" && (
           <p class="error" data-testid="key-error">
             The server refused this key. Check it and try again.
@@ -258,16 +294,39 @@ export function App() {
       </header>
       {(error || notice) && (
         <div class="messages">
-          {error && <p class="error" data-testid="error">{error}</p>}
-          {notice && <p class="notice" data-testid="notice">{notice}</p>}
+          {error && (
+            <p class="error" data-testid="error">
+              {error}
+            </p>
+          )}
+          {notice && (
+            <p class="notice" data-testid="notice">
+              {notice}
+            </p>
+          )}
         </div>
       )}
       <div class="work">
         <section class="input">
           <Sketch doc={doc} onFile={(f) => void onFile(f)} />
         </section>
-        <Output running={running} busy={busy} shown={shown} size={{ width: doc.width, height: doc.height }} onUse={(url, r, st) => void useAsInput(url, r, st)} />
-        <Controls s={s} set={set} samplers={samplers} doc={doc} busy={busy} onGenerate={() => void start("img2img")} onSweep={() => void start("sweep")} onCancel={() => void cancel()} />
+        <Output
+          running={running}
+          busy={busy}
+          shown={shown}
+          size={{ width: doc.width, height: doc.height }}
+          onUse={(url, r, st) => void useAsInput(url, r, st)}
+        />
+        <Controls
+          s={s}
+          set={set}
+          samplers={samplers}
+          doc={doc}
+          busy={busy}
+          onGenerate={() => void start("img2img")}
+          onSweep={() => void start("sweep")}
+          onCancel={() => void cancel()}
+        />
       </div>
       <Gallery
         items={gallery}

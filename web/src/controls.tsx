@@ -39,7 +39,10 @@ export function sweepAround(s: number): string {
 
 /** "0.3, 0.5 0.7" -> [0.3, 0.5, 0.7]; throws a message naming the bad value. */
 export function parseSweep(text: string): number[] {
-  const vals = text.split(/[,\s]+/).filter(Boolean).map(Number);
+  const vals = text
+    .split(/[,\s]+/)
+    .filter(Boolean)
+    .map(Number);
   const bad = vals.find((v) => !(v > 0 && v <= 1));
   if (bad !== undefined || vals.length === 0) throw new Error(`sweep strengths must be numbers in (0, 1], e.g. 0.3, 0.5, 0.7 (got "${text}")`);
   if (vals.length > 12) throw new Error("a sweep takes at most 12 strengths");
@@ -64,15 +67,35 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
     <section class="controls">
       <label>
         Prompt
-        <textarea data-testid="prompt" rows={3} value={s.prompt} placeholder="a castle on a hill at sunset, oil painting" onInput={(e) => set({ prompt: e.currentTarget.value })} />
+        <textarea
+          data-testid="prompt"
+          rows={3}
+          value={s.prompt}
+          placeholder="a castle on a hill at sunset, oil painting"
+          onInput={(e) => set({ prompt: e.currentTarget.value })}
+        />
       </label>
       <label>
         Negative prompt
-        <textarea data-testid="negative-prompt" rows={1} value={s.negative} placeholder="blurry, low quality" onInput={(e) => set({ negative: e.currentTarget.value })} />
+        <textarea
+          data-testid="negative-prompt"
+          rows={1}
+          value={s.negative}
+          placeholder="blurry, low quality"
+          onInput={(e) => set({ negative: e.currentTarget.value })}
+        />
       </label>
       <label>
         Strength <b data-testid="strength-value">{s.strength.toFixed(2)}</b> <small>{strengthHint(s.strength)}</small>
-        <input type="range" data-testid="strength" min={0} max={1} step={0.05} value={s.strength} onInput={(e) => set({ strength: Number(e.currentTarget.value) })} />
+        <input
+          type="range"
+          data-testid="strength"
+          min={0}
+          max={1}
+          step={0.05}
+          value={s.strength}
+          onInput={(e) => set({ strength: Number(e.currentTarget.value) })}
+        />
       </label>
       <div class="row">
         <label>
@@ -81,7 +104,15 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
         </label>
         <label>
           Guidance
-          <input type="number" data-testid="guidance" min={0} max={30} step={0.5} value={s.guidance} onInput={(e) => set({ guidance: Number(e.currentTarget.value) })} />
+          <input
+            type="number"
+            data-testid="guidance"
+            min={0}
+            max={30}
+            step={0.5}
+            value={s.guidance}
+            onInput={(e) => set({ guidance: Number(e.currentTarget.value) })}
+          />
         </label>
         <label class="wide">
           Sampler
@@ -102,7 +133,7 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
         <label class="check" title="keep this seed for the next runs">
           <input type="checkbox" data-testid="seed-lock" checked={s.lockSeed} onChange={(e) => set({ lockSeed: e.currentTarget.checked })} /> lock
         </label>
-        <button title="a new random seed for each run" data-testid="seed-random" onClick={() => set({ seed: -1, lockSeed: false })}>
+        <button type="button" title="a new random seed for each run" data-testid="seed-random" onClick={() => set({ seed: -1, lockSeed: false })}>
           random
         </button>
       </div>
@@ -111,11 +142,15 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
           Size
           <span class="size">
             <select data-testid="width" value={doc.width} onChange={(e) => doc.resize(Number(e.currentTarget.value), doc.height, s.resizeMode)}>
-              {sizes(doc.width).map((v) => <option value={v}>{v}</option>)}
+              {sizes(doc.width).map((v) => (
+                <option value={v}>{v}</option>
+              ))}
             </select>
             ×
             <select data-testid="height" value={doc.height} onChange={(e) => doc.resize(doc.width, Number(e.currentTarget.value), s.resizeMode)}>
-              {sizes(doc.height).map((v) => <option value={v}>{v}</option>)}
+              {sizes(doc.height).map((v) => (
+                <option value={v}>{v}</option>
+              ))}
             </select>
           </span>
         </label>
@@ -128,17 +163,22 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
         </label>
       </div>
       <label title="strengths of a sweep: same seed, one image each">
-        Sweep strengths {s.sweep !== null && <a href="#" onClick={(e) => [e.preventDefault(), set({ sweep: null })]}>around the slider</a>}
+        Sweep strengths{" "}
+        {s.sweep !== null && (
+          <button type="button" class="link" onClick={() => set({ sweep: null })}>
+            around the slider
+          </button>
+        )}
         <input type="text" data-testid="sweep-values" value={sweep} onInput={(e) => set({ sweep: e.currentTarget.value })} />
       </label>
       <div class="row actions">
-        <button class="primary" data-testid="generate" disabled={busy} onClick={onGenerate} title="Ctrl+Enter">
+        <button type="button" class="primary" data-testid="generate" disabled={busy} onClick={onGenerate} title="Ctrl+Enter">
           Generate
         </button>
-        <button data-testid="cancel" disabled={!busy} onClick={onCancel}>
+        <button type="button" data-testid="cancel" disabled={!busy} onClick={onCancel}>
           Cancel
         </button>
-        <button data-testid="sweep" disabled={busy} onClick={onSweep} title={`same seed at strengths ${sweep}`}>
+        <button type="button" data-testid="sweep" disabled={busy} onClick={onSweep} title={`same seed at strengths ${sweep}`}>
           Strength sweep
         </button>
       </div>

@@ -77,7 +77,14 @@ export class SketchDoc {
   private pictureSet = false;
 
   private snapshot(): Snapshot {
-    return { width: this.width, height: this.height, background: this.background, picture: copy(this.picture), strokes: copy(this.strokes), hasPicture: this.pictureSet };
+    return {
+      width: this.width,
+      height: this.height,
+      background: this.background,
+      picture: copy(this.picture),
+      strokes: copy(this.strokes),
+      hasPicture: this.pictureSet,
+    };
   }
   private restore(s: Snapshot): void {
     ({ width: this.width, height: this.height, background: this.background } = s);

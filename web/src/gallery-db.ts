@@ -30,7 +30,7 @@ function open(): Promise<IDBDatabase> {
   });
 }
 
-async function tx<T>(mode: IDBTransactionMode, fn: (s: IDBObjectStore) => IDBRequest<T> | void): Promise<T | undefined> {
+async function tx<T>(mode: IDBTransactionMode, fn: (s: IDBObjectStore) => IDBRequest<T> | undefined): Promise<T | undefined> {
   const db = await open();
   try {
     return await new Promise<T | undefined>((resolve, reject) => {
@@ -53,11 +53,17 @@ export async function loadGallery(): Promise<StoredResult[]> {
 
 /** Stores a result and drops the oldest beyond GALLERY_LIMIT. */
 export async function saveResult(r: StoredResult): Promise<void> {
-  await tx("readwrite", (s) => void s.put(r));
+  await tx("readwrite", (s) => {
+    s.put(r);
+    return undefined;
+  });
   const all = await loadGallery();
   for (const old of all.slice(GALLERY_LIMIT)) await deleteResult(old.id);
 }
 
 export async function deleteResult(id: string): Promise<void> {
-  await tx("readwrite", (s) => void s.delete(id));
+  await tx("readwrite", (s) => {
+    s.delete(id);
+    return undefined;
+  });
 }

@@ -55,7 +55,9 @@ export interface RestoredSettings {
 /** Parsed `parameters`, with the sampler mapped from A1111's display name to a name the server lists. */
 export function restoredSettings(text: string, samplers: { name: string; a1111Name: string }[]): RestoredSettings {
   const p = parseInfotext(text);
-  const sampler = p.sampler ? samplers.find((s) => s.a1111Name.toLowerCase() === p.sampler!.toLowerCase() || s.name === p.sampler!.toLowerCase())?.name : undefined;
+  const sampler = p.sampler
+    ? samplers.find((s) => s.a1111Name.toLowerCase() === p.sampler!.toLowerCase() || s.name === p.sampler!.toLowerCase())?.name
+    : undefined;
   return {
     prompt: p.prompt ?? "",
     negativePrompt: p.negativePrompt,

@@ -65,7 +65,7 @@ export function Output({ running, busy, shown, size, onUse }: OutputProps) {
               <img src={c.url} alt={c.label} data-testid="sweep-cell" />
               <figcaption>
                 {c.label}{" "}
-                <button class="small" data-testid="use-cell" onClick={() => onUse(c.url, shown, c.strength)}>
+                <button type="button" class="small" data-testid="use-cell" onClick={() => onUse(c.url, shown, c.strength)}>
                   use as input
                 </button>
               </figcaption>
@@ -81,7 +81,12 @@ export function Output({ running, busy, shown, size, onUse }: OutputProps) {
             <Compare before={shown.before} after={shown.url} alt={String(shown.settings.prompt ?? "result")} />
           </div>
           <div class="result-actions">
-            <button data-testid="use-result" onClick={() => onUse(shown.url, shown)} title="put this result on the canvas to draw over it (prompt and seed are kept)">
+            <button
+              type="button"
+              data-testid="use-result"
+              onClick={() => onUse(shown.url, shown)}
+              title="put this result on the canvas to draw over it (prompt and seed are kept)"
+            >
               use as input
             </button>
             <a href={shown.url} download={`reimagine-${shown.seed}.png`} data-testid="download">
@@ -113,22 +118,26 @@ export function Gallery({ items, shownId, onShow, onUse, onDelete }: GalleryProp
   if (!items.length) return null;
   return (
     <section class="gallery" data-testid="gallery">
-      <h2>Gallery <small class="muted">kept in this browser</small></h2>
+      <h2>
+        Gallery <small class="muted">kept in this browser</small>
+      </h2>
       <div class="thumbs">
         {items.map((r) => (
           <figure key={r.id} class={shownId === r.id ? "on" : ""}>
-            <img src={r.kind === "sweep" ? r.extra[0]?.url ?? r.url : r.url} alt={String(r.settings.prompt ?? "")} onClick={() => onShow(r)} />
+            <button type="button" class="thumb" title="show" onClick={() => onShow(r)}>
+              <img src={r.kind === "sweep" ? (r.extra[0]?.url ?? r.url) : r.url} alt={String(r.settings.prompt ?? "")} />
+            </button>
             <figcaption>
               {r.kind === "sweep" ? "sweep · " : `strength ${r.settings.strength} · `}seed {r.seed}
               <br />
               <small>{String(r.settings.prompt ?? "").slice(0, 60)}</small>
               <br />
               {r.kind !== "sweep" && (
-                <button class="small" data-testid="gallery-use" onClick={() => onUse(r.url, r)}>
+                <button type="button" class="small" data-testid="gallery-use" onClick={() => onUse(r.url, r)}>
                   use as input
                 </button>
               )}{" "}
-              <button class="small" data-testid="gallery-delete" title="remove from the gallery" onClick={() => onDelete(r)}>
+              <button type="button" class="small" data-testid="gallery-delete" title="remove from the gallery" onClick={() => onDelete(r)}>
                 ✕
               </button>
             </figcaption>

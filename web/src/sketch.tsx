@@ -76,29 +76,38 @@ export function Sketch({ doc, onFile }: Props) {
       <div class="toolbar">
         <div class="swatches">
           {COLOURS.map((c) => (
-            <button key={c} class={`swatch ${c === colour && !eraser ? "on" : ""}`} style={{ background: c }} title={c} aria-label={`colour ${c}`} onClick={() => [setColour(c), setEraser(false)]} />
+            <button
+              type="button"
+              key={c}
+              class={`swatch ${c === colour && !eraser ? "on" : ""}`}
+              style={{ background: c }}
+              title={c}
+              aria-label={`colour ${c}`}
+              onClick={() => [setColour(c), setEraser(false)]}
+            />
           ))}
           <input type="color" value={colour} title="any colour" aria-label="any colour" onInput={(e) => [setColour(e.currentTarget.value), setEraser(false)]} />
         </div>
         <label title="brush size">
           brush <input type="range" min={1} max={60} value={size} data-testid="brush-size" onInput={(e) => setSize(Number(e.currentTarget.value))} />
         </label>
-        <button class={eraser ? "on" : ""} data-testid="eraser" onClick={() => setEraser(!eraser)} title="erases strokes, not the picture">
+        <button type="button" class={eraser ? "on" : ""} data-testid="eraser" onClick={() => setEraser(!eraser)} title="erases strokes, not the picture">
           eraser
         </button>
-        <button data-testid="undo" disabled={!doc.canUndo} onClick={() => doc.undo()} title="Ctrl+Z">
+        <button type="button" data-testid="undo" disabled={!doc.canUndo} onClick={() => doc.undo()} title="Ctrl+Z">
           undo
         </button>
-        <button data-testid="redo" disabled={!doc.canRedo} onClick={() => doc.redo()} title="Ctrl+Shift+Z">
+        <button type="button" data-testid="redo" disabled={!doc.canRedo} onClick={() => doc.redo()} title="Ctrl+Shift+Z">
           redo
         </button>
-        <button data-testid="clear" onClick={() => doc.clear()}>
+        <button type="button" data-testid="clear" onClick={() => doc.clear()}>
           clear
         </button>
         <label title="background colour (under transparent parts)">
           bg <input type="color" value={doc.background} data-testid="background" onChange={(e) => doc.setBackground(e.currentTarget.value)} />
         </label>
       </div>
+      {/* biome-ignore lint/a11y/noStaticElementInteractions: a drop target for dragged files; the file input below is the keyboard path */}
       <div
         class={`canvas-wrap ${dragging ? "drop" : ""}`}
         style={fitStyle(doc.width, doc.height)}
@@ -111,11 +120,28 @@ export function Sketch({ doc, onFile }: Props) {
           if (f) onFile(f);
         }}
       >
-        <canvas ref={view} class={`view ${eraser ? "erasing" : ""}`} data-testid="sketch-canvas" onPointerDown={down} onPointerMove={move} onPointerUp={up} onPointerCancel={up} />
+        <canvas
+          ref={view}
+          class={`view ${eraser ? "erasing" : ""}`}
+          data-testid="sketch-canvas"
+          onPointerDown={down}
+          onPointerMove={move}
+          onPointerUp={up}
+          onPointerCancel={up}
+        />
       </div>
       <label class="upload">
         upload, drop or paste a picture (a PNG made by Reimagine or A1111 also restores its settings):{" "}
-        <input type="file" accept="image/*" data-testid="image-input" onChange={(e) => [e.currentTarget.files?.[0] && onFile(e.currentTarget.files[0]), (e.currentTarget.value = "")]} />
+        <input
+          type="file"
+          accept="image/*"
+          data-testid="image-input"
+          onChange={(e) => {
+            const f = e.currentTarget.files?.[0];
+            if (f) onFile(f);
+            e.currentTarget.value = ""; // the same file again is a new choice
+          }}
+        />
       </label>
     </div>
   );
