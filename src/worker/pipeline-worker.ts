@@ -74,7 +74,8 @@ export class PipelineWorker implements PipelineInfo {
     ({ modelName: this.modelName, modelHash: this.modelHash, modelRef: this.modelRef, defaults: this.defaults, model: this.model } = info);
     child.on("message", (m: FromChild) => this.onMessage(m));
     child.on("exit", (code, signal) => {
-      this.exited = signal ? `killed by ${signal}` : `exit code ${code}`;
+      // a SIGKILL nobody here sent is most often the kernel's out-of-memory killer
+      this.exited = signal ? `killed by ${signal}${signal === "SIGKILL" && !this.killed ? ": out of memory?" : ""}` : `exit code ${code}`;
       for (const p of this.pending.values()) p.reject(this.killed ? abortError() : new Error(`the model process ended during a run (${this.exited})`));
       this.pending.clear();
     });
