@@ -157,8 +157,8 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
         <label class="wide" title="what a size change does to the drawing (undo with Ctrl+Z)">
           On resize
           <select data-testid="resize-mode" value={s.resizeMode} onChange={(e) => set({ resizeMode: e.currentTarget.value as ResizeMode })}>
-            <option value="scale">scale the drawing</option>
-            <option value="reframe">keep its scale (crop / extend)</option>
+            <option value="scale">scale drawing</option>
+            <option value="reframe">keep scale (crop/extend)</option>
           </select>
         </label>
       </div>
