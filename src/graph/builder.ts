@@ -32,6 +32,20 @@ export interface NodeRecord {
   attrs: Attrs;
 }
 
+/** A Linear or Conv2d layer as built by layers.ts: its weight-key prefix, input, base output and geometry. */
+export interface LayerCall {
+  kind: "linear" | "conv2d";
+  prefix: string;
+  x: Value;
+  y: Value;
+  inF: number;
+  outF: number;
+  /** conv2d only: square kernel size, stride, padding. */
+  kernel?: number;
+  stride?: number;
+  padding?: number;
+}
+
 /** Element types a parameter may be stored as (int8/uint8: quantized weights). */
 export type ParamElemType = "float32" | "int8" | "uint8";
 type ParamData = Float32Array | Int8Array | Uint8Array;
@@ -80,6 +94,11 @@ export class Graph {
    * returns the layer's output, or undefined to build the float32 MatMul.
    */
   linearHook?: (prefix: string, x: Value, inF: number, outF: number, bias: boolean) => Value | undefined;
+  /**
+   * Optional addition to every layers.linear / layers.conv2d output (e.g. a LoRA side branch, see lora-slots.ts):
+   * receives the layer's input and the output its base path (float or hooked) produced, returns the output to use.
+   */
+  sideBranch?: (layer: LayerCall) => Value;
 
   constructor(
     readonly weights: WeightSource,

@@ -16,6 +16,11 @@ export function transpose2d(data: Float32Array, rows: number, cols: number): Flo
 
 /** torch.nn.Linear over the last axis: x @ W^T + b. W is stored [out, in]. */
 export function linear(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias = true): Value {
+  const y = linearBase(g, prefix, x, inF, outF, bias);
+  return g.sideBranch ? g.sideBranch({ kind: "linear", prefix, x, y, inF, outF }) : y;
+}
+
+function linearBase(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias: boolean): Value {
   const hooked = g.linearHook?.(prefix, x, inF, outF, bias);
   if (hooked) return hooked;
   const w = g.param(`${prefix}.weight`, [outF, inF], {
@@ -45,11 +50,12 @@ export function conv2d(
   const { stride = 1, padding = 0, bias = true } = opts;
   const w = g.param(`${prefix}.weight`, [outC, inC, k, k]);
   const b = bias ? g.param(`${prefix}.bias`, [outC]) : undefined;
-  return g.op("Conv", [x, w, b], {
+  const y = g.op("Conv", [x, w, b], {
     kernel_shape: [k, k],
     strides: [stride, stride],
     pads: [padding, padding, padding, padding],
   }); // [B, outC, H', W']
+  return g.sideBranch ? g.sideBranch({ kind: "conv2d", prefix, x, y, inF: inC, outF: outC, kernel: k, stride, padding }) : y;
 }
 
 /**

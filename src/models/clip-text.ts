@@ -3,6 +3,8 @@
 // Outputs every hidden state so one graph serves clip skip and SDXL's penultimate layer.
 import { Graph, type Value } from "../graph/builder.js";
 import { activation, attention, layerNorm, linear } from "../graph/layers.js";
+import { useLoraSlots } from "../graph/lora-slots.js";
+import { tokenEmbeddingWithExtras } from "../graph/token-embedding.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** transformers CLIPTextConfig (snake_case as in config.json). */
@@ -38,6 +40,13 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
   return { ...DEFAULTS, ...(json as Partial<CLIPTextConfig>) };
 }
 
+export interface CLIPTextBuildOptions {
+  /** LoRA slot inputs on every Linear (src/graph/lora-slots.ts): LoRAs switch per run through the feeds. */
+  loraSlots?: boolean;
+  /** Input `extra_token_embeddings` [E, D]: ids >= vocab_size take its rows (textual inversion, src/graph/token-embedding.ts). */
+  extraTokens?: boolean;
+}
+
 /**
  * Graph inputs: `input_ids` int64 [B, L]. Outputs:
  * - `last_hidden_state` [B, L, D]: final_layer_norm(last layer)
@@ -46,10 +55,11 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
  * - `pooler_output` [B, D]: last_hidden_state at the EOS position
  * - `text_embeds` [B, P] when the weights have `text_projection` (WithProjection)
  */
-export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig): Graph {
+export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig, opts: CLIPTextBuildOptions = {}): Graph {
   const c = config;
   const D = c.hidden_size;
   const g = new Graph(weights, "CLIPTextModel");
+  if (opts.loraSlots) useLoraSlots(g);
   const ids = g.input("input_ids", "int64", ["batch", "sequence"]);
   const p = "text_model";
 
@@ -58,7 +68,8 @@ export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig
   const pos = g.param(`${p}.embeddings.position_embedding.weight`, [c.max_position_embeddings, D]);
   const seqLen = g.op("Slice", [g.op("Shape", [ids]), g.ints([1]), g.ints([2])]); // [1] = L
   const posL = g.op("Slice", [pos, g.ints([0]), seqLen, g.ints([0])]); // [L, D]
-  let h = g.add(g.op("Gather", [tok, ids], { axis: 0 }), posL); // [B, L, D]
+  const extra = opts.extraTokens ? tokenEmbeddingWithExtras(g, tok, ids, c.vocab_size, D) : undefined;
+  let h = g.add(extra?.embeds ?? g.op("Gather", [tok, ids], { axis: 0 }), posL); // [B, L, D]
 
   // 2. encoder layers (pre-LN transformer, causal self-attention)
   const hidden: Value[] = [h];
@@ -83,10 +94,11 @@ export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig
 
   // 3. pooled output at the EOS token: transformers' legacy rule (eos_token_id == 2) takes
   //    argmax(input_ids) (the EOS id is the largest); otherwise the first id == eos_token_id.
+  const vocabIds = extra?.baseIds ?? ids; // extra (textual-inversion) ids count as 0 here, as A1111's placeholders
   const eosIndex =
     c.eos_token_id === 2
-      ? g.op("ArgMax", [ids], { axis: -1, keepdims: 0 }) // [B]
-      : g.op("ArgMax", [g.op("Cast", [g.op("Equal", [ids, g.constant([c.eos_token_id], [], "int64")])], { to: 6 })], {
+      ? g.op("ArgMax", [vocabIds], { axis: -1, keepdims: 0 }) // [B]
+      : g.op("ArgMax", [g.op("Cast", [g.op("Equal", [vocabIds, g.constant([c.eos_token_id], [], "int64")])], { to: 6 })], {
           axis: -1,
           keepdims: 0,
           select_last_index: 0,

@@ -6,6 +6,7 @@ import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
 import { conv2d, groupNorm, linear } from "../graph/layers.js";
 import { type QuantizeMode, unetInt8Layers, useInt8Linear } from "../graph/quantize.js";
+import { useLoraSlots } from "../graph/lora-slots.js";
 import type { WeightSource } from "../weights/source.js";
 import { diffusersActivation, shapeSlice } from "./blocks.js";
 import {
@@ -267,6 +268,8 @@ export interface UNetBuildOptions {
   /** Adds ControlNet residual inputs (`down_block_additional_residual_{i}` per skip, `mid_block_additional_residual`),
    *  added to the skips and the mid block's output as diffusers does. */
   controlResiduals?: boolean;
+  /** LoRA slot inputs on every Linear/Conv2d (src/graph/lora-slots.ts): LoRAs switch per run through the feeds. */
+  loraSlots?: boolean;
 }
 
 const stripRes = (t: string) => (t.startsWith("UNetRes") ? t.slice(7) : t);
@@ -368,6 +371,7 @@ export function buildUNet2DConditionModel(weights: WeightSource, config: UNet2DC
 
   const g = new Graph(weights, "UNet2DConditionModel");
   if (opts.quantize === "int8") useInt8Linear(g, unetInt8Layers); // opt-in: not diffusers-exact
+  if (opts.loraSlots) useLoraSlots(g);
   const sample = g.input("sample", "float32", ["batch", c.in_channels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["batch"]);
   const ehs = g.input("encoder_hidden_states", "float32", ["batch", "sequence", crossDim]);
