@@ -5,8 +5,18 @@
 // A test that spawns a process or drives a browser belongs in test/e2e/ (or in E2E below).
 import { defineConfig } from "vitest/config";
 
-/** Files of the e2e project (everything else is unit). */
-const E2E = ["test/e2e/**/*.test.ts", "src/cli/bin.test.ts"];
+/** Files of the e2e project (everything else is unit). The CLI's generating commands and the server's
+ *  worker engine run the model in a child process (src/worker), so their tests spawn processes too. */
+const E2E = [
+  "test/e2e/**/*.test.ts",
+  "src/cli/bin.test.ts",
+  "src/cli/img2img.test.ts",
+  "src/cli/batch.test.ts",
+  "src/cli/errors.test.ts",
+  "src/cli/from.test.ts",
+  "src/worker/pipeline-worker.test.ts",
+  "src/server/worker-engine.test.ts",
+];
 
 export default defineConfig({
   test: {

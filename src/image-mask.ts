@@ -1,9 +1,8 @@
 // Decoding of inpainting masks and of pictures whose alpha channel matters (sharp lives only in src/image*.ts):
 // bytes -> 8-bit pixels that keep the channels the file has (gray, gray + alpha, RGB, RGBA), so the mask rules
 // in src/inpaint/mask-source.ts can tell luminance from transparency. Ref: PIL Image.open modes L / LA / RGB / RGBA.
-import sharp from "sharp";
 import { DEFAULT_MAX_PIXELS } from "./image.js";
-import { openImageInput } from "./image-read.js";
+import { openImageInput, sharp } from "./image-read.js";
 import type { GrayImage } from "./inpaint/pil.js";
 
 /** 8-bit interleaved pixels with the file's channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA (straight alpha). */

@@ -2,8 +2,18 @@
 // a path or bytes, the header probed, the format (no SVG) and the pixel limit checked before any decode, one-line
 // errors naming the input.
 import { readFile } from "node:fs/promises";
-import sharp, { type Metadata } from "sharp";
+import { createRequire } from "node:module";
+import type SharpFn from "sharp";
+import type { Metadata } from "sharp";
 import { ReimagineError } from "./errors.js";
+
+// sharp (libvips) loads on first use: its native load costs about a second, which importing the
+// library (the CLI's --version, --help and info) should not pay. image.ts uses this one too.
+let sharpModule: typeof SharpFn | undefined;
+export const sharp = ((...args: Parameters<typeof SharpFn>) => {
+  sharpModule ??= createRequire(import.meta.url)("sharp") as typeof SharpFn;
+  return sharpModule(...args);
+}) as typeof SharpFn;
 
 /** The first line of an error's message. */
 export const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();

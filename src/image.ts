@@ -5,9 +5,9 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
-import sharp, { type Sharp } from "sharp";
+import type { Sharp } from "sharp";
 import { ReimagineError } from "./errors.js";
-import { oneLine, openImageInput } from "./image-read.js";
+import { oneLine, openImageInput, sharp } from "./image-read.js";
 export { INPUT_FORMATS } from "./image-read.js";
 import { parametersFromBytes, exifWithUserComment, withJpegExif, withPngParameters, withWebpExif } from "./image-metadata.js";
 import { roundHalfEven } from "./numeric.js";

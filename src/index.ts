@@ -3,8 +3,8 @@
 // see biome.json): when a front end needs something new, export it here rather than reach past.
 /**
  * @example
- * import { Img2ImgPipeline } from "reimagine";
- * const pipe = await Img2ImgPipeline.fromPretrained("stabilityai/sd-turbo");
+ * import { loadPipeline } from "reimagine";
+ * const pipe = await loadPipeline("stabilityai/sd-turbo");
  * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5 });
  */
 export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";
@@ -12,6 +12,10 @@ export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineO
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
 export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
+export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
+export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
+export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
+export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";
 export { VAE_TILING_MODES, type VaeTilingMode } from "./pipeline/vae-tiling.js";
 export {
   a1111SamplerName,

@@ -5,11 +5,17 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { dirname, join } from "node:path";
-import * as ort from "onnxruntime-node";
+import { createRequire } from "node:module";
+import type * as Ort from "onnxruntime-node";
 import { ReimagineError } from "./errors.js";
 import { disableOrtTelemetry } from "./ort-env.js";
 
 disableOrtTelemetry(); // before any session: long command lines crash ORT's telemetry (src/ort-env.ts)
+
+// onnxruntime-node loads on first use (a session or availableProviders()): importing the library
+// to read metadata, or the CLI's --help and info, should not load a native runtime.
+let ortModule: typeof Ort | undefined;
+const ort = (): typeof Ort => (ortModule ??= createRequire(import.meta.url)("onnxruntime-node") as typeof Ort);
 
 export type Provider = "cpu" | "cuda" | "webgpu";
 export const PROVIDERS: readonly Provider[] = ["cpu", "cuda", "webgpu"];
@@ -43,7 +49,7 @@ export interface TensorData {
 
 /** Providers the installed onnxruntime-node can run (bundled or installed). */
 export function availableProviders(): Provider[] {
-  const backends = ort.listSupportedBackends() as { name: string; bundled: boolean }[];
+  const backends = ort().listSupportedBackends() as { name: string; bundled: boolean }[];
   return PROVIDERS.filter((p) => backends.some((b) => b.name === p));
 }
 
@@ -79,7 +85,7 @@ function defaultThreads(): number {
   return physicalCores();
 }
 
-const ORT_VERSION: string = (ort.env.versions as Record<string, string | undefined>).node ?? ort.env.versions.common;
+const ortVersion = (): string => (ort().env.versions as Record<string, string | undefined>).node ?? ort().env.versions.common;
 
 /** Where the optimised copy of `path` lives: <model dir>/ort-optimized/<key>/model.onnx. */
 function optimizedDir(path: string): string {
@@ -90,7 +96,7 @@ function optimizedDir(path: string): string {
     const st = statSync(join(dir, f));
     if (st.isFile() && f !== "model.onnx" && !f.endsWith(".onnx")) h.update(`${f}:${st.size}:${st.mtimeMs}\n`);
   }
-  h.update(`${ORT_VERSION}\n${process.arch}\n${cpus()[0]?.model ?? ""}`);
+  h.update(`${ortVersion()}\n${process.arch}\n${cpus()[0]?.model ?? ""}`);
   return join(dir, "ort-optimized", h.digest("hex").slice(0, 16));
 }
 
@@ -99,17 +105,17 @@ function optimizedDir(path: string): string {
  * usual and saves the result (weights as external data) for next time. Any file-system failure
  * falls back to a plain load.
  */
-async function createReusingOptimized(path: string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+async function createReusingOptimized(path: string, options: Ort.InferenceSession.SessionOptions): Promise<Ort.InferenceSession> {
   let dir: string;
   try {
     dir = optimizedDir(path);
   } catch {
-    return ort.InferenceSession.create(path, options);
+    return ort().InferenceSession.create(path, options);
   }
   const saved = join(dir, "model.onnx");
   if (existsSync(saved)) {
     try {
-      return await ort.InferenceSession.create(saved, { ...options, graphOptimizationLevel: "disabled" });
+      return await ort().InferenceSession.create(saved, { ...options, graphOptimizationLevel: "disabled" });
     } catch {
       rmSync(dir, { recursive: true, force: true }); // unusable copy: rebuild it below
     }
@@ -118,10 +124,10 @@ async function createReusingOptimized(path: string, options: ort.InferenceSessio
   try {
     mkdirSync(tmp, { recursive: true });
   } catch {
-    return ort.InferenceSession.create(path, options); // read-only folder
+    return ort().InferenceSession.create(path, options); // read-only folder
   }
   try {
-    const session = await ort.InferenceSession.create(path, {
+    const session = await ort().InferenceSession.create(path, {
       ...options,
       logSeverityLevel: 3, // not the "hardware-specific optimisations" warning: this copy is keyed by CPU
       optimizedModelFilePath: join(tmp, "model.onnx"),
@@ -150,7 +156,7 @@ async function createReusingOptimized(path: string, options: ort.InferenceSessio
 /** A loaded ONNX model. */
 export class ModelSession {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: Ort.InferenceSession,
     readonly path: string,
   ) {}
 
@@ -169,8 +175,8 @@ export class ModelSession {
     }
     // a GPU provider that fails to load makes ORT print its own multi-line log before throwing; the
     // error below says it in one line (the level is read when ORT's environment starts: the first session)
-    if (provider !== "cpu") ort.env.logLevel = "fatal";
-    const options: ort.InferenceSession.SessionOptions = {
+    if (provider !== "cpu") ort().env.logLevel = "fatal";
+    const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
@@ -193,7 +199,7 @@ export class ModelSession {
       if (provider === "cpu" && options.graphOptimizationLevel === "all" && (opts.reuseOptimized ?? true)) {
         return new ModelSession(await createReusingOptimized(path, options), path);
       }
-      return new ModelSession(await ort.InferenceSession.create(path, options), path);
+      return new ModelSession(await ort().InferenceSession.create(path, options), path);
     } catch (e) {
       if (provider !== "cpu") {
         throw new ReimagineError(
@@ -215,10 +221,10 @@ export class ModelSession {
 
   /** Runs the model; returns every output as plain typed arrays. */
   async run(feeds: Record<string, TensorData>): Promise<Record<string, TensorData>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
+    const ortFeeds: Record<string, Ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
       const type = t.data instanceof Float32Array ? "float32" : t.data instanceof BigInt64Array ? "int64" : "int32";
-      ortFeeds[name] = new ort.Tensor(type, t.data, t.dims as number[]);
+      ortFeeds[name] = new (ort().Tensor)(type, t.data, t.dims as number[]);
     }
     const out = await this.session.run(ortFeeds);
     const result: Record<string, TensorData> = {};

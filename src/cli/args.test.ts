@@ -7,7 +7,7 @@ import { ReimagineError } from "../errors.js";
 import { listSamplers } from "../schedulers/index.js";
 import { mainHelp, MAX_PROMPT_FILE_BYTES, parseGenerateArgs, parseSeed, parseStrengths } from "./args.js";
 import { batchOutputs, listBatchInputs, promptFor } from "./batch.js";
-import { checkOutputs, outputFormat, outputPaths } from "./img2img.js";
+import { checkOutputs, outputFormat, outputPaths } from "./common.js";
 import { main } from "./main.js";
 
 const flagsOf = (...args: string[]) => parseGenerateArgs(["in.png", ...args]).flags;
@@ -132,7 +132,10 @@ describe("output names", () => {
     expect(outputPaths("dir/photo.jpg", f(), "png", 1)).toEqual({ images: ["dir/photo-reimagined.png"] });
     expect(outputPaths("dir/photo.jpg", f(), "webp", 2).images).toEqual(["dir/photo-reimagined-1.webp", "dir/photo-reimagined-2.webp"]);
     expect(outputPaths("dir/photo.jpg", f("-o", "o/x.png"), "png", 2).images).toEqual(["o/x-1.png", "o/x-2.png"]);
-    expect(outputPaths("dir/photo.jpg", f(), "png", 1, [0.2, 0.75])).toEqual({ images: ["dir/photo-s0.20.png", "dir/photo-s0.75.png"], sheet: "dir/photo-sweep.png" });
+    expect(outputPaths("dir/photo.jpg", f(), "png", 1, [0.2, 0.75])).toEqual({
+      images: ["dir/photo-s0.20.png", "dir/photo-s0.75.png"],
+      sheet: "dir/photo-sweep.png",
+    });
     expect(outputPaths("photo.png", f("-o", "out.jpg"), "jpeg", 1, [0.5, 1]).sheet).toBe("out-sweep.jpg");
   });
 
@@ -208,7 +211,7 @@ describe("main", () => {
     expect(a.out.stderr).toMatch(/^reimagine: unknown option '--bogus'[^\n]*\n$/);
     const b = capture();
     expect(await main([], b.io)).toBe(1);
-    expect(b.out.stderr).toMatch(/^reimagine: missing input image[^\n]*\n$/);
+    expect(b.out.stderr).toMatch(/^reimagine \d+\.\d+\.\d+: image-to-image[\s\S]*\nUsage:\n/); // no arguments: the usage
     const c = capture();
     expect(await main(["in.png", "--bogus", "--verbose"], c.io)).toBe(1);
     expect(c.out.stderr).toMatch(/\n\s+at /);

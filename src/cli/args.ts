@@ -64,6 +64,8 @@ export interface GenerateFlags {
   quiet: boolean;
   verbose: boolean;
   json: boolean;
+  /** --progress: auto | bar | lines | json | none (on stderr). */
+  progress?: "auto" | "bar" | "lines" | "json" | "none";
 }
 
 const OPTIONS = {
@@ -97,6 +99,7 @@ const OPTIONS = {
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean" },
   json: { type: "boolean" },
+  progress: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -216,7 +219,7 @@ export function promptArg(value: string | undefined, file: string | undefined, f
  * Refuses an output size over --max-pixels before the model loads. `explicit` are the flags as given,
  * `flags` after --from, so the message names where the size came from.
  */
-export function checkOutputSize(explicit: GenerateFlags, flags: GenerateFlags, input: { width: number; height: number }): void {
+export function checkOutputPixels(explicit: GenerateFlags, flags: GenerateFlags, input: { width: number; height: number }): void {
   const width = flags.width ?? input.width;
   const height = flags.height ?? input.height;
   if (width * height <= flags.maxPixels) return;
@@ -281,9 +284,10 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     quiet: v.quiet ?? false,
     verbose: v.verbose ?? false,
     json: v.json ?? false,
+    progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
   };
   checkSampler(flags.sampler);
-  if (flags.width !== undefined && flags.height !== undefined) checkOutputSize(flags, flags, { width: flags.width, height: flags.height });
+  if (flags.width !== undefined && flags.height !== undefined) checkOutputPixels(flags, flags, { width: flags.width, height: flags.height });
   if (flags.steps !== undefined && flags.strengths) {
     for (const s of flags.strengths) {
       const reason = noDenoisingStepReason(flags.steps, s, { strength: "--strength", steps: "--steps" });
@@ -352,6 +356,8 @@ Options:
   -q, --quiet                   no progress or status lines
       --verbose                 status lines everywhere, stack traces on errors
       --json                    print one JSON result line on stdout
+      --progress M              auto (bar on a terminal, "step 3/25 ..." lines otherwise) | bar | lines
+                                | json (one JSON object per line, for scripts) | none; on stderr
   -h, --help                    this help
 
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.

@@ -7,15 +7,9 @@ import { afterAll, beforeEach, expect, it, vi } from "vitest";
 import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
-import { loadPipeline } from "../pipeline/load.js";
+import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
-
-vi.mock("../pipeline/load.js", async (importOriginal) => {
-  const m = await importOriginal<typeof import("../pipeline/load.js")>();
-  return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
-});
-
 
 describeWithFixtures("reimagine batch (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-batch-"));
@@ -31,7 +25,7 @@ describeWithFixtures("reimagine batch (sd-tiny)", () => {
   copyFileSync(src, join(inDir, "c.png"));
   writeFileSync(join(inDir, "c.txt"), "a sidecar prompt for c\n");
   writeFileSync(join(inDir, "notes.md"), "not an image");
-  const loads = vi.mocked(loadPipeline);
+  const loads = vi.spyOn(PipelineWorker, "start"); // the model loads in a child process, once per start
   beforeEach(() => {
     loads.mockClear();
   });

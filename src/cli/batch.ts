@@ -3,13 +3,13 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { encodeImage, type ImageFormat, type Img2ImgPipeline, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
+import { encodeResult, isAbortError, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
-import { baseRunOptions, infotextFor, isAbort, loadInput, openPipeline, outputFormat, seedJson, stepProgress, withInterrupt } from "./img2img.js";
+import { baseRunOptions, checkOutputSize, extensionOf, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
+import { createReporter, progressMode } from "./report.js";
 
 /** Input formats batch picks up (by extension, case-insensitive). */
 export const BATCH_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff", ".gif"];
-const EXT: Record<ImageFormat, string> = { png: ".png", jpeg: ".jpg", webp: ".webp" };
 
 /** Image file names in `dir`, sorted by code point (stable across platforms). */
 export function listBatchInputs(dir: string): string[] {
@@ -27,8 +27,12 @@ export function batchOutputs(names: string[], outDir: string, fmt: ImageFormat, 
   for (const n of names) {
     const stem = basename(n, extname(n));
     const base = stems.get(stem)! > 1 ? `${stem}-${extname(n).slice(1).toLowerCase()}` : stem;
-    const files = count === 1 ? [`${base}${EXT[fmt]}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${EXT[fmt]}`);
-    out.set(n, files.map((f) => join(outDir, f)));
+    const ext = extensionOf(fmt);
+    const files = count === 1 ? [`${base}${ext}`] : Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
+    out.set(
+      n,
+      files.map((f) => join(outDir, f)),
+    );
   }
   return out;
 }
@@ -48,7 +52,8 @@ export function promptFor(inDir: string, name: string, fallback: string | undefi
 
 function dirArg(path: string, what: string): string {
   if (!existsSync(path)) throw new ReimagineError(`${what} '${path}' not found: check the path`, "not_found");
-  if (!statSync(path).isDirectory()) throw new ReimagineError(`${what} '${path}' is not a folder: reimagine batch <in-dir> <out-dir> (for one file use reimagine <input>)`, "usage");
+  if (!statSync(path).isDirectory())
+    throw new ReimagineError(`${what} '${path}' is not a folder: reimagine batch <in-dir> <out-dir> (for one file use reimagine <input>)`, "usage");
   return path;
 }
 
@@ -63,7 +68,8 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   if (parsed.positionals.length !== 2) throw new ReimagineError("reimagine batch needs two folders: reimagine batch <in-dir> <out-dir> --prompt TEXT", "usage");
   if (flags.output) throw new ReimagineError("batch names its outputs after the inputs: drop --output and give <out-dir>", "usage");
   if (flags.from) throw new ReimagineError("--from works on a single input: use reimagine <input> --from <image>", "usage");
-  if (flags.strengths && flags.strengths.length > 1) throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
+  if (flags.strengths && flags.strengths.length > 1)
+    throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
   const [inDir, outDir] = parsed.positionals;
   dirArg(inDir, "input folder");
   if (resolve(inDir) === resolve(outDir)) throw new ReimagineError("<out-dir> must differ from <in-dir>, so outputs are never read as inputs", "usage");
@@ -75,8 +81,10 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   const fmt = outputFormat(flags);
   const outputs = batchOutputs(names, outDir, fmt, flags.numImages ?? 1);
   const isDone = (n: string) => !flags.overwrite && outputs.get(n)!.every((p) => existsSync(p));
+  const report = createReporter(progressMode(flags, io.stderr), io.stderr, { verbose: flags.verbose });
   const log = (m: string) => {
-    if (!flags.quiet && !flags.json) io.stderr.write(`${m}\n`);
+    if (report.mode === "json") report.status(m);
+    else if (!flags.quiet && !flags.json) io.stderr.write(`${m}\n`);
   };
   const written: string[] = [];
   const skipped: string[] = [];
@@ -85,7 +93,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   await withInterrupt(io, async (signal) => {
     // the model loads on the first image that needs it: a finished batch, or one whose remaining
     // inputs are all broken, never waits for it
-    let pipe: Img2ImgPipeline | undefined;
+    let pipe: PipelineWorker | undefined;
     try {
       for (let k = 0; k < names.length; k++) {
         const name = names[k];
@@ -105,16 +113,19 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
           fail(name, tag, e);
           continue;
         }
-        pipe ??= await openPipeline(flags, io, signal); // a model that cannot load stops the batch (exit 1)
+        if (!pipe) {
+          pipe = await openPipeline(flags, report, signal); // a model that cannot load stops the batch (exit 1)
+          checkOutputSize(flags, pipe.model.vaeScaleFactor);
+        }
         try {
           written.push(...(await runOne(pipe, input, prompt, outputs.get(name)!, name, signal)));
         } catch (e) {
-          if (isAbort(e) || signal.aborted) throw e;
+          if (isAbortError(e) || signal.aborted) throw e;
           fail(name, tag, e);
         }
       }
     } finally {
-      await pipe?.model.release().catch(() => undefined);
+      await pipe?.close();
     }
   });
 
@@ -125,16 +136,15 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
     if (flags.verbose && !(e instanceof ReimagineError)) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
   }
 
-  async function runOne(pipe: Img2ImgPipeline, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
-    const base = baseRunOptions(flags, pipe, prompt);
-    const strength = flags.strengths?.[0] ?? pipe.defaults.strength;
-    const result = await pipe.run({ ...base, image: input, strength, seed: flags.seed, numImages: flags.numImages, signal, onProgress: stepProgress(io, flags, name) });
+  async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
+    const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength };
+    const result = await pipe.run(
+      { ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) },
+      { previews: "none" },
+    );
     const n = result.images.length;
     for (let i = 0; i < n; i++) {
-      const img = result.images[i];
-      const extra = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
-      const parameters = infotextFor(pipe, { ...base, strength }, result.seed, img.width, img.height, extra);
-      await writeFileAtomic(paths[i], await encodeImage(img, fmt, { parameters }), { overwrite: flags.overwrite });
+      await writeFileAtomic(paths[i], await encodeResult(pipe, settings, result, { index: i, format: fmt }), { overwrite: flags.overwrite });
       if (!flags.json) io.stdout.write(`${paths[i]}\n`);
     }
     log(`[${names.indexOf(name) + 1}/${names.length}] ${name}: done (seed ${result.seed})`);
@@ -143,7 +153,9 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
 
   const summary = `batch: ${written.length} written, ${skipped.length} already done, ${failed.length} failed${failed.length ? ` (${failed.map((f) => f.file).join(", ")})` : ""}`;
   if (flags.json) {
-    io.stdout.write(`${JSON.stringify({ written, skipped: skipped.flatMap((n) => outputs.get(n)!), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ written, skipped: skipped.flatMap((n) => outputs.get(n)!), failed, seed: flags.seed === undefined ? null : seedJson(flags.seed) })}\n`,
+    );
   } else if (!flags.quiet || failed.length) {
     io.stderr.write(`${summary}\n`);
   }

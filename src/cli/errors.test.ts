@@ -5,14 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, expect, it, vi } from "vitest";
 import { fixture, describeWithFixtures } from "../../test/fixtures.js";
-import { loadPipeline } from "../pipeline/load.js";
+import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
-
-vi.mock("../pipeline/load.js", async (importOriginal) => {
-  const m = await importOriginal<typeof import("../pipeline/load.js")>();
-  return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
-});
 
 describeWithFixtures("reimagine: bad input", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bad-"));
@@ -23,7 +18,7 @@ describeWithFixtures("reimagine: bad input", () => {
   const model = fixture("sd-tiny", "model");
   const input = join(dir, "input.png");
   copyFileSync(fixture("sd-tiny", "reference", "input.png"), input);
-  const loads = vi.mocked(loadPipeline);
+  const loads = vi.spyOn(PipelineWorker, "start"); // the model loads in a child process, once per start
   beforeEach(() => {
     loads.mockClear();
   });
@@ -57,12 +52,27 @@ describeWithFixtures("reimagine: bad input", () => {
     { name: "missing input file", args: [join(dir, "nope.png"), ...ok], msg: /Cannot read image '.*nope\.png': file not found; check the path/, instant: true },
     { name: "truncated image", args: [join(dir, "truncated.png"), ...ok], msg: /not a supported image or the file is damaged.*use a PNG, JPEG/, instant: true },
     { name: "not an image", args: [join(dir, "text.png"), ...ok], msg: /not a supported image or the file is damaged/, instant: true },
-    { name: "image over --max-pixels", args: [input, ...ok, "--max-pixels", "1000"], msg: /too large \(64x64 = 4096 pixels\).*raise --max-pixels/, instant: true },
+    {
+      name: "image over --max-pixels",
+      args: [input, ...ok, "--max-pixels", "1000"],
+      msg: /too large \(64x64 = 4096 pixels\).*raise --max-pixels/,
+      instant: true,
+    },
     { name: "strength above 1", args: [input, ...ok, "--strength", "1.5"], msg: /strength must be between 0 and 1/, instant: true },
     { name: "strength below 0", args: [input, ...ok, "--strength", "-0.5"], msg: /strength must be between 0 and 1/, instant: true },
-    { name: "strength list item outside [0, 1]", args: [input, ...ok, "--strength", "0.2,1.2"], msg: /strength must be between 0 and 1 \(got 1\.2\)/, instant: true },
+    {
+      name: "strength list item outside [0, 1]",
+      args: [input, ...ok, "--strength", "0.2,1.2"],
+      msg: /strength must be between 0 and 1 \(got 1\.2\)/,
+      instant: true,
+    },
     { name: "steps x strength < 1", args: [input, ...ok, "--strength", "0.2"], msg: /4 x 0\.2 leaves no denoising step.*--steps to at least 5/, instant: true },
-    { name: "steps x strength < 1 with model default steps", args: [input, "--model", model, "-p", "x", "-o", out, "--strength", "0.01"], msg: /30 x 0\.01 leaves no denoising step/, instant: false },
+    {
+      name: "steps x strength < 1 with model default steps",
+      args: [input, "--model", model, "-p", "x", "-o", out, "--strength", "0.01"],
+      msg: /30 x 0\.01 leaves no denoising step/,
+      instant: false,
+    },
     { name: "unknown sampler", args: [input, ...ok, "--sampler", "heun"], msg: /unknown sampler 'heun'; use one of: ddim, pndm/, instant: true },
     { name: "unknown option", args: [input, ...ok, "--strenght", "0.5"], msg: /unknown option '--strenght': did you mean --strength\?/, instant: true },
     { name: "missing prompt", args: [input, "--model", model, "-o", out], msg: /--prompt is required/, instant: true },
@@ -74,6 +84,12 @@ describeWithFixtures("reimagine: bad input", () => {
       msg: /stabilityai\/sd-turbo@main is not in the Hugging Face cache .*HF_HUB_OFFLINE=1/,
       instant: false,
       env: { HF_HUB_OFFLINE: "1", HF_HUB_CACHE: join(dir, "empty-hub") },
+    },
+    {
+      name: "a width the model cannot make",
+      args: [input, ...ok, "--width", "101"],
+      msg: /--width 101 is not a multiple of 2 \(this model's VAE factor\): use --width 100 or 102/,
+      instant: false,
     },
     { name: "output folder missing", args: [input, ...ok, "-o", join(dir, "no-such-dir", "x.png")], msg: /output folder .* does not exist/, instant: true },
   ];

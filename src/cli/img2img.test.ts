@@ -8,22 +8,13 @@ import { fixture, loadReferenceJson, referenceTensor, referenceSampler, describe
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { loadPipeline } from "../pipeline/load.js";
+import { encodeResult } from "../pipeline/metadata.js";
+import { PipelineWorker } from "../worker/pipeline-worker.js";
 import { main } from "./main.js";
 import { capture } from "../../test/capture.js";
+import { runCli } from "../../test/cli.js";
 
-vi.mock("../pipeline/load.js", async (importOriginal) => {
-  const m = await importOriginal<typeof import("../pipeline/load.js")>();
-  return { ...m, loadPipeline: vi.fn(m.loadPipeline) };
-});
-
-
-/** Runs the CLI in-process; fails the test with stderr when the exit code is not the expected one. */
-async function run(args: string[], expected = 0) {
-  const { out, io } = capture();
-  const code = await main(args, io);
-  if (code !== expected) throw new Error(`exit ${code} (expected ${expected}) for ${args.join(" ")}\n${out.stderr}`);
-  return out;
-}
+const run = runCli;
 
 describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-"));
@@ -32,7 +23,7 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   const model = fixture("sd-tiny", "model");
   const input = join(dir, "input.png");
   copyFileSync(fixture("sd-tiny", "reference", "input.png"), input);
-  const loads = vi.mocked(loadPipeline);
+  const loads = vi.spyOn(PipelineWorker, "start"); // the model loads in a child process, once per start
   beforeEach(() => {
     loads.mockClear(); // (a returned function would be run as a cleanup hook)
   });
@@ -49,9 +40,28 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
       const inp = c.inputs;
       const sampler = referenceSampler(c);
       const output = join(dir, `case-${i}.png`);
-      const args = [fixture("sd-tiny", "reference", inp.image), "--model", model, "--prompt", inp.prompt, "--negative-prompt", inp.negative_prompt,
-        "--strength", String(inp.strength), "--steps", String(inp.num_inference_steps), "--guidance-scale", String(inp.guidance_scale),
-        "--seed", String(inp.generator.seed), "--output", output, "--threads", "1", ...(sampler ? ["--sampler", sampler] : [])];
+      const args = [
+        fixture("sd-tiny", "reference", inp.image),
+        "--model",
+        model,
+        "--prompt",
+        inp.prompt,
+        "--negative-prompt",
+        inp.negative_prompt,
+        "--strength",
+        String(inp.strength),
+        "--steps",
+        String(inp.num_inference_steps),
+        "--guidance-scale",
+        String(inp.guidance_scale),
+        "--seed",
+        String(inp.generator.seed),
+        "--output",
+        output,
+        "--threads",
+        "1",
+        ...(sampler ? ["--sampler", sampler] : []),
+      ];
       const out = await run(args);
       expect(out.stdout).toBe(`${output}\nseed ${inp.generator.seed}\n`);
       const img = referenceTensor(c.image); // [1, H, W, 3] in [0, 1]
@@ -62,8 +72,17 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
       expect(worst).toBeLessThanOrEqual(1);
       // A1111 metadata records what was run
       const p = parseInfotext((await readImageParameters(output))!);
-      expect(p).toMatchObject({ prompt: inp.prompt, negativePrompt: inp.negative_prompt, steps: inp.num_inference_steps, cfgScale: inp.guidance_scale,
-        seed: inp.generator.seed, width: ours.width, height: ours.height, denoisingStrength: inp.strength, model: "model" });
+      expect(p).toMatchObject({
+        prompt: inp.prompt,
+        negativePrompt: inp.negative_prompt,
+        steps: inp.num_inference_steps,
+        cfgScale: inp.guidance_scale,
+        seed: inp.generator.seed,
+        width: ours.width,
+        height: ours.height,
+        denoisingStrength: inp.strength,
+        model: "model",
+      });
       expect(p.sampler).toBe({ ddim: "DDIM", "euler-a": "Euler a", "dpmpp-2m-karras": "DPM++ 2M Karras", none: "PLMS" }[sampler ?? "none"]);
       expect(p.modelHash).toMatch(/^[0-9a-f]{10}$/);
     });
@@ -89,7 +108,22 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   });
 
   it("a sweep loads the model once and writes one image per strength (same seed) plus the sheet", async () => {
-    const out = await run([input, "--model", model, "-p", "a city", "--strength", "0.25,0.5,1", "--steps", "4", "--guidance-scale", "1", "--seed", "77", "--json"]);
+    const out = await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "a city",
+      "--strength",
+      "0.25,0.5,1",
+      "--steps",
+      "4",
+      "--guidance-scale",
+      "1",
+      "--seed",
+      "77",
+      "--json",
+    ]);
     expect(loads).toHaveBeenCalledTimes(1);
     const res = JSON.parse(out.stdout);
     const names = ["input-s0.25.png", "input-s0.50.png", "input-s1.00.png"].map((n) => join(dir, n));
@@ -114,18 +148,59 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
 
   it("info prints the written parameters and --from reproduces the same bytes", async () => {
     const first = join(dir, "first.png");
-    await run([input, "--model", model, "-p", "a red barn, oil", "-n", "people", "--strength", "0.6", "--steps", "5", "--guidance-scale", "3",
-      "--sampler", "euler-a", "--seed", "1234", "--clip-skip", "1", "-o", first]);
+    await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "a red barn, oil",
+      "-n",
+      "people",
+      "--strength",
+      "0.6",
+      "--steps",
+      "5",
+      "--guidance-scale",
+      "3",
+      "--sampler",
+      "euler-a",
+      "--seed",
+      "1234",
+      "--clip-skip",
+      "1",
+      "-o",
+      first,
+    ]);
     const info = await run(["info", first]);
     const text = (await readImageParameters(first))!;
     expect(info.stdout).toBe(`${text}\n`);
-    expect(info.stdout).toMatch(/^a red barn, oil\nNegative prompt: people\nSteps: 5, Sampler: Euler a, CFG scale: 3, Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: model, Denoising strength: 0\.6, Clip skip: 2\n$/);
+    expect(info.stdout).toMatch(
+      /^a red barn, oil\nNegative prompt: people\nSteps: 5, Sampler: Euler a, CFG scale: 3, Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: model, Denoising strength: 0\.6, Clip skip: 2\n$/,
+    );
     const json = JSON.parse((await run(["info", first, "--json"])).stdout);
     expect(json).toMatchObject({ prompt: "a red barn, oil", seed: 1234, steps: 5, sampler: "Euler a", denoisingStrength: 0.6 });
 
     const again = join(dir, "again.png");
     await run([input, "--model", model, "--from", first, "-o", again]);
     expect(readFileSync(again).equals(readFileSync(first))).toBe(true);
+    // the library writes the same file: pipeline + encodeResult (the helper the README shows)
+    const pipe = await loadPipeline(model, { threads: 1 });
+    try {
+      const settings = {
+        image: input,
+        prompt: "a red barn, oil",
+        negativePrompt: "people",
+        strength: 0.6,
+        steps: 5,
+        guidanceScale: 3,
+        sampler: "euler-a",
+        seed: 1234,
+        clipSkip: 1,
+      };
+      expect((await encodeResult(pipe, settings, await pipe.run(settings))).equals(readFileSync(first))).toBe(true);
+    } finally {
+      await pipe.model.release();
+    }
     // explicit flags override the stored settings
     const other = join(dir, "other.png");
     await run([input, "--model", model, "--from", first, "--seed", "99", "-o", other]);
@@ -147,7 +222,25 @@ describeWithFixtures("reimagine <input> (sd-tiny)", () => {
   });
 
   it("several images get -1, -2 names and JPEG/WebP keep the metadata", async () => {
-    const out = await run([input, "--model", model, "-p", "two", "--num-images", "2", "--steps", "4", "--strength", "0.5", "--guidance-scale", "1", "--seed", "5", "-o", join(dir, "multi.webp")]);
+    const out = await run([
+      input,
+      "--model",
+      model,
+      "-p",
+      "two",
+      "--num-images",
+      "2",
+      "--steps",
+      "4",
+      "--strength",
+      "0.5",
+      "--guidance-scale",
+      "1",
+      "--seed",
+      "5",
+      "-o",
+      join(dir, "multi.webp"),
+    ]);
     expect(out.stdout).toBe(`${join(dir, "multi-1.webp")}\n${join(dir, "multi-2.webp")}\nseed 5\n`);
     const p = parseInfotext((await readImageParameters(join(dir, "multi-2.webp")))!);
     expect(p).toMatchObject({ prompt: "two", seed: 5 });

@@ -3,7 +3,7 @@
 // Ref: A1111 "PNG Info" tab (modules/images.py read_info_from_image).
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { loadImage, parseInfotext, ReimagineError, readImageParameters } from "../index.js";
+import { loadImage, parseInfotext, readImageParameters, ReimagineError } from "../index.js";
 import { type CliIO, parseError } from "./args.js";
 
 const OPTIONS = { json: { type: "boolean" }, verbose: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;

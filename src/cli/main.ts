@@ -1,13 +1,10 @@
 // Entry of the `reimagine` command: dispatches to img2img (default), batch, info and serve, and turns
 // errors into one line on stderr (`reimagine: <message>`, exit 1; stack only with --verbose).
-// Exit codes: 0 ok, 1 error, 2 batch with failures, 130 interrupted (Ctrl+C).
+// Exit codes: 0 ok, 1 error, 2 batch with failures, 130 interrupted (Ctrl+C). Commands load lazily,
+// so --version, --help and info never load ONNX Runtime.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { ReimagineError } from "../index.js";
-import { type CliIO, mainHelp } from "./args.js";
-import { batchMain } from "./batch.js";
-import { img2imgMain, isAbort } from "./img2img.js";
-import { infoMain } from "./info.js";
+import type { CliIO } from "./args.js";
 
 /** The package version (package.json is two folders up from src/cli and dist/cli). */
 export function version(): string {
@@ -29,28 +26,28 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
   const json = argv.includes("--json");
   try {
     const [cmd, ...rest] = argv;
-    if (cmd === undefined) {
-      io.stderr.write(`reimagine: missing input image: reimagine <input> --prompt TEXT (see reimagine --help)\n`);
-      return 1;
-    }
     if (cmd === "--version" || cmd === "-V") {
       io.stdout.write(`${version()}\n`);
       return 0;
     }
-    if (cmd === "--help" || cmd === "-h" || cmd === "help") {
-      io.stdout.write(mainHelp(version()));
-      return 0;
+    if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+      const { mainHelp } = await import("./args.js");
+      // no arguments at all: the usage, as an error (a script that lost its input should not pass)
+      (cmd === undefined ? io.stderr : io.stdout).write(mainHelp(version()));
+      return cmd === undefined ? 1 : 0;
     }
     if (cmd === "serve") {
       const { serveMain } = await import("./serve.js");
       return await serveMain(rest);
     }
-    if (cmd === "info") return await infoMain(rest, io);
-    if (cmd === "batch") return await batchMain(rest, io);
-    if (cmd === "img2img") return await img2imgMain(rest, io, version());
-    return await img2imgMain(argv, io, version());
+    if (cmd === "info") return await (await import("./info.js")).infoMain(rest, io);
+    if (cmd === "batch") return await (await import("./batch.js")).batchMain(rest, io);
+    const { img2imgMain } = await import("./img2img.js");
+    return await img2imgMain(cmd === "img2img" ? rest : argv, io, version());
   } catch (e) {
-    if (isAbort(e)) {
+    // the library's error rules, loaded now (--version and --help never need them)
+    const { isAbortError, ReimagineError } = await import("../index.js");
+    if (isAbortError(e)) {
       io.stderr.write("reimagine: interrupted; nothing was written\n");
       return 130;
     }

@@ -1,6 +1,6 @@
-// `reimagine serve`: loads one model, then serves the web UI, the native API and the
-// AUTOMATIC1111-compatible API from one process until SIGINT/SIGTERM, which stops it gracefully:
-// no new jobs, the running job cancelled at its next step, waiting clients answered, exit 0.
+// `reimagine serve`: loads one model (in a child process), then serves the web UI, the native API and the
+// AUTOMATIC1111-compatible API until SIGINT/SIGTERM, which stops it gracefully: no new jobs, the running
+// job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
 import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
@@ -28,6 +28,9 @@ Options:
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize int8    faster UNet with int8 linear layers (approximate)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
+  --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
+                     model family's TAESD when the Hugging Face cache has it), a repo id or folder
+                     (downloaded like a model), or none (latent previews)
   -h, --help         show this help
 `;
 
@@ -63,6 +66,7 @@ export async function serveMain(args: string[]): Promise<number> {
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
+        "preview-vae": { type: "string", default: "auto" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -103,16 +107,18 @@ export async function serveMain(args: string[]): Promise<number> {
 
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
     const t0 = performance.now();
-    // the model runs in a worker thread so HTTP stays responsive during each model call
+    // the model runs in a child process so HTTP stays responsive during each model call
+    const previewVae = values["preview-vae"] === "none" ? undefined : values["preview-vae"];
     const engine = await createWorkerEngine(
       values.model,
-      { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"] },
+      { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae },
       (m) => process.stderr.write(`  ${m}\n`),
     );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
     let srv;
     try {
+      // a preview every step: the model process decodes them only as often as they stay cheap
       srv = await startServer({
         engine,
         host,
@@ -126,6 +132,7 @@ export async function serveMain(args: string[]): Promise<number> {
         decodeTimeoutS,
         requestTimeoutS,
         allowedHosts,
+        previewEvery: 1,
       });
     } catch (e) {
       await engine.close(); // let the process exit

@@ -7,7 +7,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFil
 import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import type { WeightSource } from "../weights/source.js";
-import { AttrType, DataType, type ElemType, ModelProto } from "./onnx-proto.js";
+import { AttrType, DataType, type ElemType, modelProto } from "./onnx-proto.js";
 
 export type Dim = number | string;
 
@@ -400,7 +400,7 @@ export class Graph {
         output: this.outputs.map(valueInfo),
       },
     };
-    const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
+    const bytes = modelProto().encode(modelProto().fromObject(model)).finish();
     const path = join(dir, "model.onnx");
     writeFileSync(`${path}.tmp`, bytes);
     renameSync(`${path}.tmp`, path);

@@ -1,6 +1,7 @@
 // The subset of onnx.proto (ONNX IR) that the graph builder writes, as a protobufjs schema.
 // Field numbers follow onnx/onnx.proto exactly; only the messages we emit are declared.
-import protobuf from "protobufjs";
+import { createRequire } from "node:module";
+import type protobuf from "protobufjs";
 
 const schema = {
   nested: {
@@ -91,8 +92,13 @@ const schema = {
   },
 };
 
-const root = protobuf.Root.fromJSON(schema);
-export const ModelProto = root.lookupType("onnx.ModelProto");
+let modelType: protobuf.Type | undefined;
+/** The onnx.ModelProto message type. protobufjs loads on the first graph build: importing the
+ *  library (the CLI's --help, info) should not pay for it. */
+export function modelProto(): protobuf.Type {
+  modelType ??= (createRequire(import.meta.url)("protobufjs") as typeof protobuf).Root.fromJSON(schema).lookupType("onnx.ModelProto");
+  return modelType;
+}
 
 /** onnx.TensorProto.DataType values we use. */
 export const DataType = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;

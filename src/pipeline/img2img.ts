@@ -217,6 +217,9 @@ export class Img2ImgPipeline {
     const unet = await this.model.unetSession(unetOptions);
     const B = conditioning.batch;
     for (let s = 0; s < timesteps.length; s++) {
+      // let pending events in first (a cancel that arrived during the last step, over IPC or HTTP),
+      // so the run stops before the next UNet call rather than after it
+      await new Promise<void>((resolve) => setImmediate(resolve));
       throwIfAborted(opts.signal);
       const ts = timesteps[s];
       const [, C, h, w] = run.shape;

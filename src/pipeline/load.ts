@@ -12,6 +12,7 @@ import { downloadComponentRepo, downloadDiffusersModel, type HubOptions, looksLi
 import { type ModelParts, openDiffusersFolder, openTinyVaeFolder, StableDiffusionModel, type TinyVaeParts } from "./components.js";
 import { FAMILIES, type FamilyId, type PipelineDefaults, pipelineConfigFrom } from "./family.js";
 import { Img2ImgPipeline } from "./img2img.js";
+import { previewVaeFor } from "./preview-vae.js";
 
 /** The model used when none is named: fast (1-4 steps), no guidance needed. */
 export const DEFAULT_MODEL = "stabilityai/sd-turbo";
@@ -38,6 +39,9 @@ export interface LoadPipelineOptions extends RuntimeOptions {
   tinyVae?: string;
   /** "all" (default): the tiny VAE encodes and decodes; "preview": only progress previews use it. */
   tinyVaeUse?: "all" | "preview";
+  /** Without tinyVae: a tiny VAE for decoded live previews only. "auto" takes the model family's TAESD
+   *  when the Hugging Face cache has it (no download); a repo id or folder loads that one. */
+  previewVae?: "auto" | string;
 }
 
 /** Sensible defaults by model: turbo models want 1-4 steps and no guidance. */
@@ -143,6 +147,10 @@ export async function openTinyVae(ref: string, opts: LoadPipelineOptions = {}): 
 export async function loadPipeline(ref: string = DEFAULT_MODEL, opts: LoadPipelineOptions = {}): Promise<Img2ImgPipeline> {
   const parts = await openModel(ref, opts);
   if (opts.tinyVae) parts.tinyVae = await openTinyVae(opts.tinyVae, opts);
+  else if (opts.previewVae) {
+    const ref = await previewVaeFor(parts.family ?? "sd", opts.previewVae, opts.hub);
+    if (ref) [parts.tinyVae, opts] = [await openTinyVae(ref, opts), { ...opts, tinyVaeUse: "preview" }];
+  }
   const model = await StableDiffusionModel.load(parts, opts);
   return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
 }

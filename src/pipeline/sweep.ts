@@ -66,7 +66,7 @@ export function sweepLabel(r: SweepImage): string {
  * const { results, sheet } = await strengthSweep(pipe, { image: "photo.png", prompt: "oil painting", steps: 4 }, [0.25, 0.5, 0.75, 1]);
  */
 export async function strengthSweep(
-  pipe: Img2ImgPipeline,
+  pipe: Pick<Img2ImgPipeline, "run" | "defaults">,
   opts: SweepOptions,
   strengths: readonly number[],
   hooks: SweepHooks = {},

@@ -7,7 +7,7 @@ import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
-import { getRepoFolderName, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
+import type { ListFileEntry } from "@huggingface/hub";
 import { ReimagineError } from "../errors.js";
 import { parsePythonJson } from "./pyjson.js";
 
@@ -26,6 +26,9 @@ export interface HubOptions {
   signal?: AbortSignal;
   fetch?: typeof fetch;
 }
+
+/** @huggingface/hub, loaded when the hub is first asked (importing the library should not load it). */
+const hubClient = () => import("@huggingface/hub");
 
 const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -71,6 +74,11 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (hub) return expandHome(hub);
   const home = env.HF_HOME || join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "huggingface");
   return join(expandHome(home), "hub");
+}
+
+/** A model repo's folder in the hub cache (huggingface_hub repo_folder_name): "org/name" -> "models--org--name". */
+export function repoFolderName(repoId: string): string {
+  return `models--${repoId.split("/").join("--")}`;
 }
 
 // ---- which files a diffusers img2img pipeline needs (ref: diffusers pipeline_loading_utils) ----
@@ -142,7 +150,7 @@ function makeContext(repoId: string, revision: string, opts: HubOptions, what: {
   }
   const ctx: Ctx = {
     repoId, revision, ...what, signal: opts.signal, onProgress: opts.onProgress,
-    storage: join(opts.cacheDir ?? hubCacheDir(env), getRepoFolderName({ type: "model", name: repoId })),
+    storage: join(opts.cacheDir ?? hubCacheDir(env), repoFolderName(repoId)),
     endpoint,
     token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
     fetch,
@@ -408,7 +416,7 @@ async function downloadRepo(repoRef: string, opts: HubOptions, what: { variant: 
   // 1. revision -> commit and file list (the cache is the fallback when the hub can't be asked, as in Python)
   let info: { sha?: string; filePaths: string[] };
   try {
-    info = await modelInfo({ name: ctx.repoId, revision, hubUrl: ctx.endpoint, fetch: ctx.fetch, additionalFields: ["sha", "filePaths"] });
+    info = await (await hubClient()).modelInfo({ name: ctx.repoId, revision, hubUrl: ctx.endpoint, fetch: ctx.fetch, additionalFields: ["sha", "filePaths"] });
   } catch (e) {
     ctx.signal?.throwIfAborted();
     if ((e as ReimagineError).code === "hub_revision_not_found") throw e;
@@ -426,7 +434,7 @@ async function downloadRepo(repoRef: string, opts: HubOptions, what: { variant: 
   const entry = async (path: string) => {
     if (!tree && !existsSync(join(snapshot, ...path.split("/")))) {
       tree = new Map();
-      for await (const e of listFiles({ repo: ctx.repoId, revision: commit, recursive: true, hubUrl: ctx.endpoint, fetch: ctx.fetch })) {
+      for await (const e of (await hubClient()).listFiles({ repo: ctx.repoId, revision: commit, recursive: true, hubUrl: ctx.endpoint, fetch: ctx.fetch })) {
         if (e.type === "file") tree.set(e.path, e);
       }
     }

@@ -1,42 +1,37 @@
-// End-to-end: the bundled web UI in real headless Chromium (Debian's chromium driven by
-// playwright-core) against the server running the tiny fixture model. Draws a stick figure,
-// generates, watches the progress bar move and the result appear; cancels a running job.
-// REIMAGINE_SCREENSHOT=1 also writes docs/ui.png.
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+// End-to-end: the bundled web UI in headless Chromium against `reimagine serve`'s engine (the tiny
+// fixture model in a child process, TAESD-tiny decoding live previews). The artist's loop: draw,
+// Generate, see progress, previews and the result without scrolling at 1366x768, use the result
+// as the input, reload (the gallery stays); Cancel stops a job within one step; a sweep with the
+// user's strengths fills the output. REIMAGINE_SCREENSHOT=1 writes docs/ui-1366x768.png and
+// docs/ui-390x844.png.
+import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildWeb } from "../../web/build.js";
+import { startServer } from "../../src/server/app.js";
+import { createWorkerEngine } from "../../src/server/worker-engine.js";
 import { fixture, haveFixtures } from "../fixtures.js";
+import { builtWeb, canvasState, haveChromium, launch, openPage, setValue, stroke } from "./ui-helpers.js";
 
-const CHROMIUM = process.env.REIMAGINE_CHROMIUM ?? "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`[skip] UI end-to-end tests: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set REIMAGINE_CHROMIUM)`);
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const screenshots = process.env.REIMAGINE_SCREENSHOT === "1";
 
-describe.skipIf(!haveChromium || !haveFixtures("sd-tiny"))("web UI in headless Chromium (sd-tiny)", () => {
+describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taesd-tiny"))("web UI in headless Chromium (sd-tiny)", () => {
   let browser: Browser;
-  let server: Awaited<ReturnType<typeof import("../../src/server/app.js").startServer>>;
+  let server: Awaited<ReturnType<typeof startServer>>;
   let page: Page;
-  let engine: (import("../../src/server/engine.js").Engine & { close(): Promise<void> }) | undefined;
+  let errors: string[];
+  let engine: Awaited<ReturnType<typeof createWorkerEngine>> | undefined;
 
   beforeAll(async () => {
-    const webRoot = await buildWeb(mkdtempSync(join(tmpdir(), "reimagine-web-")));
-    const { createWorkerEngine } = await import("../../src/server/worker-engine.js");
-    const { startServer } = await import("../../src/server/app.js");
-    // as `reimagine serve` does: the model in a worker thread (1 ONNX thread leaves CPU for Chromium on small CI machines)
-    engine = await createWorkerEngine(fixture("sd-tiny", "model"), { threads: 1 });
-    server = await startServer({ engine, port: 0, webRoot });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on("pageerror", (e) => console.error("page error:", e));
-    await page.goto(server.url);
-    await page.waitForSelector('[data-testid="sampler"] option', { state: "attached" }); // models and samplers loaded
+    // as `reimagine serve` does: the model in a child process, previews every step, a preview VAE
+    // (1 ONNX thread leaves CPU for Chromium on small CI machines)
+    engine = await createWorkerEngine(fixture("sd-tiny", "model"), { threads: 1, previewVae: fixture("taesd-tiny", "model") });
+    server = await startServer({ engine, port: 0, webRoot: await builtWeb(), previewEvery: 1 });
+    browser = await launch();
+    ({ page, errors } = await openPage(browser, server.url, { width: 1366, height: 768 }));
+    await page.waitForSelector('[data-testid="sampler"] option', { state: "attached" });
   });
 
   afterAll(async () => {
@@ -45,89 +40,125 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny"))("web UI in headless C
     await engine?.close();
   });
 
-  /** Sets an <input>/<select> the way a user would (Preact listens to input/change events). */
-  const setValue = (testid: string, value: string) =>
-    page.$eval(
-      `[data-testid="${testid}"]`,
-      (el, v) => {
-        const input = el as HTMLInputElement;
-        input.value = v;
-        input.dispatchEvent(new Event("input", { bubbles: true }));
-        input.dispatchEvent(new Event("change", { bubbles: true }));
-      },
-      value,
-    );
-
-  /** Records every value the progress bar takes (a MutationObserver in the page). */
+  /** Records every value the progress bar takes and every preview shown (a MutationObserver in the page). */
   const watchProgress = () =>
     page.evaluate(() => {
-      const el = document.querySelector('[data-testid="progress"]') as HTMLProgressElement;
       const seen: [number, number][] = [];
-      (window as any).__progress = seen;
-      new MutationObserver(() => seen.push([el.value, el.max])).observe(el, { attributes: true });
+      const previews: number[] = [];
+      Object.assign(window, { __progress: seen, __previews: previews });
+      new MutationObserver(() => {
+        const el = document.querySelector('[data-testid="progress"]') as HTMLProgressElement;
+        seen.push([el.value, el.max]);
+        const p = document.querySelector('[data-testid="preview"]') as HTMLImageElement | null;
+        if (p && !p.dataset.watched) {
+          p.dataset.watched = "1";
+          const record = () => p.naturalWidth && previews.push(p.naturalWidth);
+          if (p.complete) record();
+          p.addEventListener("load", record); // each new preview (src) of this element
+        }
+      }).observe(document.body, { attributes: true, subtree: true, childList: true });
     });
+  const inViewport = (testid: string) =>
+    page
+      .getByTestId(testid)
+      .first()
+      .evaluate((el) => {
+        const r = el.getBoundingClientRect();
+        return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
+      });
 
-  it("draw a stick figure, type a prompt, Generate: the progress bar moves and the result appears", async () => {
-    await setValue("width", "64");
-    await setValue("height", "64");
-    const canvas = page.getByTestId("sketch-canvas");
-    const box = (await canvas.boundingBox())!;
-    const at = (x: number, y: number) => [box.x + x * box.width, box.y + y * box.height] as const;
-    const stroke = async (points: [number, number][]) => {
-      await page.mouse.move(...at(...points[0]));
-      await page.mouse.down();
-      for (const p of points.slice(1)) await page.mouse.move(...at(...p), { steps: 4 });
-      await page.mouse.up();
-    };
+  it("draw, Generate: progress moves, TAESD previews show, the result is visible without scrolling at 1366x768", async () => {
+    await setValue(page, "width", "128");
+    await setValue(page, "height", "128");
     const head = Array.from({ length: 13 }, (_, i) => [0.5 + 0.08 * Math.cos((i * Math.PI) / 6), 0.2 + 0.08 * Math.sin((i * Math.PI) / 6)] as [number, number]);
-    await stroke(head);
-    await stroke([[0.5, 0.28], [0.5, 0.6]]); // body
-    await stroke([[0.3, 0.4], [0.5, 0.35], [0.7, 0.4]]); // arms
-    await stroke([[0.35, 0.85], [0.5, 0.6], [0.65, 0.85]]); // legs
-    const inked = await canvas.evaluate((c: HTMLCanvasElement) => {
-      const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 3; i < d.length; i += 4) n += d[i] > 0 ? 1 : 0;
-      return n;
-    });
-    expect(inked).toBeGreaterThan(50);
+    await stroke(page, head);
+    await stroke(page, [
+      [0.5, 0.28],
+      [0.5, 0.6],
+    ]); // body
+    await stroke(page, [
+      [0.3, 0.4],
+      [0.5, 0.35],
+      [0.7, 0.4],
+    ]); // arms
+    await stroke(page, [
+      [0.35, 0.85],
+      [0.5, 0.6],
+      [0.65, 0.85],
+    ]); // legs
+    expect((await canvasState(page)).inked).toBeGreaterThan(300);
 
     await page.getByTestId("prompt").fill("a stick figure knight, ink drawing");
     await page.getByTestId("negative-prompt").fill("blurry");
-    await setValue("steps", "12");
-    await setValue("strength", "0.5");
-    await expect.poll(() => page.getByTestId("strength").inputValue()).toBe("0.5");
+    await setValue(page, "steps", "12");
+    await setValue(page, "strength", "0.5");
     await watchProgress();
-
     const t0 = performance.now();
     await page.getByTestId("generate").click();
-    const result = page.getByTestId("result-image");
-    await result.waitFor({ state: "visible", timeout: 90_000 });
+    const result = page.locator('[data-testid="result-image"]');
+    await result.waitFor({ state: "visible", timeout: 120_000 });
     await page.waitForFunction(() => (document.querySelector('[data-testid="result-image"]') as HTMLImageElement)?.complete);
-    const ms = performance.now() - t0;
     const seen: [number, number][] = await page.evaluate(() => (window as any).__progress);
-    console.log(`[ui] Generate click -> result image: ${ms.toFixed(0)} ms (sd-tiny, 64x64, 12 steps x strength 0.5, ${seen.at(-1)![1]} denoising steps)`);
+    const previews: number[] = await page.evaluate(() => (window as any).__previews);
+    console.log(
+      `[ui] Generate click -> result image: ${(performance.now() - t0).toFixed(0)} ms (sd-tiny, 128x128, 12 steps x strength 0.5); previews ${previews.join(",")}`,
+    );
     expect(seen.some(([v, max]) => v > 0 && v < max)).toBe(true); // moved through intermediate steps
-    const [last, max] = seen.at(-1)!;
-    expect(last).toBe(max); // the bar ends full
-    expect(max).toBeGreaterThanOrEqual(6); // ~12 x 0.5 denoising steps (PLMS adds one)
-    expect(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([64, 64]);
+    expect(seen.at(-1)).toEqual([seen.at(-1)![1], seen.at(-1)![1]]); // ends full
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews.every((w) => w === 64 * 8)).toBe(true); // TAESD-tiny decodes the 64x64 latents 8x up
+    expect(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([128, 128]);
     expect(await page.getByTestId("status").textContent()).toBe("succeeded");
-    expect(await page.getByTestId("download").getAttribute("download")).toMatch(/^reimagine-\d+\.png$/);
+    expect(await inViewport("result-image")).toBe(true);
+    expect(await inViewport("use-result")).toBe(true);
+    expect(await inViewport("generate")).toBe(true);
+    expect(await page.evaluate(() => document.scrollingElement!.scrollTop)).toBe(0);
     await expect.poll(() => page.locator('[data-testid="gallery"] figure').count()).toBe(1);
-
-    if (process.env.REIMAGINE_SCREENSHOT === "1") {
+    if (screenshots) {
       mkdirSync(join(repoRoot, "docs"), { recursive: true });
-      await page.screenshot({ path: join(repoRoot, "docs", "ui.png"), fullPage: true });
+      await page.screenshot({ path: join(repoRoot, "docs", "ui-1366x768.png") });
     }
   });
 
-  it("Cancel stops a running job: no result is added and the server is idle again", async () => {
-    await setValue("steps", "150");
-    await setValue("strength", "1");
+  it("use as input: the result goes on the canvas to draw over, with its prompt and seed", async () => {
+    const pixels = await page.getByTestId("result-image").evaluate((img: HTMLImageElement) => {
+      const c = document.createElement("canvas");
+      [c.width, c.height] = [img.naturalWidth, img.naturalHeight];
+      c.getContext("2d")!.drawImage(img, 0, 0);
+      return Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data);
+    });
+    const seed = await page.getByTestId("seed").inputValue();
+    await page.getByTestId("prompt").fill("something else");
+    await page.getByTestId("use-result").click();
+    await expect.poll(() => page.getByTestId("prompt").inputValue()).toBe("a stick figure knight, ink drawing");
+    expect(await page.getByTestId("seed").inputValue()).toBe(seed);
+    expect(await page.getByTestId("seed-lock").isChecked()).toBe(true);
+    const canvas = await page
+      .getByTestId("sketch-canvas")
+      .evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data));
+    expect(canvas).toEqual(pixels); // exactly the result, strokes cleared (Ctrl+Z brings them back)
+    await stroke(page, [
+      [0.1, 0.1],
+      [0.3, 0.3],
+    ]); // draw over it
+    await page.keyboard.press("Control+z");
+    await page.keyboard.press("Control+z");
+    expect((await canvasState(page)).inked).toBeLessThan((128 * 128) / 4); // the white-background sketch again
+    await page.keyboard.press("Control+Shift+z");
+    expect(
+      await page.getByTestId("sketch-canvas").evaluate((c: HTMLCanvasElement) => Array.from(c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data)),
+    ).toEqual(pixels);
+  });
+
+  it("Cancel stops a running job within one step: no result is added and the server is idle again", async () => {
+    await setValue(page, "steps", "150");
+    await setValue(page, "strength", "1");
     await watchProgress();
     await page.getByTestId("generate").click();
-    await page.waitForFunction(() => ((window as any).__progress as [number, number][]).some(([v]) => v >= 1), undefined, { timeout: 60_000 });
+    // this run's first finished step (the bar still shows the last run's until the first event)
+    await page.waitForFunction(() => /^step [1-9]\d*\//.test(document.querySelector('[data-testid="status"]')!.textContent ?? ""), undefined, {
+      timeout: 60_000,
+    });
     expect(await page.getByTestId("cancel").isEnabled()).toBe(true);
     const job = server.queue.running!;
     let cancelAt = 0; // when the DELETE reached the queue (the browser itself may be slow to click under load)
@@ -142,7 +173,9 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny"))("web UI in headless C
     const stopMs = performance.now() - cancelAt;
     const stepMs = (job.finishedAt! - job.startedAt!) / Math.max(1, job.step);
     await expect.poll(() => page.getByTestId("status").textContent(), { timeout: 10_000 }).toBe("cancelled");
-    console.log(`[ui] Cancel: DELETE -> job stopped ${stopMs.toFixed(0)} ms (one step ~${stepMs.toFixed(0)} ms); click -> DELETE ${(cancelAt - t0).toFixed(0)} ms; click -> UI shows cancelled ${(performance.now() - t0).toFixed(0)} ms`);
+    console.log(
+      `[ui] Cancel: DELETE -> job stopped ${stopMs.toFixed(0)} ms (one step ~${stepMs.toFixed(0)} ms); click -> UI shows cancelled ${(performance.now() - t0).toFixed(0)} ms`,
+    );
     expect(stopMs).toBeLessThan(2 * stepMs + 500); // within about one step
     expect(job.status).toBe("cancelled");
     expect(job.step).toBeLessThan(job.total);
@@ -150,16 +183,56 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny"))("web UI in headless C
     expect(await page.locator('[data-testid="gallery"] figure').count()).toBe(1);
     expect(await page.getByTestId("generate").isEnabled()).toBe(true);
   });
-  it("Strength sweep shows the labelled grid (input + one cell per strength)", async () => {
-    await setValue("steps", "8");
+
+  it("a strength sweep runs the strengths the user picks (default: around the slider) and fills the output", async () => {
+    await setValue(page, "steps", "10");
+    await setValue(page, "strength", "0.6");
+    expect(await page.getByTestId("sweep-values").inputValue()).toBe("0.4, 0.5, 0.6, 0.7, 0.8");
+    await setValue(page, "sweep-values", "0.3, 0.9");
     await page.getByTestId("sweep").click();
-    await page.waitForFunction(() => {
-      const img = document.querySelector('img.sheet[data-testid="result-image"]') as HTMLImageElement | null;
-      return img?.complete && img.naturalWidth > 0;
-    }, undefined, { timeout: 90_000 });
-    const [w, h] = await page.locator("img.sheet").evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
-    expect(w).toBeGreaterThan(4 * 64); // input + 4 strengths, each cell scaled to the sheet's cell width
-    expect(h).toBeGreaterThan(64);
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('[data-testid="sweep-cell"]').length === 2 &&
+        [...document.querySelectorAll('[data-testid="sweep-cell"]')].every((i) => (i as HTMLImageElement).complete),
+      undefined,
+      { timeout: 120_000 },
+    );
+    expect(await page.locator('[data-testid="sweep-grid"] figcaption').allTextContents()).toEqual([
+      expect.stringMatching(/^input/),
+      expect.stringMatching(/^strength 0\.3 · SSIM/),
+      expect.stringMatching(/^strength 0\.9 · SSIM/),
+    ]);
+    const [grid, panel] = await page.evaluate(() => [
+      document.querySelector('[data-testid="sweep-grid"]')!.getBoundingClientRect().width,
+      document.querySelector("section.output")!.clientWidth,
+    ]);
+    expect(grid).toBeGreaterThan(0.9 * (panel - 20)); // the cells use the panel's width
     await expect.poll(() => page.locator('[data-testid="gallery"] figure').count()).toBe(2);
+  });
+
+  it("the gallery survives a reload, with each item's settings, and its items go back on the canvas", async () => {
+    await page.reload();
+    await page.waitForSelector('[data-testid="sampler"] option', { state: "attached" });
+    await expect.poll(() => page.locator('[data-testid="gallery"] figure').count()).toBe(2);
+    const captions = await page.locator('[data-testid="gallery"] figcaption').allTextContents();
+    expect(captions[0]).toMatch(/^sweep · seed \d+/);
+    expect(captions[1]).toMatch(/^strength 0\.5 · seed \d+.*a stick figure knight/);
+    await page.locator('[data-testid="gallery"] figure').nth(1).locator("img").click();
+    await page.getByTestId("result-image").waitFor({ state: "visible" });
+    expect(await page.locator(".infotext").textContent()).toMatch(/^a stick figure knight, ink drawing\nNegative prompt: blurry\nSteps: 12, /);
+    await page.getByTestId("gallery-use").click();
+    await expect.poll(() => page.getByTestId("prompt").inputValue()).toBe("a stick figure knight, ink drawing");
+    expect(await canvasState(page)).toMatchObject({ width: 128, height: 128 });
+    if (screenshots) {
+      const phone = await page.context().newPage(); // same browser storage: the same gallery
+      await phone.setViewportSize({ width: 390, height: 844 });
+      await phone.goto(server.url);
+      await phone.waitForSelector('[data-testid="gallery"] figure');
+      await phone.locator('[data-testid="gallery"] figure').nth(1).locator("img").click();
+      await phone.getByTestId("result-image").waitFor({ state: "visible" });
+      await phone.screenshot({ path: join(repoRoot, "docs", "ui-390x844.png"), fullPage: true });
+      await phone.close();
+    }
+    expect(errors).toEqual([]);
   });
 });

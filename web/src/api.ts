@@ -1,6 +1,5 @@
 // Browser client for the native API: adds the API key (asked for once, kept in localStorage),
-// reads Server-Sent Events through fetch (EventSource cannot send an Authorization header),
-// and fetches result PNGs as blob URLs.
+// and reads Server-Sent Events through fetch (EventSource cannot send an Authorization header).
 
 const KEY_STORE = "reimagine-api-key";
 
@@ -60,12 +59,6 @@ export async function streamEvents(path: string, onEvent: (event: string, data: 
       if (data.length) onEvent(event, JSON.parse(data.join("\n")));
     }
   }
-}
-
-/** A result image as a blob URL (img src cannot carry the API key). */
-export async function imageUrl(path: string): Promise<string> {
-  const res = await api(path);
-  return URL.createObjectURL(await res.blob());
 }
 
 export interface ModelInfo {

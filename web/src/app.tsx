@@ -1,122 +1,176 @@
-// The page: input (sketch/upload) on the left; settings, Generate/Cancel, progress with live
-// preview, the before/after result, a strength sweep and this session's gallery on the right.
-import { useEffect, useRef, useState } from "preact/hooks";
-import { api, apiJson, AuthError, getKey, imageUrl, type JobView, type ModelInfo, type SamplerInfo, setKey, streamEvents } from "./api.js";
-import { Compare } from "./compare.js";
-import { Sketch, type SketchHandle } from "./sketch.js";
+// The page: the input canvas, the output (progress, live preview, result with "use as input") and
+// the settings side by side, the gallery below. One SketchDoc holds the input and its size: the
+// size selects show it and every request sends it. Keys: Ctrl+Enter generate, Ctrl+Z / Ctrl+Shift+Z
+// undo / redo on the canvas; paste or drop a picture (a PNG with A1111 parameters restores them).
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, apiJson, AuthError, getKey, type JobView, type ModelInfo, type SamplerInfo, setKey, streamEvents } from "./api.js";
+import { Controls, parseSweep, type Settings, sweepAround } from "./controls.js";
+import { SketchDoc } from "./doc.js";
+import { deleteResult, loadGallery, saveResult, type StoredResult } from "./gallery-db.js";
+import { readPngParameters, restoredSettings } from "./pnginfo.js";
+import { Gallery, Output, type Running, type ShownResult } from "./results.js";
+import { Sketch } from "./sketch.js";
 
-const SIZES = [64, 128, 256, 384, 512, 640, 768, 896, 1024];
-const SWEEP = [0.3, 0.5, 0.7, 0.9];
+const INITIAL: Settings = {
+  prompt: "",
+  negative: "",
+  strength: 0.6,
+  steps: 20,
+  guidance: 7.5,
+  seed: -1,
+  lockSeed: false,
+  sampler: "",
+  resizeMode: "scale",
+  sweep: null,
+};
 
-interface Result {
-  id: string;
-  kind: string;
-  url: string;
-  before: string;
-  seed: string;
-  infotext: string;
-  settings: Record<string, unknown>;
-  extra: { url: string; label: string }[];
+/** A picture's input size: its aspect kept, the long side at most 512, multiples of 64. */
+export function fitSize(w: number, h: number, longest = 512): { width: number; height: number } {
+  const scale = Math.min(1, longest / Math.max(w, h));
+  const round = (v: number) => Math.max(64, Math.round((v * scale) / 64) * 64);
+  return { width: round(w), height: round(h) };
 }
 
-interface Running {
-  id: string;
-  status: JobView["status"];
-  step: number;
-  total: number;
-  etaMs: number | null;
-  position: number | null;
-  preview?: string;
+function toShown(r: StoredResult): ShownResult {
+  const url = (b: Blob) => URL.createObjectURL(b);
+  return {
+    id: r.id,
+    kind: r.kind,
+    settings: r.settings,
+    infotext: r.infotext,
+    seed: r.seed,
+    url: url(r.image),
+    before: url(r.before),
+    width: Number(r.settings.width),
+    height: Number(r.settings.height),
+    extra: r.extra.map((e) => ({ url: url(e.image), label: e.label, strength: e.strength })),
+  };
 }
 
-export function strengthHint(s: number): string {
-  if (s < 0.2) return "barely changes the input";
-  if (s < 0.45) return "subtle: keeps shapes and colours, refines details";
-  if (s < 0.75) return "restyle: keeps the composition, changes the look";
-  return "reimagine: uses the input only as a loose guide";
+const editable = (t: EventTarget | null) =>
+  t instanceof HTMLElement &&
+  (t.isContentEditable ||
+    t.tagName === "TEXTAREA" ||
+    (t.tagName === "INPUT" && ["text", "number", "password", "search"].includes((t as HTMLInputElement).type)));
+
+async function decode(src: Blob | string): Promise<HTMLImageElement> {
+  const img = new Image();
+  img.src = typeof src === "string" ? src : URL.createObjectURL(src);
+  await img.decode();
+  return img;
 }
 
 export function App() {
-  const [model, setModel] = useState<ModelInfo | null>(null);
+  const doc = useMemo(() => new SketchDoc(512, 512), []);
+  const [, rerender] = useState(0);
+  useEffect(() => doc.subscribe(() => rerender((t) => t + 1)), [doc]);
+  const [models, setModels] = useState<ModelInfo[]>([]);
+  const [model, setModel] = useState("");
   const [samplers, setSamplers] = useState<SamplerInfo[]>([]);
-  const [needKey, setNeedKey] = useState(false);
+  const [auth, setAuth] = useState<"ok" | "need" | "refused">("ok");
   const [keyInput, setKeyInput] = useState(getKey());
-  const [prompt, setPrompt] = useState("");
-  const [negative, setNegative] = useState("");
-  const [strength, setStrength] = useState(0.6);
-  const [steps, setSteps] = useState(20);
-  const [guidance, setGuidance] = useState(7.5);
-  const [seed, setSeed] = useState(-1);
-  const [lockSeed, setLockSeed] = useState(false);
-  const [sampler, setSampler] = useState("");
-  const [width, setWidth] = useState(512);
-  const [height, setHeight] = useState(512);
+  const [s, setS] = useState<Settings>(INITIAL);
+  const set = (patch: Partial<Settings>) => setS((x) => ({ ...x, ...patch }));
   const [running, setRunning] = useState<Running | null>(null);
   const [error, setError] = useState("");
-  const [results, setResults] = useState<Result[]>([]);
-  const [shown, setShown] = useState<Result | null>(null);
-  const sketch = useRef<SketchHandle | null>(null);
+  const [notice, setNotice] = useState("");
+  const [gallery, setGallery] = useState<ShownResult[]>([]);
+  const [shown, setShown] = useState<ShownResult | null>(null);
+  const defaultsApplied = useRef(false);
 
   const load = async () => {
     try {
-      const [models, list] = await Promise.all([apiJson<ModelInfo[]>("/v1/models"), apiJson<SamplerInfo[]>("/v1/samplers")]);
-      const m = models[0];
-      setModel(m);
-      setSamplers(list);
-      setSteps(m.defaults.steps);
-      setGuidance(m.defaults.guidanceScale);
-      setStrength(m.defaults.strength);
-      setSampler(m.defaults.sampler);
-      setNeedKey(false);
+      const [list, samplerList] = await Promise.all([apiJson<ModelInfo[]>("/v1/models"), apiJson<SamplerInfo[]>("/v1/samplers")]);
+      setModels(list);
+      setSamplers(samplerList);
+      const m = list[0];
+      setModel((cur) => (list.some((x) => x.name === cur) ? cur : m.name));
+      if (!defaultsApplied.current) {
+        defaultsApplied.current = true;
+        set({ steps: m.defaults.steps, guidance: m.defaults.guidanceScale, strength: m.defaults.strength, sampler: m.defaults.sampler });
+      }
+      setAuth("ok");
     } catch (e) {
-      if (e instanceof AuthError) setNeedKey(true);
+      if (e instanceof AuthError) setAuth(getKey() ? "refused" : "need");
       else setError(String((e as Error).message));
     }
   };
-  useEffect(() => void load(), []);
+  useEffect(() => {
+    void load();
+    loadGallery()
+      .then((items) => setGallery(items.map(toShown)))
+      .catch((e) => setNotice(`the gallery could not be read from this browser's storage: ${(e as Error).message}`));
+  }, []);
 
   const busy = running !== null && (running.status === "queued" || running.status === "running");
 
   const start = async (kind: "img2img" | "sweep") => {
-    if (busy || !sketch.current) return;
+    if (busy) return;
     setError("");
-    const before = sketch.current.snapshot();
+    setNotice("");
+    let strengths: number[] | undefined;
+    try {
+      if (kind === "sweep") strengths = parseSweep(s.sweep ?? sweepAround(s.strength));
+    } catch (e) {
+      setError((e as Error).message);
+      return;
+    }
+    const before = await doc.exportPng();
+    const fields: Record<string, string | number> = {
+      prompt: s.prompt,
+      negativePrompt: s.negative,
+      strength: s.strength,
+      steps: s.steps,
+      guidanceScale: s.guidance,
+      seed: s.lockSeed ? s.seed : -1,
+      sampler: s.sampler,
+      width: doc.width,
+      height: doc.height,
+      model,
+    };
+    if (strengths) fields.strengths = strengths.join(",");
     const form = new FormData();
-    form.set("image", await sketch.current.exportPng(), "input.png");
-    const fields: Record<string, string | number> = { prompt, negativePrompt: negative, strength, steps, guidanceScale: guidance, seed: lockSeed ? seed : -1, sampler, width, height };
-    if (kind === "sweep") fields.strengths = SWEEP.join(",");
+    form.set("image", before, "input.png");
     for (const [k, v] of Object.entries(fields)) form.set(k, String(v));
     try {
       const job = await apiJson<JobView>(`/v1/${kind}`, { method: "POST", body: form });
       setRunning({ id: job.id, status: job.status, step: 0, total: 0, etaMs: null, position: job.position });
       let final: JobView | null = null;
       await streamEvents(`/v1/jobs/${job.id}/events`, (event, data) => {
-        if (event === "progress") setRunning((r) => r && { ...r, status: "running", step: data.step, total: data.total, etaMs: data.etaMs, preview: data.preview ?? r.preview });
+        if (event === "progress")
+          setRunning((r) => r && { ...r, status: "running", step: data.step, total: data.total, etaMs: data.etaMs, preview: data.preview ?? r.preview });
         else if (event === "status") setRunning((r) => r && { ...r, status: data.status, position: data.position });
         else if (event === "done") final = data;
       });
       const done = final as JobView | null;
       if (!done) throw new Error("the event stream ended early");
-      setRunning((r) => r && { ...r, status: done.status });
+      // the last progress event may be coalesced into "done": the final counts come with it
+      setRunning((r) => r && { ...r, status: done.status, step: done.progress.step, total: done.progress.total });
       if (done.status === "failed") setError(done.error?.message ?? "generation failed");
       if (done.status !== "succeeded" || !done.result) return;
       const imgs = done.result.images;
-      const urls = await Promise.all(imgs.map((im) => imageUrl(im.url)));
-      const result: Result = {
+      const blobs = await Promise.all(imgs.map(async (im) => (await api(im.url)).blob()));
+      const stored: StoredResult = {
         id: done.id,
+        createdAt: Date.now(),
         kind,
-        url: urls[0],
-        before,
-        seed: String(done.result.seed),
+        settings: { ...done.settings, model },
         infotext: imgs[0].infotext,
-        settings: done.settings,
-        extra: kind === "sweep" ? imgs.slice(1).map((im, i) => ({ url: urls[i + 1], label: `strength ${im.strength} · SSIM ${im.ssim?.toFixed(2)}` })) : [],
+        seed: String(done.result.seed),
+        image: blobs[0],
+        before,
+        extra:
+          kind === "sweep"
+            ? imgs.slice(1).map((im, i) => ({ image: blobs[i + 1], label: `strength ${im.strength} · SSIM ${im.ssim?.toFixed(2)}`, strength: im.strength }))
+            : [],
       };
-      setResults((rs) => [result, ...rs]);
-      setShown(result);
-      if (!lockSeed) setSeed(Number(done.result.seed));
+      await saveResult(stored).catch((e) => setNotice(`not kept in the gallery (browser storage: ${(e as Error).message})`));
+      const r = toShown(stored);
+      setGallery((g) => [r, ...g]);
+      setShown(r);
+      if (!s.lockSeed) set({ seed: Number(done.result.seed) });
     } catch (e) {
-      if (e instanceof AuthError) setNeedKey(true);
+      if (e instanceof AuthError) setAuth("refused");
       else setError(String((e as Error).message));
       setRunning(null);
     }
@@ -131,30 +185,87 @@ export function App() {
     }
   };
 
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => {
-      if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
-        e.preventDefault();
-        void start("img2img");
-      }
-    };
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  });
-
-  const onPicture = (w: number, h: number) => {
-    // keep the picture's aspect: long side 512 (or its own size if smaller), multiples of 64
-    const scale = Math.min(1, 512 / Math.max(w, h));
-    const round = (v: number) => Math.max(128, Math.round((v * scale) / 64) * 64);
-    setWidth(round(w));
-    setHeight(round(h));
+  /** A result onto the canvas to draw over, with its prompt and seed (locked). One undo step. */
+  const useAsInput = async (url: string, r: ShownResult, strength?: number) => {
+    const img = await decode(url);
+    doc.setPicture(img, img.naturalWidth, img.naturalHeight, false, s.resizeMode);
+    set({
+      prompt: String(r.settings.prompt ?? s.prompt),
+      negative: String(r.settings.negativePrompt ?? s.negative),
+      seed: Number(r.seed),
+      lockSeed: true,
+      ...(strength !== undefined ? { strength } : {}),
+    });
+    setNotice(`The result (seed ${r.seed}) is the input now: draw over it and Generate again. Ctrl+Z brings back the previous input.`);
   };
 
-  if (needKey) {
+  /** A dropped, pasted or uploaded file: the input picture; a PNG with parameters also restores them. */
+  const onFile = async (file: File) => {
+    if (!file.type.startsWith("image/")) return setError(`'${file.name}' is not an image`);
+    setError("");
+    try {
+      const img = await decode(file);
+      const text = file.type === "image/png" ? await readPngParameters(file) : undefined;
+      let size = fitSize(img.naturalWidth, img.naturalHeight);
+      if (text) {
+        const p = restoredSettings(text, samplers);
+        if (p.width && p.height) size = { width: p.width, height: p.height };
+        set({
+          prompt: p.prompt,
+          negative: p.negativePrompt ?? "",
+          ...(p.steps ? { steps: p.steps } : {}),
+          ...(p.guidanceScale !== undefined ? { guidance: p.guidanceScale } : {}),
+          ...(p.strength !== undefined ? { strength: p.strength } : {}),
+          ...(p.sampler ? { sampler: p.sampler } : {}),
+          ...(p.seed !== undefined ? { seed: p.seed, lockSeed: true } : {}),
+        });
+        const known = !p.model || models.some((m) => m.name === p.model);
+        if (p.model && known) setModel(p.model);
+        setNotice(
+          `Settings restored from ${file.name}${p.seed !== undefined ? ` (seed ${p.seed})` : ""}.${known ? "" : ` It was made with ${p.model}, which this server does not serve.`}`,
+        );
+      } else setNotice("");
+      doc.setPicture(img, size.width, size.height, true, s.resizeMode);
+    } catch (e) {
+      setError(`could not read '${file.name}': ${(e as Error).message}`);
+    }
+  };
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && e.key === "Enter") {
+        e.preventDefault();
+        void start("img2img");
+      } else if (mod && !editable(e.target) && (e.key.toLowerCase() === "z" || e.key.toLowerCase() === "y")) {
+        e.preventDefault();
+        if (e.key.toLowerCase() === "y" || e.shiftKey) doc.redo();
+        else doc.undo();
+      }
+    };
+    const onPaste = (e: ClipboardEvent) => {
+      const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+      if (!file) return; // text pastes go where they were meant to
+      e.preventDefault();
+      void onFile(file);
+    };
+    window.addEventListener("keydown", onKey);
+    window.addEventListener("paste", onPaste);
+    return () => [window.removeEventListener("keydown", onKey), window.removeEventListener("paste", onPaste)];
+  });
+
+  if (auth !== "ok") {
     return (
       <main class="keyform">
         <h1>Reimagine</h1>
-        <p>This server needs an API key (the one given to <code>reimagine serve --api-key</code>).</p>
+        <p>
+          This server needs an API key (the one given to <code>reimagine serve --api-key</code> or REIMAGINE_API_KEY).
+        </p>
+        {auth === "refused" && (
+          <p class="error" data-testid="key-error">
+            The server refused this key. Check it and try again.
+          </p>
+        )}
         <form onSubmit={(e) => [e.preventDefault(), setKey(keyInput), void load()]}>
           <input type="password" value={keyInput} placeholder="API key" data-testid="api-key" onInput={(e) => setKeyInput(e.currentTarget.value)} />
           <button type="submit">Use key</button>
@@ -163,145 +274,71 @@ export function App() {
     );
   }
 
-  const pct = running?.total ? Math.round((100 * running.step) / running.total) : 0;
+  const current = models.find((m) => m.name === model);
   return (
     <main>
       <header>
         <h1>Reimagine</h1>
-        <span class="model">{model ? `${model.name}${model.hash ? ` [${model.hash}]` : ""}` : "loading…"}</span>
+        <label class="model" title={models.length > 1 ? "the model this server runs the job on" : "this server serves one model"}>
+          model{" "}
+          <select data-testid="model" value={model} disabled={models.length < 2} onChange={(e) => setModel(e.currentTarget.value)}>
+            {models.map((m) => (
+              <option key={m.name} value={m.name}>
+                {m.name}
+                {m.hash ? ` [${m.hash}]` : ""}
+              </option>
+            ))}
+          </select>
+        </label>
+        {!current && <span class="muted">loading…</span>}
       </header>
-      <div class="columns">
-        <section class="input">
-          <Sketch width={width} height={height} handle={sketch} onPicture={onPicture} />
-        </section>
-        <section class="controls">
-          <label>
-            Prompt
-            <textarea data-testid="prompt" rows={3} value={prompt} placeholder="a castle on a hill at sunset, oil painting" onInput={(e) => setPrompt(e.currentTarget.value)} />
-          </label>
-          <label>
-            Negative prompt
-            <textarea data-testid="negative-prompt" rows={2} value={negative} placeholder="blurry, low quality" onInput={(e) => setNegative(e.currentTarget.value)} />
-          </label>
-          <label>
-            Strength <b>{strength.toFixed(2)}</b> <small>{strengthHint(strength)}</small>
-            <input type="range" data-testid="strength" min={0} max={1} step={0.05} value={strength} onInput={(e) => setStrength(Number(e.currentTarget.value))} />
-            <small class="scale">0.2–0.4 subtle · 0.5–0.7 restyle · 0.8–1.0 reimagine</small>
-          </label>
-          <div class="row">
-            <label>
-              Steps
-              <input type="number" data-testid="steps" min={1} max={150} value={steps} onInput={(e) => setSteps(Number(e.currentTarget.value))} />
-            </label>
-            <label>
-              Guidance
-              <input type="number" data-testid="guidance" min={0} max={30} step={0.5} value={guidance} onInput={(e) => setGuidance(Number(e.currentTarget.value))} />
-            </label>
-            <label>
-              Sampler
-              <select data-testid="sampler" value={sampler} onChange={(e) => setSampler(e.currentTarget.value)}>
-                {samplers.map((s) => (
-                  <option key={s.name} value={s.name}>
-                    {s.a1111Name}
-                  </option>
-                ))}
-              </select>
-            </label>
-          </div>
-          <div class="row">
-            <label>
-              Seed
-              <input type="number" data-testid="seed" value={seed} onInput={(e) => setSeed(Number(e.currentTarget.value))} />
-            </label>
-            <label class="check">
-              <input type="checkbox" data-testid="seed-lock" checked={lockSeed} onChange={(e) => setLockSeed(e.currentTarget.checked)} /> lock
-            </label>
-            <button type="button" title="a new random seed for each run" data-testid="seed-random" onClick={() => [setSeed(-1), setLockSeed(false)]}>
-              random
-            </button>
-            <label>
-              Size
-              <span class="size">
-                <select data-testid="width" value={width} onChange={(e) => setWidth(Number(e.currentTarget.value))}>
-                  {SIZES.map((s) => <option value={s}>{s}</option>)}
-                </select>
-                ×
-                <select data-testid="height" value={height} onChange={(e) => setHeight(Number(e.currentTarget.value))}>
-                  {SIZES.map((s) => <option value={s}>{s}</option>)}
-                </select>
-              </span>
-            </label>
-          </div>
-          <div class="row actions">
-            <button type="button" class="primary" data-testid="generate" disabled={busy} onClick={() => void start("img2img")} title="Ctrl+Enter">
-              Generate
-            </button>
-            <button type="button" data-testid="cancel" disabled={!busy} onClick={() => void cancel()}>
-              Cancel
-            </button>
-            <button type="button" data-testid="sweep" disabled={busy} onClick={() => void start("sweep")} title={`same seed at strengths ${SWEEP.join(", ")}`}>
-              Strength sweep
-            </button>
-          </div>
-          <div class="progress-row">
-            <progress data-testid="progress" max={running?.total || 1} value={running?.step ?? 0} />
-            <span data-testid="status">
-              {running ? statusText(running, pct) : "ready"}
-            </span>
-          </div>
+      {(error || notice) && (
+        <div class="messages">
           {error && (
             <p class="error" data-testid="error">
               {error}
             </p>
           )}
-          <div class="result">
-            {busy && running?.preview ? (
-              <img class="preview" src={running.preview} alt="live preview" data-testid="preview" />
-            ) : shown ? (
-              shown.kind === "sweep" ? (
-                <div>
-                  <img src={shown.url} alt="strength sweep" class="sheet" data-testid="result-image" />
-                  <a href={shown.url} download={`reimagine-sweep-${shown.seed}.png`}>
-                    download grid
-                  </a>
-                </div>
-              ) : (
-                <div>
-                  <Compare before={shown.before} after={shown.url} alt={String(shown.settings.prompt ?? "result")} />
-                  <a href={shown.url} download={`reimagine-${shown.seed}.png`} data-testid="download">
-                    download PNG (with generation settings)
-                  </a>
-                  <pre class="infotext">{shown.infotext}</pre>
-                </div>
-              )
-            ) : null}
-          </div>
-        </section>
-      </div>
-      {results.length > 0 && (
-        <section class="gallery" data-testid="gallery">
-          <h2>This session</h2>
-          <div class="thumbs">
-            {results.map((r) => (
-              // biome-ignore lint/a11y/useKeyWithClickEvents: known gap, thumbnails are mouse-only (no keyboard selection yet)
-              <figure key={r.id} class={shown?.id === r.id ? "on" : ""} onClick={() => setShown(r)}>
-                <img src={r.url} alt={String(r.settings.prompt ?? "")} />
-                <figcaption>
-                  {r.kind === "sweep" ? "sweep · " : `strength ${r.settings.strength} · `}seed {r.seed}
-                  <br />
-                  <small>{String(r.settings.prompt ?? "").slice(0, 60)}</small>
-                </figcaption>
-              </figure>
-            ))}
-          </div>
-        </section>
+          {notice && (
+            <p class="notice" data-testid="notice">
+              {notice}
+            </p>
+          )}
+        </div>
       )}
+      <div class="work">
+        <section class="input">
+          <Sketch doc={doc} onFile={(f) => void onFile(f)} />
+        </section>
+        <Output
+          running={running}
+          busy={busy}
+          shown={shown}
+          size={{ width: doc.width, height: doc.height }}
+          onUse={(url, r, st) => void useAsInput(url, r, st)}
+        />
+        <Controls
+          s={s}
+          set={set}
+          samplers={samplers}
+          doc={doc}
+          busy={busy}
+          onGenerate={() => void start("img2img")}
+          onSweep={() => void start("sweep")}
+          onCancel={() => void cancel()}
+        />
+      </div>
+      <Gallery
+        items={gallery}
+        shownId={shown?.id}
+        onShow={setShown}
+        onUse={(url, r) => void useAsInput(url, r)}
+        onDelete={(r) => {
+          void deleteResult(r.id);
+          setGallery((g) => g.filter((x) => x.id !== r.id));
+          if (shown?.id === r.id) setShown(null);
+        }}
+      />
     </main>
   );
-}
-
-function statusText(r: Running, pct: number): string {
-  if (r.status === "queued") return r.position ? `queued (${r.position} ahead)` : "queued";
-  if (r.status === "running") return `step ${r.step}/${r.total || "?"} · ${pct}%${r.etaMs !== null ? ` · ETA ${Math.ceil(r.etaMs / 1000)} s` : ""}`;
-  return r.status;
 }
