@@ -98,6 +98,24 @@ export interface Img2ImgResult {
 
 const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" && x !== null && "latents" in x && "dims" in x;
 
+/**
+ * A built-in conditioning: turns its (plain-data) run options into step implementations, or undefined when the
+ * run does not use it. Options stay plain data because runs cross process boundaries (src/worker).
+ */
+export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
+
+/** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
+const BUILT_IN: ExtensionFactory[] = [];
+
+async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
+  const out: PipelineExtension[] = [];
+  for (const make of BUILT_IN) {
+    const x = await make(pipe, opts);
+    if (x) out.push(x);
+  }
+  return out;
+}
+
 export class Img2ImgPipeline {
   constructor(
     readonly model: StableDiffusionModel,
@@ -151,7 +169,7 @@ export class Img2ImgPipeline {
     for (const d of [opts.denoisingStart, opts.denoisingEnd]) check(d === undefined || (Number.isFinite(d) && d >= 0 && d <= 1), `denoising start/end must be between 0 and 1 (got ${d})`);
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
-    const extensions = opts.extensions ?? [];
+    const extensions = [...(await builtInExtensions(this, opts)), ...(opts.extensions ?? [])];
 
     // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
