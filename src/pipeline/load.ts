@@ -152,5 +152,7 @@ export async function loadPipeline(ref: string = DEFAULT_MODEL, opts: LoadPipeli
     if (ref) [parts.tinyVae, opts] = [await openTinyVae(ref, opts), { ...opts, tinyVaeUse: "preview" }];
   }
   const model = await StableDiffusionModel.load(parts, opts);
-  return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
+  const pipe = new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
+  pipe.useRefinerLoader((refiner) => loadPipeline(refiner, { ...opts, tinyVae: undefined }));
+  return pipe;
 }
