@@ -14,7 +14,8 @@ import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
 import { ModelSession, type TensorData } from "../src/runtime.js";
 import { RandomWeights } from "../src/weights/random.js";
 import { writeJson } from "./report.js";
-import { fmtMs, log, median, now, peakRssMB } from "./measure.js";
+import { fmtMs, log, median, now } from "./measure.js";
+import { peakRssMB } from "./usage.js";
 import { sd15Graph, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, UNET_CONFIG, VAE_CONFIG } from "./sd15.js";
 import { standInTokenizer } from "./img2img.js";
 
