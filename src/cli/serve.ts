@@ -19,7 +19,7 @@ Options:
   --max-pixels N     largest input/output image in pixels (default ${DEFAULT_SERVER_MAX_PIXELS})
   --max-body-mb N    largest request body in MiB (default ${DEFAULT_MAX_BODY_BYTES / 1024 / 1024})
   --threads N        CPU threads for ONNX Runtime (default: all cores)
-  --quantize int8    faster UNet with int8 linear layers (approximate)
+  --quantize M       int8 or int8-conv: int8 linear layers (and 1x1 convs), faster, approximate
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
   -h, --help         show this help
 `;

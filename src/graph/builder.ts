@@ -78,6 +78,8 @@ export class Graph {
    * returns the layer's output, or undefined to build the float32 MatMul.
    */
   linearHook?: (prefix: string, x: Value, inF: number, outF: number, bias: boolean) => Value | undefined;
+  /** Optional replacement for layers.conv2d (e.g. an int8 pointwise conv, see quantize.ts), same contract. */
+  convHook?: (prefix: string, x: Value, inC: number, outC: number, k: number, opts: { stride: number; padding: number; bias: boolean }) => Value | undefined;
 
   constructor(
     readonly weights: WeightSource,

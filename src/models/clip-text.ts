@@ -3,6 +3,7 @@
 // Outputs every hidden state so one graph serves clip skip and SDXL's penultimate layer.
 import { Graph, type Value } from "../graph/builder.js";
 import { activation, attention, layerNorm, linear } from "../graph/layers.js";
+import { type QuantizeMode, quantizeTextEncoder } from "../graph/quantize.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** transformers CLIPTextConfig (snake_case as in config.json). */
@@ -46,10 +47,11 @@ export function resolveCLIPTextConfig(json: Record<string, unknown>): CLIPTextCo
  * - `pooler_output` [B, D]: last_hidden_state at the EOS position
  * - `text_embeds` [B, P] when the weights have `text_projection` (WithProjection)
  */
-export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig): Graph {
+export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig, opts: { quantize?: QuantizeMode } = {}): Graph {
   const c = config;
   const D = c.hidden_size;
   const g = new Graph(weights, "CLIPTextModel");
+  if (opts.quantize) quantizeTextEncoder(g, opts.quantize); // opt-in: not transformers-exact
   const ids = g.input("input_ids", "int64", ["batch", "sequence"]);
   const p = "text_model";
 

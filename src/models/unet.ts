@@ -5,7 +5,7 @@
 import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
 import { conv2d, groupNorm, linear } from "../graph/layers.js";
-import { type QuantizeMode, unetInt8Layers, useInt8Linear } from "../graph/quantize.js";
+import { type QuantizeMode, quantizeUNet } from "../graph/quantize.js";
 import type { WeightSource } from "../weights/source.js";
 import { diffusersActivation, downsample2D, resnetBlock2D, transformer2DModel, upsample2D } from "./blocks.js";
 
@@ -260,7 +260,7 @@ function transformer(g: Graph, k: BlockContext, prefix: string, x: Value, channe
 }
 
 export interface UNetBuildOptions {
-  /** "int8": the transformer blocks' Linear layers as int8 DynamicQuantizeMatMul (faster, approximate). */
+  /** int8 DynamicQuantizeMatMul for the transformer blocks' Linear layers ("int8-conv": and 1x1 convs); faster, approximate. */
   quantize?: QuantizeMode;
 }
 
@@ -287,7 +287,7 @@ export function buildUNet2DConditionModel(weights: WeightSource, config: UNet2DC
   const crossDim = perBlock(c.cross_attention_dim, nBlocks)[0];
 
   const g = new Graph(weights, "UNet2DConditionModel");
-  if (opts.quantize === "int8") useInt8Linear(g, unetInt8Layers); // opt-in: not diffusers-exact
+  if (opts.quantize) quantizeUNet(g, opts.quantize); // opt-in: not diffusers-exact
   const sample = g.input("sample", "float32", ["batch", c.in_channels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["batch"]);
   const ehs = g.input("encoder_hidden_states", "float32", ["batch", "sequence", crossDim]);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import { cachedGraph, cacheRoot } from "../graph/cache.js";
 import type { Graph } from "../graph/builder.js";
-import type { QuantizeMode } from "../graph/quantize.js";
+import { type QuantizeMode, quantizeCacheKey } from "../graph/quantize.js";
 import { buildCLIPTextModel, type CLIPTextConfig, resolveCLIPTextConfig } from "../models/clip-text.js";
 import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig, type TinyVaeConfig } from "../models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig, type UNet2DConditionConfig } from "../models/unet.js";
@@ -67,7 +67,7 @@ export interface LoadOptions extends RuntimeOptions {
   variant?: string;
   /** Called as each part is built/loaded (front ends show it). */
   onStatus?: (message: string) => void;
-  /** "int8": UNet transformer Linear layers as int8 (faster on CPU, approximate; default exact fp32). */
+  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's 1x1 convs); faster on CPU, approximate; default exact fp32. */
   quantize?: QuantizeMode;
   /** What a tiny VAE in ModelParts is used for (default "all"). */
   tinyVaeUse?: "all" | "preview";
@@ -144,16 +144,17 @@ export class StableDiffusionModel {
       if (!built) opts.onStatus?.(`loading ${kind}`);
       return ModelSession.load(path, opts);
     };
-    const textEncoder = await session("text-encoder", teConfig, parts.weights.text_encoder, () =>
-      buildCLIPTextModel(parts.weights.text_encoder, teConfig),
-    );
     const quantize = opts.quantize;
+    const qkey = quantize ? quantizeCacheKey(quantize) : undefined; // fp32 keeps its original cache key
+    const textEncoder = await session("text-encoder", teConfig, parts.weights.text_encoder, () =>
+      buildCLIPTextModel(parts.weights.text_encoder, teConfig, { quantize }), qkey,
+    );
     const unet = await session(
       "unet",
       unetConfig,
       parts.weights.unet,
       () => buildUNet2DConditionModel(parts.weights.unet, unetConfig, { quantize }),
-      quantize ? { quantize } : undefined, // fp32 keeps its original cache key
+      qkey,
     );
     const vaeEncoder = await session("vae-encoder", vaeConfig, parts.weights.vae, () =>
       buildVaeEncoder(parts.weights.vae, vaeConfig),
