@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
 import { IMG2IMG } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
-import { componentTable, endToEndTable, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, writeJson, type Row } from "./report.js";
+import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, writeJson, type Row } from "./report.js";
 import { GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
 import type { ComponentResult, PeakResult, RunProfile, Task, WorkerReply } from "./types.js";
 
@@ -86,7 +86,7 @@ async function main(opts: BenchOptions): Promise<void> {
   if (peak) console.log(`\n${peakTable(peak)}`);
   console.log(`\n${componentTable(rows, peak)}`);
   const steps = Math.floor(IMG2IMG.steps * IMG2IMG.strength);
-  if (rows.some((r) => r.what.startsWith("img2img"))) console.log(`\n${endToEndTable(rows, steps)}`);
+  if (rows.some((r) => r.what.startsWith("img2img"))) console.log(`\n${endToEndTable(rows, steps, peak)}`);
   for (const [what, p] of Object.entries(profiles)) console.log(`\n${profileTable(what, p)}`);
   for (const e of errors) console.error(`\n${e.what} failed:\n${e.error}`);
   writeJson(opts.json, {
@@ -99,6 +99,7 @@ async function main(opts: BenchOptions): Promise<void> {
     machine,
     peak: peak && { gflops: peak.gflops, start: peakBefore, end: peakAfter },
     sumOfComponentsMs: sumOfComponents(rows, steps),
+    img2imgFlops: img2imgFlops(rows, steps),
     components: rows,
     loadAverages: loads,
     errors,

@@ -4,28 +4,12 @@
 // reported apart from the later ones.
 import { openDiffusersFolder, StableDiffusionModel } from "../src/pipeline/components.js";
 import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
-import { CLIPTokenizer } from "../src/tokenizer/clip.js";
 import { benchWeights } from "./fake-model.js";
 import { fmtMs, fmtUsage, log } from "./measure.js";
-import { TEXT_ENCODER_CONFIG } from "./sd15.js";
 import type { ComponentResult, Task } from "./types.js";
 import { measured, median, peakRssMB, type Usage } from "./usage.js";
 
 export const IMG2IMG = { steps: 20, strength: 0.5, guidanceScale: 7.5, sampler: "euler" } as const;
-
-/** A tokenizer without a vocabulary (every word is unknown): enough to time the text encoder. */
-export function standInTokenizer(): CLIPTokenizer {
-  return new CLIPTokenizer({
-    vocab: { "<|startoftext|>": 49406, "<|endoftext|>": 49407 },
-    merges: [],
-    addedTokens: [],
-    bosToken: "<|startoftext|>",
-    eosToken: "<|endoftext|>",
-    padToken: "<|endoftext|>",
-    unkToken: "<|endoftext|>",
-    modelMaxLength: TEXT_ENCODER_CONFIG.max_position_embeddings,
-  });
-}
 
 /** A deterministic RGB test picture, `size` x `size`. */
 export function testImage(size: number) {

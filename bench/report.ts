@@ -73,35 +73,47 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
   return [table(head, body), ...notes].join("\n");
 }
 
-/** Steady-state sum of what one img2img runs: 2 text encodes (CFG) + encode + steps x UNet batch 2 + decode. */
-export function sumOfComponents(rows: Row[], steps: number): number | null {
-  const ms = (what: string) => {
+/** What one img2img runs, summed over the component rows: 2 text encodes (CFG) + encode + steps x UNet batch 2 + decode. */
+function sumOver(rows: Row[], steps: number, field: (r: ComponentResult) => number | null): number | null {
+  const v = (what: string) => {
     const r = rows.find((x) => x.what === what);
-    return r && !isSkipped(r) && !isCli(r) ? r.medianMs : null;
+    return r && !isSkipped(r) && !isCli(r) ? field(r as ComponentResult) : null;
   };
-  const parts = [ms("text-encoder"), ms("vae-encode"), ms("unet-b2"), ms("vae-decode")];
+  const parts = [v("text-encoder"), v("vae-encode"), v("unet-b2"), v("vae-decode")];
   if (parts.some((p) => p === null)) return null;
   const [te, enc, unet, dec] = parts as number[];
   return 2 * te + enc + steps * unet + dec;
 }
 
+/** Steady-state (median) time of the components one img2img runs: the yardstick of the end-to-end rows. */
+export const sumOfComponents = (rows: Row[], steps: number): number | null => sumOver(rows, steps, (r) => r.medianMs);
+
+/** FLOPs of one img2img, from the component rows' profiles. */
+export const img2imgFlops = (rows: Row[], steps: number): number | null => sumOver(rows, steps, (r) => r.flops);
+
 /** The end-to-end table: warm-process and CLI img2img against the sum of the steady-state components. */
-export function endToEndTable(rows: Row[], steps: number): string {
+export function endToEndTable(rows: Row[], steps: number, peak: PeakResult | undefined): string {
   const sum = sumOfComponents(rows, steps);
+  const flops = img2imgFlops(rows, steps);
+  const rate = (ms: number, exact: boolean) => (exact && flops ? flops / ms / 1e6 : null);
+  const pct = (gf: number | null) => f(gf !== null && peak ? (100 * gf) / peak.gflops : null, 1);
   const body: string[][] = [];
+  const line = (what: string, ms: number, min: number | null, exact: boolean, faults: number, sys: number, rss: number | null, startup: number | null) => {
+    const gf = rate(ms, exact);
+    body.push([what, f(ms), f(min), exact ? f(sum) : "-", exact && sum ? f(ms / sum, 2) : "-", f(gf, 1), pct(gf), k(faults), f(sys), f(rss), f(startup)]);
+  };
   for (const r of rows) {
     if (isSkipped(r) || !(r.what === "img2img" || isCli(r))) continue;
     if (isCli(r)) {
       const m = (key: keyof CliResult["runs"][number]) => median(r.runs.map((x) => x[key] as number));
-      const ratio = r.what === "img2img-cli" && sum ? f(r.medianMs / sum, 2) : "-";
-      body.push([r.what, f(r.medianMs), f(r.minMs), r.what === "img2img-cli" ? f(sum) : "-", ratio, k(m("minorFaults")), f(m("systemMs")), f(m("peakRssMB")), f(r.startupMs)]);
+      line(r.what, r.medianMs, r.minMs, r.what === "img2img-cli", m("minorFaults"), m("systemMs"), m("peakRssMB"), r.startupMs);
     } else {
       const c = r as ComponentResult;
-      body.push(["img2img (warm process, first image)", f(c.first.wallMs), "-", f(sum), sum ? f(c.first.wallMs / sum, 2) : "-", k(c.first.minorFaults), f(c.first.systemMs), "-", "-"]);
-      body.push(["img2img (warm process, later images)", f(c.medianMs), f(c.minMs), f(sum), sum ? f(c.medianMs / sum, 2) : "-", k(median(c.steady.map((u) => u.minorFaults))), f(median(c.steady.map((u) => u.systemMs))), f(c.peakRssMB), "-"]);
+      line("img2img (warm process, first image)", c.first.wallMs, null, true, c.first.minorFaults, c.first.systemMs, null, null);
+      line("img2img (warm process, later images)", c.medianMs, c.minMs, true, median(c.steady.map((u) => u.minorFaults)), median(c.steady.map((u) => u.systemMs)), c.peakRssMB, null);
     }
   }
-  const head = ["end to end", "median ms", "min ms", "sum of parts ms", "ratio", "minor faults", "sys ms", "peak RSS MB", "startup ms"];
+  const head = ["end to end", "median ms", "min ms", "sum of parts ms", "ratio", "GFLOP/s", "% peak", "minor faults", "sys ms", "peak RSS MB", "startup ms"];
   return table(head, body);
 }
 
