@@ -3,7 +3,7 @@
 // ONNX Runtime's optimised graph that makes warm loads fast.
 // Everything else passes plain typed arrays in and out (TensorData).
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -28,8 +28,8 @@ export interface RuntimeOptions {
   prepack?: boolean;
   /**
    * ONNX Runtime's CPU arena (default true): activations are carved from memory the session keeps,
-   * so no run but the first faults in fresh pages. Off: every tensor is a fresh allocation (the
-   * behaviour before issue 12; benchmarks compare the two).
+   * so no run but the first faults in fresh pages. Off: every tensor is a fresh allocation, and
+   * every run pays for faulting its pages in (docs/performance.md measures both).
    */
   memArena?: boolean;
   /**
