@@ -4,6 +4,7 @@
 // reported apart from the later ones.
 import { openDiffusersFolder, StableDiffusionModel } from "../src/pipeline/components.js";
 import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
+import * as runtime from "../src/runtime.js";
 import { benchWeights } from "./fake-model.js";
 import { fmtMs, fmtUsage, log } from "./measure.js";
 import type { ComponentResult, Task } from "./types.js";
@@ -14,6 +15,12 @@ export const IMG2IMG = { steps: 20, strength: 0.5, guidanceScale: 7.5, sampler: 
 /** A deterministic RGB test picture, `size` x `size`. */
 export function testImage(size: number) {
   return { width: size, height: size, data: new Uint8Array(size * size * 3).map((_, i) => (i * 37) % 256) };
+}
+
+/** Sessions the lean memory policy dropped and re-created (absent in trees without it). */
+function memoryNote(): string {
+  const stats = (runtime as { memoryStats?: () => { drops: number; recreated: number } }).memoryStats?.();
+  return stats ? `memory policy: ${stats.drops} sessions dropped, ${stats.recreated} re-created` : "";
 }
 
 export async function measureImg2Img(task: Task): Promise<ComponentResult> {
@@ -55,6 +62,6 @@ export async function measureImg2Img(task: Task): Promise<ComponentResult> {
     peakRssMB: peakRssMB(),
     stepsRun: first.stepsRun,
     phasesMs: { first: first.phases, steady: mid.phases },
-    note: building ? "load time includes building graphs" : undefined,
+    note: [building ? "load time includes building graphs" : "", memoryNote()].filter(Boolean).join("; ") || undefined,
   };
 }

@@ -46,6 +46,8 @@ interface Entry {
 export class SessionPool {
   private readonly entries = new Map<PooledSession, Entry>();
   private tick = 0;
+  /** Sessions dropped so far (benchmarks report it). */
+  drops = 0;
 
   constructor(
     private readonly rss: () => number = () => process.memoryUsage.rss(),
@@ -103,6 +105,7 @@ export class SessionPool {
       x.ran = false;
       x.previousFootprint = x.footprint;
       x.footprint = 0;
+      this.drops++;
       await o.drop();
     }
   }

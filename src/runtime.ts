@@ -192,6 +192,12 @@ function modelBytes(path: string): number {
 
 /** Every ModelSession of this process (or worker thread), for the memory policy. */
 const pool = new SessionPool();
+let recreated = 0;
+
+/** Sessions the lean memory policy dropped, and how many were re-created by a later run (this thread). */
+export function memoryStats(): { drops: number; recreated: number } {
+  return { drops: pool.drops, recreated };
+}
 
 /** A loaded ONNX model. Under the "lean" memory policy its ORT session may be dropped between runs
  *  (runtime-memory.ts) and is then re-created, from the same optimised copy, by the next run. */
@@ -281,6 +287,7 @@ export class ModelSession implements PooledSession {
     try {
       if (!this.session) {
         this.session = await this.create(); // dropped by the pool: map the optimised copy again
+        recreated++;
         const now = process.memoryUsage.rss();
         pool.revived(this, now - rss);
         rss = now;
