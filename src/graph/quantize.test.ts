@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { fixture, haveFixtures, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
 import { buildCLIPTextModel, resolveCLIPTextConfig } from "../models/clip-text.js";
 import { buildUNet2DConditionModel, resolveUNetConfig } from "../models/unet.js";
-import { ModelSession } from "../runtime.js";
+import { ModelSession, type TensorData } from "../runtime.js";
 import { openComponentWeights, readJson } from "../weights/diffusers.js";
 import { MemoryWeights } from "../weights/memory.js";
 import { Graph } from "./builder.js";
@@ -111,6 +111,19 @@ describe("int8 pointwise conv (Transpose + DynamicQuantizeMatMul + Transpose)", 
   });
 });
 
+/** The UNet inputs of a reference case (timestep: one value for the batch, or one per sample). */
+function unetFeeds(cs: any): Record<string, TensorData> {
+  const sample = referenceTensor(cs.sample);
+  const ehs = referenceTensor(cs.encoder_hidden_states);
+  const batch = sample.shape[0];
+  const tv = cs.timestep.value;
+  return {
+    sample: { data: sample.data, dims: sample.shape },
+    timestep: { data: Float32Array.from(Array.isArray(tv) ? tv : Array.from({ length: batch }, () => tv)), dims: [batch] },
+    encoder_hidden_states: { data: ehs.data, dims: ehs.shape },
+  };
+}
+
 describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
   // Stated bound (docs/performance.md): int8 UNet output within 0.02 of diffusers' fp32 on every case
   // (fp32 mode: 1e-4). Measured: see the log line printed by this test.
@@ -127,16 +140,7 @@ describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
     const session = await ModelSession.load(g.save(join(dir, "unet-int8")), { threads: 2 });
     try {
       for (const cs of ref.unet.cases) {
-        const sample = referenceTensor(cs.sample);
-        const ehs = referenceTensor(cs.encoder_hidden_states);
-        const batch = sample.shape[0];
-        const tv = cs.timestep.value;
-        const t = Float32Array.from(Array.isArray(tv) ? tv : Array.from({ length: batch }, () => tv));
-        const out = await session.run({
-          sample: { data: sample.data, dims: sample.shape },
-          timestep: { data: t, dims: [batch] },
-          encoder_hidden_states: { data: ehs.data, dims: ehs.shape },
-        });
+        const out = await session.run(unetFeeds(cs));
         const want = referenceTensor(cs.output);
         const got = out.out_sample.data as Float32Array;
         const max = maxAbsDiff(got, want.data);
@@ -165,15 +169,7 @@ describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
     const int8 = await ModelSession.load(q.save(join(dir, "unet-q")), { threads: 2 });
     try {
       for (const cs of ref.unet.cases) {
-        const sample = referenceTensor(cs.sample);
-        const ehs = referenceTensor(cs.encoder_hidden_states);
-        const batch = sample.shape[0];
-        const tv = cs.timestep.value;
-        const feeds = {
-          sample: { data: sample.data, dims: sample.shape },
-          timestep: { data: Float32Array.from(Array.isArray(tv) ? tv : Array.from({ length: batch }, () => tv)), dims: [batch] },
-          encoder_hidden_states: { data: ehs.data, dims: ehs.shape },
-        };
+        const feeds = unetFeeds(cs);
         const a = (await fp32.run(feeds)).out_sample.data as Float32Array;
         const b = (await int8.run(feeds)).out_sample.data as Float32Array;
         const max = maxAbsDiff(a, b);
