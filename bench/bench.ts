@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
 import { IMG2IMG } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
-import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, writeJson, type Row } from "./report.js";
+import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, sumOfComponentsCpu, writeJson, type Row } from "./report.js";
 import { GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
 import type { ComponentResult, PeakResult, RunProfile, Task, WorkerReply } from "./types.js";
 
@@ -99,6 +99,7 @@ async function main(opts: BenchOptions): Promise<void> {
     machine,
     peak: peak && { gflops: peak.gflops, start: peakBefore, end: peakAfter },
     sumOfComponentsMs: sumOfComponents(rows, steps),
+    sumOfComponentsCpuMs: sumOfComponentsCpu(rows, steps),
     img2imgFlops: img2imgFlops(rows, steps),
     components: rows,
     loadAverages: loads,

@@ -30,6 +30,10 @@ export function machineInfo(threads: number) {
   };
 }
 
+/** User + system CPU time: on a shared machine it moves much less with the load than wall time. */
+export const cpuMs = (u: { userMs: number; systemMs: number }): number => u.userMs + u.systemMs;
+export const steadyCpuMs = (r: ComponentResult): number => median(r.steady.map(cpuMs));
+
 /** GFLOP/s of a row at its median time (null without a FLOP count). */
 export const gflops = (r: ComponentResult): number | null => (r.flops === null ? null : r.flops / r.medianMs / 1e6);
 
@@ -47,7 +51,7 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
   const body = rows
     .filter((r): r is ComponentResult | Skipped => !isCli(r))
     .map((r) => {
-      if (isSkipped(r)) return [r.what, "skipped", ...Array(12).fill("")];
+      if (isSkipped(r)) return [r.what, "skipped", ...Array(14).fill("")];
       const gf = gflops(r);
       const steadyFaults = median(r.steady.map((u) => u.minorFaults));
       const steadySys = median(r.steady.map((u) => u.systemMs));
@@ -57,6 +61,8 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
         f(r.medianMs),
         f(r.minMs),
         f(r.first.wallMs / r.medianMs, 2),
+        f(cpuMs(r.first)),
+        f(steadyCpuMs(r)),
         f(r.flops === null ? null : r.flops / 1e9, 1),
         f(gf, 1),
         f(gf !== null && peak ? (100 * gf) / peak.gflops : null, 1),
@@ -68,7 +74,7 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
         f(r.load.wallMs),
       ];
     });
-  const head = ["component", "first ms", "median ms", "min ms", "first/med", "GFLOP", "GFLOP/s", "% peak", "1st faults", "1st sys ms", "faults", "sys ms", "peak RSS MB", "load ms"];
+  const head = ["component", "first ms", "median ms", "min ms", "first/med", "1st CPU ms", "CPU ms", "GFLOP", "GFLOP/s", "% peak", "1st faults", "1st sys ms", "faults", "sys ms", "peak RSS MB", "load ms"];
   const notes = rows.flatMap((r) => (isSkipped(r) ? [`  ${r.what}: skipped: ${r.skipped}`] : !isCli(r) && r.note ? [`  ${r.what}: ${r.note}`] : []));
   return [table(head, body), ...notes].join("\n");
 }
@@ -88,32 +94,37 @@ function sumOver(rows: Row[], steps: number, field: (r: ComponentResult) => numb
 /** Steady-state (median) time of the components one img2img runs: the yardstick of the end-to-end rows. */
 export const sumOfComponents = (rows: Row[], steps: number): number | null => sumOver(rows, steps, (r) => r.medianMs);
 
+/** The same in CPU time (user + system), the load-robust yardstick. */
+export const sumOfComponentsCpu = (rows: Row[], steps: number): number | null => sumOver(rows, steps, steadyCpuMs);
+
 /** FLOPs of one img2img, from the component rows' profiles. */
 export const img2imgFlops = (rows: Row[], steps: number): number | null => sumOver(rows, steps, (r) => r.flops);
 
 /** The end-to-end table: warm-process and CLI img2img against the sum of the steady-state components. */
 export function endToEndTable(rows: Row[], steps: number, peak: PeakResult | undefined): string {
   const sum = sumOfComponents(rows, steps);
+  const sumCpu = sumOfComponentsCpu(rows, steps);
   const flops = img2imgFlops(rows, steps);
   const rate = (ms: number, exact: boolean) => (exact && flops ? flops / ms / 1e6 : null);
   const pct = (gf: number | null) => f(gf !== null && peak ? (100 * gf) / peak.gflops : null, 1);
   const body: string[][] = [];
-  const line = (what: string, ms: number, min: number | null, exact: boolean, faults: number, sys: number, rss: number | null, startup: number | null) => {
+  const line = (what: string, ms: number, min: number | null, exact: boolean, cpu: number, faults: number, sys: number, rss: number | null, startup: number | null) => {
     const gf = rate(ms, exact);
-    body.push([what, f(ms), f(min), exact ? f(sum) : "-", exact && sum ? f(ms / sum, 2) : "-", f(gf, 1), pct(gf), k(faults), f(sys), f(rss), f(startup)]);
+    const cpuRatio = exact && sumCpu ? f(cpu / sumCpu, 2) : "-";
+    body.push([what, f(ms), f(min), exact ? f(sum) : "-", exact && sum ? f(ms / sum, 2) : "-", f(cpu), exact ? f(sumCpu) : "-", cpuRatio, f(gf, 1), pct(gf), k(faults), f(sys), f(rss), f(startup)]);
   };
   for (const r of rows) {
     if (isSkipped(r) || !(r.what === "img2img" || isCli(r))) continue;
     if (isCli(r)) {
       const m = (key: keyof CliResult["runs"][number]) => median(r.runs.map((x) => x[key] as number));
-      line(r.what, r.medianMs, r.minMs, r.what === "img2img-cli", m("minorFaults"), m("systemMs"), m("peakRssMB"), r.startupMs);
+      line(r.what, r.medianMs, r.minMs, r.what === "img2img-cli", median(r.runs.map(cpuMs)), m("minorFaults"), m("systemMs"), m("peakRssMB"), r.startupMs);
     } else {
       const c = r as ComponentResult;
-      line("img2img (warm process, first image)", c.first.wallMs, null, true, c.first.minorFaults, c.first.systemMs, null, null);
-      line("img2img (warm process, later images)", c.medianMs, c.minMs, true, median(c.steady.map((u) => u.minorFaults)), median(c.steady.map((u) => u.systemMs)), c.peakRssMB, null);
+      line("img2img (warm process, first image)", c.first.wallMs, null, true, cpuMs(c.first), c.first.minorFaults, c.first.systemMs, null, null);
+      line("img2img (warm process, later images)", c.medianMs, c.minMs, true, steadyCpuMs(c), median(c.steady.map((u) => u.minorFaults)), median(c.steady.map((u) => u.systemMs)), c.peakRssMB, null);
     }
   }
-  const head = ["end to end", "median ms", "min ms", "sum of parts ms", "ratio", "GFLOP/s", "% peak", "minor faults", "sys ms", "peak RSS MB", "startup ms"];
+  const head = ["end to end", "median ms", "min ms", "sum of parts ms", "ratio", "CPU ms", "sum of parts CPU ms", "CPU ratio", "GFLOP/s", "% peak", "minor faults", "sys ms", "peak RSS MB", "startup ms"];
   return table(head, body);
 }
 
