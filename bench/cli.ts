@@ -13,7 +13,7 @@ import { fmtMs, log, now } from "./measure.js";
 import type { CliResult, Task } from "./types.js";
 import { median } from "./usage.js";
 
-const BIN = fileURLToPath(new URL("../bin/reimagine.js", import.meta.url));
+export const BIN = fileURLToPath(new URL("../bin/reimagine.js", import.meta.url));
 const TIME = "/usr/bin/time";
 
 /** The two CLI rows: the default exact img2img and the SD-Turbo-style fast mode (item 4 of issue 12). */
@@ -22,7 +22,7 @@ export const CLI_ROWS = {
   "img2img-turbo-cli": (m: { model: string; tinyVae: string }) => ["--steps", "2", "--strength", "0.5", "-g", "0", "--sampler", "euler", "--quantize", "int8", "--tiny-vae", m.tinyVae, "-m", m.model],
 } as const;
 
-interface ProcessStats {
+export interface ProcessStats {
   wallMs: number;
   userMs: number;
   systemMs: number;
@@ -33,7 +33,7 @@ interface ProcessStats {
 }
 
 /** Runs `args` (an executable and its arguments) under GNU time; throws with the process's stderr when it fails. */
-function timedProcess(args: string[], env: NodeJS.ProcessEnv, dir: string): ProcessStats {
+export function timedProcess(args: string[], env: NodeJS.ProcessEnv, dir: string): ProcessStats {
   const stats = join(dir, "time.txt");
   const t = now();
   const p = spawnSync(TIME, ["-f", "%e %U %S %R %F %M", "-o", stats, ...args], { env, encoding: "utf8", maxBuffer: 64 * 2 ** 20 });
@@ -48,7 +48,8 @@ export async function writeInput(path: string, size: number): Promise<void> {
   writeFileSync(path, await encodeImage(testImage(size), "png"));
 }
 
-export async function measureCliRow(what: CliResult["what"], task: Task): Promise<CliResult> {
+/** The command line of a CLI row, its environment and scratch folder (the input picture is written). */
+export async function cliCommand(what: CliResult["what"], task: Pick<Task, "cacheDir" | "seed" | "size" | "threads">) {
   const models = writeRandomModels(join(task.cacheDir, "bench-models"), task.seed, log);
   const dir = join(task.cacheDir, "bench-cli");
   mkdirSync(dir, { recursive: true });
@@ -57,6 +58,20 @@ export async function measureCliRow(what: CliResult["what"], task: Task): Promis
   const env = { ...process.env, REIMAGINE_CACHE: task.cacheDir, HF_HUB_OFFLINE: "1" };
   const out = join(dir, `${what}.png`);
   const args = [BIN, input, "-p", "a photo of a cat", "-n", "", "--seed", "1", "--threads", String(task.threads), "-o", out, "--overwrite", "--json", ...CLI_ROWS[what](models)];
+  return { args, env, dir, out };
+}
+
+/** The pipeline's phase timings from the CLI's --json line (undefined when missing). */
+export function cliTimings(stdout: string): Record<string, number> | undefined {
+  try {
+    return (JSON.parse(stdout.trim().split("\n").pop()!) as { timings?: Record<string, number> }).timings;
+  } catch {
+    return undefined; // --json output missing: the wall time still counts
+  }
+}
+
+export async function measureCliRow(what: CliResult["what"], task: Task): Promise<CliResult> {
+  const { args, env, dir, out } = await cliCommand(what, task);
 
   const startupMs = timedProcess([BIN, "--version"], env, dir).wallMs;
   // an untimed first run builds the folder's graphs when the cache lacks them
@@ -67,13 +82,7 @@ export async function measureCliRow(what: CliResult["what"], task: Task): Promis
   const runs: CliResult["runs"] = [];
   for (let i = 0; i < task.runs; i++) {
     const { stdout, ...s } = timedProcess(args, env, dir);
-    let timings: Record<string, number> | undefined;
-    try {
-      timings = (JSON.parse(stdout.trim().split("\n").pop()!) as { timings?: Record<string, number> }).timings;
-    } catch {
-      // --json output missing: the wall time still counts
-    }
-    runs.push({ ...s, timings });
+    runs.push({ ...s, timings: cliTimings(stdout) });
     log(`${what}: process ${i + 1}/${task.runs} ${fmtMs(s.wallMs)} (user ${fmtMs(s.userMs)}, sys ${fmtMs(s.systemMs)}, ${(s.minorFaults / 1000).toFixed(0)}k minor faults, peak RSS ${s.peakRssMB.toFixed(0)} MiB)`);
   }
   rmSync(out, { force: true });

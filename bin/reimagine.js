@@ -1,6 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node
 // The `reimagine` executable. In a source checkout it runs src/cli/main.ts through tsx (so the CLI is
 // never a stale build); an installed package ships only dist/ and runs the compiled dist/cli/main.js.
+// The #! line asks glibc for transparent huge pages on large allocations (ONNX Runtime's arenas): a
+// first run then faults in 2 MiB pages instead of 4 KiB ones (docs/performance.md); other C libraries
+// and systems without THP ignore it.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
