@@ -60,7 +60,7 @@ export interface GenerateFlags {
   from?: string;
   threads?: number;
   provider?: Provider;
-  /** "int8": quantized UNet linears (faster, approximate). */
+  /** "int8" / "int8-conv": quantized linears (and 1x1 convs); faster, approximate. */
   quantize?: QuantizeMode;
   /** AutoencoderTiny (TAESD) repo or folder for fast encode/decode. */
   tinyVae?: string;
@@ -364,7 +364,7 @@ Options:
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
       --provider P              ${PROVIDERS.join(" | ")} (default cpu)
-      --quantize int8           faster UNet (int8 linear layers); approximate, see docs/performance.md
+      --quantize M              int8 (int8 linear layers) or int8-conv (also 1x1 convs): faster, approximate, see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
       --max-pixels N            refuse bigger input or output images (default ${DEFAULT_MAX_PIXELS})
