@@ -65,6 +65,8 @@ function modelLayers(model: StableDiffusionModel): ModelLayers {
   return s.layers;
 }
 
+const repoFiles = new Map<string, string>();
+
 /** The file a request names: in the LoRA folders by name, else the file, else a hub repo's LoRA. */
 async function locate(r: LoraRequest, dirs: readonly string[]): Promise<string> {
   if ("name" in r.from) {
@@ -76,7 +78,12 @@ async function locate(r: LoraRequest, dirs: readonly string[]): Promise<string> 
     if (!statSync(p).isFile()) throw new ReimagineError(`LoRA '${p}' is a folder: give a .safetensors file`, "invalid_input");
     return p;
   }
-  if (looksLikeRepoId(p) && !/\.safetensors$/i.test(p)) return downloadLoraRepo(p);
+  if (looksLikeRepoId(p) && !/\.safetensors$/i.test(p)) {
+    // the hub is asked once per process and repo (its commit for the revision), as a model is asked once per load
+    let file = repoFiles.get(p);
+    if (!file) repoFiles.set(p, (file = await downloadLoraRepo(p)));
+    return file;
+  }
   throw new ReimagineError(`LoRA file not found: ${p} (give a .safetensors file, a name in the LoRA folders, or a Hugging Face repo id)`, "not_found");
 }
 
