@@ -154,16 +154,16 @@ export function loraRunDefaults(opts: LoraRunOptions & { sampler?: string; steps
 export const LCM_LORA_DEFAULTS = { steps: 8, guidanceScale: 1 } as const;
 
 /**
- * The LoRA folders searched by default: REIMAGINE_LORA_DIR (a path list), then a `loras/` folder beside the model
- * (beside a model folder or file; for hub models under the Reimagine cache).
+ * The LoRA folders a front end searches: REIMAGINE_LORA_DIR (a path list), then the folders given (--lora-dir), else a
+ * `loras/` folder beside the model (beside a model folder or file; for hub models in the Reimagine cache folder).
  *
- * @example defaultLoraDirs("/models/sd15") // ["/models/loras"]
+ * @example loraDirsFor("/models/sd15") // ["/models/loras"]
+ * @example loraDirsFor("stabilityai/sd-turbo", ["./my-loras"]) // ["./my-loras"]
  */
-export function defaultLoraDirs(modelRef: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
-  const fromEnv = envLoraDirs(env);
+export function loraDirsFor(modelRef: string | undefined, given?: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
   const local = modelRef !== undefined && existsSync(modelRef);
   const beside = local ? join(dirname(resolve(modelRef)), "loras") : join(cacheRoot(env), "loras");
-  return [...new Set([...fromEnv, beside])];
+  return [...new Set([...envLoraDirs(env), ...(given?.length ? given : [beside])])];
 }
 
 /** The folders of REIMAGINE_LORA_DIR (a path list, ":"-separated; ";" on Windows). */
