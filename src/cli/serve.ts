@@ -2,7 +2,7 @@
 // AUTOMATIC1111-compatible API until SIGINT/SIGTERM, which stops it gracefully: no new jobs, the running
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
-import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import { DEFAULT_MODEL, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -25,6 +25,8 @@ Options:
   --request-timeout-s N  a request's headers and body must arrive within N s, else 408 (default ${DEFAULT_LIMITS.requestTimeoutS})
   --allowed-hosts LIST   Host names the server answers besides localhost, comma-separated; * = any
                      (default: the --host address; for 0.0.0.0 this machine's addresses and name)
+  --lora-dir DIR     folder of LoRA .safetensors files requests may name (repeatable; default: loras/ beside
+                     the model; plus REIMAGINE_LORA_DIR): <lora:name:0.8> in prompts, GET /sdapi/v1/loras
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize int8    faster UNet with int8 linear layers (approximate)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
@@ -63,6 +65,7 @@ export async function serveMain(args: string[]): Promise<number> {
         "decode-timeout-s": { type: "string" },
         "request-timeout-s": { type: "string" },
         "allowed-hosts": { type: "string" },
+        "lora-dir": { type: "string", multiple: true },
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
@@ -132,6 +135,7 @@ export async function serveMain(args: string[]): Promise<number> {
         decodeTimeoutS,
         requestTimeoutS,
         allowedHosts,
+        loraDirs: loraDirsFor(values.model ?? DEFAULT_MODEL, values["lora-dir"]),
         previewEvery: 1,
       });
     } catch (e) {

@@ -2,8 +2,9 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, promptWithLoraTags, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
+import type { LoraRequestFields } from "./lora-fields.js";
 import type { Upload } from "./http.js";
 import type { JobContext } from "./queue.js";
 
@@ -27,6 +28,8 @@ export interface GenerationRequest {
   width?: number;
   height?: number;
   resizeMode: ResizeMode;
+  /** LoRAs (native field; tags stay in the prompt), the server's LoRA folders, prompt syntax. */
+  lora?: LoraRequestFields;
 }
 
 export interface GeneratedImage {
@@ -49,6 +52,8 @@ export interface GenerationResult {
   height: number;
   stepsRun: number;
   totalMs: number;
+  /** Infotext pairs of the runs (e.g. "Lora hashes"; A1111's extra_generation_params). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
@@ -63,7 +68,7 @@ function settingsFor(
   extra: Record<string, string>,
 ): GenerationSettings {
   return {
-    prompt: req.prompt,
+    prompt: promptWithLoraTags(req.prompt, req.lora?.loras),
     negativePrompt: req.negativePrompt || undefined,
     steps: req.steps,
     sampler: req.sampler.a1111Name,
@@ -75,7 +80,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra,
+    extra: { ...r.extraGenerationParams, ...extra },
   };
 }
 
@@ -111,6 +116,7 @@ async function runOnce(
     width: req.width,
     height: req.height,
     resizeMode: req.resizeMode,
+    ...req.lora,
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });
@@ -142,7 +148,8 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
         images.push({ png, seed, infotext, width: r.width, height: r.height });
       }
     }
-    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
+    const extraGenerationParams = last!.extraGenerationParams;
+    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams };
   };
 }
 
