@@ -23,14 +23,28 @@ describe("--lora, --lora-dir, --prompt-syntax", () => {
     expect(parseLoraArg("watercolor:-0.5")).toEqual({ name: "watercolor", weight: -0.5 });
     expect(parseLoraArg("latent-consistency/lcm-lora-sdv1-5")).toEqual({ path: "latent-consistency/lcm-lora-sdv1-5" });
     expect(parseLoraArg("C:\\loras\\a.safetensors")).toEqual({ path: "C:\\loras\\a.safetensors" });
-    const f = parseGenerateArgs(["in.png", "--lora", "a:0.5", "--lora", "b.safetensors", "--lora-dir", "x", "--lora-dir", "y", "--prompt-syntax", "none"]).flags;
+    const f = parseGenerateArgs([
+      "in.png",
+      "--lora",
+      "a:0.5",
+      "--lora",
+      "b.safetensors",
+      "--lora-dir",
+      "x",
+      "--lora-dir",
+      "y",
+      "--prompt-syntax",
+      "none",
+    ]).flags;
     expect(f.loras).toEqual([{ name: "a", weight: 0.5 }, { path: "b.safetensors" }]);
     expect(f.loraDirs).toEqual(["x", "y"]);
     expect(f.promptSyntax).toBe("none");
   });
 
   it("refuses a weight that is not a number and an unknown syntax, in one line", () => {
-    expect(() => parseLoraArg("style.safetensors:strong")).toThrow(/^--lora 'style.safetensors:strong': the weight 'strong' is not a number; write --lora FILE:0.8/);
+    expect(() => parseLoraArg("style.safetensors:strong")).toThrow(
+      /^--lora 'style.safetensors:strong': the weight 'strong' is not a number; write --lora FILE:0.8/,
+    );
     expect(() => parseGenerateArgs(["in.png", "--prompt-syntax", "compel"])).toThrow(/--prompt-syntax must be one of a1111, none \(got 'compel'\)/);
   });
 });
@@ -130,7 +144,9 @@ describeWithFixtures(
       mkdirSync(empty);
       const { out: o, io } = capture();
       expect(await main([input, "--from", first, "--model", model, "--lora-dir", empty, "-o", join(tmp, "never.png")], io)).toBe(1);
-      expect(o.stderr).toMatch(/^reimagine: --from: the image was made with LoRA 'sd-tiny-lora' \[[0-9a-f]{12}\], which is in none of the LoRA folders \(.*empty\): put the file there/);
+      expect(o.stderr).toMatch(
+        /^reimagine: --from: the image was made with LoRA 'sd-tiny-lora' \[[0-9a-f]{12}\], which is in none of the LoRA folders \(.*empty\): put the file there/,
+      );
     });
 
     it("the prompt-syntax img2img cases through the CLI: PNG within 1/255 of diffusers", async () => {
@@ -152,9 +168,31 @@ describeWithFixtures(
       const lcm = join(tmp, "lcm-lora-tiny.safetensors");
       copyFileSync(join(loraDir, "sd-tiny-lora.diffusers.safetensors"), lcm);
       const out = join(tmp, "lcm.png");
-      const r = await runCli([input, "--model", model, "-p", "a photo", "--strength", "0.5", "--seed", "1", "--threads", "1", "--lora", lcm, "--json", "-o", out]);
+      const r = await runCli([
+        input,
+        "--model",
+        model,
+        "-p",
+        "a photo",
+        "--strength",
+        "0.5",
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+        "--lora",
+        lcm,
+        "--json",
+        "-o",
+        out,
+      ]);
       expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 4, steps: 8, guidanceScale: 1, sampler: "LCM" });
-      expect(parseInfotext((await readImageParameters(out))!)).toMatchObject({ sampler: "LCM", steps: 8, cfgScale: 1, prompt: "a photo <lora:lcm-lora-tiny:1>" });
+      expect(parseInfotext((await readImageParameters(out))!)).toMatchObject({
+        sampler: "LCM",
+        steps: 8,
+        cfgScale: 1,
+        prompt: "a photo <lora:lcm-lora-tiny:1>",
+      });
     });
   },
   "sd-tiny-lora",

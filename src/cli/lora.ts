@@ -89,7 +89,11 @@ export function loraRunOptions(
  * hash (the tag is renamed to the file found) or, when it names a hub repo, turned into `--lora REPO`; otherwise it is
  * an error that names the LoRA and the folders searched. Returns the prompt to run, extra specs and notes.
  */
-export function fromLoras(prompt: string, pairs: Map<string, string>, flags: LoraFlags & { model?: string }): { prompt: string; loras: LoraSpec[]; notes: string[] } {
+export function fromLoras(
+  prompt: string,
+  pairs: Map<string, string>,
+  flags: LoraFlags & { model?: string },
+): { prompt: string; loras: LoraSpec[]; notes: string[] } {
   if (flags.promptSyntax === "none") return { prompt, loras: [], notes: [] };
   const { loras: tags } = extractLoraTags(prompt);
   if (tags.length === 0) return { prompt, loras: [], notes: [] };

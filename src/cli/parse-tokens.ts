@@ -66,7 +66,7 @@ export function parseTokens<T extends OptionSpec>(args: string[], options: T): {
         "usage",
       );
     }
-    if (spec.multiple) ((values[t.name] as string[] | undefined) ?? (values[t.name] = [])).push(v); // repeatable (--lora A --lora B)
+    if (spec.multiple) values[t.name] = [...((values[t.name] as string[] | undefined) ?? []), v]; // repeatable (--lora A --lora B)
     else values[t.name] = v;
   }
   return { values: values as OptionValues<T>, positionals };

@@ -35,7 +35,13 @@ describeWithFixtures(
       for (const name of ["text_encoder", "text_encoder_2"] as const) {
         const te = pipe.model.components[name]!;
         const out = await (te.session.inputNames.length > 1
-          ? te.session.run({ input_ids: { data: BigInt64Array.from(te.tokenizer.call(prompt, { maxLength: 77, padding: "max_length", truncation: true }).inputIds, BigInt), dims: [1, 77] }, ...rank0(name) })
+          ? te.session.run({
+              input_ids: {
+                data: BigInt64Array.from(te.tokenizer.call(prompt, { maxLength: 77, padding: "max_length", truncation: true }).inputIds, BigInt),
+                dims: [1, 77],
+              },
+              ...rank0(name),
+            })
           : runTextEncoder(te, prompt));
         if (out.text_embeds) pooled = out.text_embeds.data as Float32Array;
         parts.push(hiddenLayer(out.hidden_states, layer));
@@ -65,7 +71,16 @@ describeWithFixtures(
       for (const promptSyntax of ["a1111", "none"] as const) {
         for (const clipSkip of [0, 1]) {
           for (const negativePrompt of [undefined, "", "blurry, low quality"]) {
-            const c = await pipe.encodePrompt({ prompt: settings.prompt, negativePrompt, clipSkip, cfg: true, numImages: 1, height: 64, width: 64, promptSyntax });
+            const c = await pipe.encodePrompt({
+              prompt: settings.prompt,
+              negativePrompt,
+              clipSkip,
+              cfg: true,
+              numImages: 1,
+              height: 64,
+              width: 64,
+              promptSyntax,
+            });
             const pos = await diffusersEncode(settings.prompt, -(clipSkip + 2));
             const neg = negativePrompt === undefined ? undefined : await diffusersEncode(negativePrompt, -2);
             const ehs = c.unetInputs.encoder_hidden_states as { data: Float32Array; dims: number[] };
@@ -90,7 +105,11 @@ describeWithFixtures(
         return seed / 2 ** 31 - 1;
       };
       const tensors: Record<string, TensorToWrite> = {};
-      const weights = { unet: pipe.model.unetWeights, text_encoder: pipe.model.components.text_encoder!.weights, text_encoder_2: pipe.model.components.text_encoder_2!.weights };
+      const weights = {
+        unet: pipe.model.unetWeights,
+        text_encoder: pipe.model.components.text_encoder!.weights,
+        text_encoder_2: pipe.model.components.text_encoder_2!.weights,
+      };
       for (const c of LORA_COMPONENTS) {
         for (const [m, shape] of modelModules(weights[c])) {
           if (!(c === "unet" ? /\.(attentions|resnets)\./.test(m) : m.includes(".encoder.layers."))) continue;

@@ -59,7 +59,9 @@ describeWithFixtures(
         it(`case ${c.id} with the ${format} file, from the seed`, async () => {
           const r = await pipe.run({ ...base(c), loras: [{ path: files[format], weight: c.lora.multiplier }] });
           expectCase(r, c, (t) => referenceTensor(t, SET).data);
-          expect(r.extraGenerationParams?.["Lora hashes"]).toMatch(new RegExp(`^${format === "kohya" ? "sd-tiny-lora" : "sd-tiny-lora\\.diffusers"}: [0-9a-f]{12}$`));
+          expect(r.extraGenerationParams?.["Lora hashes"]).toMatch(
+            new RegExp(`^${format === "kohya" ? "sd-tiny-lora" : "sd-tiny-lora\\.diffusers"}: [0-9a-f]{12}$`),
+          );
         });
       }
     }
@@ -75,7 +77,13 @@ describeWithFixtures(
       const before = graphFiles();
       const c = caseById("lora1.0");
       const a = await pipe.run({ ...base(c), loras: [{ path: files.kohya, weight: 0.3 }] });
-      const b = await pipe.run({ ...base(c), loras: [{ path: files.kohya, teWeight: 0.3, unetWeight: -0.5 }, { path: files.diffusers, weight: 0.2 }] });
+      const b = await pipe.run({
+        ...base(c),
+        loras: [
+          { path: files.kohya, teWeight: 0.3, unetWeight: -0.5 },
+          { path: files.diffusers, weight: 0.2 },
+        ],
+      });
       const none = await pipe.run(base(c));
       const zero = await pipe.run({ ...base(c), loras: [{ path: files.kohya, weight: 0 }] });
       expect(graphFiles()).toBe(before);
@@ -122,7 +130,16 @@ describeWithFixtures(
       expect(r.stepsRun).toBe(4);
       // explicit settings win
       const seen2: number[] = [];
-      await pipe.run({ image, prompt: "a photo", strength: 0.5, seed: 1, steps: 4, sampler: "ddim", loras: [{ path: lcm }], onProgress: (e) => seen2.push(e.timestep) });
+      await pipe.run({
+        image,
+        prompt: "a photo",
+        strength: 0.5,
+        seed: 1,
+        steps: 4,
+        sampler: "ddim",
+        loras: [{ path: lcm }],
+        onProgress: (e) => seen2.push(e.timestep),
+      });
       expect(seen2).toEqual([...img2imgTimesteps(createScheduler("ddim", pipe.model.schedulerConfig), 4, 0.5).timesteps]);
     });
 
@@ -140,7 +157,9 @@ describeWithFixtures(
         const viaHub = await pipe.run({ ...opts, loras: [{ path: "latent-consistency/lcm-lora-tiny", weight: 0.7 }] });
         const viaFile = await pipe.run({ ...opts, sampler: "lcm", steps: 8, guidanceScale: 1, loras: [{ path: files.diffusers, weight: 0.7 }] });
         expect(viaHub.latents).toEqual(viaFile.latents); // the LCM mode came from the repo's name
-        expect(viaHub.extraGenerationParams?.["Lora hashes"]).toBe(viaFile.extraGenerationParams?.["Lora hashes"]?.replace("sd-tiny-lora.diffusers", "latent-consistency/lcm-lora-tiny"));
+        expect(viaHub.extraGenerationParams?.["Lora hashes"]).toBe(
+          viaFile.extraGenerationParams?.["Lora hashes"]?.replace("sd-tiny-lora.diffusers", "latent-consistency/lcm-lora-tiny"),
+        );
         expect(hub.requests.filter((q) => q.includes("pytorch_lora_weights")).length).toBeGreaterThan(0);
         const requests = hub.requests.length;
         await pipe.run({ ...opts, loras: [{ path: "latent-consistency/lcm-lora-tiny" }] });

@@ -44,7 +44,10 @@ interface ModelState {
 const states = new WeakMap<StableDiffusionModel, ModelState>();
 const state = (model: StableDiffusionModel): ModelState => {
   let s = states.get(model);
-  if (!s) states.set(model, (s = { files: new Map(), slots: false }));
+  if (!s) {
+    s = { files: new Map(), slots: false };
+    states.set(model, s);
+  }
   return s;
 };
 
@@ -81,7 +84,10 @@ async function locate(r: LoraRequest, dirs: readonly string[]): Promise<string> 
   if (looksLikeRepoId(p) && !/\.safetensors$/i.test(p)) {
     // the hub is asked once per process and repo (its commit for the revision), as a model is asked once per load
     let file = repoFiles.get(p);
-    if (!file) repoFiles.set(p, (file = await downloadLoraRepo(p)));
+    if (!file) {
+      file = await downloadLoraRepo(p);
+      repoFiles.set(p, file);
+    }
     return file;
   }
   throw new ReimagineError(`LoRA file not found: ${p} (give a .safetensors file, a name in the LoRA folders, or a Hugging Face repo id)`, "not_found");
@@ -133,7 +139,10 @@ export async function prepareRunLoras(model: StableDiffusionModel, opts: LoraRun
 const slotCache = new WeakMap<object, LoraSlot[]>();
 function slotsOf(inputNames: readonly string[], shape: (k: string) => readonly number[] | undefined, owner: object): LoraSlot[] {
   let slots = slotCache.get(owner);
-  if (!slots) slotCache.set(owner, (slots = slotsFromInputs(inputNames, shape)));
+  if (!slots) {
+    slots = slotsFromInputs(inputNames, shape);
+    slotCache.set(owner, slots);
+  }
   return slots;
 }
 
@@ -148,9 +157,13 @@ export function feedsKey(loras: readonly RunLora[], part: "te" | "unet"): string
 /** A text encoder's slot feeds for the LoRAs' text-encoder multipliers (rank 0 without LoRA); {} for a plain graph. */
 export function textEncoderFeeds(model: StableDiffusionModel, name: "text_encoder" | "text_encoder_2", loras: readonly RunLora[]): Record<string, FeedTensor> {
   const te = model.components[name];
-  if (!te || !te.session.inputNames.some((n) => n.endsWith(".lora_down"))) return {};
+  if (!te?.session.inputNames.some((n) => n.endsWith(".lora_down"))) return {};
   const slots = slotsOf(te.session.inputNames, (k) => te.weights.info(k)?.shape, te.session);
-  return loraFeeds(slots, name satisfies LoraComponent, loras.map((l) => ({ lora: l.lora, multiplier: l.te, dynDim: l.dynDim })));
+  return loraFeeds(
+    slots,
+    name satisfies LoraComponent,
+    loras.map((l) => ({ lora: l.lora, multiplier: l.te, dynDim: l.dynDim })),
+  );
 }
 
 /** The loaded UNet's slot feeds for the LoRAs' UNet multipliers (the last set is kept: repeated runs reuse it). */
@@ -161,7 +174,11 @@ export function unetFeeds(model: StableDiffusionModel, loras: readonly RunLora[]
   if (s.unetFeeds?.key === key) return s.unetFeeds.feeds;
   s.unetFeeds = undefined; // drop the old feeds before building new ones (memory)
   const slots = slotsFromInputs(names, (k) => model.unetWeights.info(k)?.shape);
-  const feeds = loraFeeds(slots, "unet", loras.map((l) => ({ lora: l.lora, multiplier: l.unet, dynDim: l.dynDim })));
+  const feeds = loraFeeds(
+    slots,
+    "unet",
+    loras.map((l) => ({ lora: l.lora, multiplier: l.unet, dynDim: l.dynDim })),
+  );
   s.unetFeeds = { key, feeds };
   return feeds;
 }
@@ -175,7 +192,10 @@ export function loraHashes(loras: readonly RunLora[]): string {
   const byName = new Map<string, string>(); // A1111 keeps one entry per mentioned name (a dict)
   for (const l of loras) {
     let hash = hashes.get(l.lora.fingerprint);
-    if (hash === undefined) hashes.set(l.lora.fingerprint, (hash = loraShortHash(l.path)));
+    if (hash === undefined) {
+      hash = loraShortHash(l.path);
+      hashes.set(l.lora.fingerprint, hash);
+    }
     byName.set(l.name, hash);
   }
   return loraHashesInfotext([...byName].map(([name, hash]) => ({ name, hash })));

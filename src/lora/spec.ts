@@ -77,7 +77,10 @@ export function specName(spec: LoraSpec): string {
 export function specRequest(spec: LoraSpec): LoraRequest {
   const given = [spec.name, spec.path].filter((x) => x !== undefined);
   if (given.length !== 1 || given[0] === "" || typeof given[0] !== "string") {
-    throw new ReimagineError(`a LoRA needs exactly one of 'name' (in the LoRA folders) and 'path' (a file or hub repo); got ${JSON.stringify(spec)}`, "invalid_input");
+    throw new ReimagineError(
+      `a LoRA needs exactly one of 'name' (in the LoRA folders) and 'path' (a file or hub repo); got ${JSON.stringify(spec)}`,
+      "invalid_input",
+    );
   }
   const who = String(given[0]);
   const weight = spec.weight === undefined ? 1 : finite(spec.weight, "weight", who);
@@ -172,6 +175,7 @@ export const envLoraDirs = (env: NodeJS.ProcessEnv = process.env): string[] => (
 /** Refuses LoRA folders that exist but are not folders (missing ones are fine: nothing is found there). */
 export function checkLoraDirs(dirs: readonly string[]): void {
   for (const d of dirs) {
-    if (existsSync(d) && !statSync(d).isDirectory()) throw new ReimagineError(`LoRA folder '${d}' is a file: give a folder of .safetensors LoRAs`, "invalid_input");
+    if (existsSync(d) && !statSync(d).isDirectory())
+      throw new ReimagineError(`LoRA folder '${d}' is a file: give a folder of .safetensors LoRAs`, "invalid_input");
   }
 }

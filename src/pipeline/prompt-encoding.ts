@@ -3,7 +3,7 @@
 // tokenizer call, today's bits), padded to equal chunk counts with the encoding of "" (A1111 pad_cond_uncond), the
 // encoders' features side by side (SDXL: torch.concat(prompt_embeds_list, dim=-1)). LoRA slot feeds reach the
 // encoders here. Ref: diffusers encode_prompt (SD and SDXL img2img pipelines), A1111 sd_hijack_clip.py.
-import { type HiddenRule, type OutputTensor } from "../prompt/clip-layers.js";
+import type { HiddenRule, OutputTensor } from "../prompt/clip-layers.js";
 import { a1111ClipEncoder } from "../prompt/clip-encoder.js";
 import { type A1111Conditioning, encodeA1111, padChunks, type PromptSyntax } from "../prompt/encode.js";
 import type { LoadedTextEncoder, StableDiffusionModel } from "./components.js";
@@ -70,7 +70,11 @@ async function encodeOne(model: StableDiffusionModel, e: EncoderRun, prompt: str
  *
  * @example const { cond, uncond } = await encodeTextPair(model, encoders, { prompts: ["a (red:1.3) house"], negatives: [""], syntax: "a1111" });
  */
-export async function encodeTextPair(model: StableDiffusionModel, encoders: readonly EncoderRun[], req: TextPairRequest): Promise<{ cond: EncodedSide; uncond?: EncodedSide }> {
+export async function encodeTextPair(
+  model: StableDiffusionModel,
+  encoders: readonly EncoderRun[],
+  req: TextPairRequest,
+): Promise<{ cond: EncodedSide; uncond?: EncodedSide }> {
   const conds: Trimmed[] = [];
   const unconds: Trimmed[] = [];
   for (const [i, e] of encoders.entries()) {

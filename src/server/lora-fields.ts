@@ -46,10 +46,10 @@ function nativeLoras(raw: unknown): LoraSpec[] {
     try {
       list = t.startsWith("[") ? JSON.parse(t) : t.split(",");
     } catch {
-      throw new ValidationError("loras", "loras must be a JSON array such as [{\"name\": \"watercolor\", \"weight\": 0.8}]");
+      throw new ValidationError("loras", 'loras must be a JSON array such as [{"name": "watercolor", "weight": 0.8}]');
     }
   }
-  if (!Array.isArray(list)) throw new ValidationError("loras", "loras must be an array such as [{\"name\": \"watercolor\", \"weight\": 0.8}]");
+  if (!Array.isArray(list)) throw new ValidationError("loras", 'loras must be an array such as [{"name": "watercolor", "weight": 0.8}]');
   if (list.length > MAX_LORAS_PER_REQUEST) throw new ValidationError("loras", `at most ${MAX_LORAS_PER_REQUEST} LoRAs per request (got ${list.length})`);
   return list.map((item, i) => {
     const f = `loras[${i}]`;
@@ -80,7 +80,8 @@ export function parseLoraFields(body: Fields, prompt: string, dirs: string[], op
     const key = body.promptSyntax !== undefined ? "promptSyntax" : "prompt_syntax";
     const v = body[key];
     if (v !== undefined && v !== null && v !== "") {
-      if (!PROMPT_SYNTAXES.includes(v as PromptSyntax)) throw new ValidationError(key, `${key} must be one of ${PROMPT_SYNTAXES.join(", ")} (got ${JSON.stringify(v)})`);
+      if (!PROMPT_SYNTAXES.includes(v as PromptSyntax))
+        throw new ValidationError(key, `${key} must be one of ${PROMPT_SYNTAXES.join(", ")} (got ${JSON.stringify(v)})`);
       promptSyntax = v as PromptSyntax;
     }
     if (body.loras !== undefined && body.loras !== null) loras = nativeLoras(body.loras);

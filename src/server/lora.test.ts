@@ -35,7 +35,8 @@ const png = async () => (await encodeImage({ width: 64, height: 64, data: new Ui
 function setup() {
   const engine = createFakeEngine();
   const { app } = createApp(engine, { webRoot: "/nonexistent", loraDirs: [dir] });
-  const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const post = (path: string, body: unknown) =>
+    app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   return { engine, app, post };
 }
 
@@ -44,7 +45,12 @@ describe("LoRAs on the server (fake engine)", () => {
     const { app } = setup();
     const list = (await (await app.request("/sdapi/v1/loras")).json()) as any[];
     expect(list).toEqual([
-      { name: "pixel-art_v2", alias: "pixelart", path: join("styles", "pixel-art_v2.safetensors"), metadata: { ss_output_name: "pixelart", ss_network_dim: "8" } },
+      {
+        name: "pixel-art_v2",
+        alias: "pixelart",
+        path: join("styles", "pixel-art_v2.safetensors"),
+        metadata: { ss_output_name: "pixelart", ss_network_dim: "8" },
+      },
       { name: "watercolor", alias: "watercolor", path: "watercolor.safetensors", metadata: {} },
     ]);
     expect(await (await app.request("/v1/loras")).json()).toEqual(list.map(({ name, alias, path }) => ({ name, alias, path })));
@@ -72,12 +78,22 @@ describe("LoRAs on the server (fake engine)", () => {
   it("native: the `loras` field (JSON or a form's string) and promptSyntax; paths and unknown names are refused", async () => {
     const { app, engine } = setup();
     const submit = async (fields: Record<string, unknown>) => {
-      const res = await app.request("/v1/img2img", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: await png(), prompt: "a cat", steps: 4, ...fields }) });
+      const res = await app.request("/v1/img2img", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ image: await png(), prompt: "a cat", steps: 4, ...fields }),
+      });
       return { status: res.status, body: (await res.json()) as any };
     };
     const ok = await submit({ loras: [{ name: "watercolor", weight: 0.6 }, "pixelart:-0.5"], promptSyntax: "none" });
     expect(ok.status).toBe(202);
-    expect(ok.body.settings).toMatchObject({ loras: [{ name: "watercolor", weight: 0.6 }, { name: "pixelart", weight: -0.5 }], promptSyntax: "none" });
+    expect(ok.body.settings).toMatchObject({
+      loras: [
+        { name: "watercolor", weight: 0.6 },
+        { name: "pixelart", weight: -0.5 },
+      ],
+      promptSyntax: "none",
+    });
     const form = new FormData();
     form.set("image", new Blob([Buffer.from(await png(), "base64")]), "in.png");
     form.set("prompt", "a cat");
@@ -95,7 +111,14 @@ describe("LoRAs on the server (fake engine)", () => {
       expect(r.body.error.message).toMatch(re);
     }
     while (engine.runs.length < 2) await new Promise((r) => setTimeout(r, 5));
-    expect(engine.runs[0]).toMatchObject({ loras: [{ name: "watercolor", weight: 0.6 }, { name: "pixelart", weight: -0.5 }], loraDirs: [dir], promptSyntax: "none" });
+    expect(engine.runs[0]).toMatchObject({
+      loras: [
+        { name: "watercolor", weight: 0.6 },
+        { name: "pixelart", weight: -0.5 },
+      ],
+      loraDirs: [dir],
+      promptSyntax: "none",
+    });
     expect(engine.runs[1]).toMatchObject({ loras: [{ name: "watercolor", teWeight: 1, unetWeight: 0.2 }] });
   });
 });
