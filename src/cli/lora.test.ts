@@ -2,13 +2,13 @@
 // sd-tiny-lora case (both file formats, each scale) and the tag case through `reimagine` (written PNG within 1/255 of
 // diffusers), the prompt-syntax img2img cases, `Lora hashes` as A1111 writes it, `--from` re-applying the LoRAs (by
 // name, by hash, or saying which one is missing), and an LCM-LoRA as a few-step mode.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { capture } from "../../test/capture.js";
 import { runCli } from "../../test/cli.js";
 import { describeWithFixtures, fixture, loadReferenceJson, referenceRunSettings } from "../../test/fixtures.js";
+import { useTempCache } from "../../test/temp-cache.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
@@ -54,14 +54,7 @@ describeWithFixtures(
   () => {
     const SET = "sd-tiny-lora";
     const ref = loadReferenceJson(SET);
-    const tmp = mkdtempSync(join(tmpdir(), "reimagine-cli-lora-"));
-    const saved = process.env.REIMAGINE_CACHE;
-    process.env.REIMAGINE_CACHE = join(tmp, "cache");
-    afterAll(() => {
-      if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-      else process.env.REIMAGINE_CACHE = saved;
-      rmSync(tmp, { recursive: true, force: true });
-    });
+    const tmp = useTempCache("reimagine-cli-lora-"); // graphs built once for this file
     const model = fixture("sd-tiny", "model");
     const input = fixture("sd-tiny", "reference", "input.png");
     const loraDir = fixture(SET, "lora");

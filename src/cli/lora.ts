@@ -1,10 +1,12 @@
 // The CLI's LoRA and prompt-syntax options: `--lora FILE[:WEIGHT]` (repeatable; a file, a name in the LoRA folders or
-// a Hugging Face repo), `--lora-dir DIR` (repeatable), `--prompt-syntax a1111|none`; their run options; and `--from`
+// a Hugging Face repo), `--lora-dir DIR`, `--embedding-dir DIR` (repeatable), `--prompt-syntax a1111|none`; their run
+// options; and `--from`
 // for LoRAs: the tags of the stored prompt are found by name, else by their `Lora hashes` entry, in the LoRA folders.
 import { existsSync } from "node:fs";
 import { sep } from "node:path";
 import {
   DEFAULT_MODEL,
+  embeddingDirsFor,
   extractLoraTags,
   findLora,
   listLoras,
@@ -23,12 +25,15 @@ export interface LoraFlags {
   loras?: LoraSpec[];
   /** --lora-dir as given (the defaults are added by loraRunOptions). */
   loraDirs?: string[];
+  /** --embedding-dir as given. */
+  embeddingDirs?: string[];
   promptSyntax?: PromptSyntax;
 }
 
 export const LORA_OPTIONS = {
   lora: { type: "string", multiple: true },
   "lora-dir": { type: "string", multiple: true },
+  "embedding-dir": { type: "string", multiple: true },
   "prompt-syntax": { type: "string" },
 } as const;
 
@@ -37,6 +42,8 @@ export const LORA_HELP = `      --lora FILE[:WEIGHT]      apply a LoRA (repeatab
                                 can also name LoRAs: "a cat <lora:watercolor:0.8>" (<lora:name:te:unet> too).
                                 An LCM-LoRA runs the LCM sampler (8 steps, guidance 1) unless you set them
       --lora-dir DIR            folder of LoRA files (repeatable; default: loras/ beside the model; plus REIMAGINE_LORA_DIR)
+      --embedding-dir DIR       folder of textual-inversion embeddings (.safetensors) that prompts name by file name
+                                (repeatable; default: embeddings/ beside the model; plus REIMAGINE_EMBEDDING_DIR)
       --prompt-syntax S         a1111 (default: (word:1.2) emphasis, [word], BREAK, long prompts, <lora:...> tags)
                                 | none (the prompt is literal text, cut at 77 tokens as diffusers)`;
 
@@ -64,12 +71,12 @@ export function parseLoraArg(v: string): LoraSpec {
 }
 
 /** Fills LoraFlags from parsed option values. */
-export function parseLoraFlags(v: { lora?: string[]; "lora-dir"?: string[]; "prompt-syntax"?: string }): LoraFlags {
+export function parseLoraFlags(v: { lora?: string[]; "lora-dir"?: string[]; "embedding-dir"?: string[]; "prompt-syntax"?: string }): LoraFlags {
   const syntax = v["prompt-syntax"]?.trim().toLowerCase();
   if (syntax !== undefined && !PROMPT_SYNTAXES.includes(syntax as PromptSyntax)) {
     throw new ReimagineError(`--prompt-syntax must be one of ${PROMPT_SYNTAXES.join(", ")} (got '${v["prompt-syntax"]}')`, "usage");
   }
-  return { loras: v.lora?.map(parseLoraArg), loraDirs: v["lora-dir"], promptSyntax: syntax as PromptSyntax | undefined };
+  return { loras: v.lora?.map(parseLoraArg), loraDirs: v["lora-dir"], embeddingDirs: v["embedding-dir"], promptSyntax: syntax as PromptSyntax | undefined };
 }
 
 /**
@@ -79,8 +86,14 @@ export function parseLoraFlags(v: { lora?: string[]; "lora-dir"?: string[]; "pro
 export function loraRunOptions(
   flags: LoraFlags & { model?: string; sampler?: string; steps?: number; guidanceScale?: number },
   prompt: string,
-): { loras?: LoraSpec[]; loraDirs: string[]; promptSyntax?: PromptSyntax; fewStep: ReturnType<typeof loraRunDefaults> } {
-  const base = { loras: flags.loras, loraDirs: loraDirsFor(flags.model ?? DEFAULT_MODEL, flags.loraDirs), promptSyntax: flags.promptSyntax };
+): { loras?: LoraSpec[]; loraDirs: string[]; embeddingDirs: string[]; promptSyntax?: PromptSyntax; fewStep: ReturnType<typeof loraRunDefaults> } {
+  const model = flags.model ?? DEFAULT_MODEL;
+  const base = {
+    loras: flags.loras,
+    loraDirs: loraDirsFor(model, flags.loraDirs),
+    embeddingDirs: embeddingDirsFor(model, flags.embeddingDirs),
+    promptSyntax: flags.promptSyntax,
+  };
   return { ...base, fewStep: loraRunDefaults({ ...base, prompt, sampler: flags.sampler, steps: flags.steps, guidanceScale: flags.guidanceScale }) };
 }
 

@@ -2,7 +2,7 @@
 // AUTOMATIC1111-compatible API until SIGINT/SIGTERM, which stops it gracefully: no new jobs, the running
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import { DEFAULT_MODEL, embeddingDirsFor, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -27,6 +27,8 @@ Options:
                      (default: the --host address; for 0.0.0.0 this machine's addresses and name)
   --lora-dir DIR     folder of LoRA .safetensors files requests may name (repeatable; default: loras/ beside
                      the model; plus REIMAGINE_LORA_DIR): <lora:name:0.8> in prompts, GET /sdapi/v1/loras
+  --embedding-dir DIR  folder of textual-inversion embeddings prompts may name (repeatable; default:
+                     embeddings/ beside the model; plus REIMAGINE_EMBEDDING_DIR); GET /sdapi/v1/embeddings
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize int8    faster UNet with int8 linear layers (approximate)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
@@ -66,6 +68,7 @@ export async function serveMain(args: string[]): Promise<number> {
         "request-timeout-s": { type: "string" },
         "allowed-hosts": { type: "string" },
         "lora-dir": { type: "string", multiple: true },
+        "embedding-dir": { type: "string", multiple: true },
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
@@ -136,6 +139,7 @@ export async function serveMain(args: string[]): Promise<number> {
         requestTimeoutS,
         allowedHosts,
         loraDirs: loraDirsFor(values.model ?? DEFAULT_MODEL, values["lora-dir"]),
+        embeddingDirs: embeddingDirsFor(values.model ?? DEFAULT_MODEL, values["embedding-dir"]),
         previewEvery: 1,
       });
     } catch (e) {

@@ -2,7 +2,9 @@
 // case with both file formats (final latents atol 5e-4, image atol 2e-4: the fixture's pipeline tolerances), the
 // <lora:...> tag case, every img2img case of the prompt-syntax fixture; plain runs load no LoRA graph, switching
 // LoRAs or weights builds none and a run without LoRA afterwards equals the plain run bit for bit; LCM-LoRA as a
-// few-step mode (also from a hub repo on a fake hub); bad LoRA input as one-line errors.
+// few-step mode (also from a hub repo on a fake hub); textual inversion from an embedding folder; bad LoRA input as
+// one-line errors.
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,6 +173,36 @@ describeWithFixtures(
           else process.env[k] = v;
         }
       }
+    });
+
+    it("textual inversion: an embedding in the embedding folder, named in the prompt, encodes as the words it holds", async () => {
+      // its vectors are the token embeddings of "cyberpunk version": the same conditioning as those words, bit for bit
+      const te = pipe.model.components.text_encoder!;
+      const D = te.config.hidden_size;
+      const table = te.weights.read("text_model.embeddings.token_embedding.weight", [te.config.vocab_size, D]);
+      const ids = te.tokenizer.encode("cyberpunk version");
+      const emb = new Float32Array(ids.length * D);
+      for (const [i, id] of ids.entries()) emb.set(table.subarray(id * D, (id + 1) * D), i * D);
+      const dir = join(tmp, "embeddings");
+      mkdirSync(dir);
+      writeSafetensors(join(dir, "neonstyle.safetensors"), { emb_params: { dtype: "F32", shape: [ids.length, D], data: emb } });
+      writeSafetensors(join(dir, "xl-style.safetensors"), {
+        clip_l: { dtype: "F32", shape: [1, 768], data: new Float32Array(768) },
+        clip_g: { dtype: "F32", shape: [1, 1280], data: new Float32Array(1280) },
+      }); // another family: skipped
+      const c = caseById("lora1.0");
+      const withTi = await pipe.run({ ...base(c), prompt: "a (neonstyle:1.2) of this photo", embeddingDirs: [dir] });
+      const words = await pipe.run({ ...base(c), prompt: "a (cyberpunk version:1.2) of this photo", embeddingDirs: [dir] });
+      expect(te.session.inputNames).toContain("extra_token_embeddings");
+      expect(withTi.latents).toEqual(words.latents);
+      const sha = createHash("sha256")
+        .update(readFileSync(join(dir, "neonstyle.safetensors")))
+        .digest("hex");
+      expect(withTi.extraGenerationParams).toEqual({ "TI hashes": `neonstyle: ${sha.slice(0, 12)}` });
+      expect(words.extraGenerationParams).toBeUndefined();
+      // "none" reads the name as text
+      const literal = await pipe.run({ ...base(c), prompt: "a (neonstyle:1.2) of this photo", embeddingDirs: [dir], promptSyntax: "none" });
+      expect(maxAbsDiff(literal.latents!, withTi.latents!)).toBeGreaterThan(1e-4);
     });
 
     it("bad LoRA input: one-line errors that say what to do", async () => {

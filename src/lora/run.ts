@@ -38,6 +38,8 @@ interface ModelState {
   layers?: ModelLayers;
   /** Switched to the LoRA-slot graphs. */
   slots: boolean;
+  /** Text encoders take textual-inversion rows (`extra_token_embeddings`). */
+  extraTokens: boolean;
   unetFeeds?: { key: string; feeds: Record<string, FeedTensor> };
 }
 
@@ -45,7 +47,7 @@ const states = new WeakMap<StableDiffusionModel, ModelState>();
 const state = (model: StableDiffusionModel): ModelState => {
   let s = states.get(model);
   if (!s) {
-    s = { files: new Map(), slots: false };
+    s = { files: new Map(), slots: false, extraTokens: false };
     states.set(model, s);
   }
   return s;
@@ -128,12 +130,21 @@ export async function runLoras(model: StableDiffusionModel, opts: LoraRunOptions
  */
 export async function prepareRunLoras(model: StableDiffusionModel, opts: LoraRunOptions): Promise<RunLoras & { slots: boolean }> {
   const run = await runLoras(model, opts);
+  if (run.loras.length > 0) await useTextInputs(model, { loraSlots: true });
+  return { ...run, slots: state(model).slots };
+}
+
+/**
+ * Switches the text encoders to the graph variant with these extra inputs (LoRA slots, textual-inversion rows). The
+ * switch is one-way: inputs once added stay (fed rank 0 / a zero row they give the plain bits), so later runs load nothing.
+ */
+export async function useTextInputs(model: StableDiffusionModel, want: { loraSlots?: boolean; extraTokens?: boolean }): Promise<void> {
   const s = state(model);
-  if (run.loras.length > 0 && !s.slots) {
-    await model.useTextEncoderVariant({ loraSlots: true });
-    s.slots = true;
-  }
-  return { ...run, slots: s.slots };
+  const next = { loraSlots: s.slots || want.loraSlots === true, extraTokens: s.extraTokens || want.extraTokens === true };
+  if (next.loraSlots === s.slots && next.extraTokens === s.extraTokens) return;
+  await model.useTextEncoderVariant(next);
+  s.slots = next.loraSlots;
+  s.extraTokens = next.extraTokens;
 }
 
 const slotCache = new WeakMap<object, LoraSlot[]>();

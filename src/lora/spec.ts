@@ -164,9 +164,20 @@ export const LCM_LORA_DEFAULTS = { steps: 8, guidanceScale: 1 } as const;
  * @example loraDirsFor("stabilityai/sd-turbo", ["./my-loras"]) // ["./my-loras"]
  */
 export function loraDirsFor(modelRef: string | undefined, given?: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  return foldersFor(modelRef, "loras", given, envLoraDirs(env), env);
+}
+
+/** `fromEnv`, then `given`, else `folder` beside the model (for hub models under the Reimagine cache folder). */
+export function foldersFor(
+  modelRef: string | undefined,
+  folder: string,
+  given: readonly string[] | undefined,
+  fromEnv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
   const local = modelRef !== undefined && existsSync(modelRef);
-  const beside = local ? join(dirname(resolve(modelRef)), "loras") : join(cacheRoot(env), "loras");
-  return [...new Set([...envLoraDirs(env), ...(given?.length ? given : [beside])])];
+  const beside = local ? join(dirname(resolve(modelRef)), folder) : join(cacheRoot(env), folder);
+  return [...new Set([...fromEnv, ...(given?.length ? given : [beside])])];
 }
 
 /** The folders of REIMAGINE_LORA_DIR (a path list, ":"-separated; ";" on Windows). */

@@ -1,14 +1,13 @@
 // SD 1.x / 2.x prompt encoding (step 3 of the pipeline): one CLIP text encoder, last_hidden_state, or
 // final_layer_norm(hidden_states[-(clip_skip + 1)]) with clip skip; AUTOMATIC1111 prompt syntax (emphasis, BREAK,
-// 75-token chunks) and the text-encoder part of LoRAs through prompt-encoding.ts.
+// 75-token chunks), textual inversion and the text-encoder part of LoRAs through prompt-encoding.ts.
 // Ref: diffusers StableDiffusionImg2ImgPipeline.encode_prompt; A1111 sd_hijack_clip.py (same layer rule for SD 1.x).
 import { ReimagineError } from "../errors.js";
 import type { HiddenRule } from "../prompt/clip-layers.js";
-import { feedsKey, prepareRunLoras, textEncoderFeeds } from "../lora/run.js";
 import { checkPromptSyntax } from "../lora/spec.js";
 import type { StableDiffusionModel } from "./components.js";
 import { batchRows, type Conditioning, type PromptRequest } from "./family.js";
-import { encodeTextPair } from "./prompt-encoding.js";
+import { encodeTextPair, textEncoderRuns } from "./prompt-encoding.js";
 
 /** The text encoder, or an error naming what the model lacks. */
 function textEncoderOf(model: StableDiffusionModel) {
@@ -27,30 +26,19 @@ export async function encodePromptSD(model: StableDiffusionModel, req: PromptReq
   if (!(Number.isInteger(req.clipSkip) && req.clipSkip >= 0 && req.clipSkip < layers)) {
     throw new ReimagineError(`clip skip must be 0..${layers - 1} for this model (got ${req.clipSkip})`);
   }
-  const syntax = checkPromptSyntax(req.promptSyntax);
-  const { prompt, loras } = await prepareRunLoras(model, req);
   // diffusers: last_hidden_state, or final_layer_norm(hidden_states[-(k+1)]) (A1111's "Clip skip: k+1" on SD 1.x)
   const rule: HiddenRule = req.clipSkip === 0 ? { output: "last_hidden_state" } : { output: "normed_hidden_states", fromEnd: req.clipSkip + 1 };
-  const { cond, uncond } = await encodeTextPair(
-    model,
-    [
-      {
-        name: "text_encoder",
-        te,
-        rule,
-        negativeRule: rule,
-        pooled: false,
-        feeds: () => textEncoderFeeds(model, "text_encoder", loras),
-        plainFeeds: () => textEncoderFeeds(model, "text_encoder", []),
-        feedsKey: feedsKey(loras, "te"),
-      },
-    ],
-    { prompts: [prompt], negatives: req.cfg ? [req.negativePrompt ?? ""] : undefined, syntax },
-  );
+  const { prompt, runs, tiHashes } = await textEncoderRuns(model, req, [{ name: "text_encoder", te, rule, negativeRule: rule, pooled: false }]);
+  const { cond, uncond, embeddings } = await encodeTextPair(model, runs, {
+    prompts: [prompt],
+    negatives: req.cfg ? [req.negativePrompt ?? ""] : undefined,
+    syntax: checkPromptSyntax(req.promptSyntax),
+  });
   const batch = req.numImages * (req.cfg ? 2 : 1);
   return {
     batch,
     cfg: req.cfg,
     unetInputs: { encoder_hidden_states: { data: batchRows(cond.hidden, req.numImages, uncond?.hidden), dims: [batch, cond.tokens, cond.width] } },
+    ...(embeddings.length ? { infotext: { "TI hashes": tiHashes(embeddings) } } : {}),
   };
 }

@@ -1,14 +1,14 @@
 // SDXL prompt encoding (step 3 of the pipeline) and its micro-conditioning: both text encoders'
 // penultimate hidden states concatenated, the pooled projection of text_encoder_2, zero negatives
-// (force_zeros_for_empty_prompt) and add_time_ids; A1111 prompt syntax and LoRAs through prompt-encoding.ts.
+// (force_zeros_for_empty_prompt) and add_time_ids; A1111 prompt syntax, textual inversion and LoRAs through
+// prompt-encoding.ts.
 // The refiner has only text_encoder_2.
 // Ref: diffusers StableDiffusionXLImg2ImgPipeline.encode_prompt, _get_add_time_ids and __call__ step 8.
 import { ReimagineError } from "../errors.js";
 import type { LoadedTextEncoder, StableDiffusionModel } from "./components.js";
-import { feedsKey, prepareRunLoras, textEncoderFeeds } from "../lora/run.js";
 import { checkPromptSyntax } from "../lora/spec.js";
 import { batchRows, type Conditioning, type MicroConditioning, type PromptRequest } from "./family.js";
-import { type EncoderRun, encodeTextPair } from "./prompt-encoding.js";
+import { type EncoderPart, encodeTextPair, textEncoderRuns } from "./prompt-encoding.js";
 
 /** The encoders in diffusers' order ([text_encoder, text_encoder_2], or the refiner's [text_encoder_2]). */
 function encoders(model: StableDiffusionModel): { name: "text_encoder" | "text_encoder_2"; te: LoadedTextEncoder }[] {
@@ -67,26 +67,22 @@ export async function encodePromptSDXL(model: StableDiffusionModel, req: PromptR
   if (!(Number.isInteger(req.clipSkip) && req.clipSkip >= 0 && req.clipSkip + 1 < layers)) {
     throw new ReimagineError(`clip skip must be 0..${layers - 2} for this model (got ${req.clipSkip})`);
   }
-  const syntax = checkPromptSyntax(req.promptSyntax);
-  const { prompt, prompt2, loras } = await prepareRunLoras(model, req);
   const twoPrompts = (a: string, b: string | undefined) => (list.length === 2 ? [a, b || a] : [b || a]);
   // diffusers: hidden_states[-(clip_skip + 2)] of each encoder (no final norm), the negative at -2 whatever clip_skip;
   // the pooled output is text_encoder_2's text_embeds (A1111: both penultimate, the pooled of the first chunk)
-  const runs: EncoderRun[] = list.map(({ name, te }) => ({
+  const parts: EncoderPart[] = list.map(({ name, te }) => ({
     name,
     te,
     rule: { output: "hidden_states", fromEnd: req.clipSkip + 2 },
     negativeRule: { output: "hidden_states", fromEnd: 2 },
     pooled: name === "text_encoder_2" && te.session.outputNames.includes("text_embeds"),
-    feeds: () => textEncoderFeeds(model, name, loras),
-    plainFeeds: () => textEncoderFeeds(model, name, []),
-    feedsKey: feedsKey(loras, "te"),
   }));
-  const { cond: pos, uncond: neg } = await encodeTextPair(model, runs, {
+  const { prompt, prompt2, runs, tiHashes } = await textEncoderRuns(model, req, parts);
+  const { cond: pos, uncond: neg, embeddings } = await encodeTextPair(model, runs, {
     prompts: twoPrompts(prompt, prompt2),
     negatives: req.cfg ? twoPrompts(req.negativePrompt ?? "", req.negativePrompt2) : undefined,
     zeroNegative: req.negativePrompt === undefined && model.pipelineConfig.force_zeros_for_empty_prompt, // zeros_like
-    syntax,
+    syntax: checkPromptSyntax(req.promptSyntax),
   });
   if (!pos.pooled) {
     throw new ReimagineError(`${model.name}: text_encoder_2 has no text_projection, so SDXL's pooled embedding cannot be computed; the weights are not CLIPTextModelWithProjection`, "bad_model");
@@ -103,5 +99,6 @@ export async function encodePromptSDXL(model: StableDiffusionModel, req: PromptR
       text_embeds: { data: batchRows(pos.pooled, n, neg?.pooled), dims: [batch, pos.pooled.length] },
       time_ids: { data: batchRows(Float32Array.from(ids), n, req.cfg ? Float32Array.from(negIds) : undefined), dims: [batch, ids.length] },
     },
+    ...(embeddings.length ? { infotext: { "TI hashes": tiHashes(embeddings) } } : {}),
   };
 }

@@ -52,6 +52,8 @@ export interface PromptRequest extends MicroConditioning {
   /** LoRAs (their text-encoder parts apply here) and the folders their names are found in. */
   loras?: LoraSpec[];
   loraDirs?: string[];
+  /** Folders of textual-inversion embeddings (A1111 `embeddings/`), named in prompts by file name. */
+  embeddingDirs?: string[];
 }
 
 /**
@@ -63,6 +65,8 @@ export interface Conditioning {
   cfg: boolean;
   /** encoder_hidden_states [B, L, D]; SDXL adds text_embeds [B, P] and time_ids [B, n]. */
   unetInputs: Record<string, TensorData>;
+  /** Infotext pairs of the encoding (A1111's "TI hashes"). */
+  infotext?: Record<string, string>;
 }
 
 export interface PipelineDefaults {

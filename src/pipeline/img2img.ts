@@ -87,6 +87,9 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   loras?: LoraSpec[];
   /** Folders searched for LoRA names (tags, `loras` by name); default REIMAGINE_LORA_DIR. */
   loraDirs?: string[];
+  /** Folders of textual-inversion embeddings (A1111 `embeddings/`: a prompt names one by its file name); default
+   *  REIMAGINE_EMBEDDING_DIR. Used with syntax "a1111". */
+  embeddingDirs?: string[];
   /** Extra conditionings (step implementations) for library users; built-in ones come from options. */
   extensions?: PipelineExtension[];
 }
@@ -183,8 +186,9 @@ export class Img2ImgPipeline {
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
     const extensions = [...(await builtInExtensions(this, opts)), ...(opts.extensions ?? [])];
-    const params = Object.assign({}, ...extensions.map((x) => x.infotext?.() ?? {}));
-    const extraGenerationParams = Object.keys(params).length ? { extraGenerationParams: params as Record<string, string> } : {};
+    // infotext pairs of the conditionings and of step 3 (A1111 extra_generation_params: "Lora hashes", "TI hashes")
+    const params: Record<string, string> = Object.assign({}, ...extensions.map((x) => x.infotext?.() ?? {}));
+    const extraGenerationParams = () => (Object.keys(params).length ? { extraGenerationParams: params } : {});
 
     // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
@@ -205,7 +209,7 @@ export class Img2ImgPipeline {
       if (strength === 0 && !windowed) {
         timings.totalMs = performance.now() - t0;
         const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
-        return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings, ...extraGenerationParams };
+        return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings, ...extraGenerationParams() };
       }
     }
     const cfg = guidance > 1;
@@ -215,6 +219,7 @@ export class Img2ImgPipeline {
     let t = performance.now();
     const conditioning = await this.encodePrompt({ ...opts, prompt: opts.prompt, clipSkip, cfg, numImages, height: size.height, width: size.width });
     timings.encodePromptMs = performance.now() - t;
+    Object.assign(params, conditioning.infotext);
     throwIfAborted(opts.signal);
 
     // 5. set timesteps, truncated by strength (or by SDXL's denoising window)
@@ -287,7 +292,7 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     throwIfAborted(opts.signal);
-    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams };
+    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams() };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
       return { ...result, images: [], width: size.width, height: size.height };

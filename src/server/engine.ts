@@ -49,6 +49,8 @@ export interface EngineRunOptions {
   /** LoRAs by name (found in loraDirs) besides the prompt's <lora:...> tags; "none" turns prompt syntax off. */
   loras?: LoraSpec[];
   loraDirs?: string[];
+  /** Folders of the textual-inversion embeddings prompts may name. */
+  embeddingDirs?: string[];
   promptSyntax?: PromptSyntax;
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */

@@ -2,15 +2,31 @@
 // A1111's shape, GET /v1/loras), the prompt's <lora:name:...> tags and the native `loras` field checked against them
 // before a job is queued (422 naming the field, with close matches), `promptSyntax` (native). Clients name LoRAs;
 // they never give paths or hub repos. Ref: AUTOMATIC1111 extensions-builtin/Lora/scripts/lora_script.py (api_networks).
-import { relative } from "node:path";
-import { extractLoraTags, findLora, listLoras, type LoraEntry, type LoraSpec, PROMPT_SYNTAXES, type PromptSyntax, ReimagineError } from "../index.js";
+import { basename, relative } from "node:path";
+import {
+  embeddingFiles,
+  extractLoraTags,
+  findLora,
+  listLoras,
+  type LoraEntry,
+  type LoraSpec,
+  PROMPT_SYNTAXES,
+  type PromptSyntax,
+  ReimagineError,
+  readTextualInversion,
+} from "../index.js";
 import { type Fields, ValidationError } from "./validate.js";
 
-/** What a generation request carries for LoRAs (GenerationRequest.lora). */
-export interface LoraRequestFields {
-  loras?: LoraSpec[];
-  /** The server's LoRA folders (where the worker finds the names). */
+/** The server's folders of LoRAs and textual-inversion embeddings (reimagine serve --lora-dir, --embedding-dir). */
+export interface PromptFolders {
   loraDirs: string[];
+  embeddingDirs: string[];
+}
+export const NO_FOLDERS: PromptFolders = { loraDirs: [], embeddingDirs: [] };
+
+/** What a generation request carries for LoRAs (GenerationRequest.lora): run options as the engine takes them. */
+export interface LoraRequestFields extends PromptFolders {
+  loras?: LoraSpec[];
   promptSyntax?: PromptSyntax;
 }
 
@@ -29,6 +45,26 @@ function shownPath(e: LoraEntry, dirs: readonly string[]): string {
     if (!r.startsWith("..")) return r;
   }
   return e.name;
+}
+
+/**
+ * The embeddings of the folders in A1111's shape ({loaded: {name: {shape, vectors, ...}}, skipped}); whether one fits
+ * the model is decided when a prompt uses it (another family's embedding is skipped then, as A1111 skips it at load).
+ */
+export function embeddingList(dirs: readonly string[]): { loaded: Record<string, unknown>; skipped: Record<string, unknown> } {
+  const loaded: Record<string, unknown> = {};
+  const skipped: Record<string, unknown> = {};
+  for (const path of embeddingFiles(dirs)) {
+    const name = basename(path).replace(/\.safetensors$/i, "");
+    const entry = { step: null, sd_checkpoint: null, sd_checkpoint_name: null };
+    try {
+      const v = readTextualInversion(path).vectors[0];
+      loaded[name] = { ...entry, shape: v.dim, vectors: v.rows };
+    } catch {
+      skipped[name] = { ...entry, shape: null, vectors: null };
+    }
+  }
+  return { loaded, skipped };
 }
 
 const finite = (v: unknown, field: string): number => {
@@ -71,9 +107,10 @@ function nativeLoras(raw: unknown): LoraSpec[] {
  * The LoRA fields of a request, checked: every name (tags in `prompt`, the native `loras` field) must be in the
  * server's LoRA folders, weights must be numbers.
  *
- * @example parseLoraFields(body, prompt, dirs, { native: true }) // { loras: [...], loraDirs, promptSyntax: "a1111" }
+ * @example parseLoraFields(body, prompt, folders, { native: true }) // { loras: [...], loraDirs, embeddingDirs, promptSyntax: "a1111" }
  */
-export function parseLoraFields(body: Fields, prompt: string, dirs: string[], opts: { native: boolean }): LoraRequestFields {
+export function parseLoraFields(body: Fields, prompt: string, folders: PromptFolders, opts: { native: boolean }): LoraRequestFields {
+  const dirs = folders.loraDirs;
   let promptSyntax: PromptSyntax | undefined;
   let loras: LoraSpec[] | undefined;
   if (opts.native) {
@@ -108,5 +145,5 @@ export function parseLoraFields(body: Fields, prompt: string, dirs: string[], op
     for (const t of tags) check(t, "prompt");
     for (const l of loras ?? []) check(l.name!, "loras");
   }
-  return { loras, loraDirs: dirs, promptSyntax };
+  return { loras, ...folders, promptSyntax };
 }

@@ -1,7 +1,8 @@
 // LoRAs on the server: GET /sdapi/v1/loras in A1111's shape (name, alias, path below its folder, metadata) and
 // GET /v1/loras; tags in `prompt` and the native `loras` field checked before queueing (422 naming the field, close
 // matches, weights that are not numbers, paths refused); a SillyTavern-style request with emphasis and <lora:...> on
-// the real sd-tiny model records the LoRA in `infotexts` and extra_generation_params.
+// the real sd-tiny model records the LoRA in `infotexts` and extra_generation_params; GET /sdapi/v1/embeddings lists
+// the embedding folders (A1111 shape) and requests carry those folders to the engine.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +58,26 @@ describe("LoRAs on the server (fake engine)", () => {
     expect((await app.request("/sdapi/v1/refresh-loras", { method: "POST" })).status).toBe(200);
     const none = createApp(createFakeEngine(), { webRoot: "/nonexistent" }).app;
     expect(await (await none.request("/sdapi/v1/loras")).json()).toEqual([]);
+  });
+
+  it("GET /sdapi/v1/embeddings lists the embedding folders in A1111's shape; runs carry the folders", async () => {
+    const emb = join(tmp, "embeddings");
+    mkdirSync(emb, { recursive: true });
+    writeSafetensors(join(emb, "neonstyle.safetensors"), { emb_params: { dtype: "F32", shape: [2, 4], data: new Float32Array(8) } });
+    writeSafetensors(join(emb, "broken.safetensors"), { emb_params: { dtype: "F32", shape: [1, 2], data: Float32Array.of(0, Number.NaN) } });
+    const engine = createFakeEngine();
+    const { app } = createApp(engine, { webRoot: "/nonexistent", loraDirs: [dir], embeddingDirs: [emb] });
+    const common = { step: null, sd_checkpoint: null, sd_checkpoint_name: null };
+    expect(await (await app.request("/sdapi/v1/embeddings")).json()).toEqual({
+      loaded: { neonstyle: { ...common, shape: 4, vectors: 2 } },
+      skipped: { broken: { ...common, shape: null, vectors: null } },
+    });
+    const body = { init_images: [await png()], prompt: "a (neonstyle:1.2) cat", steps: 4, width: 64, height: 64 };
+    const res = await app.request("/sdapi/v1/img2img", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    expect(engine.runs[0]).toMatchObject({ prompt: body.prompt, loraDirs: [dir], embeddingDirs: [emb] });
+    const none = createApp(createFakeEngine(), { webRoot: "/nonexistent" }).app;
+    expect(await (await none.request("/sdapi/v1/embeddings")).json()).toEqual({ loaded: {}, skipped: {} });
   });
 
   it("A1111: tags reach the engine with the LoRA folders; unknown names and bad weights are 422 on `prompt`", async () => {
