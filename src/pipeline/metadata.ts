@@ -25,6 +25,10 @@ export interface RunSettings {
   clipSkip?: number;
   /** LoRAs given as options: recorded as `<lora:...>` tags after the prompt (A1111 and --from apply them again). */
   loras?: LoraSpec[];
+  /** diffusers guidance_rescale; recorded as the sd-webui-cfg-rescale extension's "CFG Rescale phi". */
+  guidanceRescale?: number;
+  /** SDXL refiner hand-over; recorded as A1111's "Refiner" / "Refiner switch at". */
+  refiner?: { model: string; switchAt: number };
 }
 
 /**
@@ -79,8 +83,19 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...extra },
+    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...extra },
   });
+}
+
+/** Infotext pairs of the settings beyond A1111's core line. */
+function settingNotes(s: RunSettings): Record<string, string> {
+  const notes: Record<string, string> = {};
+  if (s.guidanceRescale) notes["CFG Rescale phi"] = String(s.guidanceRescale);
+  if (s.refiner) {
+    notes.Refiner = s.refiner.model;
+    notes["Refiner switch at"] = String(s.refiner.switchAt);
+  }
+  return notes;
 }
 
 /**
