@@ -2,7 +2,8 @@
 // sd-tiny-lora case (both file formats, each scale) and the tag case through `reimagine` (written PNG within 1/255 of
 // diffusers), the prompt-syntax img2img cases, `Lora hashes` as A1111 writes it, `--from` re-applying the LoRAs (by
 // name, by hash, or saying which one is missing), and an LCM-LoRA as a few-step mode.
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { capture } from "../../test/capture.js";
@@ -13,7 +14,7 @@ import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import { parseGenerateArgs } from "./args.js";
-import { parseLoraArg } from "./lora.js";
+import { loraRunOptions, parseLoraArg } from "./lora.js";
 import { main } from "./main.js";
 
 describe("--lora, --lora-dir, --prompt-syntax", () => {
@@ -35,10 +36,40 @@ describe("--lora, --lora-dir, --prompt-syntax", () => {
       "y",
       "--prompt-syntax",
       "none",
+      "--embedding-dir",
+      "e",
     ]).flags;
     expect(f.loras).toEqual([{ name: "a", weight: 0.5 }, { path: "b.safetensors" }]);
     expect(f.loraDirs).toEqual(["x", "y"]);
+    expect(f.embeddingDirs).toEqual(["e"]);
     expect(f.promptSyntax).toBe("none");
+  });
+
+  it("run options: the LoRA and embedding folders default to loras/ and embeddings/ beside the model, plus the env lists", () => {
+    const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-dirs-"));
+    const saved = { l: process.env.REIMAGINE_LORA_DIR, e: process.env.REIMAGINE_EMBEDDING_DIR };
+    try {
+      mkdirSync(join(dir, "sd15"));
+      process.env.REIMAGINE_LORA_DIR = join(dir, "env-loras");
+      process.env.REIMAGINE_EMBEDDING_DIR = join(dir, "env-emb");
+      const o = loraRunOptions({ model: join(dir, "sd15") }, "a cat");
+      expect(o.loraDirs).toEqual([join(dir, "env-loras"), join(dir, "loras")]);
+      expect(o.embeddingDirs).toEqual([join(dir, "env-emb"), join(dir, "embeddings")]);
+      const given = loraRunOptions({ model: join(dir, "sd15"), loraDirs: ["x"], embeddingDirs: ["y"] }, "a cat");
+      expect([given.loraDirs, given.embeddingDirs]).toEqual([
+        [join(dir, "env-loras"), "x"],
+        [join(dir, "env-emb"), "y"],
+      ]);
+    } finally {
+      for (const [k, v] of [
+        ["REIMAGINE_LORA_DIR", saved.l],
+        ["REIMAGINE_EMBEDDING_DIR", saved.e],
+      ] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("refuses a weight that is not a number and an unknown syntax, in one line", () => {
