@@ -2,8 +2,8 @@
 // prompts give diffusers' encode_prompt bits (both encoders' hidden_states[-(k+2)] side by side, text_encoder_2's
 // pooled text_embeds, zeros or "" for the negative) before and after the switch to LoRA-slot graphs; a random LoRA
 // (UNet + both text encoders) at weight 0 equals no LoRA bit for bit and changes the image at 0.8; an emphasised and a
-// two-chunk prompt run.
-import { mkdtempSync, rmSync } from "node:fs";
+// two-chunk prompt run; a textual-inversion embedding (clip_l + clip_g) encodes as the words it holds.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -158,6 +158,34 @@ describeWithFixtures(
       const r = await pipe.run({ ...settings, image, prompt: long, loraDirs: [tmp] });
       expect(r.latents!.every(Number.isFinite)).toBe(true);
       expect(r.extraGenerationParams?.["Lora hashes"]).toMatch(/^xl-random: /);
+    });
+
+    it("textual inversion: an SDXL embedding (clip_l, clip_g) named in the prompt encodes as the words it holds", async () => {
+      // its vectors are each encoder's token embeddings of "cyberpunk version": the same conditioning as those words
+      const words = "cyberpunk version";
+      const vectors = (name: "text_encoder" | "text_encoder_2") => {
+        const te = pipe.model.components[name]!;
+        const D = te.config.hidden_size;
+        const table = te.weights.read("text_model.embeddings.token_embedding.weight", [te.config.vocab_size, D]);
+        const ids = te.tokenizer.encode(words);
+        const data = new Float32Array(ids.length * D);
+        for (const [i, id] of ids.entries()) data.set(table.subarray(id * D, (id + 1) * D), i * D);
+        return { dtype: "F32" as const, shape: [ids.length, D], data };
+      };
+      const dir = join(tmp, "embeddings");
+      mkdirSync(dir);
+      writeSafetensors(join(dir, "neonstyle.safetensors"), { clip_l: vectors("text_encoder"), clip_g: vectors("text_encoder_2") });
+      writeSafetensors(join(dir, "sd15-style.safetensors"), { emb_params: { dtype: "F32", shape: [1, 768], data: new Float32Array(768) } }); // skipped
+      const withTi = await pipe.run({ ...settings, image, prompt: "a (neonstyle:1.2) of this photo", embeddingDirs: [dir] });
+      const asWords = await pipe.run({ ...settings, image, prompt: `a (${words}:1.2) of this photo`, embeddingDirs: [dir] });
+      for (const name of ["text_encoder", "text_encoder_2"] as const) {
+        expect(pipe.model.components[name]!.session.inputNames).toContain("extra_token_embeddings");
+      }
+      expect(withTi.latents).toEqual(asWords.latents);
+      expect(withTi.extraGenerationParams?.["TI hashes"]).toMatch(/^neonstyle: [0-9a-f]{12}$/);
+      expect(maxAbsDiff(withTi.latents!, plain.latents!)).toBeGreaterThan(1e-4);
+      // the switched encoders (LoRA slots and extra rows) still give the plain bits for a plain prompt
+      expect((await pipe.run({ ...settings, image, embeddingDirs: [dir] })).latents).toEqual(plain.latents);
     });
   },
   SET,
