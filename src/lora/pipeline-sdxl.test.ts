@@ -2,7 +2,7 @@
 // prompts give diffusers' encode_prompt bits (both encoders' hidden_states[-(k+2)] side by side, text_encoder_2's
 // pooled text_embeds, zeros or "" for the negative) before and after the switch to LoRA-slot graphs; a random LoRA
 // (UNet + both text encoders) at weight 0 equals no LoRA bit for bit and changes the image at 0.8; an emphasised and a
-// two-chunk prompt run; a textual-inversion embedding (clip_l + clip_g) encodes as the words it holds.
+// two-chunk prompt run; with a refiner the LoRA applies to the base run only and its hashes stay; a textual-inversion embedding (clip_l + clip_g) encodes as the words it holds.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import { describeWithFixtures, fixture, maxAbsDiff } from "../../test/fixtures.j
 import { loadImage, type RGBImage } from "../image.js";
 import type { Img2ImgPipeline, Img2ImgResult } from "../pipeline/img2img.js";
 import { loadPipeline } from "../pipeline/load.js";
+import { runWithRefiner } from "../pipeline/refiner.js";
 import { hiddenLayer, runTextEncoder } from "../pipeline/text-encoding.js";
 import { type TensorToWrite, writeSafetensors } from "../weights/safetensors.js";
 import { LORA_COMPONENTS } from "./file.js";
@@ -158,6 +159,22 @@ describeWithFixtures(
       const r = await pipe.run({ ...settings, image, prompt: long, loraDirs: [tmp] });
       expect(r.latents!.every(Number.isFinite)).toBe(true);
       expect(r.extraGenerationParams?.["Lora hashes"]).toMatch(/^xl-random: /);
+    });
+
+    it("with a refiner the LoRAs (tags and options) apply to the base run only; Lora hashes are kept", async () => {
+      const tagged = { ...settings, image, prompt: `${settings.prompt} <lora:xl-random:0.8>`, loraDirs: [tmp] };
+      const split = await runWithRefiner(pipe, pipe, tagged, 0.5);
+      const first = await pipe.run({ ...tagged, denoisingEnd: 0.5, outputType: "latent" });
+      const second = await pipe.run({
+        ...settings,
+        prompt: `${settings.prompt} `,
+        image: { latents: first.latents!, dims: first.latentDims! },
+        denoisingStart: 0.5,
+      });
+      expect(split.latents).toEqual(second.latents);
+      const unLora = await pipe.run({ ...tagged, image: { latents: first.latents!, dims: first.latentDims! }, denoisingStart: 0.5 });
+      expect(maxAbsDiff(unLora.latents!, second.latents!)).toBeGreaterThan(1e-4); // the LoRA would have changed it
+      expect(split.extraGenerationParams?.["Lora hashes"]).toMatch(/^xl-random: [0-9a-f]{12}$/);
     });
 
     it("textual inversion: an SDXL embedding (clip_l, clip_g) named in the prompt encodes as the words it holds", async () => {
