@@ -1,13 +1,14 @@
 // LoRAs on the server: GET /sdapi/v1/loras in A1111's shape (name, alias, path below its folder, metadata) and
 // GET /v1/loras; tags in `prompt` and the native `loras` field checked before queueing (422 naming the field, close
-// matches, weights that are not numbers, paths refused); a SillyTavern-style request with emphasis and <lora:...> on
-// the real sd-tiny model (img2img and SillyTavern's txt2img body) records the LoRA in `infotexts` and extra_generation_params; GET /sdapi/v1/embeddings lists
-// the embedding folders (A1111 shape) and requests carry those folders to the engine.
+// matches, weights that are not numbers, paths refused); SillyTavern-style img2img and txt2img requests with emphasis
+// and <lora:...> on the real sd-tiny model record the LoRA in `infotexts` and extra_generation_params;
+// GET /sdapi/v1/embeddings lists the embedding folders (A1111 shape) and requests carry those folders to the engine.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeWithFixtures, fixture } from "../../test/fixtures.js";
+import { sillyTavernTxt2img } from "../../test/sillytavern.js";
 import { encodeImage, loadPipeline } from "../index.js";
 import type { Img2ImgPipeline } from "../pipeline/img2img.js";
 import { writeSafetensors } from "../weights/safetensors.js";
@@ -183,29 +184,15 @@ describeWithFixtures(
     it("SillyTavern's txt2img body (url/auth fields, hires off) with emphasis and <lora:...> records the LoRA too", async () => {
       const { app } = createApp(engineFromPipeline(pipe), { webRoot: "/nonexistent", loraDirs: [fixture("sd-tiny-lora", "lora")] });
       const prompt = "1girl, (masterpiece:1.2), ((detailed)), [sketch], <lora:sd-tiny-lora:0.7:0.5>";
-      const body = {
-        url: "http://127.0.0.1:7860",
-        auth: "",
+      const body = sillyTavernTxt2img({
         prompt,
         negative_prompt: "lowres, (worst quality:1.4)",
-        sampler_name: "DPM++ 2M",
-        scheduler: "karras",
         steps: 4,
-        cfg_scale: 6,
         width: 64,
         height: 64,
-        restore_faces: false,
-        enable_hr: false,
-        hr_upscaler: "Latent",
-        hr_scale: 2,
-        denoising_strength: 0.7,
-        hr_second_pass_steps: 0,
         seed: 11,
         override_settings: { CLIP_stop_at_last_layers: 2 },
-        override_settings_restore_afterwards: true,
-        save_images: true,
-        send_images: true,
-      };
+      });
       const res = await app.request("/sdapi/v1/txt2img", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       expect(res.status).toBe(200);
       const data = (await res.json()) as any;
