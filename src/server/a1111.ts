@@ -7,6 +7,7 @@ import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
 import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
 import { checkJobBudget } from "./limits.js";
+import { embeddingList, loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 import { parseRefiner } from "./refiners.js";
@@ -35,7 +36,7 @@ export function fail(c: Context, e: unknown) {
 }
 
 /** Parses an A1111 img2img/txt2img body into our request. */
-async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean): Promise<GenerationRequest> {
+async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean, folders: PromptFolders): Promise<GenerationRequest> {
   const f = engine.vaeScaleFactor;
   // A1111 renders at width x height (default 512) and the VAE floors to its factor; we round the same way
   const size = (k: string) => {
@@ -65,6 +66,8 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     "sampler_name",
   );
   checkJobBudget({ width, height, images: batchSize * nIter, stepsPerImage: denoisingSteps(steps, strength) }, limits, "steps");
+  const prompt = optString(body, "prompt") ?? "";
+  const lora = parseLoraFields(body, prompt, folders, { native: false }); // <lora:name:w> tags in the prompt
   let input: Upload;
   if (txt2img) {
     // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999); made inside the job
@@ -75,7 +78,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   }
   return {
     input,
-    prompt: optString(body, "prompt") ?? "",
+    prompt,
     negativePrompt: optString(body, "negative_prompt") ?? "",
     strength,
     steps,
@@ -89,6 +92,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     height,
     resizeMode: RESIZE[resizeMode],
     refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
+    lora,
   };
 }
 
@@ -121,7 +125,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: req.strength,
-    extra_generation_params: {},
+    extra_generation_params: r.extraGenerationParams ?? {},
     index_of_first_image: 0,
     infotexts: r.images.map((im) => im.infotext),
     styles: [],
@@ -136,7 +140,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
  * Routes under /sdapi/v1 (mount at the app root).
  * @example app.route("/", a1111Routes(engine, queue, limits))
  */
-export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Hono {
+export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, folders: PromptFolders = NO_FOLDERS): Hono {
   const app = new Hono();
   const state: A1111State = { clipStopAtLastLayers: 1 };
   const title = () => `${engine.modelName}${engine.modelHash ? ` [${engine.modelHash}]` : ""}`;
@@ -148,7 +152,7 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
         return c.json(httpError("Init image not found"), 404);
       }
-      const req = await parseA1111(body, engine, limits, state, txt2img);
+      const req = await parseA1111(body, engine, limits, state, txt2img, folders);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
@@ -265,9 +269,10 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
   app.get("/sdapi/v1/upscalers", (c) => c.json([{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]));
   app.get("/sdapi/v1/latent-upscale-modes", (c) => c.json([]));
   app.get("/sdapi/v1/sd-vae", (c) => c.json([]));
-  app.get("/sdapi/v1/loras", (c) => c.json([]));
+  app.get("/sdapi/v1/loras", (c) => c.json(loraList(folders.loraDirs))); // read from the folders on each call: refresh is a no-op
+  app.post("/sdapi/v1/refresh-loras", (c) => c.json(null));
   app.get("/sdapi/v1/prompt-styles", (c) => c.json([]));
-  app.get("/sdapi/v1/embeddings", (c) => c.json({ loaded: {}, skipped: {} }));
+  app.get("/sdapi/v1/embeddings", (c) => c.json(embeddingList(folders.embeddingDirs)));
   app.get("/sdapi/v1/scripts", (c) => c.json({ txt2img: [], img2img: [] }));
   app.all("/sdapi/*", (c) => c.json({ detail: "Not Found" }, 404));
   return app;
