@@ -5,6 +5,8 @@
 // supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
 // follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
 // one per step for ancestral samplers.
+import { controlNetExtension } from "../control/extension.js";
+import type { ControlNetUnit } from "../control/unit.js";
 import { check, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
@@ -77,6 +79,9 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** ControlNets conditioning the run (StableDiffusionControlNetImg2ImgPipeline): residuals summed in order, each
+   *  with its own control image, scale and guidance window. */
+  controlnets?: ControlNetUnit[];
   /** Extra conditionings (step implementations) for library users; built-in ones come from options. */
   extensions?: PipelineExtension[];
 }
@@ -105,7 +110,7 @@ const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" &&
 export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
 
 /** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
-const BUILT_IN: ExtensionFactory[] = [];
+const BUILT_IN: ExtensionFactory[] = [controlNetExtension];
 
 async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
   const out: PipelineExtension[] = [];
