@@ -54,7 +54,7 @@ export function loadControlNet(model: StableDiffusionModel, ref: string): Promis
 async function open(model: StableDiffusionModel, ref: string, key: string): Promise<LoadedControlNet> {
   let path = ref;
   let name: string | undefined;
-  if (!existsSync(ref) && looksLikeRepoId(ref)) {
+  if (!existsSync(ref) && looksLikeRepoId(ref) && !/\.(safetensors|ckpt|pt|pth|bin|pkl)$/i.test(ref)) {
     const { variant: _plain, tokenizerOnly: _no, ...hub } = model.hub ?? {};
     path = await downloadComponentRepo(ref, hub);
     name = ref;

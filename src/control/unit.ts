@@ -108,3 +108,11 @@ export function controlCond(img: RGBImage, batch: number): { data: Float32Array;
   for (let b = 0; b < batch; b++) data.set(one, b * one.length); // image.repeat_interleave (one control image for all rows)
   return { data, dims: [batch, 3, img.height, img.width] };
 }
+
+/**
+ * The units with every ControlNet's scale set to `scale` (a ControlNet scale sweep's cell).
+ * @example withControlScale([{ model: "scribble" }], 0.7) // [{ model: "scribble", scale: 0.7 }]
+ */
+export function withControlScale(units: readonly ControlNetUnit[] | undefined, scale: number): ControlNetUnit[] | undefined {
+  return units?.map((u) => ({ ...u, scale }));
+}

@@ -1,6 +1,8 @@
 // The A1111 `parameters` metadata of a run's images, shared by the library, the CLI and batch:
 // the settings a run used (its options, else the pipeline's defaults), seed, size, model name and
 // hash, and marks for the approximate modes. Ref: A1111 modules/processing.py create_infotext.
+import { controlNetInfotext } from "../control/a1111.js";
+import type { ControlNetUnit } from "../control/unit.js";
 import { encodeImage, type ImageFormat } from "../image.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
 import { formatInfotext } from "./infotext.js";
@@ -22,6 +24,8 @@ export interface RunSettings {
   strength?: number;
   sampler?: string;
   clipSkip?: number;
+  /** Recorded as the A1111 ControlNet extension's `ControlNet N` pairs. */
+  controlnets?: readonly ControlNetUnit[];
 }
 
 /**
@@ -76,7 +80,7 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...extra },
+    extra: { ...approximationNotes(pipe), ...controlNetInfotext(s.controlnets, image), ...extra },
   });
 }
 
