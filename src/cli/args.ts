@@ -18,6 +18,7 @@ import {
   VAE_TILING_MODES,
   type VaeTilingMode,
 } from "../index.js";
+import { CONTROL_HELP, CONTROL_OPTIONS, type ControlFlags, parseControlFlags } from "./args-control.js";
 import { parseTokens, unknownOption } from "./parse-tokens.js";
 
 /** Where the CLI writes; tests pass string collectors. */
@@ -66,6 +67,8 @@ export interface GenerateFlags {
   json: boolean;
   /** --progress: auto | bar | lines | json | none (on stderr). */
   progress?: "auto" | "bar" | "lines" | "json" | "none";
+  /** ControlNet units and their options (args-control.ts). */
+  control?: ControlFlags;
 }
 
 const OPTIONS = {
@@ -101,6 +104,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...CONTROL_OPTIONS,
 } as const;
 
 export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
@@ -285,6 +289,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     verbose: v.verbose ?? false,
     json: v.json ?? false,
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
+    control: parseControlFlags(v),
   };
   checkSampler(flags.sampler);
   if (flags.width !== undefined && flags.height !== undefined) checkOutputPixels(flags, flags, { width: flags.width, height: flags.height });
@@ -359,6 +364,8 @@ Options:
       --progress M              auto (bar on a terminal, "step 3/25 ..." lines otherwise) | bar | lines
                                 | json (one JSON object per line, for scripts) | none; on stderr
   -h, --help                    this help
+
+${CONTROL_HELP}
 
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.
 

@@ -39,8 +39,8 @@ export function controlNetKey(ref: string): string {
  * @example const cn = await loadControlNet(pipe.model, "lllyasviel/control_v11p_sd15_scribble");
  */
 export function loadControlNet(model: StableDiffusionModel, ref: string): Promise<LoadedControlNet> {
-  let forModel = loaded.get(model);
-  if (!forModel) loaded.set(model, (forModel = new Map()));
+  const forModel = loaded.get(model) ?? new Map<string, Promise<LoadedControlNet>>();
+  loaded.set(model, forModel);
   const key = controlNetKey(ref);
   let p = forModel.get(key);
   if (!p) {
