@@ -376,6 +376,7 @@ Examples:
   reimagine photo.jpg -p "a watercolor painting" --strength 0.5
   reimagine sketch.png -p "a castle on a hill, detailed matte painting" --strength 0.8 --seed 42
   reimagine photo.jpg -p "oil painting" --strength 0.2,0.4,0.6,0.8
+  reimagine stickman.png -p "a knight in a misty forest" --controlnet control_v11p_sd15_scribble --control-scale 0.4,0.7,1
   reimagine batch photos/ painted/ -p "oil painting" --seed 1
 `;
 }
