@@ -2,7 +2,7 @@
 // AUTOMATIC1111-compatible API until SIGINT/SIGTERM, which stops it gracefully: no new jobs, the running
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { parseArgs } from "node:util";
-import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import { defaultControlNetDir, listControlNets, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -31,6 +31,8 @@ Options:
   --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
                      model family's TAESD when the Hugging Face cache has it), a repo id or folder
                      (downloaded like a model), or none (latent previews)
+  --controlnet-dir DIR   ControlNets requests may name (.safetensors files and diffusers folders; default:
+                     controlnet/ beside a local --model); listed at /controlnet/model_list and /v1/controlnets
   -h, --help         show this help
 `;
 
@@ -67,6 +69,7 @@ export async function serveMain(args: string[]): Promise<number> {
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
         "preview-vae": { type: "string", default: "auto" },
+        "controlnet-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -115,6 +118,8 @@ export async function serveMain(args: string[]): Promise<number> {
       (m) => process.stderr.write(`  ${m}\n`),
     );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    const controlnetDir = values["controlnet-dir"] ?? defaultControlNetDir(values.model);
+    if (controlnetDir) process.stderr.write(`ControlNets in ${controlnetDir}: ${listControlNets(controlnetDir).map((e) => e.name).join(", ") || "none"}\n`);
 
     let srv;
     try {
@@ -133,6 +138,7 @@ export async function serveMain(args: string[]): Promise<number> {
         requestTimeoutS,
         allowedHosts,
         previewEvery: 1,
+        controlnetDir,
       });
     } catch (e) {
       await engine.close(); // let the process exit
