@@ -1,13 +1,14 @@
 // The CLI's ControlNet flags: parsing and refusals (no model), then on the sd-tiny-controlnet fixture through the whole
-// CLI (model in a child process, PNG written): sketch-to-image at strength 1 and the --control form against the diffusers
-// references (within 1/255), the ControlNet N metadata and `--from` re-running it, --preview-control, and a ControlNet
+// CLI (model in a child process, PNG written): every pipeline case of the diffusers references (within 1/255) through
+// the CLI (sketch-to-image at strength 1, the --control form, separate flags with a guidance window and CFG off, and
+// the scale sweep's 1.0 image), the ControlNet N metadata and `--from` re-running it, --preview-control, and a ControlNet
 // scale sweep on one contact sheet.
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../../test/cli.js";
-import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
+import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceSampler, referenceTensor } from "../../test/fixtures.js";
 import { resolveUnit, unitControlImage } from "../control/unit.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
@@ -19,7 +20,18 @@ const flags = (...args: string[]) => parseGenerateArgs(["in.png", ...args]).flag
 describe("ControlNet flags", () => {
   it("--controlnet alone conditions on the input with scribble; --control-image switches the default to none", () => {
     expect(flags("--controlnet", "cn", "--control-scale", "0.8").control).toEqual({
-      units: [{ model: "cn", image: undefined, scale: 0.8, start: undefined, end: undefined, guessMode: false, preprocessorOptions: undefined, preprocessor: "scribble" }],
+      units: [
+        {
+          model: "cn",
+          image: undefined,
+          scale: 0.8,
+          start: undefined,
+          end: undefined,
+          guessMode: false,
+          preprocessorOptions: undefined,
+          preprocessor: "scribble",
+        },
+      ],
       sweep: undefined,
       preview: false,
       preprocessor: undefined,
@@ -81,19 +93,39 @@ describeWithFixtures(
     copyFileSync(fixture(SET, "reference", "control.png"), sketch);
     const settings = (c: any) => {
       const i = c.inputs;
-      return ["-p", i.prompt, "-n", i.negative_prompt, "--steps", String(i.num_inference_steps), "-g", String(i.guidance_scale), "--seed", String(i.generator.seed), "-q"];
+      return [
+        "-p",
+        i.prompt,
+        "-n",
+        i.negative_prompt,
+        "--steps",
+        String(i.num_inference_steps),
+        "-g",
+        String(i.guidance_scale),
+        "--seed",
+        String(i.generator.seed),
+        "-q",
+      ];
     };
     /** The written PNG within 1/255 of the reference image (float NHWC in [0, 1]). */
     const expectImage = async (path: string, c: any) => {
       const img = await loadImage(readFileSync(path));
-      expect(maxAbsDiff(Array.from(img.data, (v) => v / 255), referenceTensor(c.image, SET).data)).toBeLessThanOrEqual(1 / 255 + 1e-6);
+      expect(
+        maxAbsDiff(
+          Array.from(img.data, (v) => v / 255),
+          referenceTensor(c.image, SET).data,
+        ),
+      ).toBeLessThanOrEqual(1 / 255 + 1e-6);
     };
 
     it("sketch-to-image: --controlnet on the input picture, strength 1 by default, equals diffusers", async () => {
       const c = R.pipeline.cases.find((x: any) => x.id.endsWith("sketch_to_image"));
       const out = join(dir, "sketch-out.png");
       const { stdout } = await runCli([sketch, "--model", model, "--controlnet", cn, "--preprocess", "none", ...settings(c), "-o", out, "--json"]);
-      expect(JSON.parse(stdout)).toMatchObject({ strength: 1, controlnets: [{ model: "controlnet", preprocessor: "none", scale: 1, start: 0, end: 1, guessMode: false }] });
+      expect(JSON.parse(stdout)).toMatchObject({
+        strength: 1,
+        controlnets: [{ model: "controlnet", preprocessor: "none", scale: 1, start: 0, end: 1, guessMode: false }],
+      });
       await expectImage(out, c);
       const p = parseInfotext((await readImageParameters(out))!);
       expect(p.denoisingStrength).toBe(1);
@@ -117,7 +149,51 @@ describeWithFixtures(
         const out = join(dir, `${id}.png`);
         const extra = [...(c.scheduler.class === "DDIMScheduler" ? ["--sampler", "ddim"] : []), ...(i.guess_mode ? ["--guess-mode"] : [])];
         const spec = `${fixture(SET, "reference", i.control_image)}:${cn}:${i.controlnet_conditioning_scale}`;
-        await runCli([fixture(SET, "reference", i.image), "--model", model, "--control", spec, "--strength", String(i.strength), ...extra, ...settings(c), "-o", out]);
+        await runCli([
+          fixture(SET, "reference", i.image),
+          "--model",
+          model,
+          "--control",
+          spec,
+          "--strength",
+          String(i.strength),
+          ...extra,
+          ...settings(c),
+          "-o",
+          out,
+        ]);
+        await expectImage(out, c);
+      }
+    });
+
+    it("separate flags: a guidance window with Euler a (--control-end 0.5) and CFG off (-g 1, DDIM) equal diffusers", async () => {
+      for (const id of ["cn_euler_a_cfg7.5_s0.75_scale1.0_window0.0-0.5", "cn_ddim_nocfg_gs1.0_s0.7_scale1.0"]) {
+        const c = R.pipeline.cases.find((x: any) => x.id === id);
+        const i = c.inputs;
+        const out = join(dir, `${id}.png`);
+        const control = [
+          "--controlnet",
+          cn,
+          "--control-image",
+          fixture(SET, "reference", i.control_image),
+          "--control-scale",
+          String(i.controlnet_conditioning_scale),
+        ];
+        const window = ["--control-start", String(i.control_guidance_start), "--control-end", String(i.control_guidance_end)];
+        await runCli([
+          fixture(SET, "reference", i.image),
+          "--model",
+          model,
+          ...control,
+          ...window,
+          "--strength",
+          String(i.strength),
+          "--sampler",
+          referenceSampler(c)!,
+          ...settings(c),
+          "-o",
+          out,
+        ]);
         await expectImage(out, c);
       }
     });
@@ -130,7 +206,20 @@ describeWithFixtures(
       const want = await unitControlImage(resolveUnit({ model: "-", preprocessor: "invert" }, 0), { input: await loadImage(sketch), width: 64, height: 64 });
       expect(Buffer.from((await loadImage(path)).data).equals(Buffer.from(want.data))).toBe(true);
       expect(existsSync(out)).toBe(false);
-      await runCli([sketch, "--control", `${sketch}:${cn}`, "--control", `${sketch}:${cn}:0.5`, "--preview-control", "--width", "32", "--height", "32", "-o", join(dir, "two.png")]);
+      await runCli([
+        sketch,
+        "--control",
+        `${sketch}:${cn}`,
+        "--control",
+        `${sketch}:${cn}:0.5`,
+        "--preview-control",
+        "--width",
+        "32",
+        "--height",
+        "32",
+        "-o",
+        join(dir, "two.png"),
+      ]);
       expect((await loadImage(join(dir, "two-control-1.png"))).width).toBe(32);
       expect((await loadImage(join(dir, "two-control-2.png"))).height).toBe(32);
     });
@@ -140,7 +229,16 @@ describeWithFixtures(
       const i = c.inputs;
       const out = join(dir, "sweep.png");
       const args = [fixture(SET, "reference", i.image), "--model", model, "--controlnet", cn, "--control-image", fixture(SET, "reference", i.control_image)];
-      const { stdout } = await runCli([...args, "--control-scale", "0.5,1", "--strength", String(i.strength), ...settings(c).filter((x) => x !== "-q"), "-o", out]);
+      const { stdout } = await runCli([
+        ...args,
+        "--control-scale",
+        "0.5,1",
+        "--strength",
+        String(i.strength),
+        ...settings(c).filter((x) => x !== "-q"),
+        "-o",
+        out,
+      ]);
       expect(stdout).toMatch(/sweep-c0\.50\.png {2}strength 0\.80 · control 0\.50 · SSIM \d\.\d\d/);
       await expectImage(join(dir, "sweep-c1.00.png"), c);
       expect(existsSync(join(dir, "sweep-sweep.png"))).toBe(true);
