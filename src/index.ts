@@ -17,6 +17,7 @@ export {
   controlNetDisplayName,
   controlNetInfotext,
   controlNetsFromInfotext,
+  controlNetSummary,
   guessModeFromA1111,
   preprocessorFromA1111,
   resizeModeFromA1111,

@@ -3,12 +3,12 @@
 // the CLI (sketch-to-image at strength 1, the --control form, separate flags with a guidance window and CFG off, and
 // the scale sweep's 1.0 image), the ControlNet N metadata and `--from` re-running it, --preview-control, and a ControlNet
 // scale sweep on one contact sheet.
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { runCli } from "../../test/cli.js";
 import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceSampler, referenceTensor } from "../../test/fixtures.js";
+import { useTempCache } from "../../test/temp-cache.js";
 import { resolveUnit, unitControlImage } from "../control/unit.js";
 import { loadImage, readImageParameters } from "../image.js";
 import { parseInfotext } from "../pipeline/infotext.js";
@@ -78,14 +78,7 @@ describeWithFixtures(
   "reimagine <input> with ControlNets (sd-tiny-controlnet)",
   () => {
     const SET = "sd-tiny-controlnet";
-    const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-cn-"));
-    const saved = process.env.REIMAGINE_CACHE;
-    process.env.REIMAGINE_CACHE = join(dir, "cache");
-    afterAll(() => {
-      if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-      else process.env.REIMAGINE_CACHE = saved;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dir = useTempCache("reimagine-cli-cn-");
     const R = loadReferenceJson(SET);
     const model = fixture(SET, "model");
     const cn = fixture(SET, "model", "controlnet");

@@ -4,7 +4,7 @@
 import { basename, dirname, extname, join } from "node:path";
 import {
   type ControlNetUnit,
-  controlNetDisplayName,
+  controlNetSummary,
   defaultControlNetDir,
   encodeImage,
   type RGBImage,
@@ -63,12 +63,5 @@ export async function writeControlPreviews(inputPath: string, input: RGBImage, f
 
 /** The ControlNets of a run for --json output (names as metadata shows them). */
 export function controlSummary(units: readonly ControlNetUnit[] | undefined) {
-  return units?.map((u) => ({
-    model: controlNetDisplayName(u.model),
-    preprocessor: u.preprocessor ?? "none",
-    scale: u.scale ?? 1,
-    start: u.start ?? 0,
-    end: u.end ?? 1,
-    guessMode: u.guessMode ?? false,
-  }));
+  return units?.map(controlNetSummary);
 }

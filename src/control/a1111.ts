@@ -77,6 +77,18 @@ export function controlNetDisplayName(ref: string): string {
   return name.replace(/\.safetensors$/i, "").replace(/[,:]/g, "_"); // the extension's values hold no ',' or ':'
 }
 
+/** A unit as --json output and job views show it: names, no image bytes, diffusers' defaults filled in. */
+export function controlNetSummary(u: Omit<ControlNetUnit, "image">) {
+  return {
+    model: controlNetDisplayName(u.model),
+    preprocessor: u.preprocessor ?? "none",
+    scale: u.scale ?? 1,
+    start: u.start ?? 0,
+    end: u.end ?? 1,
+    guessMode: u.guessMode ?? false,
+  };
+}
+
 /**
  * The `ControlNet N` infotext pairs of a run's units, in the extension's format (its infotext_fields in order):
  * `Module: scribble, Model: control_v11p_sd15_scribble, Weight: 0.8, Resize Mode: Just Resize, Processor Res: 512,

@@ -5,7 +5,7 @@
 // Ref: sd-webui-controlnet internal_controlnet/args.py (ControlNetUnit fields, legacy aliases), external_code.py.
 import {
   type ControlNetUnit,
-  controlNetDisplayName,
+  controlNetSummary,
   encodeImage,
   guessModeFromA1111,
   listControlNets,
@@ -242,14 +242,6 @@ export async function controlMaps(
 }
 
 /** A request's units as job views echo them (names, no image bytes). */
-export function controlNetSummary(units: readonly RequestUnit[]) {
-  return units.map((u) => ({
-    model: controlNetDisplayName(u.model),
-    preprocessor: u.preprocessor ?? "none",
-    scale: u.scale ?? 1,
-    start: u.start ?? 0,
-    end: u.end ?? 1,
-    guessMode: u.guessMode ?? false,
-    image: u.image ? "given" : "input",
-  }));
+export function controlNetsSummary(units: readonly RequestUnit[]) {
+  return units.map((u) => ({ ...controlNetSummary(u), image: u.image ? "given" : "input" }));
 }

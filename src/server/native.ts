@@ -4,7 +4,7 @@
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { checkBackground, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
-import { type ControlNetCatalog, controlNetSummary, parseNativeControlNets } from "./controlnet-fields.js";
+import { type ControlNetCatalog, controlNetsSummary, parseNativeControlNets } from "./controlnet-fields.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
@@ -132,7 +132,7 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     resizeMode: req.resizeMode,
     inputWidth: req.input.width,
     inputHeight: req.input.height,
-    ...(req.controlnets ? { controlnets: controlNetSummary(req.controlnets) } : {}),
+    ...(req.controlnets ? { controlnets: controlNetsSummary(req.controlnets) } : {}),
   };
 }
 

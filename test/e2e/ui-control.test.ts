@@ -16,7 +16,7 @@ import type { EngineRunOptions } from "../../src/server/engine.js";
 import { startServer } from "../../src/server/app.js";
 import { createWorkerEngine } from "../../src/server/worker-engine.js";
 import { fixture, haveFixtures } from "../fixtures.js";
-import { builtWeb, canvasState, haveChromium, launch, openPage, setValue, stroke } from "./ui-helpers.js";
+import { builtWeb, canvasState, haveChromium, launch, openPage, setValue, shownInViewport, stroke } from "./ui-helpers.js";
 
 const CN_NAME = "control_sd_tiny_scribble";
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -91,14 +91,7 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny-controlnet"))("web UI: k
     expect(runs.length).toBe(n + 1);
     return runs[n];
   };
-  const inViewport = (testid: string) =>
-    page
-      .getByTestId(testid)
-      .first()
-      .evaluate((el) => {
-        const r = el.getBoundingClientRect();
-        return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
-      });
+  const inViewport = (testid: string) => shownInViewport(page, testid);
   /** The shown result's pixels and the infotext the page shows with it. */
   const shownResult = () =>
     page.evaluate(async () => {
