@@ -2,18 +2,20 @@
 // window, guess mode, CFG off, sketch-to-image at strength 1.0; PNDM, DDIM and Euler a) from the seed through the one
 // img2img loop with the ControlNet conditioning: the residuals the UNet receives at its first call, every step's
 // latents, the final latents and the image. Then what has no diffusers reference: several ControlNets summed, the
-// SDXL pipeline on the same code (random tiny SDXL ControlNet), and the refusals.
+// SDXL pipeline on the same code (random tiny SDXL ControlNet, conditioning the base of a refiner hand-over only), and the
+// refusals.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceRunSettings, referenceTensor } from "../../test/fixtures.js";
 import { randomControlNet } from "../../test/random-controlnet.js";
-import { loadImage, tensorToFloatHWC } from "../image.js";
+import { loadImage, type RGBImage, tensorToFloatHWC } from "../image.js";
 import { controlResidualNames } from "../models/unet.js";
 import type { PipelineExtension } from "../pipeline/extension.js";
 import type { Img2ImgOptions, Img2ImgPipeline } from "../pipeline/img2img.js";
 import { loadPipeline } from "../pipeline/load.js";
+import { runWithRefiner } from "../pipeline/refiner.js";
 import { readJson } from "../weights/diffusers.js";
 import { releaseControlNets } from "./load.js";
 import type { ControlNetUnit } from "./unit.js";
@@ -204,6 +206,18 @@ describeWithFixtures(
       expect(maxAbsDiff(on.latents!, plain.latents!)).toBeGreaterThan(1e-3);
       expect(on.latents!.every(Number.isFinite)).toBe(true);
       expect(R.pipeline.cases.length).toBeGreaterThan(0);
+    });
+
+    it("with a refiner the ControlNet conditions the base only: the refiner's part equals a run without it", async () => {
+      const plain = await base();
+      const opts: Img2ImgOptions = { ...plain, controlnets: [{ model: cn, preprocessor: "canny", image: plain.image as RGBImage }] };
+      const both = await runWithRefiner(pipe, pipe, opts, 0.5); // sdxl-tiny as base and refiner
+      const first = await pipe.run({ ...opts, denoisingEnd: 0.5, outputType: "latent" });
+      const handOver = { ...plain, image: { latents: first.latents!, dims: first.latentDims! }, denoisingStart: 0.5 };
+      const refined = await pipe.run(handOver);
+      expect(maxAbsDiff(both.latents!, refined.latents!)).toBeLessThan(1e-6);
+      const refinedWithCn = await pipe.run({ ...handOver, controlnets: opts.controlnets }); // what it would be if the refiner took it
+      expect(maxAbsDiff(both.latents!, refinedWithCn.latents!)).toBeGreaterThan(1e-3);
     });
 
     it("guess mode with CFG: the unconditional rows get zero residuals, the conditional ones do not (2 images)", async () => {
