@@ -26,7 +26,7 @@ export { defaultControlNetDir, listControlNets, resolveControlNetRef, type Contr
 export { parsePreprocessor, PREPROCESSORS, type PreprocessOptions, type PreprocessorName } from "./control/preprocess.js";
 export { resolveUnit, unitControlImage, withControlScale, type ControlNetUnit, type ResolvedUnit } from "./control/unit.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
-export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
+export { encodeResult, refinerNotes, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
 export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
 export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";

@@ -10,6 +10,7 @@ import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, 
 import { checkJobBudget } from "./limits.js";
 import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 /** A1111 resize_mode: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale (we resize). */
 const RESIZE: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill", "just-resize"];
@@ -92,6 +93,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     height,
     resizeMode: RESIZE[resizeMode],
     controlnets,
+    refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
   };
 }
 
@@ -232,7 +234,11 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, cat
     ]),
   );
   app.get("/sdapi/v1/sd-models", (c) =>
-    c.json([{ title: title(), model_name: engine.modelName, hash: engine.modelHash || null, sha256: null, filename: engine.modelName, config: null }]),
+    c.json([
+      { title: title(), model_name: engine.modelName, hash: engine.modelHash || null, sha256: null, filename: engine.modelName, config: null },
+      // refiners are listed like checkpoints: clients pick refiner_checkpoint from this list
+      ...(engine.refiners ?? []).map((r) => ({ title: r.name, model_name: r.name, hash: null, sha256: null, filename: r.ref, config: null })),
+    ]),
   );
   app.get("/sdapi/v1/options", (c) =>
     c.json({

@@ -10,6 +10,7 @@ import {
   encodeImage,
   formatInfotext,
   type GenerationSettings,
+  refinerNotes,
   type RGBImage,
   type ResizeMode,
   ssimResized,
@@ -18,12 +19,14 @@ import { controlMaps, loadUnits, type RequestUnit } from "./controlnet-fields.js
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { Upload } from "./http.js";
 import type { JobContext } from "./queue.js";
+import type { RequestRefiner } from "./refiners.js";
 
 export interface GenerationRequest {
   /** The input, checked from its header; decoded when the job starts. */
   input: Upload;
   prompt: string;
-  negativePrompt: string;
+  /** Absent: the library's default (SDXL's zero negative embeddings, diffusers' negative_prompt=None); A1111 requests send "". */
+  negativePrompt?: string;
   strength: number;
   steps: number;
   guidanceScale: number;
@@ -41,6 +44,8 @@ export interface GenerationRequest {
   resizeMode: ResizeMode;
   /** ControlNet units (controlnet-fields.ts). */
   controlnets?: RequestUnit[];
+  /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
+  refiner?: RequestRefiner;
 }
 
 export interface GeneratedImage {
@@ -91,7 +96,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra,
+    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...extra },
   };
 }
 
@@ -128,6 +133,7 @@ async function runOnce(
     height: req.height,
     resizeMode: req.resizeMode,
     controlnets: o.controlnets,
+    refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });

@@ -11,6 +11,7 @@ import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Li
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill"];
 
@@ -75,7 +76,7 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
   const req: GenerationRequest = {
     input: await inspectUpload(image, "image", limits, background),
     prompt: optString(f, "prompt") ?? "",
-    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")) ?? "",
+    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")),
     strength,
     steps,
     guidanceScale: optNumber(f, alias(f, "guidanceScale", "guidance_scale", "cfg_scale"), { min: 0, max: 50 }) ?? d.guidanceScale,
@@ -88,6 +89,7 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
     height,
     resizeMode,
     controlnets: await parseNativeControlNets(f, catalog, limits),
+    refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
   };
   const size = outputSize(req, engine.vaeScaleFactor);
   checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
@@ -118,7 +120,7 @@ function parseStrengths(f: Fields, steps: number): number[] {
 function settingsOf(req: GenerationRequest): Record<string, unknown> {
   return {
     prompt: req.prompt,
-    negativePrompt: req.negativePrompt,
+    negativePrompt: req.negativePrompt ?? null,
     strength: req.strength,
     steps: req.steps,
     guidanceScale: req.guidanceScale,
@@ -133,6 +135,7 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     inputWidth: req.input.width,
     inputHeight: req.input.height,
     ...(req.controlnets ? { controlnets: controlNetsSummary(req.controlnets) } : {}),
+    refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
   };
 }
 
@@ -270,6 +273,9 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
         loaded: true,
         defaults: engine.defaults,
         vaeScaleFactor: engine.vaeScaleFactor,
+        family: engine.family ?? null,
+        nativeSize: engine.nativeSize ?? null,
+        refiners: (engine.refiners ?? []).map((r) => r.name),
         maxPixels: opts.maxPixels,
       },
     ]),
