@@ -10,7 +10,21 @@
 export { Img2ImgPipeline, type Img2ImgOptions, type Img2ImgResult, type ProgressEvent } from "./pipeline/img2img.js";
 export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineOptions } from "./pipeline/load.js";
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
-export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
+export { strengthSweep, sweepLabel, sweepPoints, validateStrengths, type StrengthSweepResult, type SweepPoint } from "./pipeline/sweep.js";
+export {
+  A1111_MODULES,
+  CONTROL_MODES,
+  controlNetDisplayName,
+  controlNetInfotext,
+  controlNetsFromInfotext,
+  controlNetSummary,
+  guessModeFromA1111,
+  preprocessorFromA1111,
+  resizeModeFromA1111,
+} from "./control/a1111.js";
+export { defaultControlNetDir, listControlNets, resolveControlNetRef, type ControlNetEntry } from "./control/catalog.js";
+export { parsePreprocessor, PREPROCESSORS, type PreprocessOptions, type PreprocessorName } from "./control/preprocess.js";
+export { resolveUnit, unitControlImage, withControlScale, type ControlNetUnit, type ResolvedUnit } from "./control/unit.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
 export { encodeResult, refinerNotes, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";

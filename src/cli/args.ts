@@ -19,6 +19,7 @@ import {
   type VaeTilingMode,
 } from "../index.js";
 import { LORA_HELP, LORA_OPTIONS, type LoraFlags, parseLoraFlags } from "./lora.js";
+import { CONTROL_HELP, CONTROL_OPTIONS, type ControlFlags, parseControlFlags } from "./args-control.js";
 import { parseTokens, unknownOption } from "./parse-tokens.js";
 
 /** Where the CLI writes; tests pass string collectors. */
@@ -72,6 +73,8 @@ export interface GenerateFlags extends LoraFlags {
   json: boolean;
   /** --progress: auto | bar | lines | json | none (on stderr). */
   progress?: "auto" | "bar" | "lines" | "json" | "none";
+  /** ControlNet units and their options (args-control.ts). */
+  control?: ControlFlags;
 }
 
 const OPTIONS = {
@@ -111,6 +114,7 @@ const OPTIONS = {
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
   ...LORA_OPTIONS,
+  ...CONTROL_OPTIONS,
 } as const;
 
 export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
@@ -299,6 +303,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     json: v.json ?? false,
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
     ...parseLoraFlags(v),
+    control: parseControlFlags(v),
   };
   checkSampler(flags.sampler);
   if (flags.refinerSwitch !== undefined && flags.refiner === undefined) throw new ReimagineError("--refiner-switch needs --refiner MODEL (an SDXL refiner)", "usage");
@@ -379,6 +384,8 @@ ${LORA_HELP}
                                 | json (one JSON object per line, for scripts) | none; on stderr
   -h, --help                    this help
 
+${CONTROL_HELP}
+
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.
 
 Samplers (--sampler accepts our name, the AUTOMATIC1111 name or the diffusers class):
@@ -388,6 +395,7 @@ Examples:
   reimagine photo.jpg -p "a watercolor painting" --strength 0.5
   reimagine sketch.png -p "a castle on a hill, detailed matte painting" --strength 0.8 --seed 42
   reimagine photo.jpg -p "oil painting" --strength 0.2,0.4,0.6,0.8
+  reimagine stickman.png -p "a knight in a misty forest" --controlnet control_v11p_sd15_scribble --control-scale 0.4,0.7,1
   reimagine batch photos/ painted/ -p "oil painting" --seed 1
 `;
 }

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node
 import { basename, extname, join, resolve } from "node:path";
 import { encodeResult, isAbortError, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
+import { resolveControl } from "./control.js";
 import { baseRunOptions, checkOutputSize, extensionOf, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
 import { createReporter, progressMode } from "./report.js";
 
@@ -64,10 +65,11 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
     io.stdout.write(batchHelp());
     return 0;
   }
-  const { flags } = parsed;
+  const flags = await resolveControl(parsed.flags); // ControlNet names and control images, before any work
   if (parsed.positionals.length !== 2) throw new ReimagineError("reimagine batch needs two folders: reimagine batch <in-dir> <out-dir> --prompt TEXT", "usage");
   if (flags.output) throw new ReimagineError("batch names its outputs after the inputs: drop --output and give <out-dir>", "usage");
   if (flags.from) throw new ReimagineError("--from works on a single input: use reimagine <input> --from <image>", "usage");
+  if (flags.control?.preview || flags.control?.sweep) throw new ReimagineError("--preview-control and ControlNet scale sweeps work on a single input: use reimagine <input>", "usage");
   if (flags.strengths && flags.strengths.length > 1)
     throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
   const [inDir, outDir] = parsed.positionals;

@@ -20,6 +20,7 @@ import {
 } from "../index.js";
 import type { CliIO, GenerateFlags } from "./args.js";
 import { fromLoras, loraRunOptions } from "./lora.js";
+import { controlFromInfotext, controlRunOptions } from "./args-control.js";
 import type { Reporter } from "./report.js";
 
 /**
@@ -119,13 +120,14 @@ function stripKnownExt(p: string): string {
   return /^\.(png|jpe?g|webp)$/i.test(ext) ? p.slice(0, -ext.length) : p;
 }
 
-/** Output file names: <stem>-reimagined.png, -1/-2... for several images, -s0.20 / -sweep for sweeps. */
-export function outputPaths(input: string, flags: GenerateFlags, fmt: ImageFormat, count: number, sweep?: number[]): { images: string[]; sheet?: string } {
+/** Output file names: <stem>-reimagined.png, -1/-2... for several images, -s0.20 / -sweep for sweeps (a sweep cell
+ *  is a strength, or its name suffix such as "s1.00-c0.40"). */
+export function outputPaths(input: string, flags: GenerateFlags, fmt: ImageFormat, count: number, sweep?: (number | string)[]): { images: string[]; sheet?: string } {
   const ext = EXT[fmt];
   const stem = basename(input, extname(input));
   if (sweep) {
     const base = flags.output ? stripKnownExt(flags.output) : join(dirname(input), stem);
-    return { images: sweep.map((s) => `${base}-s${s.toFixed(2)}${ext}`), sheet: `${base}-sweep${ext}` };
+    return { images: sweep.map((s) => `${base}-${typeof s === "number" ? `s${s.toFixed(2)}` : s}${ext}`), sheet: `${base}-sweep${ext}` };
   }
   if (count === 1) return { images: [flags.output ?? join(dirname(input), `${stem}-reimagined${ext}`)] };
   const base = flags.output ? stripKnownExt(flags.output) : join(dirname(input), `${stem}-reimagined`);
@@ -181,6 +183,7 @@ export async function applyFrom(flags: GenerateFlags): Promise<{ flags: Generate
       height: flags.height ?? (flags.width === undefined ? p.height : undefined),
       strengths: flags.strengths ?? (p.denoisingStrength !== undefined ? [p.denoisingStrength] : undefined),
       clipSkip: flags.clipSkip ?? p.clipSkip,
+      control: controlFromInfotext(flags.control, p.pairs),
       guidanceRescale: flags.guidanceRescale ?? num(p.pairs.get("CFG Rescale phi")),
       refiner: flags.refiner ?? p.pairs.get("Refiner")?.replace(/\s*\[[0-9a-f]+\]$/, ""),
       refinerSwitch: flags.refinerSwitch ?? num(p.pairs.get("Refiner switch at")),
@@ -220,6 +223,7 @@ export function baseRunOptions(
     resizeMode: flags.resizeMode,
     background: flags.background,
     vaeTiling: flags.vaeTiling,
+    controlnets: controlRunOptions(flags.control),
   };
 }
 

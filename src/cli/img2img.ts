@@ -1,4 +1,4 @@
-// `reimagine <input> --prompt TEXT [...]`: one img2img run (or a strength sweep) from the command
+// `reimagine <input> --prompt TEXT [...]`: one img2img run (or a strength / ControlNet scale sweep) from the command
 // line. The model runs in a child process; outputs are checked before it loads and written
 // atomically with A1111 metadata once the run is complete (an interrupted run writes nothing).
 import {
@@ -11,7 +11,9 @@ import {
   samplerDisplayName,
   strengthSweep,
   sweepLabel,
+  sweepPoints,
   validateStrengths,
+  withControlScale,
   writeFileAtomic,
 } from "../index.js";
 import { checkOutputPixels, type CliIO, type GenerateFlags, mainHelp, parseGenerateArgs } from "./args.js";
@@ -28,6 +30,7 @@ import {
   seedJson,
   withInterrupt,
 } from "./common.js";
+import { controlSummary, resolveControl, writeControlPreviews } from "./control.js";
 import { createReporter, progressMode, type Reporter } from "./report.js";
 
 /** `reimagine [img2img] <input> --prompt TEXT ...`; returns the exit code. */
@@ -45,18 +48,23 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
     );
   }
   const inputPath = parsed.positionals[0];
-  const { flags, note } = await applyFrom(parsed.flags);
-  const report = createReporter(progressMode(flags, io.stderr), io.stderr, { verbose: flags.verbose });
-  if (note) report.status(note);
-  const prompt = requirePrompt(flags);
-  const sweep = flags.strengths && flags.strengths.length > 1 ? flags.strengths : undefined;
+  const from = await applyFrom(parsed.flags);
+  const report = createReporter(progressMode(from.flags, io.stderr), io.stderr, { verbose: from.flags.verbose });
+  if (from.note) report.status(from.note);
+  if (from.flags.control?.preview) {
+    await writeControlPreviews(inputPath, await loadInput(inputPath, from.flags), from.flags, io);
+    return 0; // the preprocessed control image is the whole answer: no model is loaded
+  }
+  const prompt = requirePrompt(from.flags);
+  const input = await loadInput(inputPath, from.flags); // a bad input is the first thing to report
+  const flags = await resolveControl(from.flags);
+  const sweep = sweepAxes(flags);
   if (sweep) {
-    if ((flags.numImages ?? 1) > 1) throw new ReimagineError("a strength sweep makes one image per strength: drop --num-images", "usage");
-    validateStrengths(sweep, flags.steps);
+    if ((flags.numImages ?? 1) > 1) throw new ReimagineError("a sweep makes one image per strength (and ControlNet scale): drop --num-images", "usage");
+    if (sweep.strengths) validateStrengths(sweep.strengths, flags.steps);
   }
   const fmt = outputFormat(flags);
-  const paths = outputPaths(inputPath, flags, fmt, flags.numImages ?? 1, sweep);
-  const input = await loadInput(inputPath, flags); // a bad input is the first thing to report
+  const paths = outputPaths(inputPath, flags, fmt, flags.numImages ?? 1, sweep?.names);
   checkOutputPixels(parsed.flags, flags, input);
   checkOutputs([...paths.images, ...(paths.sheet ? [paths.sheet] : [])], flags.overwrite);
 
@@ -70,6 +78,24 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
       await pipe.close();
     }
   });
+}
+
+/** What a run sweeps: several strengths, several ControlNet scales, or both (a grid, strengths outer); file suffixes. */
+interface SweepAxes {
+  strengths?: number[];
+  scales?: number[];
+  names: string[];
+}
+
+function sweepAxes(flags: GenerateFlags): SweepAxes | undefined {
+  const strengths = flags.strengths && flags.strengths.length > 1 ? flags.strengths : undefined;
+  const scales = flags.control?.sweep;
+  if (!strengths && !scales) return undefined;
+  const c = (x: number) => `c${x.toFixed(2)}`;
+  const names = sweepPoints(strengths ?? [Number.NaN], scales).map((p) =>
+    [strengths ? `s${p.strength.toFixed(2)}` : "", p.controlScale === undefined ? "" : c(p.controlScale)].filter(Boolean).join("-"),
+  );
+  return { strengths, scales, names };
 }
 
 interface Job {
@@ -107,20 +133,22 @@ async function runOnce({ pipe, input, flags, base, paths, fmt, io, report, signa
   return 0;
 }
 
-/** Several strengths: one model load, one seed, images + contact sheet written once all are done. */
-async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, signal }: Job, strengths: number[]): Promise<number> {
+/** Several strengths and/or ControlNet scales: one model load, one seed, images + contact sheet written once all are done. */
+async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, signal }: Job, axes: SweepAxes): Promise<number> {
   let onProgress = report.steps("");
-  const sw = await strengthSweep(pipe, { ...base, image: input, seed: flags.seed, signal, onProgress: (e) => onProgress(e) }, strengths, {
-    onStart: (s) => (onProgress = report.steps(`strength ${s.toFixed(2)}`)),
+  const points = sweepPoints(axes.strengths ?? [flags.strengths?.[0] ?? pipe.defaults.strength], axes.scales);
+  const sw = await strengthSweep(pipe, { ...base, image: input, seed: flags.seed, signal, onProgress: (e) => onProgress(e) }, points, {
+    onStart: (s, _i, c) => (onProgress = report.steps(`strength ${s.toFixed(2)}${c === undefined ? "" : ` control ${c.toFixed(2)}`}`)),
   });
   for (let i = 0; i < sw.results.length; i++) {
     const r = sw.results[i];
-    const png = await encodeResult(pipe, { ...base, strength: r.strength }, { images: [r.image], seed: sw.seed, extraGenerationParams: r.extraGenerationParams }, { format: fmt });
+    const controlnets = r.controlScale === undefined ? base.controlnets : withControlScale(base.controlnets, r.controlScale);
+    const png = await encodeResult(pipe, { ...base, strength: r.strength, controlnets }, { images: [r.image], seed: sw.seed, extraGenerationParams: r.extraGenerationParams }, { format: fmt });
     await writeFileAtomic(paths.images[i], png, { overwrite: flags.overwrite });
   }
   await writeFileAtomic(paths.sheet!, await encodeImage(sw.sheet, fmt), { overwrite: flags.overwrite });
   if (flags.json) {
-    const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ssim: r.ssim }));
+    const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ...(r.controlScale === undefined ? {} : { controlScale: r.controlScale }), ssim: r.ssim }));
     io.stdout.write(`${JSON.stringify({ outputs: paths.images, sheet: paths.sheet, seed: seedJson(sw.seed), results, ...summary(pipe, base) })}\n`);
   } else {
     for (const [i, r] of sw.results.entries()) io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`);
@@ -130,5 +158,6 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, sign
 }
 
 function summary(pipe: PipelineWorker, s: ReturnType<typeof baseRunOptions>) {
-  return { steps: s.steps, guidanceScale: s.guidanceScale, sampler: samplerDisplayName(pipe, s.sampler), model: pipe.modelName, modelHash: pipe.modelHash };
+  const controlnets = controlSummary(s.controlnets);
+  return { steps: s.steps, guidanceScale: s.guidanceScale, sampler: samplerDisplayName(pipe, s.sampler), model: pipe.modelName, modelHash: pipe.modelHash, ...(controlnets ? { controlnets } : {}) };
 }

@@ -40,7 +40,7 @@ const NOT_AN_OPTION = /^-[\d.]/;
  */
 export function parseTokens<T extends OptionSpec>(args: string[], options: T): { values: OptionValues<T>; positionals: string[] } {
   const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
-  const values: Record<string, string | boolean | string[]> = {};
+  const values: Record<string, string | string[] | boolean> = {};
   const positionals: string[] = [];
   for (const t of tokens) {
     if (t.kind === "positional") positionals.push(t.value);
@@ -66,8 +66,7 @@ export function parseTokens<T extends OptionSpec>(args: string[], options: T): {
         "usage",
       );
     }
-    if (spec.multiple) values[t.name] = [...((values[t.name] as string[] | undefined) ?? []), v]; // repeatable (--lora A --lora B)
-    else values[t.name] = v;
+    values[t.name] = spec.multiple ? [...((values[t.name] as string[] | undefined) ?? []), v] : v; // a repeatable option keeps every value
   }
   return { values: values as OptionValues<T>, positionals };
 }

@@ -3,7 +3,7 @@
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, embeddingDirsFor, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import { DEFAULT_MODEL, defaultControlNetDir, embeddingDirsFor, listControlNets, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -38,6 +38,8 @@ Options:
   --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
                      model family's TAESD when the Hugging Face cache has it), a repo id or folder
                      (downloaded like a model), or none (latent previews)
+  --controlnet-dir DIR   ControlNets requests may name (.safetensors files and diffusers folders; default:
+                     controlnet/ beside a local --model); listed at /controlnet/model_list and /v1/controlnets
   -h, --help         show this help
 `;
 
@@ -77,6 +79,7 @@ export async function serveMain(args: string[]): Promise<number> {
         "tiny-vae": { type: "string" },
         refiner: { type: "string", multiple: true },
         "preview-vae": { type: "string", default: "auto" },
+        "controlnet-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -130,6 +133,8 @@ export async function serveMain(args: string[]): Promise<number> {
       { refiners: values.refiner },
     );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    const controlnetDir = values["controlnet-dir"] ?? defaultControlNetDir(values.model);
+    if (controlnetDir) process.stderr.write(`ControlNets in ${controlnetDir}: ${listControlNets(controlnetDir).map((e) => e.name).join(", ") || "none"}\n`);
 
     let srv;
     try {
@@ -150,6 +155,7 @@ export async function serveMain(args: string[]): Promise<number> {
         loraDirs: loraDirsFor(values.model ?? DEFAULT_MODEL, values["lora-dir"]),
         embeddingDirs: embeddingDirsFor(values.model ?? DEFAULT_MODEL, values["embedding-dir"]),
         previewEvery: 1,
+        controlnetDir,
       });
     } catch (e) {
       await engine.close(); // let the process exit

@@ -15,6 +15,7 @@ import { buildVaeDecoder, buildVaeEncoder, resolveVaeConfig, type VaeConfig, vae
 import { ModelSession, type RuntimeOptions } from "../runtime.js";
 import { CLIPTokenizer } from "../tokenizer/clip.js";
 import { openComponentWeights, readJson } from "../weights/diffusers.js";
+import type { HubOptions } from "../weights/hub.js";
 import type { WeightSource } from "../weights/source.js";
 import { familyForClassName, type FamilyId, FAMILIES, type PipelineConfig, pipelineConfigFrom } from "./family.js";
 
@@ -79,6 +80,8 @@ export interface LoadOptions extends RuntimeOptions {
   quantize?: QuantizeMode;
   /** What a tiny VAE in ModelParts is used for (default "all"). */
   tinyVaeUse?: "all" | "preview";
+  /** Hub settings for side models a run downloads (a ControlNet given as a repo id). */
+  hub?: HubOptions;
 }
 
 /**
@@ -167,6 +170,8 @@ export class StableDiffusionModel {
     readonly tinyVae?: TinyVae,
     /** Set when the UNet was built quantized (not diffusers-exact). */
     readonly quantize?: QuantizeMode,
+    /** Hub settings the model was loaded with, for side models a run downloads (ControlNet repo ids). */
+    readonly hub?: HubOptions,
   ) {}
 
   /** The model's own scheduler_config.json. */
@@ -232,6 +237,14 @@ export class StableDiffusionModel {
     this.textEncoderKey = key;
   }
 
+  /**
+   * A side model's session (a ControlNet a run needs), built or loaded through this model's graph cache and
+   * runtime options; `kind` names it in the cache. The caller releases it.
+   */
+  sideSession(kind: string, config: unknown, weights: WeightSource, build: () => Graph): Promise<ModelSession> {
+    return this.session(kind, config, weights, build);
+  }
+
   static async load(parts: ModelParts, opts: LoadOptions = {}): Promise<StableDiffusionModel> {
     const root = opts.cacheDir ?? cacheRoot();
     const family = parts.family ?? "sd";
@@ -287,6 +300,7 @@ export class StableDiffusionModel {
       parts.weights.unet.fingerprint().slice(0, 10),
       tinyVae,
       opts.quantize,
+      opts.hub,
     );
     await model.unetSession(); // build (or load) the plain UNet now, so the first run does not
     return model;

@@ -5,6 +5,8 @@
 // supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
 // follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
 // one per step for ancestral samplers.
+import { controlNetExtension } from "../control/extension.js";
+import type { ControlNetUnit } from "../control/unit.js";
 import { check, ReimagineError, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
@@ -91,6 +93,9 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Folders of textual-inversion embeddings (A1111 `embeddings/`: a prompt names one by its file name); default
    *  REIMAGINE_EMBEDDING_DIR. Used with syntax "a1111". */
   embeddingDirs?: string[];
+  /** ControlNets conditioning the run (StableDiffusionControlNetImg2ImgPipeline): residuals summed in order, each
+   *  with its own control image, scale and guidance window. */
+  controlnets?: ControlNetUnit[];
   /** SDXL: hand over to a refiner model at `switchAt` (runWithRefiner; the refiner is loaded on first use with this
    *  pipeline's load options and kept). */
   refiner?: RefinerSpec;
@@ -124,7 +129,7 @@ const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" &&
 export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
 
 /** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
-const BUILT_IN: ExtensionFactory[] = [loraExtension];
+const BUILT_IN: ExtensionFactory[] = [loraExtension, controlNetExtension];
 
 async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
   const out: PipelineExtension[] = [];

@@ -1,6 +1,8 @@
 // The A1111 `parameters` metadata of a run's images, shared by the library, the CLI and batch:
 // the settings a run used (its options, else the pipeline's defaults), seed, size, model name and
 // hash, and marks for the approximate modes. Ref: A1111 modules/processing.py create_infotext.
+import { controlNetInfotext } from "../control/a1111.js";
+import type { ControlNetUnit } from "../control/unit.js";
 import { encodeImage, type ImageFormat } from "../image.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
 import { type LoraSpec, promptWithLoraTags } from "../lora/spec.js";
@@ -25,6 +27,8 @@ export interface RunSettings {
   clipSkip?: number;
   /** LoRAs given as options: recorded as `<lora:...>` tags after the prompt (A1111 and --from apply them again). */
   loras?: LoraSpec[];
+  /** Recorded as the A1111 ControlNet extension's `ControlNet N` pairs. */
+  controlnets?: readonly ControlNetUnit[];
   /** diffusers guidance_rescale; recorded as the sd-webui-cfg-rescale extension's "CFG Rescale phi". */
   guidanceRescale?: number;
   /** SDXL refiner hand-over; recorded as A1111's "Refiner" / "Refiner switch at". */
@@ -83,7 +87,7 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...extra },
+    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...controlNetInfotext(s.controlnets, image), ...extra },
   });
 }
 

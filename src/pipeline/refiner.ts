@@ -60,6 +60,7 @@ export async function runWithRefiner(
     prompt: untagged(opts.prompt)!,
     prompt2: untagged(opts.prompt2),
     loras: undefined,
+    controlnets: undefined, // ControlNets condition the base only (diffusers has no ControlNet refiner pipeline)
     seed,
     image: { latents: first.latents!, dims: first.latentDims! },
     numImages: n,

@@ -9,7 +9,7 @@ import { ReimagineError } from "../errors.js";
 import { loadImage, type RGBImage } from "../image.js";
 import type { Img2ImgOptions, Img2ImgPipeline } from "./img2img.js";
 import { loadPipeline } from "./load.js";
-import { strengthSweep, sweepLabel, validateStrengths } from "./sweep.js";
+import { strengthSweep, sweepLabel, sweepPoints, validateStrengths } from "./sweep.js";
 
 /** A gradient test picture. */
 function picture(w = 48, h = 40): RGBImage {
@@ -50,6 +50,22 @@ describe("strengthSweep (stub pipeline)", () => {
     expect(out.results[2].ssim).toBeCloseTo(0.5499876909732175, 12); // flat grey keeps no structure
     expect(out.sheet.width).toBeGreaterThan(input.width * 3); // input + 3 cells in one row
     expect(out.sheet.data.length).toBe(out.sheet.width * out.sheet.height * 3);
+  });
+
+  it("sweeps the ControlNet scale too: strengths x scales, every unit's scale set per cell, labelled", async () => {
+    const calls: Img2ImgOptions[] = [];
+    const controlnets = [{ model: "a", scale: 1 }, { model: "b", scale: 0.2 }];
+    const out = await strengthSweep(stubPipe(calls), { image: picture(), prompt: "p", seed: 3, controlnets }, sweepPoints([0.5, 1], [0.4, 0.7]));
+    expect(calls.map((c) => [c.strength, c.controlnets!.map((u) => u.scale)])).toEqual([
+      [0.5, [0.4, 0.4]],
+      [0.5, [0.7, 0.7]],
+      [1, [0.4, 0.4]],
+      [1, [0.7, 0.7]],
+    ]);
+    expect(sweepLabel(out.results[1])).toMatch(/^strength 0\.50 · control 0\.70 · SSIM \d\.\d\d$/);
+    expect(sweepLabel({ ...out.results[1], controlScale: undefined })).toMatch(/^strength 0\.50 · SSIM/);
+    await expect(strengthSweep(stubPipe([]), { image: picture(), prompt: "p" }, sweepPoints([1], [0.5]))).rejects.toThrow(/needs a ControlNet/);
+    await expect(strengthSweep(stubPipe([]), { image: picture(), prompt: "p", controlnets }, sweepPoints([1], [0.5, 0.5]))).rejects.toThrow(/same cell twice/);
   });
 
   it("keeps a given seed", async () => {

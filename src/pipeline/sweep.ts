@@ -1,15 +1,21 @@
-// Strength sweep: one model, one seed, one image per denoising strength, plus a labelled contact
-// sheet scoring how much of the input's structure each strength keeps (SSIM on luminance).
-// Used by the CLI (`--strength 0.2,0.4,0.6`) and the server. No reference implementation: it is
-// a loop over StableDiffusionImg2ImgPipeline runs that differ only in `strength`.
+// Strength sweep: one model, one seed, one image per denoising strength (and ControlNet scale, when the run has
+// ControlNets), plus a labelled contact sheet scoring how much of the input's structure each cell keeps (SSIM on
+// luminance). Used by the CLI (`--strength 0.2,0.4,0.6`, `--control-scale 0.4,0.7,1`) and the server. No reference
+// implementation: it is a loop over StableDiffusionImg2ImgPipeline runs that differ only in those settings.
+import { withControlScale } from "../control/unit.js";
 import { ReimagineError } from "../errors.js";
 import { contactSheet, loadImage, type RGBImage, ssimResized } from "../image.js";
 import { normalizeSeed } from "../rng.js";
 import { noDenoisingStepReason } from "../schedulers/strength.js";
 import type { Img2ImgOptions, Img2ImgPipeline } from "./img2img.js";
 
-export interface SweepImage {
+/** One cell of a sweep: a strength, and the scale every ControlNet of the run takes there (when swept). */
+export interface SweepPoint {
   strength: number;
+  controlScale?: number;
+}
+
+export interface SweepImage extends SweepPoint {
   image: RGBImage;
   /** Structure preservation: SSIM (luminance) of the output against the input resized to it; 1 = identical. */
   ssim: number;
@@ -29,7 +35,7 @@ export interface StrengthSweepResult {
 
 export interface SweepHooks {
   /** Called before each run (e.g. to relabel a progress bar). */
-  onStart?: (strength: number, index: number) => void;
+  onStart?: (strength: number, index: number, controlScale?: number) => void;
   /** Called as each image is ready, in order. */
   onImage?: (result: SweepImage, index: number) => void | Promise<void>;
 }
@@ -56,9 +62,19 @@ export function validateStrengths(strengths: readonly number[], steps?: number):
   }
 }
 
-/** "strength 0.40 · SSIM 0.83" */
+/** "strength 0.40 · SSIM 0.83", or "strength 1.00 · control 0.70 · SSIM 0.61" for a ControlNet scale sweep. */
 export function sweepLabel(r: SweepImage): string {
-  return `strength ${r.strength.toFixed(2)} · SSIM ${r.ssim.toFixed(2)}`;
+  const control = r.controlScale === undefined ? "" : ` · control ${r.controlScale.toFixed(2)}`;
+  return `strength ${r.strength.toFixed(2)}${control} · SSIM ${r.ssim.toFixed(2)}`;
+}
+
+/**
+ * The cells of a sweep: every strength, times every ControlNet scale when some are given (strengths outer).
+ * @example sweepPoints([1], [0.4, 0.7]) // [{ strength: 1, controlScale: 0.4 }, { strength: 1, controlScale: 0.7 }]
+ */
+export function sweepPoints(strengths: readonly number[], controlScales?: readonly number[]): SweepPoint[] {
+  if (!controlScales) return strengths.map((strength) => ({ strength }));
+  return strengths.flatMap((strength) => controlScales.map((controlScale) => ({ strength, controlScale })));
 }
 
 /**
@@ -70,23 +86,29 @@ export function sweepLabel(r: SweepImage): string {
 export async function strengthSweep(
   pipe: Pick<Img2ImgPipeline, "run" | "defaults">,
   opts: SweepOptions,
-  strengths: readonly number[],
+  strengths: readonly (number | SweepPoint)[],
   hooks: SweepHooks = {},
 ): Promise<StrengthSweepResult> {
   if (opts.numImages !== undefined && opts.numImages !== 1) {
     throw new ReimagineError("a strength sweep makes one image per strength: leave out the number of images");
   }
-  validateStrengths(strengths, opts.steps ?? pipe.defaults.steps);
+  const points = strengths.map((p) => (typeof p === "number" ? { strength: p } : p));
+  const scales = points.filter((p) => p.controlScale !== undefined);
+  validateStrengths(scales.length ? [...new Set(points.map((p) => p.strength))] : points.map((p) => p.strength), opts.steps ?? pipe.defaults.steps);
+  if (scales.length && !opts.controlnets?.length) throw new ReimagineError("a ControlNet scale sweep needs a ControlNet: give controlnets (--controlnet MODEL)");
+  for (const p of scales) if (!(Number.isFinite(p.controlScale) && p.controlScale! >= 0)) throw new ReimagineError(`ControlNet scale must be a number >= 0 (got ${p.controlScale})`);
+  if (new Set(points.map((p) => `${p.strength}/${p.controlScale}`)).size !== points.length) throw new ReimagineError("a sweep lists the same cell twice; list each strength and ControlNet scale once");
   const seed = normalizeSeed(opts.seed); // one seed for every strength, so only the strength differs
   const input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
 
   const results: SweepImage[] = [];
-  for (let i = 0; i < strengths.length; i++) {
-    const strength = strengths[i];
-    hooks.onStart?.(strength, i);
-    const out = await pipe.run({ ...opts, image: input, strength, seed, numImages: 1 });
+  for (let i = 0; i < points.length; i++) {
+    const { strength, controlScale } = points[i];
+    hooks.onStart?.(strength, i, controlScale);
+    const controlnets = controlScale === undefined ? opts.controlnets : withControlScale(opts.controlnets, controlScale);
+    const out = await pipe.run({ ...opts, image: input, strength, seed, numImages: 1, controlnets });
     const image = out.images[0];
-    const r: SweepImage = { strength, image, ssim: await ssimResized(image, input), extraGenerationParams: out.extraGenerationParams };
+    const r: SweepImage = { strength, ...(controlScale === undefined ? {} : { controlScale }), image, ssim: await ssimResized(image, input), extraGenerationParams: out.extraGenerationParams };
     results.push(r);
     await hooks.onImage?.(r, i);
   }

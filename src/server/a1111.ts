@@ -3,6 +3,7 @@
 // get_config): requests as the webuiapi client and SillyTavern send them, unknown fields ignored.
 import { Hono, type Context } from "hono";
 import { DEFAULT_SAMPLER, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
+import { type ControlNetCatalog, parseA1111ControlNets } from "./controlnet-fields.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
 import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
@@ -36,7 +37,7 @@ export function fail(c: Context, e: unknown) {
 }
 
 /** Parses an A1111 img2img/txt2img body into our request. */
-async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean, folders: PromptFolders): Promise<GenerationRequest> {
+async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean, folders: PromptFolders, catalog: ControlNetCatalog): Promise<GenerationRequest> {
   const f = engine.vaeScaleFactor;
   // A1111 renders at width x height (default 512) and the VAE floors to its factor; we round the same way
   const size = (k: string) => {
@@ -76,6 +77,9 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     const init = body.init_images as unknown[];
     input = await inspectUpload(decodeBase64Image(init[0], "init_images"), "init_images", limits);
   }
+  const controlnets = await parseA1111ControlNets(body, catalog, limits);
+  const blind = txt2img ? controlnets?.findIndex((u) => !u.image) : -1;
+  if (blind !== undefined && blind >= 0) throw new ValidationError("alwayson_scripts.controlnet.args", `ControlNet unit ${blind} has no image: txt2img has no init image to use, send the unit's image`);
   return {
     input,
     prompt,
@@ -91,6 +95,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     width,
     height,
     resizeMode: RESIZE[resizeMode],
+    controlnets,
     refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
     lora,
   };
@@ -140,7 +145,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
  * Routes under /sdapi/v1 (mount at the app root).
  * @example app.route("/", a1111Routes(engine, queue, limits))
  */
-export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, folders: PromptFolders = NO_FOLDERS): Hono {
+export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, folders: PromptFolders = NO_FOLDERS, catalog: ControlNetCatalog = {}): Hono {
   const app = new Hono();
   const state: A1111State = { clipStopAtLastLayers: 1 };
   const title = () => `${engine.modelName}${engine.modelHash ? ` [${engine.modelHash}]` : ""}`;
@@ -152,7 +157,7 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
         return c.json(httpError("Init image not found"), 404);
       }
-      const req = await parseA1111(body, engine, limits, state, txt2img, folders);
+      const req = await parseA1111(body, engine, limits, state, txt2img, folders, catalog);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
@@ -176,7 +181,8 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
         parameters.mask = null;
       }
       return c.json({
-        images: sendImages ? r.images.map((im) => im.png.toString("base64")) : [],
+        // the extension appends each unit's preprocessed control image ("detected map") after the results
+        images: sendImages ? [...r.images, ...(r.controlMaps ?? []).map((png) => ({ png }))].map((im) => im.png.toString("base64")) : [],
         parameters,
         info: infoString(engine, req, r, job),
       });

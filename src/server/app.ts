@@ -11,6 +11,7 @@ import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import { ReimagineError } from "../index.js";
 import { a1111Routes, fail as failA1111 } from "./a1111.js";
+import { controlNetRoutes } from "./controlnet-routes.js";
 import type { Engine } from "./engine.js";
 import { resultBytes } from "./generate.js";
 import { prepareError } from "./http.js";
@@ -38,6 +39,8 @@ export interface AppOptions extends Partial<ServerLimits> {
   loraDirs?: string[];
   /** Folders of the textual-inversion embeddings prompts may name (GET /sdapi/v1/embeddings). Default none. */
   embeddingDirs?: string[];
+  /** The folder of ControlNets requests may name (reimagine serve --controlnet-dir). */
+  controlnetDir?: string;
 }
 
 export const DEFAULT_SERVER_MAX_PIXELS = DEFAULT_LIMITS.maxPixels;
@@ -64,7 +67,7 @@ const securityHeaders = () =>
 
 const GENERATE_ROUTES = new Set(["/v1/img2img", "/v1/sweep", "/sdapi/v1/img2img", "/sdapi/v1/txt2img"]);
 
-const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/");
+const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/") || path.startsWith("/controlnet/");
 
 /** Constant-time check of Bearer KEY, or Basic user:KEY (A1111 clients such as SillyTavern send Basic). */
 function authorized(header: string | undefined, key: string): boolean {
@@ -158,7 +161,7 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
       if (isApi(c.req.path) && !authorized(c.req.header("authorization"), key)) {
         c.header("WWW-Authenticate", 'Bearer realm="reimagine"');
         const message = "this server needs an API key: send the header 'Authorization: Bearer <key>' (the key given to reimagine serve --api-key)";
-        return c.req.path.startsWith("/sdapi/") ? c.json({ detail: message }, 401) : c.json({ error: { code: "unauthorized", message } }, 401);
+        return c.req.path.startsWith("/sdapi/") || c.req.path.startsWith("/controlnet/") ? c.json({ detail: message }, 401) : c.json({ error: { code: "unauthorized", message } }, 401);
       }
       await next();
     });
@@ -200,8 +203,10 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
   );
 
   const folders = { loraDirs: opts.loraDirs ?? [], embeddingDirs: opts.embeddingDirs ?? [] };
-  app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery, folders }));
-  app.route("/", a1111Routes(engine, queue, limits, folders));
+  const controlnets = { dir: opts.controlnetDir };
+  app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery, folders, controlnets }));
+  app.route("/", a1111Routes(engine, queue, limits, folders, controlnets));
+  app.route("/", controlNetRoutes(controlnets, limits));
   app.route("/", staticRoutes(opts.webRoot ?? defaultWebRoot()));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${c.req.path}` } }, 404));

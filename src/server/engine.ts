@@ -1,7 +1,7 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { listSamplers, type LoraSpec, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
+import { type ControlNetUnit, listSamplers, type LoraSpec, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
 import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {
@@ -53,6 +53,8 @@ export interface EngineRunOptions {
   /** Folders of the textual-inversion embeddings prompts may name. */
   embeddingDirs?: string[];
   promptSyntax?: PromptSyntax;
+  /** ControlNets (model = a path from the server's ControlNet folder, images decoded). */
+  controlnets?: ControlNetUnit[];
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */
   signal?: AbortSignal;

@@ -1,7 +1,7 @@
 // A fast stand-in Engine for API tests and UI work without a model: it checks inputs like
 // Img2ImgPipeline, "denoises" for floor(steps x strength) steps of `stepMs` each (honouring the
 // AbortSignal between steps) and returns deterministic pictures of the requested size.
-import { denoisingSteps, noDenoisingStepReason, ReimagineError, type RGBImage, throwIfAborted } from "../index.js";
+import { denoisingSteps, noDenoisingStepReason, ReimagineError, resolveUnit, type RGBImage, throwIfAborted } from "../index.js";
 import type { Engine, EngineResult, EngineRunOptions, SamplerInfo } from "./engine.js";
 
 export const FAKE_SAMPLERS: SamplerInfo[] = [
@@ -58,6 +58,7 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
       }
       const noStep = noDenoisingStepReason(o.steps, o.strength);
       if (noStep) throw new ReimagineError(noStep);
+      o.controlnets?.forEach(resolveUnit); // the pipeline's checks of ControlNet units
       const total = denoisingSteps(o.steps, o.strength);
       for (let s = 1; s <= total; s++) {
         throwIfAborted(o.signal);

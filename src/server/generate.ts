@@ -2,7 +2,21 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, promptWithLoraTags, refinerNotes, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
+import {
+  contactSheet,
+  type ControlNetUnit,
+  controlNetInfotext,
+  denoisingSteps,
+  encodeImage,
+  formatInfotext,
+  type GenerationSettings,
+  promptWithLoraTags,
+  refinerNotes,
+  type RGBImage,
+  type ResizeMode,
+  ssimResized,
+} from "../index.js";
+import { controlMaps, loadUnits, type RequestUnit } from "./controlnet-fields.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { LoraRequestFields } from "./lora-fields.js";
 import type { Upload } from "./http.js";
@@ -30,6 +44,8 @@ export interface GenerationRequest {
   width?: number;
   height?: number;
   resizeMode: ResizeMode;
+  /** ControlNet units (controlnet-fields.ts). */
+  controlnets?: RequestUnit[];
   /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
   refiner?: RequestRefiner;
   /** LoRAs (native field; tags stay in the prompt), the server's LoRA folders, prompt syntax. */
@@ -58,6 +74,8 @@ export interface GenerationResult {
   totalMs: number;
   /** Infotext pairs of the runs (e.g. "Lora hashes"; A1111's extra_generation_params). */
   extraGenerationParams?: Record<string, string>;
+  /** PNGs of the preprocessed control images the units asked to see (A1111's "detected maps"). */
+  controlMaps?: Buffer[];
 }
 
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
@@ -104,7 +122,7 @@ async function runOnce(
   image: RGBImage,
   req: GenerationRequest,
   ctx: JobContext,
-  o: { seed: number | bigint; strength: number; numImages: number; offset: () => number; grandTotal: (runTotal: number) => number },
+  o: { seed: number | bigint; strength: number; numImages: number; offset: () => number; grandTotal: (runTotal: number) => number; controlnets?: ControlNetUnit[] },
 ): Promise<EngineResult> {
   return engine.run({
     image,
@@ -120,6 +138,7 @@ async function runOnce(
     width: req.width,
     height: req.height,
     resizeMode: req.resizeMode,
+    controlnets: o.controlnets,
     refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
     ...req.lora,
     signal: ctx.signal,
@@ -132,6 +151,7 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
   return async (ctx) => {
     const t0 = performance.now();
     const image = await req.input.load();
+    const controlnets = await loadUnits(req.controlnets);
     const images: GeneratedImage[] = [];
     let last: EngineResult | undefined;
     let stepsRun = 0;
@@ -143,18 +163,20 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
         numImages: req.batchSize,
         offset: () => stepsRun,
         grandTotal: (t) => t * req.nIter,
+        controlnets,
       });
       stepsRun += r.stepsRun;
       last = r;
       for (let i = 0; i < r.images.length; i++) {
-        const extra: Record<string, string> = req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {};
+        const extra: Record<string, string> = { ...(req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {}), ...controlNetInfotext(controlnets, r) };
         const infotext = formatInfotext(settingsFor(engine, req, r, seed, req.strength, extra));
         const png = await encodeImage(r.images[i], "png", { parameters: infotext });
         images.push({ png, seed, infotext, width: r.width, height: r.height });
       }
     }
     const extraGenerationParams = last!.extraGenerationParams;
-    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams };
+    const maps = await controlMaps(req, controlnets, image, last!);
+    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams, controlMaps: maps };
   };
 }
 
@@ -166,6 +188,7 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
   return async (ctx) => {
     const t0 = performance.now();
     const image = await req.input.load();
+    const controlnets = await loadUnits(req.controlnets);
     const cells: GeneratedImage[] = [];
     const outputs: RGBImage[] = [];
     const actual: number[] = [];
@@ -174,11 +197,11 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
       const strength = strengths[k];
       const done = actual.reduce((a, b) => a + b, 0);
       const rest = strengths.slice(k + 1).reduce((a, s) => a + denoisingSteps(req.steps, s), 0);
-      const r = await runOnce(engine, image, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest });
+      const r = await runOnce(engine, image, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest, controlnets });
       actual.push(r.stepsRun);
       last = r;
       const ssim = await ssimResized(image, r.images[0]);
-      const infotext = formatInfotext(settingsFor(engine, req, r, req.seed, strength, {}));
+      const infotext = formatInfotext(settingsFor(engine, req, r, req.seed, strength, controlNetInfotext(controlnets, r)));
       const png = await encodeImage(r.images[0], "png", { parameters: infotext });
       cells.push({ png, seed: req.seed, infotext, width: r.width, height: r.height, strength, ssim });
       outputs.push(r.images[0]);
@@ -188,7 +211,7 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
       ...cells.map((c, i) => ({ image: outputs[i], label: `strength ${c.strength!.toFixed(2)} · SSIM ${c.ssim!.toFixed(2)}` })),
     ]);
     const sheetText = formatInfotext(
-      settingsFor(engine, req, last!, req.seed, strengths[0], { "Strength sweep": strengths.map((s) => s.toFixed(2)).join(" ") }),
+      settingsFor(engine, req, last!, req.seed, strengths[0], { "Strength sweep": strengths.map((s) => s.toFixed(2)).join(" "), ...controlNetInfotext(controlnets, last!) }),
     );
     const sheetPng = await encodeImage(sheet, "png", { parameters: sheetText });
     const images = [{ png: sheetPng, seed: req.seed, infotext: sheetText, width: sheet.width, height: sheet.height }, ...cells];

@@ -4,6 +4,7 @@
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { checkBackground, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
+import { type ControlNetCatalog, controlNetsSummary, parseNativeControlNets } from "./controlnet-fields.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
@@ -20,6 +21,8 @@ export interface NativeOptions extends Limits {
   previewEvery?: number;
   /** Folders of the LoRAs and embeddings requests may name (tags in the prompt, the `loras` field). */
   folders?: PromptFolders;
+  /** The ControlNets requests may name. */
+  controlnets?: ControlNetCatalog;
 }
 
 /** Fields from a multipart form (the image as a File) or a JSON body (the image as base64). */
@@ -51,7 +54,7 @@ async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer 
 const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !== undefined && f[k] !== null) ?? keys[0];
 
 /** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
-export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits & { folders?: PromptFolders }): Promise<{ req: GenerationRequest; fields: Fields }> {
+export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits & { folders?: PromptFolders }, catalog: ControlNetCatalog = {}): Promise<{ req: GenerationRequest; fields: Fields }> {
   const { fields: f, image } = await readFields(c);
   if (!image)
     throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
@@ -90,6 +93,7 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
     width,
     height,
     resizeMode,
+    controlnets: await parseNativeControlNets(f, catalog, limits),
     refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
     lora,
   };
@@ -136,6 +140,7 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     resizeMode: req.resizeMode,
     inputWidth: req.input.width,
     inputHeight: req.input.height,
+    ...(req.controlnets ? { controlnets: controlNetsSummary(req.controlnets) } : {}),
     refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
     loras: req.lora?.loras ?? [],
     promptSyntax: req.lora?.promptSyntax ?? "a1111",
@@ -197,7 +202,7 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
   // the queue slot was reserved before the body was read (app.ts); submit() takes it
   app.post("/v1/img2img", async (c) => {
     try {
-      const { req } = await parseNativeRequest(c, engine, opts);
+      const { req } = await parseNativeRequest(c, engine, opts, opts.controlnets);
       checkBudget(req, engine, opts);
       return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req), slotOf(c)));
     } catch (e) {
@@ -207,7 +212,7 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
 
   app.post("/v1/sweep", async (c) => {
     try {
-      const { req, fields } = await parseNativeRequest(c, engine, opts);
+      const { req, fields } = await parseNativeRequest(c, engine, opts, opts.controlnets);
       const strengths = parseStrengths(fields, req.steps);
       checkBudget(req, engine, opts, strengths);
       return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }, slotOf(c)));

@@ -71,7 +71,12 @@ export function openControlNet(ref: string, opts: OpenControlNetOptions = {}): C
       "unsafe_format",
     );
   }
-  if (!existsSync(ref)) throw new ReimagineError(`ControlNet '${ref}' not found: give a ControlNet folder (config.json + diffusion_pytorch_model.safetensors) or a .safetensors file`, "not_found");
+  if (!existsSync(ref)) {
+    throw new ReimagineError(
+      `ControlNet '${ref}' not found: give a ControlNet folder (config.json + diffusion_pytorch_model.safetensors), a .safetensors file or a Hugging Face repo id such as lllyasviel/control_v11p_sd15_scribble`,
+      "not_found",
+    );
+  }
   if (statSync(ref).isDirectory()) return openControlNetFolder(ref, opts);
   if (!/\.safetensors$/i.test(ref)) throw new ReimagineError(`ControlNet '${ref}': unknown file type; give a .safetensors file or a diffusers folder`, "invalid_input");
   const file = SafetensorsFile.open(ref);

@@ -73,6 +73,16 @@ export const canvasState = (page: Page) =>
     return { width: c.width, height: c.height, inked };
   });
 
+/** Whether the first element with this test id is on screen whole (no scrolling needed to see it). */
+export const shownInViewport = (page: Page, testid: string) =>
+  page
+    .getByTestId(testid)
+    .first()
+    .evaluate((el) => {
+      const r = el.getBoundingClientRect();
+      return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
+    });
+
 /** What the size selects show. */
 export const shownSize = async (page: Page) => ({
   width: Number(await page.getByTestId("width").inputValue()),

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../src/server/app.js";
 import { createWorkerEngine } from "../../src/server/worker-engine.js";
 import { fixture, haveFixtures } from "../fixtures.js";
-import { builtWeb, canvasState, haveChromium, launch, openPage, setValue, stroke } from "./ui-helpers.js";
+import { builtWeb, canvasState, haveChromium, launch, openPage, setValue, shownInViewport, stroke } from "./ui-helpers.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const screenshots = process.env.REIMAGINE_SCREENSHOT === "1";
@@ -58,14 +58,7 @@ describe.skipIf(!haveChromium || !haveFixtures("sd-tiny") || !haveFixtures("taes
         }
       }).observe(document.body, { attributes: true, subtree: true, childList: true });
     });
-  const inViewport = (testid: string) =>
-    page
-      .getByTestId(testid)
-      .first()
-      .evaluate((el) => {
-        const r = el.getBoundingClientRect();
-        return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;
-      });
+  const inViewport = (testid: string) => shownInViewport(page, testid);
 
   it("draw, Generate: progress moves, TAESD previews show, the result is visible without scrolling at 1366x768", async () => {
     await setValue(page, "width", "128");

@@ -4,6 +4,7 @@
 // undo / redo on the canvas; paste or drop a picture (a PNG with A1111 parameters restores them).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, apiJson, AuthError, getKey, type JobView, type ModelInfo, type SamplerInfo, setKey, streamEvents } from "./api.js";
+import { CONTROL_OFF, ControlPanel, type ControlState, controlFields } from "./control.js";
 import { Controls, parseSweep, type Settings, sweepAround } from "./controls.js";
 import { SketchDoc } from "./doc.js";
 import { deleteResult, loadGallery, saveResult, type StoredResult } from "./gallery-db.js";
@@ -78,6 +79,16 @@ export function App() {
   const [gallery, setGallery] = useState<ShownResult[]>([]);
   const [shown, setShown] = useState<ShownResult | null>(null);
   const defaultsApplied = useRef(false);
+  const [control, setControlState] = useState<ControlState>(CONTROL_OFF);
+  const strengthBefore = useRef(s.strength);
+  /** The layout toggle: on, strength goes to 1 (sketch-to-image); off, it comes back. */
+  const setControl = (patch: Partial<ControlState>) => {
+    if (patch.on !== undefined && patch.on !== control.on) {
+      if (patch.on) strengthBefore.current = s.strength;
+      set({ strength: patch.on ? 1 : strengthBefore.current });
+    }
+    setControlState((c) => ({ ...c, ...patch }));
+  };
 
   const load = async () => {
     try {
@@ -132,6 +143,7 @@ export function App() {
       model,
     };
     if (strengths) fields.strengths = strengths.join(",");
+    Object.assign(fields, controlFields(control));
     const form = new FormData();
     form.set("image", before, "input.png");
     for (const [k, v] of Object.entries(fields)) form.set(k, String(v));
@@ -312,6 +324,7 @@ export function App() {
       <div class="work">
         <section class="input">
           <Sketch doc={doc} onFile={(f) => void onFile(f)} />
+          <ControlPanel doc={doc} c={control} set={setControl} />
         </section>
         <Output
           running={running}

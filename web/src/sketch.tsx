@@ -4,9 +4,10 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { SketchDoc } from "./doc.js";
 
-/** Keeps a picture of this shape inside its column and the window's height (no scrolling at 1366x768). */
+/** Keeps a picture of this shape inside its column and the window's height (no scrolling at 1366x768: the toolbar,
+ *  the upload line and the layout row take about 260 px). */
 export function fitStyle(width: number, height: number): Record<string, string> {
-  return { aspectRatio: `${width} / ${height}`, width: `min(100%, calc((100vh - 210px) * ${(width / height).toFixed(4)}))` };
+  return { aspectRatio: `${width} / ${height}`, width: `min(100%, calc((100vh - 260px) * ${(width / height).toFixed(4)}))` };
 }
 
 const COLOURS = ["#000000", "#ffffff", "#e53935", "#fb8c00", "#fdd835", "#43a047", "#1e88e5", "#8e24aa", "#6d4c41", "#9e9e9e"];
