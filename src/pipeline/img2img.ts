@@ -7,6 +7,8 @@
 // one per step for ancestral samplers.
 import { check, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
+import { inpaintExtension } from "../inpaint/extension.js";
+import type { MaskOptions } from "../inpaint/options.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
 import { createScheduler, type DenoisingWindow, img2imgTimesteps, noDenoisingStepReason, noStepError, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
@@ -77,6 +79,8 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** Inpainting: repaint only the masked area (see MaskOptions). 9-channel inpainting models without it repaint everything. */
+  mask?: MaskOptions;
   /** Extra conditionings (step implementations) for library users; built-in ones come from options. */
   extensions?: PipelineExtension[];
 }
@@ -93,6 +97,8 @@ export interface Img2ImgResult {
   latentDims?: [number, number, number, number];
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
+  /** What the caller should know about how the run was done (e.g. "the mask was resized to fit"). */
+  notes?: string[];
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
@@ -105,7 +111,7 @@ const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" &&
 export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
 
 /** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
-const BUILT_IN: ExtensionFactory[] = [];
+const BUILT_IN: ExtensionFactory[] = [inpaintExtension];
 
 async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
   const out: PipelineExtension[] = [];
@@ -176,6 +182,7 @@ export class Img2ImgPipeline {
     let input: RGBImage | undefined;
     let original: RGBImage | undefined;
     let size: { width: number; height: number };
+    const notes: string[] = [];
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
       const inC = this.model.components.unet.config.in_channels;
@@ -191,6 +198,16 @@ export class Img2ImgPipeline {
         timings.totalMs = performance.now() - t0;
         const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
         return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings };
+      }
+      for (const x of extensions) {
+        const r = await x.prepareInput?.({ original, image: input });
+        notes.push(...(r?.notes ?? []));
+        if (r?.unchanged) {
+          notes.push(r.unchanged);
+          timings.totalMs = performance.now() - t0;
+          const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
+          return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, notes, timings };
+        }
       }
     }
     const cfg = guidance > 1;
@@ -218,6 +235,8 @@ export class Img2ImgPipeline {
       conditioning,
       timesteps,
       numImages,
+      strength,
+      seed,
       image: input,
       pixels: input ? imageToTensor(input) : undefined, // [1, 3, H, W]
       shape: [numImages, 0, 0, 0],
@@ -272,7 +291,7 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     throwIfAborted(opts.signal);
-    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings };
+    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...(notes.length ? { notes } : {}) };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
       return { ...result, images: [], width: size.width, height: size.height };
