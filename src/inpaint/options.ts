@@ -47,7 +47,14 @@ export interface MaskOptions {
 }
 
 /** The defaults every front end shows (A1111's img2img UI). */
-export const MASK_DEFAULTS = { blur: 4, area: "whole" as InpaintArea, padding: 32, fill: "original" as InpaintingFill, overlay: true, rules: "diffusers" as const };
+export const MASK_DEFAULTS = {
+  blur: 4,
+  area: "whole" as InpaintArea,
+  padding: 32,
+  fill: "original" as InpaintingFill,
+  overlay: true,
+  rules: "diffusers" as const,
+};
 
 /** MaskOptions with every default applied and every field checked. */
 export interface ResolvedMaskOptions {
@@ -74,22 +81,27 @@ export function parseFill(v: string | number): InpaintingFill {
   if (typeof name === "string" && /^\d$/.test(name)) return parseFill(Number(name));
   if (typeof name === "number" && Number.isInteger(name) && name >= 0 && name < INPAINTING_FILL.length) return INPAINTING_FILL[name];
   const hit = INPAINTING_FILL.find((f) => f === name);
-  if (!hit) throw new ReimagineError(`fill must be original, fill, latent-noise or latent-nothing (A1111 1, 0, 2, 3), got ${JSON.stringify(v)}`, "invalid_mask");
+  if (!hit)
+    throw new ReimagineError(`fill must be original, fill, latent-noise or latent-nothing (A1111 1, 0, 2, 3), got ${JSON.stringify(v)}`, "invalid_mask");
   return hit;
 }
 
 /** Applies the defaults and checks every field (one-line errors naming the field). */
 export function resolveMaskOptions(m: MaskOptions): ResolvedMaskOptions {
   const rules = m.rules ?? MASK_DEFAULTS.rules;
-  if (rules !== "diffusers" && rules !== "a1111") throw new ReimagineError(`mask rules must be "diffusers" or "a1111", got ${JSON.stringify(rules)}`, "invalid_mask");
+  if (rules !== "diffusers" && rules !== "a1111")
+    throw new ReimagineError(`mask rules must be "diffusers" or "a1111", got ${JSON.stringify(rules)}`, "invalid_mask");
   const blur = m.blur ?? MASK_DEFAULTS.blur;
-  if (!(typeof blur === "number" && Number.isFinite(blur) && blur >= 0 && blur <= 64)) throw new ReimagineError(`mask blur must be a number of pixels 0..64, got ${JSON.stringify(blur)}`, "invalid_mask");
+  if (!(typeof blur === "number" && Number.isFinite(blur) && blur >= 0 && blur <= 64))
+    throw new ReimagineError(`mask blur must be a number of pixels 0..64, got ${JSON.stringify(blur)}`, "invalid_mask");
   const area = m.area ?? MASK_DEFAULTS.area;
   if (area !== "whole" && area !== "masked") throw new ReimagineError(`inpaint area must be "whole" or "masked", got ${JSON.stringify(area)}`, "invalid_mask");
   const sources = [m.image !== undefined && m.source !== "alpha", m.source === "alpha", m.sketch !== undefined].filter(Boolean).length;
   if (sources !== 1) {
     throw new ReimagineError(
-      sources === 0 ? "a mask needs a source: a mask image, the picture's transparency (source \"alpha\") or a sketch" : "give one mask source: a mask image, the picture's transparency or a sketch, not several",
+      sources === 0
+        ? 'a mask needs a source: a mask image, the picture\'s transparency (source "alpha") or a sketch'
+        : "give one mask source: a mask image, the picture's transparency or a sketch, not several",
       "invalid_mask",
     );
   }

@@ -61,7 +61,12 @@ describeWithFixtures(
           width: inp.width,
           height: inp.height,
           // diffusers exactly: the mask as given (already blurred for the blurred cases), no overlay without a crop
-          mask: { image: fixture(SET, "reference", inp.mask_image), blur: 0, overlay: crop, ...(crop ? { area: "masked", padding: inp.padding_mask_crop } : {}) },
+          mask: {
+            image: fixture(SET, "reference", inp.mask_image),
+            blur: 0,
+            overlay: crop,
+            ...(crop ? { area: "masked", padding: inp.padding_mask_crop } : {}),
+          },
           extensions: [spy],
         });
         // the 9-channel UNet input at the first call (legacy: the scaled 4-channel input)

@@ -36,7 +36,10 @@ export type DecodedMaskSource =
 export async function decodeMaskSource(m: MaskOptions, input: RGBImage | string | Buffer): Promise<DecodedMaskSource> {
   if (m.source === "alpha") {
     if (typeof input !== "string" && !Buffer.isBuffer(input)) {
-      throw new ReimagineError("the picture was given as decoded RGB pixels, which have no alpha channel: pass its file or bytes to use its transparency as the mask", "invalid_mask");
+      throw new ReimagineError(
+        "the picture was given as decoded RGB pixels, which have no alpha channel: pass its file or bytes to use its transparency as the mask",
+        "invalid_mask",
+      );
     }
     return { kind: "alpha", pixels: await decodePixels(input, "picture") };
   }
@@ -100,7 +103,10 @@ export async function prepareMask(
   }
   if (drawn.width !== original.width || drawn.height !== original.height) {
     if (src.kind === "openai") {
-      throw new ReimagineError(`the mask is ${drawn.width}x${drawn.height} but the image is ${original.width}x${original.height}; OpenAI's images/edits needs a mask of the image's size`, "mask_size");
+      throw new ReimagineError(
+        `the mask is ${drawn.width}x${drawn.height} but the image is ${original.width}x${original.height}; OpenAI's images/edits needs a mask of the image's size`,
+        "mask_size",
+      );
     }
     const fit = await fitMask(drawn, original.width, original.height, { stretch: o.rules === "a1111" });
     drawn = fit.mask;
@@ -118,14 +124,24 @@ export async function prepareMask(
     });
     if (a.note) notes.push(a.note);
     const unchanged = emptyMaskReason(a.mask, inverted);
-    return { picture, processMask: a.mask, overlayMask: a.maskForOverlay, cropRegion: a.cropRegion, resizeMode: a.cropRegion ? "resize-and-fill" : resizeMode, notes, unchanged };
+    return {
+      picture,
+      processMask: a.mask,
+      overlayMask: a.maskForOverlay,
+      cropRegion: a.cropRegion,
+      resizeMode: a.cropRegion ? "resize-and-fill" : resizeMode,
+      notes,
+      unchanged,
+    };
   }
   const blurred = blurMask(inverted, o.blurX);
   const unchanged = emptyMaskReason(blurred, inverted);
   if (unchanged) return { picture, processMask: blurred, overlayMask: blurred, resizeMode, notes, unchanged };
   // diffusers: crops_coords = get_crop_region(mask_image, width, height, padding_mask_crop) on the mask as passed
   const cropRegion = o.area === "masked" ? getCropRegion(blurred, width, height, o.padding) : undefined;
-  const processMask = cropRegion ? await resizeGray(crop(blurred, cropRegion), width, height, "resize-and-fill") : await resizeGray(blurred, width, height, resizeMode);
+  const processMask = cropRegion
+    ? await resizeGray(crop(blurred, cropRegion), width, height, "resize-and-fill")
+    : await resizeGray(blurred, width, height, resizeMode);
   const overlayMask = cropRegion ? blurred : processMask;
   return { picture, processMask, overlayMask, cropRegion, resizeMode: cropRegion ? "resize-and-fill" : resizeMode, notes };
 }
