@@ -18,6 +18,7 @@ import {
   VAE_TILING_MODES,
   type VaeTilingMode,
 } from "../index.js";
+import { MASK_HELP, MASK_OPTIONS, type MaskFlags, parseMaskFlags } from "./args-mask.js";
 import { parseTokens, unknownOption } from "./parse-tokens.js";
 
 /** Where the CLI writes; tests pass string collectors. */
@@ -66,6 +67,8 @@ export interface GenerateFlags {
   json: boolean;
   /** --progress: auto | bar | lines | json | none (on stderr). */
   progress?: "auto" | "bar" | "lines" | "json" | "none";
+  /** Inpainting flags (args-mask.ts). */
+  mask?: MaskFlags;
 }
 
 const OPTIONS = {
@@ -101,6 +104,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...MASK_OPTIONS,
 } as const;
 
 export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
@@ -285,6 +289,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     verbose: v.verbose ?? false,
     json: v.json ?? false,
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
+    mask: parseMaskFlags(v),
   };
   checkSampler(flags.sampler);
   if (flags.width !== undefined && flags.height !== undefined) checkOutputPixels(flags, flags, { width: flags.width, height: flags.height });
@@ -360,6 +365,8 @@ Options:
                                 | json (one JSON object per line, for scripts) | none; on stderr
   -h, --help                    this help
 
+${MASK_HELP}
+
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.
 
 Samplers (--sampler accepts our name, the AUTOMATIC1111 name or the diffusers class):
@@ -370,6 +377,7 @@ Examples:
   reimagine sketch.png -p "a castle on a hill, detailed matte painting" --strength 0.8 --seed 42
   reimagine photo.jpg -p "oil painting" --strength 0.2,0.4,0.6,0.8
   reimagine batch photos/ painted/ -p "oil painting" --seed 1
+  reimagine photo.png --mask hand.png -p "a hand, detailed" --strength 0.75 --mask-blur 8
 `;
 }
 
@@ -378,7 +386,7 @@ export function batchHelp(): string {
 
 Runs img2img on every image of <in-dir> (png, jpg, jpeg, webp, avif, tif, tiff, gif; sorted by name) and
 writes <out-dir>/<name>.png. The model is loaded once. A sidecar <name>.txt beside an image holds its prompt
-(else --prompt). Files that fail are reported and skipped; the exit code is 2 when some failed.
+(else --prompt); a <name>.mask.png beside it is its inpainting mask (else --mask, if given). Files that fail are reported and skipped; the exit code is 2 when some failed.
 Interrupted runs resume: outputs that already exist are skipped (writes are atomic, so they are complete).
 Options are those of \`reimagine <input>\` (see reimagine --help) except --output, --from and strength sweeps.
 `;

@@ -19,6 +19,7 @@ import {
   type RGBImage,
 } from "../index.js";
 import type { CliIO, GenerateFlags } from "./args.js";
+import { maskFlagsFrom } from "./mask.js";
 import type { Reporter } from "./report.js";
 
 /**
@@ -162,10 +163,13 @@ export async function applyFrom(flags: GenerateFlags): Promise<{ flags: Generate
       );
     }
   }
+  const masked = maskFlagsFrom(flags.mask, p.pairs);
+  if (masked.note) note = note ? `${note}\n${masked.note}` : masked.note;
   return {
     note,
     flags: {
       ...flags,
+      mask: masked.mask,
       model,
       prompt: flags.prompt ?? p.prompt,
       negativePrompt: flags.negativePrompt ?? p.negativePrompt,

@@ -21,6 +21,8 @@ export type InpaintArea = "whole" | "masked";
  */
 export interface MaskOptions {
   image?: MaskPicture;
+  /** How to read the mask: "image" (default), "alpha" (the transparency of the run's picture, or of `image` when it
+   *  holds the picture's pixels), "openai" (`image`'s fully transparent pixels). */
   source?: "image" | "alpha" | "openai";
   sketch?: MaskPicture;
   /** A1111 inpaint sketch "Mask transparency" (percent): dims the sketch mask. Default 0. */

@@ -32,9 +32,11 @@ export type DecodedMaskSource =
   | { kind: "sketch"; sketch: RGBImage }
   | { kind: "everything" };
 
-/** Decodes the source named by MaskOptions; `input` is the run's picture (its alpha for source "alpha"). */
+/** Decodes the source named by MaskOptions; `input` is the run's picture (its alpha for source "alpha", unless the
+ *  mask's `image` holds the picture's decoded pixels). */
 export async function decodeMaskSource(m: MaskOptions, input: RGBImage | string | Buffer): Promise<DecodedMaskSource> {
   if (m.source === "alpha") {
+    if (m.image !== undefined) return { kind: "alpha", pixels: await decodeMaskPicture(m.image, "picture") }; // the picture, decoded with its alpha
     if (typeof input !== "string" && !Buffer.isBuffer(input)) {
       throw new ReimagineError(
         "the picture was given as decoded RGB pixels, which have no alpha channel: pass its file or bytes to use its transparency as the mask",
@@ -44,15 +46,25 @@ export async function decodeMaskSource(m: MaskOptions, input: RGBImage | string 
     return { kind: "alpha", pixels: await decodePixels(input, "picture") };
   }
   if (m.sketch !== undefined) {
-    const px = await decodeMaskPicture(m.sketch, "sketch");
-    if (px.channels !== 3) {
-      const bytes = typeof m.sketch === "string" || Buffer.isBuffer(m.sketch) ? m.sketch : undefined;
-      if (!bytes) throw new ReimagineError("the sketch must be an RGB picture (the input with strokes painted over it)", "invalid_mask");
-      return { kind: "sketch", sketch: await loadImage(bytes) };
-    }
-    return { kind: "sketch", sketch: { width: px.width, height: px.height, data: px.data } };
+    if (typeof m.sketch === "string" || Buffer.isBuffer(m.sketch)) return { kind: "sketch", sketch: await loadImage(m.sketch) };
+    return { kind: "sketch", sketch: flattenOnWhite(await decodeMaskPicture(m.sketch, "sketch")) };
   }
   return { kind: m.source === "openai" ? "openai" : "file", pixels: await decodeMaskPicture(m.image!, "mask") };
+}
+
+/** Decoded pixels as RGB: gray expanded, alpha composited onto white (as loadImage flattens a sketch's transparency). */
+function flattenOnWhite(p: DecodedPixels): RGBImage {
+  const n = p.width * p.height;
+  const out = new Uint8Array(3 * n);
+  const c = p.channels;
+  for (let i = 0; i < n; i++) {
+    const a = c === 2 || c === 4 ? p.data[i * c + c - 1] : 255;
+    for (let k = 0; k < 3; k++) {
+      const v = p.data[i * c + (c >= 3 ? k : 0)];
+      out[3 * i + k] = Math.round((v * a + 255 * (255 - a)) / 255);
+    }
+  }
+  return { width: p.width, height: p.height, data: out };
 }
 
 /** What the inpainting steps need, decided before the model runs. */

@@ -2,6 +2,8 @@
 // the settings a run used (its options, else the pipeline's defaults), seed, size, model name and
 // hash, and marks for the approximate modes. Ref: A1111 modules/processing.py create_infotext.
 import { encodeImage, type ImageFormat } from "../image.js";
+import { maskInfotext } from "../inpaint/infotext.js";
+import type { MaskOptions } from "../inpaint/options.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
 import { formatInfotext } from "./infotext.js";
 
@@ -22,6 +24,8 @@ export interface RunSettings {
   strength?: number;
   sampler?: string;
   clipSkip?: number;
+  /** Inpainting: its settings are recorded (A1111's "Mask blur", "Inpaint area", ...). */
+  mask?: MaskOptions;
 }
 
 /**
@@ -76,7 +80,7 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...extra },
+    extra: { ...approximationNotes(pipe), ...maskInfotext(s.mask), ...extra },
   });
 }
 
