@@ -1,7 +1,7 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { listSamplers, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
+import { listSamplers, type MaskOptions, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
 
 export interface SamplerInfo {
   /** Our name (`euler-a`). */
@@ -46,6 +46,8 @@ export interface EngineRunOptions {
   width?: number;
   height?: number;
   resizeMode?: ResizeMode;
+  /** Inpainting (Img2ImgOptions.mask): plain data, the mask picture as encoded bytes or pixels. */
+  mask?: MaskOptions;
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */
   signal?: AbortSignal;
@@ -58,6 +60,8 @@ export interface EngineResult {
   height: number;
   stepsRun: number;
   timings: { totalMs: number };
+  /** How the run was done, when the caller should know (e.g. "the mask was resized to fit"). */
+  notes?: string[];
 }
 
 export interface Engine {

@@ -2,7 +2,18 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
+import {
+  contactSheet,
+  denoisingSteps,
+  encodeImage,
+  formatInfotext,
+  type GenerationSettings,
+  type MaskOptions,
+  maskInfotext,
+  type RGBImage,
+  type ResizeMode,
+  ssimResized,
+} from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { Upload } from "./http.js";
 import type { JobContext } from "./queue.js";
@@ -27,6 +38,8 @@ export interface GenerationRequest {
   width?: number;
   height?: number;
   resizeMode: ResizeMode;
+  /** Inpainting: what to repaint (inpaint-fields.ts parses it for each API). */
+  mask?: MaskOptions;
 }
 
 export interface GeneratedImage {
@@ -49,6 +62,8 @@ export interface GenerationResult {
   height: number;
   stepsRun: number;
   totalMs: number;
+  /** Notes of the runs (e.g. a mask that repaints nothing: the input came back unchanged). */
+  notes?: string[];
 }
 
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
@@ -75,7 +90,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra,
+    extra: { ...maskInfotext(req.mask), ...extra },
   };
 }
 
@@ -111,6 +126,7 @@ async function runOnce(
     width: req.width,
     height: req.height,
     resizeMode: req.resizeMode,
+    mask: req.mask,
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });
@@ -122,6 +138,7 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
     const t0 = performance.now();
     const image = await req.input.load();
     const images: GeneratedImage[] = [];
+    const notes: string[] = [];
     let last: EngineResult | undefined;
     let stepsRun = 0;
     for (let k = 0; k < req.nIter; k++) {
@@ -135,6 +152,7 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
       });
       stepsRun += r.stepsRun;
       last = r;
+      notes.push(...(r.notes ?? []));
       for (let i = 0; i < r.images.length; i++) {
         const extra: Record<string, string> = req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {};
         const infotext = formatInfotext(settingsFor(engine, req, r, seed, req.strength, extra));
@@ -142,7 +160,16 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
         images.push({ png, seed, infotext, width: r.width, height: r.height });
       }
     }
-    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
+    return {
+      kind: "img2img",
+      images,
+      seed: req.seed,
+      width: last!.width,
+      height: last!.height,
+      stepsRun,
+      totalMs: performance.now() - t0,
+      ...(notes.length ? { notes: [...new Set(notes)] } : {}),
+    };
   };
 }
 

@@ -39,7 +39,7 @@ export async function createWorkerEngine(
       },
       { previews: worker.model.tinyVae ? "decoded" : "latent" },
     );
-    return { images: r.images, seed: r.seed, width: r.width, height: r.height, stepsRun: r.stepsRun, timings: { totalMs: r.timings.totalMs } };
+    return { images: r.images, seed: r.seed, width: r.width, height: r.height, stepsRun: r.stepsRun, timings: { totalMs: r.timings.totalMs }, notes: r.notes };
   };
 
   const engine = engineFromPipeline({
