@@ -187,6 +187,7 @@ describeWithFixtures(
       await expect(run(base, { mask: { image: mask }, image: { latents: new Float32Array(4 * 32 * 32), dims: [1, 4, 32, 32] } })).rejects.toThrow(
         /not latents/,
       );
+      await expect(run(base, { mask: { image: mask }, refiner: { model: "a-refiner", switchAt: 0.8 } })).rejects.toThrow(/inpainting with a refiner/);
     });
 
     it("an inpainting model without a mask repaints the whole picture (as A1111), with a note", async () => {
