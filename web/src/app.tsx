@@ -8,6 +8,7 @@ import { Controls, parseSweep, type Settings, sweepAround } from "./controls.js"
 import { SketchDoc } from "./doc.js";
 import { deleteResult, loadGallery, saveResult, type StoredResult } from "./gallery-db.js";
 import { readPngParameters, restoredSettings } from "./pnginfo.js";
+import { addMaskFields, MASK_DEFAULTS, MaskOverlay, MaskPanel, type MaskState } from "./mask.js";
 import { Gallery, Output, type Running, type ShownResult } from "./results.js";
 import { Sketch } from "./sketch.js";
 
@@ -77,6 +78,7 @@ export function App() {
   const [gallery, setGallery] = useState<ShownResult[]>([]);
   const [shown, setShown] = useState<ShownResult | null>(null);
   const defaultsApplied = useRef(false);
+  const [mask, setMask] = useState<MaskState>(MASK_DEFAULTS);
 
   const load = async () => {
     try {
@@ -131,6 +133,7 @@ export function App() {
     if (strengths) fields.strengths = strengths.join(",");
     const form = new FormData();
     form.set("image", before, "input.png");
+    await addMaskFields(form, doc, mask);
     for (const [k, v] of Object.entries(fields)) form.set(k, String(v));
     try {
       const job = await apiJson<JobView>(`/v1/${kind}`, { method: "POST", body: form });
@@ -148,6 +151,7 @@ export function App() {
       setRunning((r) => r && { ...r, status: done.status, step: done.progress.step, total: done.progress.total });
       if (done.status === "failed") setError(done.error?.message ?? "generation failed");
       if (done.status !== "succeeded" || !done.result) return;
+      if (done.result.notes?.length) setNotice(done.result.notes.join(" "));
       const imgs = done.result.images;
       const blobs = await Promise.all(imgs.map(async (im) => (await api(im.url)).blob()));
       const stored: StoredResult = {
@@ -308,7 +312,8 @@ export function App() {
       )}
       <div class="work">
         <section class="input">
-          <Sketch doc={doc} onFile={(f) => void onFile(f)} />
+          <Sketch doc={doc} onFile={(f) => void onFile(f)} overlay={<MaskOverlay doc={doc} m={mask} />} />
+          <MaskPanel doc={doc} m={mask} set={(p) => setMask((m) => ({ ...m, ...p }))} />
         </section>
         <Output
           running={running}

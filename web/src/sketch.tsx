@@ -1,6 +1,7 @@
 // The input canvas: shows the SketchDoc (background, picture, strokes) and draws strokes into it
 // with the pointer (brush, or an eraser that erases strokes only). Pictures come in by upload or
 // by dropping a file here; the app decides what a file means (a picture, PNG info) through onFile.
+import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { SketchDoc } from "./doc.js";
 
@@ -15,9 +16,11 @@ interface Props {
   doc: SketchDoc;
   /** A file dropped on the canvas or chosen with the upload button. */
   onFile(file: File): void;
+  /** Layers shown over the canvas (the inpainting mask). */
+  overlay?: ComponentChildren;
 }
 
-export function Sketch({ doc, onFile }: Props) {
+export function Sketch({ doc, onFile, overlay }: Props) {
   const view = useRef<HTMLCanvasElement>(null);
   const [colour, setColour] = useState("#000000");
   const [size, setSize] = useState(6);
@@ -129,6 +132,7 @@ export function Sketch({ doc, onFile }: Props) {
           onPointerUp={up}
           onPointerCancel={up}
         />
+        {overlay}
       </div>
       <label class="upload">
         upload, drop or paste a picture (a PNG made by Reimagine or A1111 also restores its settings):{" "}
