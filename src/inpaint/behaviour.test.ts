@@ -190,6 +190,27 @@ describeWithFixtures(
       await expect(run(base, { mask: { image: mask }, refiner: { model: "a-refiner", switchAt: 0.8 } })).rejects.toThrow(/inpainting with a refiner/);
     });
 
+    it("VAE encodes per run: the 4-channel blend encodes the picture only (the masked picture's draw is consumed, not encoded); 9 channels at strength 1 the masked picture only", async () => {
+      const encodes = async (pipe: Img2ImgPipeline, o: Partial<Img2ImgOptions>) => {
+        const enc = pipe.model.components.vae.encoder;
+        const own = enc.run;
+        let n = 0;
+        enc.run = (feeds) => {
+          n++;
+          return own.call(enc, feeds);
+        };
+        try {
+          await run(pipe, o);
+        } finally {
+          delete (enc as Partial<typeof enc>).run; // back to the prototype's
+        }
+        return n;
+      };
+      expect(await encodes(base, { mask: { image: mask } })).toBe(1);
+      expect(await encodes(inpaint, { mask: { image: mask }, strength: 1 })).toBe(1);
+      expect(await encodes(inpaint, { mask: { image: mask }, strength: 0.6 })).toBe(2);
+    });
+
     it("an inpainting model without a mask repaints the whole picture (as A1111), with a note", async () => {
       const out = await run(inpaint, {});
       expect(out.stepsRun).toBeGreaterThan(0);

@@ -90,12 +90,13 @@ class InpaintSteps implements PipelineExtension {
     run.shape = [N, C, Math.floor(H / f), Math.floor(W / f)];
     const noise = run.noise.randn(run.shape);
     run.addedNoise = noise;
-    // draw 3: masked_image_latents (always encoded, also on the 4-channel path that never uses them)
-    const masked = await run.encodePixels(maskedImage, H, W);
+    // draw 3: masked_image_latents. diffusers encodes them on both paths; the 4-channel path never reads them, so it
+    // only consumes the posterior's draw ([1, C, h, w], the generator ends in the same state) and saves a VAE encode
     const maskLatent = maskToLatents(maskCondition, H, W, f); // [1, 1, h, w]
     this.maskN = repeatBatch(maskLatent, N);
     this.maskB = repeatBatch(maskLatent, N * copies);
-    this.maskedB = repeatBatch(masked.latents, N * copies);
+    if (this.kind === "concat") this.maskedB = repeatBatch((await run.encodePixels(maskedImage, H, W)).latents, N * copies);
+    else if (run.model.tinyVae?.use !== "all") run.noise.randn([1, C, run.shape[2], run.shape[3]]); // TAESD draws nothing
 
     if (one) {
       run.imageLatents = one;
