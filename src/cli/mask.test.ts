@@ -1,12 +1,12 @@
 // Inpainting from the command line: flag parsing and errors (no model), then on the sd-tiny-inpaint fixture every
 // diffusers reference case through `reimagine <input> --mask ...` (written PNG within 1/255, the padding_mask_crop
 // cases' pasted-back picture), metadata and `--from`, strength sweeps and batch folders with name.mask.png.
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { capture } from "../../test/capture.js";
 import { runCli } from "../../test/cli.js";
+import { useTempCache } from "../../test/temp-cache.js";
 import { describeWithFixtures, fixture, loadReferenceJson, referenceSampler, referenceTensor } from "../../test/fixtures.js";
 import { loadImage, readImageParameters, type RGBImage } from "../image.js";
 import { decodePixels, encodeMaskPng } from "../image-mask.js";
@@ -79,14 +79,7 @@ function unchangedOutside(a: RGBImage, b: RGBImage, mask: { data: Uint8Array }):
 describeWithFixtures(
   "reimagine <input> --mask (sd-tiny-inpaint)",
   () => {
-    const dir = mkdtempSync(join(tmpdir(), "reimagine-cli-mask-"));
-    const saved = process.env.REIMAGINE_CACHE;
-    process.env.REIMAGINE_CACHE = join(dir, "cache");
-    afterAll(() => {
-      if (saved === undefined) delete process.env.REIMAGINE_CACHE;
-      else process.env.REIMAGINE_CACHE = saved;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dir = useTempCache("reimagine-cli-mask-");
     const R = loadReferenceJson(SET);
     const refFile = (f: string) => fixture(SET, "reference", f);
     const models: Record<string, string> = { model: fixture(SET, "model"), base: fixture("sd-tiny", "model") };

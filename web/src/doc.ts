@@ -31,6 +31,28 @@ function copy(src: HTMLCanvasElement): HTMLCanvasElement {
   return c;
 }
 
+/** One round brush segment a -> b into `layer` (document pixels); `size` is in 512-pixel units, so a brush looks the
+ *  same at every document size; `erase` removes what is there instead. */
+export function brushSegment(
+  layer: HTMLCanvasElement,
+  a: { x: number; y: number },
+  b: { x: number; y: number },
+  colour: string,
+  size: number,
+  erase: boolean,
+): void {
+  const g = layer.getContext("2d")!;
+  g.globalCompositeOperation = erase ? "destination-out" : "source-over";
+  g.strokeStyle = colour;
+  g.lineWidth = (size * Math.max(layer.width, layer.height)) / 512;
+  g.lineCap = "round";
+  g.lineJoin = "round";
+  g.beginPath();
+  g.moveTo(a.x, a.y);
+  g.lineTo(b.x, b.y);
+  g.stroke();
+}
+
 /** `src` drawn into a new w x h canvas: stretched (scale) or at its own scale, centred (reframe). */
 function transform(src: HTMLCanvasElement, w: number, h: number, mode: ResizeMode): HTMLCanvasElement {
   const c = canvas(w, h);

@@ -3,7 +3,7 @@
 // "only masked" with its padding, masked content, and inpaint sketch (colour strokes over a photo are the mask and the
 // new content). Sent as the native API's `mask` file (white = repaint) and its fields (src/server/inpaint-fields.ts).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { canvas, type SketchDoc } from "./doc.js";
+import { brushSegment, canvas, type SketchDoc } from "./doc.js";
 
 export type MaskedContent = "original" | "fill" | "latent-noise" | "latent-nothing";
 
@@ -40,20 +40,6 @@ const TINT = "rgb(255, 0, 96)";
 function docPoint(el: HTMLElement, doc: SketchDoc, e: PointerEvent) {
   const r = el.getBoundingClientRect();
   return { x: ((e.clientX - r.left) / r.width) * doc.width, y: ((e.clientY - r.top) / r.height) * doc.height };
-}
-
-/** One mask brush (or eraser) segment; the size is in 512-pixel units, as the sketch brush. */
-function paint(doc: SketchDoc, a: { x: number; y: number }, b: { x: number; y: number }, size: number, erase: boolean): void {
-  const g = doc.mask.getContext("2d")!;
-  g.globalCompositeOperation = erase ? "destination-out" : "source-over";
-  g.strokeStyle = "#ffffff";
-  g.lineWidth = (size * Math.max(doc.width, doc.height)) / 512;
-  g.lineCap = "round";
-  g.lineJoin = "round";
-  g.beginPath();
-  g.moveTo(a.x, a.y);
-  g.lineTo(b.x, b.y);
-  g.stroke();
 }
 
 /** Swaps repaint and keep (one undo step). */
@@ -136,7 +122,7 @@ export function MaskOverlay({ doc, m }: { doc: SketchDoc; m: MaskState }) {
   }, [doc]);
   const active = m.mode === "mask";
   const segment = (a: { x: number; y: number }, b: { x: number; y: number }) => {
-    paint(doc, a, b, m.size, m.eraser);
+    brushSegment(doc.mask, a, b, "#ffffff", m.size, m.eraser);
     draw();
   };
   return (

@@ -3,7 +3,7 @@
 // by dropping a file here; the app decides what a file means (a picture, PNG info) through onFile.
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { SketchDoc } from "./doc.js";
+import { brushSegment, type SketchDoc } from "./doc.js";
 
 /** Keeps a picture of this shape inside its column and the window's height (no scrolling at 1366x768). */
 export function fitStyle(width: number, height: number): Record<string, string> {
@@ -43,16 +43,7 @@ export function Sketch({ doc, onFile, overlay }: Props) {
     return { x: ((e.clientX - r.left) / r.width) * doc.width, y: ((e.clientY - r.top) / r.height) * doc.height };
   };
   const line = (a: { x: number; y: number }, b: { x: number; y: number }) => {
-    const g = doc.strokes.getContext("2d")!;
-    g.globalCompositeOperation = eraser ? "destination-out" : "source-over";
-    g.strokeStyle = colour;
-    g.lineWidth = (size * Math.max(doc.width, doc.height)) / 512;
-    g.lineCap = "round";
-    g.lineJoin = "round";
-    g.beginPath();
-    g.moveTo(a.x, a.y);
-    g.lineTo(b.x, b.y);
-    g.stroke();
+    brushSegment(doc.strokes, a, b, colour, size, eraser);
     doc.render(view.current!);
   };
   const down = (e: PointerEvent) => {
