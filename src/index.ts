@@ -12,7 +12,7 @@ export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineO
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
 export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
-export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
+export { encodeResult, refinerNotes, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
 export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
 export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";
@@ -57,6 +57,13 @@ export {
   type RGBImage,
 } from "./image.js";
 export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
+export { findLora, listLoras, loraShortHash, type LoraEntry } from "./lora/catalog.js";
+export { isLcmLoraName, loraDirsFor, loraRunDefaults, promptWithLoraTags, type LoraSpec } from "./lora/spec.js";
+export { extractLoraTags, type LoraTag } from "./prompt/extra-networks.js";
+export { parsePromptAttention } from "./prompt/attention.js";
+export { PROMPT_SYNTAXES, type PromptSyntax } from "./prompt/encode.js";
+export { embeddingDirsFor, embeddingFiles, runEmbeddings } from "./prompt/embedding-dirs.js";
+export { readTextualInversion } from "./prompt/embeddings.js";
 export type { PredictionType } from "./weights/checkpoint.js";
 export { QUANTIZE_MODES, type QuantizeMode } from "./graph/quantize.js";
 export { availableProviders, PROVIDERS, type Provider, type RuntimeOptions } from "./runtime.js";

@@ -5,6 +5,7 @@ import { encodeImage, type ImageFormat } from "../image.js";
 import { maskInfotext } from "../inpaint/infotext.js";
 import type { MaskOptions } from "../inpaint/options.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
+import { type LoraSpec, promptWithLoraTags } from "../lora/spec.js";
 import { formatInfotext } from "./infotext.js";
 
 /** What the metadata needs of a pipeline (an Img2ImgPipeline or a PipelineWorker). */
@@ -26,6 +27,8 @@ export interface RunSettings {
   clipSkip?: number;
   /** Inpainting: its settings are recorded (A1111's "Mask blur", "Inpaint area", ...). */
   mask?: MaskOptions;
+  /** LoRAs given as options: recorded as `<lora:...>` tags after the prompt (A1111 and --from apply them again). */
+  loras?: LoraSpec[];
   /** diffusers guidance_rescale; recorded as the sd-webui-cfg-rescale extension's "CFG Rescale phi". */
   guidanceRescale?: number;
   /** SDXL refiner hand-over; recorded as A1111's "Refiner" / "Refiner switch at". */
@@ -72,7 +75,7 @@ export function runInfotext(
 ): string {
   const s = resolvedSettings(pipe, settings);
   return formatInfotext({
-    prompt: s.prompt,
+    prompt: promptWithLoraTags(s.prompt, s.loras),
     negativePrompt: s.negativePrompt,
     steps: s.steps,
     sampler: samplerDisplayName(pipe, s.sampler),
@@ -92,11 +95,12 @@ export function runInfotext(
 function settingNotes(s: RunSettings): Record<string, string> {
   const notes: Record<string, string> = {};
   if (s.guidanceRescale) notes["CFG Rescale phi"] = String(s.guidanceRescale);
-  if (s.refiner) {
-    notes.Refiner = s.refiner.model;
-    notes["Refiner switch at"] = String(s.refiner.switchAt);
-  }
-  return notes;
+  return { ...notes, ...refinerNotes(s.refiner) };
+}
+
+/** A1111's infotext pairs of a refiner hand-over ("Refiner", "Refiner switch at"); none without one. */
+export function refinerNotes(refiner: RunSettings["refiner"]): Record<string, string> {
+  return refiner ? { Refiner: refiner.model, "Refiner switch at": String(refiner.switchAt) } : {};
 }
 
 /**
@@ -110,7 +114,7 @@ function settingNotes(s: RunSettings): Record<string, string> {
 export async function encodeResult(
   pipe: PipelineSummary,
   settings: RunSettings,
-  result: { images: { width: number; height: number; data: Uint8Array }[]; seed: number | bigint },
+  result: { images: { width: number; height: number; data: Uint8Array }[]; seed: number | bigint; extraGenerationParams?: Record<string, string> },
   opts: { index?: number; format?: ImageFormat; quality?: number; extra?: Record<string, string> } = {},
 ): Promise<Buffer> {
   const i = opts.index ?? 0;
@@ -118,6 +122,6 @@ export async function encodeResult(
   if (!img) throw new RangeError(`the result has ${result.images.length} image(s); there is no image ${i}`);
   const n = result.images.length;
   const batch = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
-  const parameters = runInfotext(pipe, settings, { seed: result.seed, width: img.width, height: img.height }, { ...batch, ...opts.extra });
+  const parameters = runInfotext(pipe, settings, { seed: result.seed, width: img.width, height: img.height }, { ...result.extraGenerationParams, ...batch, ...opts.extra });
   return encodeImage(img, opts.format ?? "png", { parameters, quality: opts.quality });
 }

@@ -1,6 +1,7 @@
 // AUTOMATIC1111 routes, replaying requests shaped exactly as the webuiapi Python client
 // (mix1009/sdwebuiapi webuiapi.py img2img()) and SillyTavern (src/endpoints/stable-diffusion.js) send them.
 import { describe, expect, it } from "vitest";
+import { sillyTavernTxt2img } from "../../test/sillytavern.js";
 import { encodeImage, loadImage, readImageParameters } from "../image.js";
 import { createApp } from "./app.js";
 import { createFakeEngine } from "./fake-engine.js";
@@ -204,31 +205,16 @@ describe("A1111 API: SillyTavern replay", () => {
 
   it("generate: the txt2img body SillyTavern forwards (with its url/auth fields) returns images[0]", async () => {
     const { post, engine } = setup();
-    const body = {
-      url: "http://127.0.0.1:7860",
-      auth: "user:pass",
+    const body = sillyTavernTxt2img({
       prompt: "portrait of a knight",
       negative_prompt: "lowres",
-      sampler_name: "DPM++ 2M",
-      scheduler: "karras",
-      steps: 12,
-      cfg_scale: 6,
       width: 128,
       height: 96,
-      restore_faces: false,
-      enable_hr: false,
-      hr_upscaler: "Latent",
-      hr_scale: 2,
-      denoising_strength: 0.7,
-      hr_second_pass_steps: 0,
       seed: 99,
       override_settings: { CLIP_stop_at_last_layers: 2, sd_vae: undefined },
-      override_settings_restore_afterwards: true,
-      save_images: true,
-      send_images: true,
       do_not_save_grid: false,
       do_not_save_samples: false,
-    };
+    });
     const res = await post("/sdapi/v1/txt2img", body, auth);
     expect(res.status).toBe(200);
     const data = (await res.json()) as any;

@@ -8,8 +8,10 @@ import { type GenerationRequest, type GenerationResult, img2imgWork } from "./ge
 import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
 import { a1111Mask, refuseMask } from "./inpaint-fields.js";
 import { checkJobBudget } from "./limits.js";
+import { embeddingList, loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 /** A1111 resize_mode: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale (we resize). */
 const RESIZE: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill", "just-resize"];
@@ -35,7 +37,7 @@ export function fail(c: Context, e: unknown) {
 }
 
 /** Parses an A1111 img2img/txt2img body into our request. */
-async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean): Promise<GenerationRequest> {
+async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean, folders: PromptFolders): Promise<GenerationRequest> {
   const f = engine.vaeScaleFactor;
   // A1111 renders at width x height (default 512) and the VAE floors to its factor; we round the same way
   const size = (k: string) => {
@@ -65,6 +67,8 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     "sampler_name",
   );
   checkJobBudget({ width, height, images: batchSize * nIter, stepsPerImage: denoisingSteps(steps, strength) }, limits, "steps");
+  const prompt = optString(body, "prompt") ?? "";
+  const lora = parseLoraFields(body, prompt, folders, { native: false }); // <lora:name:w> tags in the prompt
   let input: Upload;
   if (txt2img) refuseMask(body, "txt2img");
   if (txt2img) {
@@ -76,7 +80,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   }
   return {
     input,
-    prompt: optString(body, "prompt") ?? "",
+    prompt,
     negativePrompt: optString(body, "negative_prompt") ?? "",
     strength,
     steps,
@@ -90,6 +94,8 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     height,
     resizeMode: RESIZE[resizeMode],
     mask: txt2img ? undefined : await a1111Mask(body, limits),
+    refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
+    lora,
   };
 }
 
@@ -122,7 +128,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: req.strength,
-    extra_generation_params: maskInfotext(req.mask),
+    extra_generation_params: { ...maskInfotext(req.mask), ...r.extraGenerationParams },
     index_of_first_image: 0,
     infotexts: r.images.map((im) => im.infotext),
     styles: [],
@@ -138,7 +144,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
  * Routes under /sdapi/v1 (mount at the app root).
  * @example app.route("/", a1111Routes(engine, queue, limits))
  */
-export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Hono {
+export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, folders: PromptFolders = NO_FOLDERS): Hono {
   const app = new Hono();
   const state: A1111State = { clipStopAtLastLayers: 1 };
   const title = () => `${engine.modelName}${engine.modelHash ? ` [${engine.modelHash}]` : ""}`;
@@ -150,7 +156,7 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
         return c.json(httpError("Init image not found"), 404);
       }
-      const req = await parseA1111(body, engine, limits, state, txt2img);
+      const req = await parseA1111(body, engine, limits, state, txt2img, folders);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
@@ -230,7 +236,11 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
     ]),
   );
   app.get("/sdapi/v1/sd-models", (c) =>
-    c.json([{ title: title(), model_name: engine.modelName, hash: engine.modelHash || null, sha256: null, filename: engine.modelName, config: null }]),
+    c.json([
+      { title: title(), model_name: engine.modelName, hash: engine.modelHash || null, sha256: null, filename: engine.modelName, config: null },
+      // refiners are listed like checkpoints: clients pick refiner_checkpoint from this list
+      ...(engine.refiners ?? []).map((r) => ({ title: r.name, model_name: r.name, hash: null, sha256: null, filename: r.ref, config: null })),
+    ]),
   );
   app.get("/sdapi/v1/options", (c) =>
     c.json({
@@ -263,9 +273,10 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits): Ho
   app.get("/sdapi/v1/upscalers", (c) => c.json([{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]));
   app.get("/sdapi/v1/latent-upscale-modes", (c) => c.json([]));
   app.get("/sdapi/v1/sd-vae", (c) => c.json([]));
-  app.get("/sdapi/v1/loras", (c) => c.json([]));
+  app.get("/sdapi/v1/loras", (c) => c.json(loraList(folders.loraDirs))); // read from the folders on each call: refresh is a no-op
+  app.post("/sdapi/v1/refresh-loras", (c) => c.json(null));
   app.get("/sdapi/v1/prompt-styles", (c) => c.json([]));
-  app.get("/sdapi/v1/embeddings", (c) => c.json({ loaded: {}, skipped: {} }));
+  app.get("/sdapi/v1/embeddings", (c) => c.json(embeddingList(folders.embeddingDirs)));
   app.get("/sdapi/v1/scripts", (c) => c.json({ txt2img: [], img2img: [] }));
   app.all("/sdapi/*", (c) => c.json({ detail: "Not Found" }, 404));
   return app;

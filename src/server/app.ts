@@ -35,6 +35,10 @@ export interface AppOptions extends Partial<ServerLimits> {
   allowedHosts?: string[];
   /** Only loopback Host names (the default of a server bound to 127.0.0.1). */
   loopbackOnly?: boolean;
+  /** Folders of the LoRAs requests may name (GET /sdapi/v1/loras lists them). Default none. */
+  loraDirs?: string[];
+  /** Folders of the textual-inversion embeddings prompts may name (GET /sdapi/v1/embeddings). Default none. */
+  embeddingDirs?: string[];
 }
 
 export const DEFAULT_SERVER_MAX_PIXELS = DEFAULT_LIMITS.maxPixels;
@@ -196,8 +200,9 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
     }),
   );
 
-  app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery }));
-  app.route("/", a1111Routes(engine, queue, limits));
+  const folders = { loraDirs: opts.loraDirs ?? [], embeddingDirs: opts.embeddingDirs ?? [] };
+  app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery, folders }));
+  app.route("/", a1111Routes(engine, queue, limits, folders));
   app.route("/", openaiRoutes(engine, queue, limits));
   app.route("/", staticRoutes(opts.webRoot ?? defaultWebRoot()));
 

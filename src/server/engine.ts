@@ -1,7 +1,8 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { listSamplers, type MaskOptions, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
+import { listSamplers, type LoraSpec, type MaskOptions, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
+import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {
   /** Our name (`euler-a`). */
@@ -48,9 +49,17 @@ export interface EngineRunOptions {
   resizeMode?: ResizeMode;
   /** Inpainting (Img2ImgOptions.mask): plain data, the mask picture as encoded bytes or pixels. */
   mask?: MaskOptions;
+  /** LoRAs by name (found in loraDirs) besides the prompt's <lora:...> tags; "none" turns prompt syntax off. */
+  loras?: LoraSpec[];
+  loraDirs?: string[];
+  /** Folders of the textual-inversion embeddings prompts may name. */
+  embeddingDirs?: string[];
+  promptSyntax?: PromptSyntax;
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */
   signal?: AbortSignal;
+  /** SDXL: hand over to this refiner (a reference from Engine.refiners) at `switchAt`. */
+  refiner?: { model: string; switchAt: number };
 }
 
 export interface EngineResult {
@@ -62,6 +71,8 @@ export interface EngineResult {
   timings: { totalMs: number };
   /** How the run was done, when the caller should know (e.g. "the mask was resized to fit"). */
   notes?: string[];
+  /** Infotext pairs of the run (e.g. "Lora hashes"). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 export interface Engine {
@@ -71,6 +82,12 @@ export interface Engine {
   readonly defaults: EngineDefaults;
   /** Output sizes must be multiples of this (the VAE's downsampling factor). */
   readonly vaeScaleFactor: number;
+  /** Model family ("sd", "sdxl") when known. */
+  readonly family?: string;
+  /** The resolution the model was trained at (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL) when known: UIs start there. */
+  readonly nativeSize?: number;
+  /** SDXL refiners requests may name (reimagine serve --refiner); none by default. */
+  readonly refiners?: readonly RefinerChoice[];
   samplers(): SamplerInfo[];
   run(opts: EngineRunOptions): Promise<EngineResult>;
 }
@@ -80,7 +97,7 @@ export interface PipelineLike {
   readonly modelName: string;
   readonly modelHash: string;
   readonly defaults: { steps: number; guidanceScale: number; strength: number };
-  readonly model: { vaeScaleFactor: number; schedulerConfig: Record<string, unknown> };
+  readonly model: { vaeScaleFactor: number; schedulerConfig: Record<string, unknown>; family?: string; nativeSize?: number };
   run(opts: EngineRunOptions): Promise<EngineResult>;
 }
 
@@ -91,7 +108,7 @@ export interface PipelineLike {
  * run without one.
  * @example const engine = engineFromPipeline(await loadPipeline("stabilityai/sd-turbo"));
  */
-export function engineFromPipeline(pipe: PipelineLike): Engine {
+export function engineFromPipeline(pipe: PipelineLike, opts: { refiners?: readonly RefinerChoice[] } = {}): Engine {
   const own = modelSampler(pipe.model.schedulerConfig);
   const samplers: SamplerInfo[] = [own, ...listSamplers()];
   return {
@@ -103,6 +120,9 @@ export function engineFromPipeline(pipe: PipelineLike): Engine {
     },
     defaults: { steps: pipe.defaults.steps, guidanceScale: pipe.defaults.guidanceScale, strength: pipe.defaults.strength, sampler: own.name },
     vaeScaleFactor: pipe.model.vaeScaleFactor,
+    family: pipe.model.family,
+    nativeSize: pipe.model.nativeSize,
+    refiners: opts.refiners,
     samplers: () => samplers,
     run: (opts) => pipe.run(opts),
   };

@@ -2,27 +2,19 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import {
-  contactSheet,
-  denoisingSteps,
-  encodeImage,
-  formatInfotext,
-  type GenerationSettings,
-  type MaskOptions,
-  maskInfotext,
-  type RGBImage,
-  type ResizeMode,
-  ssimResized,
-} from "../index.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type MaskOptions, maskInfotext, promptWithLoraTags, refinerNotes, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
+import type { LoraRequestFields } from "./lora-fields.js";
 import type { Upload } from "./http.js";
 import type { JobContext } from "./queue.js";
+import type { RequestRefiner } from "./refiners.js";
 
 export interface GenerationRequest {
   /** The input, checked from its header; decoded when the job starts. */
   input: Upload;
   prompt: string;
-  negativePrompt: string;
+  /** Absent: the library's default (SDXL's zero negative embeddings, diffusers' negative_prompt=None); A1111 requests send "". */
+  negativePrompt?: string;
   strength: number;
   steps: number;
   guidanceScale: number;
@@ -40,6 +32,10 @@ export interface GenerationRequest {
   resizeMode: ResizeMode;
   /** Inpainting: what to repaint (inpaint-fields.ts parses it for each API). */
   mask?: MaskOptions;
+  /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
+  refiner?: RequestRefiner;
+  /** LoRAs (native field; tags stay in the prompt), the server's LoRA folders, prompt syntax. */
+  lora?: LoraRequestFields;
 }
 
 export interface GeneratedImage {
@@ -64,6 +60,8 @@ export interface GenerationResult {
   totalMs: number;
   /** Notes of the runs (e.g. a mask that repaints nothing: the input came back unchanged). */
   notes?: string[];
+  /** Infotext pairs of the runs (e.g. "Lora hashes"; A1111's extra_generation_params). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
@@ -78,7 +76,7 @@ function settingsFor(
   extra: Record<string, string>,
 ): GenerationSettings {
   return {
-    prompt: req.prompt,
+    prompt: promptWithLoraTags(req.prompt, req.lora?.loras),
     negativePrompt: req.negativePrompt || undefined,
     steps: req.steps,
     sampler: req.sampler.a1111Name,
@@ -90,7 +88,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra: { ...maskInfotext(req.mask), ...extra },
+    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...maskInfotext(req.mask), ...r.extraGenerationParams, ...extra },
   };
 }
 
@@ -127,6 +125,8 @@ async function runOnce(
     height: req.height,
     resizeMode: req.resizeMode,
     mask: req.mask,
+    refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
+    ...req.lora,
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });
@@ -160,16 +160,8 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
         images.push({ png, seed, infotext, width: r.width, height: r.height });
       }
     }
-    return {
-      kind: "img2img",
-      images,
-      seed: req.seed,
-      width: last!.width,
-      height: last!.height,
-      stepsRun,
-      totalMs: performance.now() - t0,
-      ...(notes.length ? { notes: [...new Set(notes)] } : {}),
-    };
+    const extraGenerationParams = last!.extraGenerationParams;
+    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams, ...(notes.length ? { notes: [...new Set(notes)] } : {}) };
   };
 }
 

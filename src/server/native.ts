@@ -9,14 +9,18 @@ import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize,
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
 import { nativeMask } from "./inpaint-fields.js";
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
+import { loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill"];
 
 export interface NativeOptions extends Limits {
   /** Send a latent preview every this many steps on the event stream (default 2). */
   previewEvery?: number;
+  /** Folders of the LoRAs and embeddings requests may name (tags in the prompt, the `loras` field). */
+  folders?: PromptFolders;
 }
 
 /** Fields from a multipart form (the image as a File) or a JSON body (the image as base64). */
@@ -52,7 +56,7 @@ async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer;
 const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !== undefined && f[k] !== null) ?? keys[0];
 
 /** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
-export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits): Promise<{ req: GenerationRequest; fields: Fields }> {
+export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits & { folders?: PromptFolders }): Promise<{ req: GenerationRequest; fields: Fields }> {
   const { fields: f, image, mask } = await readFields(c);
   if (!image)
     throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
@@ -74,10 +78,12 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
       throw new ValidationError("background", (e as Error).message);
     }
   }
+  const prompt = optString(f, "prompt") ?? "";
+  const lora = parseLoraFields(f, prompt, limits.folders ?? NO_FOLDERS, { native: true });
   const req: GenerationRequest = {
     input: await inspectUpload(image, "image", limits, background),
-    prompt: optString(f, "prompt") ?? "",
-    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")) ?? "",
+    prompt,
+    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")),
     strength,
     steps,
     guidanceScale: optNumber(f, alias(f, "guidanceScale", "guidance_scale", "cfg_scale"), { min: 0, max: 50 }) ?? d.guidanceScale,
@@ -90,6 +96,8 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
     height,
     resizeMode,
     mask: await nativeMask(f, mask, image, limits),
+    refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
+    lora,
   };
   const size = outputSize(req, engine.vaeScaleFactor);
   checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
@@ -120,7 +128,7 @@ function parseStrengths(f: Fields, steps: number): number[] {
 function settingsOf(req: GenerationRequest): Record<string, unknown> {
   return {
     prompt: req.prompt,
-    negativePrompt: req.negativePrompt,
+    negativePrompt: req.negativePrompt ?? null,
     strength: req.strength,
     steps: req.steps,
     guidanceScale: req.guidanceScale,
@@ -135,6 +143,9 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     inputWidth: req.input.width,
     inputHeight: req.input.height,
     mask: req.mask ? { ...req.mask, image: undefined } : null,
+    refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
+    loras: req.lora?.loras ?? [],
+    promptSyntax: req.lora?.promptSyntax ?? "a1111",
   };
 }
 
@@ -273,10 +284,15 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
         loaded: true,
         defaults: engine.defaults,
         vaeScaleFactor: engine.vaeScaleFactor,
+        family: engine.family ?? null,
+        nativeSize: engine.nativeSize ?? null,
+        refiners: (engine.refiners ?? []).map((r) => r.name),
         maxPixels: opts.maxPixels,
       },
     ]),
   );
+
+  app.get("/v1/loras", (c) => c.json(loraList((opts.folders ?? NO_FOLDERS).loraDirs).map(({ name, alias, path }) => ({ name, alias, path }))));
 
   app.get("/v1/samplers", (c) => c.json(engine.samplers().map((s) => ({ ...s, default: s.name === engine.defaults.sampler }))));
 

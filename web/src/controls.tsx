@@ -1,6 +1,7 @@
 // The settings panel: prompt, strength (with what it means), steps, guidance, sampler, seed, the
 // input size (read from and written to the SketchDoc: the size shown is the size sent), how a size
 // change treats the drawing, the sweep's strengths, and Generate / Cancel / Strength sweep.
+import type { ComponentChildren } from "preact";
 import type { SketchDoc, ResizeMode } from "./doc.js";
 import type { SamplerInfo } from "./api.js";
 
@@ -19,7 +20,8 @@ export interface Settings {
 }
 
 /** Sizes offered (multiples of 64); the document's own size is always offered too. */
-export const SIZES = Array.from({ length: 16 }, (_, i) => 64 * (i + 1));
+/** Width/height choices: multiples of 64 up to twice the model's native size (1024 for SD 1.x, 2048 for SDXL). */
+export const sizeChoices = (native = 512): number[] => Array.from({ length: Math.max(16, (2 * native) / 64) }, (_, i) => 64 * (i + 1));
 
 export function strengthHint(s: number): string {
   if (s < 0.2) return "barely changes the input";
@@ -54,14 +56,18 @@ interface Props {
   set: (patch: Partial<Settings>) => void;
   samplers: SamplerInfo[];
   doc: SketchDoc;
+  /** The loaded model's native size: the size choices follow it. */
+  nativeSize?: number;
   busy: boolean;
   onGenerate(): void;
   onSweep(): void;
   onCancel(): void;
+  /** Shown below the prompts (the LoRA picker). */
+  children?: ComponentChildren;
 }
 
-export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onCancel }: Props) {
-  const sizes = (current: number) => [...new Set([...SIZES, current])].sort((a, b) => a - b);
+export function Controls({ s, set, samplers, doc, nativeSize, busy, onGenerate, onSweep, onCancel, children }: Props) {
+  const sizes = (current: number) => [...new Set([...sizeChoices(nativeSize), current])].sort((a, b) => a - b);
   const sweep = s.sweep ?? sweepAround(s.strength);
   return (
     <section class="controls">
@@ -85,6 +91,7 @@ export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onC
           onInput={(e) => set({ negative: e.currentTarget.value })}
         />
       </label>
+      {children}
       <label>
         Strength <b data-testid="strength-value">{s.strength.toFixed(2)}</b> <small>{strengthHint(s.strength)}</small>
         <input
