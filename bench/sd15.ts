@@ -48,7 +48,7 @@ export interface BenchGraph {
 }
 
 /** Deterministic values in [-scale, scale] (the numbers do not matter for timing, only that they are finite). */
-function filled(n: number, scale = 1): Float32Array {
+export function filled(n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   let s = 12345;
   for (let i = 0; i < n; i++) {

@@ -13,7 +13,6 @@ export interface DecodedPixels {
   data: Uint8Array;
 }
 
-
 /**
  * Decodes a PNG/JPEG/WebP/AVIF/TIFF/GIF (first frame) keeping gray and alpha channels; EXIF orientation applied,
  * palettes expanded, 16-bit samples scaled to 8 bits (PIL would clip them), CMYK converted to RGB.

@@ -82,3 +82,21 @@ export type { PredictionType } from "./weights/checkpoint.js";
 export { QUANTIZE_MODES, type QuantizeMode } from "./graph/quantize.js";
 export { availableProviders, PROVIDERS, type Provider, type RuntimeOptions } from "./runtime.js";
 export { abortError, isAbortError, ReimagineError, throwIfAborted } from "./errors.js";
+export {
+  a1111PrepareMask,
+  A1111_INPAINT_DEFAULTS,
+  inpaintSketch,
+  MASK_DEFAULTS,
+  maskFromSource,
+  maskInfotext,
+  maskSettingsFromInfotext,
+  parseFill,
+  parseInpaintingFill,
+  resolveMaskOptions,
+  type GrayImage,
+  type InpaintArea,
+  type InpaintingFill,
+  type MaskOptions,
+  type MaskPicture,
+} from "./inpaint/index.js";
+export { decodePixels, encodeMaskPng, type DecodedPixels } from "./image-mask.js";

@@ -18,6 +18,7 @@ import {
   VAE_TILING_MODES,
   type VaeTilingMode,
 } from "../index.js";
+import { MASK_HELP, MASK_OPTIONS, type MaskFlags, parseMaskFlags } from "./args-mask.js";
 import { LORA_HELP, LORA_OPTIONS, type LoraFlags, parseLoraFlags } from "./lora.js";
 import { CONTROL_HELP, CONTROL_OPTIONS, type ControlFlags, parseControlFlags } from "./args-control.js";
 import { parseTokens, unknownOption } from "./parse-tokens.js";
@@ -75,6 +76,8 @@ export interface GenerateFlags extends LoraFlags {
   progress?: "auto" | "bar" | "lines" | "json" | "none";
   /** ControlNet units and their options (args-control.ts). */
   control?: ControlFlags;
+  /** Inpainting flags (args-mask.ts). */
+  mask?: MaskFlags;
 }
 
 const OPTIONS = {
@@ -113,6 +116,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...MASK_OPTIONS,
   ...LORA_OPTIONS,
   ...CONTROL_OPTIONS,
 } as const;
@@ -302,6 +306,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     verbose: v.verbose ?? false,
     json: v.json ?? false,
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
+    mask: parseMaskFlags(v),
     ...parseLoraFlags(v),
     control: parseControlFlags(v),
   };
@@ -385,6 +390,7 @@ ${LORA_HELP}
   -h, --help                    this help
 
 ${CONTROL_HELP}
+${MASK_HELP}
 
 Environment: REIMAGINE_CACHE (built graphs), HF_HUB_CACHE / HF_HOME, HF_HUB_OFFLINE=1, HF_TOKEN.
 
@@ -397,6 +403,7 @@ Examples:
   reimagine photo.jpg -p "oil painting" --strength 0.2,0.4,0.6,0.8
   reimagine stickman.png -p "a knight in a misty forest" --controlnet control_v11p_sd15_scribble --control-scale 0.4,0.7,1
   reimagine batch photos/ painted/ -p "oil painting" --seed 1
+  reimagine photo.png --mask hand.png -p "a hand, detailed" --strength 0.75 --mask-blur 8
 `;
 }
 
@@ -405,7 +412,7 @@ export function batchHelp(): string {
 
 Runs img2img on every image of <in-dir> (png, jpg, jpeg, webp, avif, tif, tiff, gif; sorted by name) and
 writes <out-dir>/<name>.png. The model is loaded once. A sidecar <name>.txt beside an image holds its prompt
-(else --prompt). Files that fail are reported and skipped; the exit code is 2 when some failed.
+(else --prompt); a <name>.mask.png beside it is its inpainting mask (else --mask, if given). Files that fail are reported and skipped; the exit code is 2 when some failed.
 Interrupted runs resume: outputs that already exist are skipped (writes are atomic, so they are complete).
 Options are those of \`reimagine <input>\` (see reimagine --help) except --output, --from and strength sweeps.
 `;

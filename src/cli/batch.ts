@@ -3,10 +3,11 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { encodeResult, isAbortError, type ImageFormat, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
+import { encodeResult, isAbortError, type ImageFormat, type MaskOptions, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
 import { resolveControl } from "./control.js";
 import { baseRunOptions, checkOutputSize, extensionOf, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
+import { batchMaskFile, isMaskFile, maskRunOption } from "./mask.js";
 import { createReporter, progressMode } from "./report.js";
 
 /** Input formats batch picks up (by extension, case-insensitive). */
@@ -15,7 +16,7 @@ export const BATCH_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".w
 /** Image file names in `dir`, sorted by code point (stable across platforms). */
 export function listBatchInputs(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
-    .filter((d) => d.isFile() && !d.name.startsWith(".") && BATCH_EXTENSIONS.includes(extname(d.name).toLowerCase()))
+    .filter((d) => d.isFile() && !d.name.startsWith(".") && BATCH_EXTENSIONS.includes(extname(d.name).toLowerCase()) && !isMaskFile(d.name))
     .map((d) => d.name)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
@@ -108,9 +109,11 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
         log(tag);
         let input: RGBImage;
         let prompt: string;
+        let mask: MaskOptions | undefined;
         try {
           prompt = promptFor(inDir, name, flags.prompt);
           input = await loadInput(join(inDir, name), flags);
+          mask = await maskRunOption(flags.mask, join(inDir, name), { maskFile: batchMaskFile(inDir, name), maxPixels: flags.maxPixels, batch: true });
         } catch (e) {
           fail(name, tag, e);
           continue;
@@ -120,7 +123,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
           checkOutputSize(flags, pipe.model.vaeScaleFactor);
         }
         try {
-          written.push(...(await runOne(pipe, input, prompt, outputs.get(name)!, name, signal)));
+          written.push(...(await runOne(pipe, input, prompt, mask, outputs.get(name)!, name, signal)));
         } catch (e) {
           if (isAbortError(e) || signal.aborted) throw e;
           fail(name, tag, e);
@@ -138,8 +141,8 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
     if (flags.verbose && !(e instanceof ReimagineError)) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
   }
 
-  async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
-    const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength };
+  async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, mask: MaskOptions | undefined, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
+    const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength, mask };
     const result = await pipe.run(
       { ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) },
       { previews: "none" },
@@ -149,6 +152,7 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
       await writeFileAtomic(paths[i], await encodeResult(pipe, settings, result, { index: i, format: fmt }), { overwrite: flags.overwrite });
       if (!flags.json) io.stdout.write(`${paths[i]}\n`);
     }
+    for (const note of result.notes ?? []) log(`${name}: note: ${note}`);
     log(`[${names.indexOf(name) + 1}/${names.length}] ${name}: done (seed ${result.seed})`);
     return paths.slice(0, n);
   }

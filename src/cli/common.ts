@@ -19,6 +19,7 @@ import {
   type RGBImage,
 } from "../index.js";
 import type { CliIO, GenerateFlags } from "./args.js";
+import { maskFlagsFrom } from "./mask.js";
 import { fromLoras, loraRunOptions } from "./lora.js";
 import { controlFromInfotext, controlRunOptions } from "./args-control.js";
 import type { Reporter } from "./report.js";
@@ -165,12 +166,15 @@ export async function applyFrom(flags: GenerateFlags): Promise<{ flags: Generate
       );
     }
   }
+  const masked = maskFlagsFrom(flags.mask, p.pairs);
+  if (masked.note) note = note ? `${note}\n${masked.note}` : masked.note;
   const loras = flags.prompt === undefined && p.prompt ? fromLoras(p.prompt, p.pairs, { ...flags, model }) : undefined;
   if (loras?.notes.length) note = [note, ...loras.notes].filter(Boolean).join("\n");
   return {
     note,
     flags: {
       ...flags,
+      mask: masked.mask,
       model,
       prompt: flags.prompt ?? loras?.prompt ?? p.prompt,
       loras: loras?.loras.length ? [...(flags.loras ?? []), ...loras.loras] : flags.loras,

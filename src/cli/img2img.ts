@@ -31,6 +31,7 @@ import {
   withInterrupt,
 } from "./common.js";
 import { controlSummary, resolveControl, writeControlPreviews } from "./control.js";
+import { maskRunOption } from "./mask.js";
 import { createReporter, progressMode, type Reporter } from "./report.js";
 
 /** `reimagine [img2img] <input> --prompt TEXT ...`; returns the exit code. */
@@ -65,6 +66,7 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
   }
   const fmt = outputFormat(flags);
   const paths = outputPaths(inputPath, flags, fmt, flags.numImages ?? 1, sweep?.names);
+  const mask = await maskRunOption(flags.mask, inputPath, { maxPixels: flags.maxPixels }); // after the input: a bad mask is reported next
   checkOutputPixels(parsed.flags, flags, input);
   checkOutputs([...paths.images, ...(paths.sheet ? [paths.sheet] : [])], flags.overwrite);
 
@@ -72,7 +74,7 @@ export async function img2imgMain(args: string[], io: CliIO, version = ""): Prom
     const pipe = await openPipeline(flags, report, signal);
     try {
       checkOutputSize(flags, pipe.model.vaeScaleFactor);
-      const job: Job = { pipe, input, flags, base: baseRunOptions(flags, pipe, prompt), paths, fmt, io, report, signal };
+      const job: Job = { pipe, input, flags, base: { ...baseRunOptions(flags, pipe, prompt), mask }, paths, fmt, io, report, signal };
       return sweep ? await runSweep(job, sweep) : await runOnce(job);
     } finally {
       await pipe.close();
@@ -102,7 +104,7 @@ interface Job {
   pipe: PipelineWorker;
   input: RGBImage;
   flags: GenerateFlags;
-  base: ReturnType<typeof baseRunOptions>;
+  base: ReturnType<typeof baseRunOptions> & { mask?: Awaited<ReturnType<typeof maskRunOption>> };
   paths: { images: string[]; sheet?: string };
   fmt: ImageFormat;
   io: CliIO;
@@ -124,9 +126,10 @@ async function runOnce({ pipe, input, flags, base, paths, fmt, io, report, signa
   }
   const outputs = paths.images.slice(0, n);
   if (flags.json) {
-    const { width, height, stepsRun, timings } = result;
-    io.stdout.write(`${JSON.stringify({ outputs, seed: seedJson(result.seed), strength, width, height, stepsRun, ...summary(pipe, base), timings })}\n`);
+    const { width, height, stepsRun, timings, notes } = result;
+    io.stdout.write(`${JSON.stringify({ outputs, seed: seedJson(result.seed), strength, width, height, stepsRun, ...summary(pipe, base), timings, notes })}\n`);
   } else {
+    if (!flags.quiet) for (const note of result.notes ?? []) io.stderr.write(`note: ${note}\n`);
     for (const p of outputs) io.stdout.write(`${p}\n`);
     io.stdout.write(`seed ${result.seed}\n`);
   }

@@ -182,7 +182,10 @@ export async function a1111PrepareMask(mask: DecodedPixels, width: number, heigh
   if (opts.invert) m = invert(m);
   const bx = opts.maskBlurX ?? A1111_INPAINT_DEFAULTS.mask_blur_x;
   const by = opts.maskBlurY ?? A1111_INPAINT_DEFAULTS.mask_blur_y;
-  for (const [v, name] of [[bx, "mask_blur_x"], [by, "mask_blur_y"]] as const) {
+  for (const [v, name] of [
+    [bx, "mask_blur_x"],
+    [by, "mask_blur_y"],
+  ] as const) {
     if (!(Number.isInteger(v) && v >= 0 && v <= 64)) throw new ReimagineError(`${name} must be a whole number of pixels 0..64, got ${v}`);
   }
   if (bx > 0) m = a1111MaskBlur(m, bx, "x");
@@ -211,10 +214,18 @@ export async function a1111PrepareMask(mask: DecodedPixels, width: number, heigh
  */
 export function a1111Fill(image: RGBImage, mask: GrayImage): RGBImage {
   const { width, height } = image;
-  if (mask.width !== width || mask.height !== height) throw new ReimagineError(`fill: the mask is ${mask.width}x${mask.height}, the picture ${width}x${height}`);
+  if (mask.width !== width || mask.height !== height)
+    throw new ReimagineError(`fill: the mask is ${mask.width}x${mask.height}, the picture ${width}x${height}`);
   const masked = paste({ width, height, data: new Uint8Array(width * height * 4) }, premultiply(rgbToRgba(image)), 0, 0, invert(mask)); // RGBa
   let acc: RGBAImage = { width, height, data: new Uint8Array(width * height * 4) };
-  for (const [radius, repeats] of [[256, 1], [64, 1], [16, 2], [4, 4], [2, 2], [0, 1]] as const) {
+  for (const [radius, repeats] of [
+    [256, 1],
+    [64, 1],
+    [16, 2],
+    [4, 4],
+    [2, 2],
+    [0, 1],
+  ] as const) {
     const blurred = unpremultiply(gaussianBlur(masked, radius));
     for (let i = 0; i < repeats; i++) acc = alphaComposite(acc, blurred);
   }
@@ -252,9 +263,15 @@ export function parseInpaintingFill(v: number | string): InpaintingFill {
  * The returned mask then goes through the usual mask processing (a1111PrepareMask blurs it again, as A1111 does).
  * @example const { image, mask } = inpaintSketch(photo, photoWithStrokes, { maskBlur: 4 })
  */
-export function inpaintSketch(original: RGBImage, sketch: RGBImage, opts: { maskBlur?: number; maskAlpha?: number } = {}): { image: RGBImage; mask: GrayImage } {
+export function inpaintSketch(
+  original: RGBImage,
+  sketch: RGBImage,
+  opts: { maskBlur?: number; maskAlpha?: number } = {},
+): { image: RGBImage; mask: GrayImage } {
   if (original.width !== sketch.width || original.height !== sketch.height) {
-    throw new ReimagineError(`the sketch is ${sketch.width}x${sketch.height} but the original is ${original.width}x${original.height}; draw on the picture itself`);
+    throw new ReimagineError(
+      `the sketch is ${sketch.width}x${sketch.height} but the original is ${original.width}x${original.height}; draw on the picture itself`,
+    );
   }
   const n = original.width * original.height;
   const diff = new Uint8Array(n);

@@ -41,3 +41,7 @@ export {
   type InpaintingFill,
 } from "./a1111.js";
 export type { Box, GrayImage, RGBAImage } from "./pil.js";
+export { MASK_DEFAULTS, parseFill, resolveMaskOptions, type InpaintArea, type MaskOptions, type MaskPicture, type ResolvedMaskOptions } from "./options.js";
+export { maskInfotext, maskSettingsFromInfotext } from "./infotext.js";
+export { decodeMaskPicture, decodeMaskSource, prepareMask, type PreparedMask } from "./prepare.js";
+export { inpaintExtension } from "./extension.js";

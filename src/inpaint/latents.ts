@@ -64,7 +64,9 @@ function checkLengths(shape: LatentShape, parts: [string, Float32Array, number][
   const [n, c, h, w] = shape;
   for (const [name, t, channels] of parts) {
     if (t.length !== n * channels * h * w) {
-      throw new ReimagineError(`${name} holds ${t.length} values; [${n}, ${channels}, ${h}, ${w}] needs ${n * channels * h * w} (latents [${n}, ${c}, ${h}, ${w}])`);
+      throw new ReimagineError(
+        `${name} holds ${t.length} values; [${n}, ${channels}, ${h}, ${w}] needs ${n * channels * h * w} (latents [${n}, ${c}, ${h}, ${w}])`,
+      );
     }
   }
 }
@@ -77,7 +79,11 @@ function checkLengths(shape: LatentShape, parts: [string, Float32Array, number][
  */
 export function inpaintModelInput(scaledLatents: Float32Array, mask: Float32Array, maskedImageLatents: Float32Array, shape: LatentShape): Float32Array {
   const [b, c, h, w] = shape;
-  checkLengths(shape, [["latents", scaledLatents, c], ["mask", mask, 1], ["masked-image latents", maskedImageLatents, c]]);
+  checkLengths(shape, [
+    ["latents", scaledLatents, c],
+    ["mask", mask, 1],
+    ["masked-image latents", maskedImageLatents, c],
+  ]);
   const plane = h * w;
   const per = c * plane;
   const out = new Float32Array(b * (2 * c + 1) * plane); // [B, 2C+1, h, w]
@@ -96,7 +102,11 @@ export function inpaintModelInput(scaledLatents: Float32Array, mask: Float32Arra
  */
 export function blendLatents(latents: Float32Array, initLatentsProper: Float32Array, mask: Float32Array, shape: LatentShape): Float32Array {
   const [, c, h, w] = shape;
-  checkLengths(shape, [["latents", latents, c], ["original latents", initLatentsProper, c], ["mask", mask, 1]]);
+  checkLengths(shape, [
+    ["latents", latents, c],
+    ["original latents", initLatentsProper, c],
+    ["mask", mask, 1],
+  ]);
   const plane = h * w;
   const out = new Float32Array(latents.length);
   for (let i = 0; i < latents.length; i++) {
@@ -115,7 +125,15 @@ export function blendLatents(latents: Float32Array, initLatentsProper: Float32Ar
  */
 export function legacyInpaintBlend(
   scheduler: Scheduler,
-  a: { latents: Float32Array; imageLatents: Float32Array; noise: Float32Array; mask: Float32Array; shape: LatentShape; timesteps: readonly number[]; i: number },
+  a: {
+    latents: Float32Array;
+    imageLatents: Float32Array;
+    noise: Float32Array;
+    mask: Float32Array;
+    shape: LatentShape;
+    timesteps: readonly number[];
+    i: number;
+  },
 ): Float32Array {
   const last = a.i >= a.timesteps.length - 1;
   const proper = last ? a.imageLatents : scheduler.addNoise(a.imageLatents, a.noise, [a.timesteps[a.i + 1]]);

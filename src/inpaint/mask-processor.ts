@@ -94,7 +94,12 @@ export interface InpaintPreprocessed {
  * -> binarize (1 where >= 0.5). Returns [1, 1, H, W].
  * @example const cond = await preprocessMask(mask, 512, 512) // Float32Array of 0 and 1
  */
-export async function preprocessMask(mask: GrayImage | RGBImage, width: number, height: number, opts: { crop?: Box; resizeMode?: ResizeMode } = {}): Promise<Float32Array> {
+export async function preprocessMask(
+  mask: GrayImage | RGBImage,
+  width: number,
+  height: number,
+  opts: { crop?: Box; resizeMode?: ResizeMode } = {},
+): Promise<Float32Array> {
   const mode = opts.resizeMode ?? "just-resize";
   const isGray = mask.data.length === mask.width * mask.height;
   let gray: GrayImage;
@@ -114,7 +119,12 @@ export async function preprocessMask(mask: GrayImage | RGBImage, width: number, 
  * image_processor.preprocess with optional crop: [crop] -> resize -> [-1, 1], [1, 3, H, W].
  * @example const x = await preprocessImage(input, 512, 512, { crop: region, resizeMode: "resize-and-fill" })
  */
-export async function preprocessImage(image: RGBImage, width: number, height: number, opts: { crop?: Box; resizeMode?: ResizeMode } = {}): Promise<Float32Array> {
+export async function preprocessImage(
+  image: RGBImage,
+  width: number,
+  height: number,
+  opts: { crop?: Box; resizeMode?: ResizeMode } = {},
+): Promise<Float32Array> {
   const img = opts.crop ? crop(image, opts.crop) : image;
   return imageToTensor(await resizeImage(img, width, height, opts.resizeMode ?? "just-resize"));
 }
@@ -151,7 +161,13 @@ export async function preprocessInpaint(image: RGBImage, mask: GrayImage, opts: 
  * `mask` is [1, 1, H, W]; returns [copies * (cfg ? 2 : 1), 1, h, w].
  * @example const m = maskToLatents(cond, 512, 512, 8, { batch: 1, cfg: true }) // [2, 1, 64, 64]
  */
-export function maskToLatents(mask: Float32Array, height: number, width: number, vaeScaleFactor: number, opts: { batch?: number; cfg?: boolean } = {}): Float32Array {
+export function maskToLatents(
+  mask: Float32Array,
+  height: number,
+  width: number,
+  vaeScaleFactor: number,
+  opts: { batch?: number; cfg?: boolean } = {},
+): Float32Array {
   if (mask.length !== height * width) throw new ReimagineError(`mask has ${mask.length} values, expected ${height}x${width}`);
   const h = Math.floor(height / vaeScaleFactor);
   const w = Math.floor(width / vaeScaleFactor);

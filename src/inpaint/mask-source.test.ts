@@ -93,7 +93,13 @@ describe("overlayOriginal", () => {
     const w = 8;
     const original: RGBImage = { width: w, height: w, data: Uint8Array.from({ length: w * w * 3 }, (_, i) => (i * 7) % 256) };
     const generated: RGBImage = { width: w, height: w, data: Uint8Array.from({ length: w * w * 3 }, (_, i) => (i * 13 + 5) % 256) };
-    const mask = blurMask(gray(Array.from({ length: w * w }, (_, p) => (p % w >= 4 ? 255 : 0)), w), 1);
+    const mask = blurMask(
+      gray(
+        Array.from({ length: w * w }, (_, p) => (p % w >= 4 ? 255 : 0)),
+        w,
+      ),
+      1,
+    );
     const out = await overlayOriginal(generated, original, mask);
     let zero = 0;
     let full = 0;

@@ -24,7 +24,9 @@ const hasAlpha = (p: DecodedPixels) => p.channels === 2 || p.channels === 4;
 
 function transparencyMask(p: DecodedPixels, what: string): GrayImage {
   if (!hasAlpha(p)) {
-    throw new ReimagineError(`${what} has no alpha channel, so no transparent area marks what to repaint; save it as a PNG with transparency or pass a black-and-white mask`);
+    throw new ReimagineError(
+      `${what} has no alpha channel, so no transparent area marks what to repaint; save it as a PNG with transparency or pass a black-and-white mask`,
+    );
   }
   const alpha = channel(p, p.channels - 1);
   if (alpha.data.every((a) => a === 255)) {

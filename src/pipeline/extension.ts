@@ -29,6 +29,9 @@ export interface RunState {
   /** Step 4's timesteps (after strength truncation and the denoising window). */
   readonly timesteps: readonly number[];
   readonly numImages: number;
+  /** The run's denoising strength and seed (resolved: defaults applied, a random seed picked). */
+  readonly strength: number;
+  readonly seed: number | bigint;
   /** The preprocessed input picture (output size), and as a [1, 3, H, W] tensor in [-1, 1]; absent for latent input. */
   readonly image?: RGBImage;
   readonly pixels?: Float32Array;
@@ -66,6 +69,12 @@ export interface PipelineExtension {
   readonly name: string;
   /** UNet build options this conditioning needs (e.g. ControlNet residual inputs). */
   readonly unetOptions?: Omit<UNetBuildOptions, "quantize">;
+  /**
+   * 4. after the input picture is loaded and resized (`image`: output size), before the prompt is encoded. May ask
+   * for the input to come back unchanged, with no model run (e.g. a mask that repaints nothing), and add notes
+   * (Img2ImgResult.notes).
+   */
+  prepareInput?(input: { original: RGBImage; image: RGBImage }): Promise<{ unchanged?: string; notes?: string[] } | undefined>;
   /** 6. prepare latents: replaces the default (encode the picture, add noise at the first timestep). */
   prepareLatents?(run: RunState): Promise<void>;
   /** 8. before each UNet call. */

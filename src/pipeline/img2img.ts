@@ -9,6 +9,8 @@ import { controlNetExtension } from "../control/extension.js";
 import type { ControlNetUnit } from "../control/unit.js";
 import { check, ReimagineError, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
+import { inpaintExtension } from "../inpaint/extension.js";
+import type { MaskOptions } from "../inpaint/options.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
 import { createScheduler, type DenoisingWindow, img2imgTimesteps, noDenoisingStepReason, noStepError, schedulerForModel } from "../schedulers/index.js";
 import type { Scheduler } from "../schedulers/scheduler.js";
@@ -83,6 +85,8 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** Inpainting: repaint only the masked area (see MaskOptions). 9-channel inpainting models without it repaint everything. */
+  mask?: MaskOptions;
   /** "a1111" (default): AUTOMATIC1111's emphasis `(x:1.2)`, BREAK, 75-token chunks and `<lora:name:w>` tags;
    *  "none": the prompt is literal text, truncated at 77 tokens (diffusers). A plain prompt encodes the same in both. */
   promptSyntax?: PromptSyntax;
@@ -115,6 +119,8 @@ export interface Img2ImgResult {
   latentDims?: [number, number, number, number];
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
+  /** What the caller should know about how the run was done (e.g. "the mask was resized to fit"). */
+  notes?: string[];
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
   /** Infotext pairs of the run's conditionings (e.g. "Lora hashes"); metadata writers add them. */
   extraGenerationParams?: Record<string, string>;
@@ -129,7 +135,7 @@ const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" &&
 export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
 
 /** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
-const BUILT_IN: ExtensionFactory[] = [loraExtension, controlNetExtension];
+const BUILT_IN: ExtensionFactory[] = [loraExtension, controlNetExtension, inpaintExtension];
 
 async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
   const out: PipelineExtension[] = [];
@@ -201,6 +207,7 @@ export class Img2ImgPipeline {
     if (opts.refiner) {
       const { refiner, ...rest } = opts;
       check(typeof refiner.model === "string" && refiner.model !== "", "refiner.model must name a model (hub repo, folder or .safetensors file)");
+      check(!rest.mask, "inpainting with a refiner hand-over is not supported: leave out the refiner, or inpaint with the base model and refine the result as img2img");
       return runWithRefiner(this, () => this.refinerFor(refiner.model), rest, refiner.switchAt);
     }
     const t0 = performance.now();
@@ -236,6 +243,7 @@ export class Img2ImgPipeline {
     let input: RGBImage | undefined;
     let original: RGBImage | undefined;
     let size: { width: number; height: number };
+    const notes: string[] = [];
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
       const inC = this.model.components.unet.config.in_channels;
@@ -251,6 +259,16 @@ export class Img2ImgPipeline {
         timings.totalMs = performance.now() - t0;
         const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
         return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings, ...extraGenerationParams() };
+      }
+      for (const x of extensions) {
+        const r = await x.prepareInput?.({ original, image: input });
+        notes.push(...(r?.notes ?? []));
+        if (r?.unchanged) {
+          notes.push(r.unchanged);
+          timings.totalMs = performance.now() - t0;
+          const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
+          return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, notes, timings, ...extraGenerationParams() };
+        }
       }
     }
     const cfg = guidance > 1;
@@ -279,6 +297,8 @@ export class Img2ImgPipeline {
       conditioning,
       timesteps,
       numImages,
+      strength,
+      seed,
       image: input,
       pixels: input ? imageToTensor(input) : undefined, // [1, 3, H, W]
       shape: [numImages, 0, 0, 0],
@@ -333,7 +353,7 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     throwIfAborted(opts.signal);
-    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams() };
+    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams(), ...(notes.length ? { notes } : {}) };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
       return { ...result, images: [], width: size.width, height: size.height };

@@ -4,6 +4,8 @@
 import { controlNetInfotext } from "../control/a1111.js";
 import type { ControlNetUnit } from "../control/unit.js";
 import { encodeImage, type ImageFormat } from "../image.js";
+import { maskInfotext } from "../inpaint/infotext.js";
+import type { MaskOptions } from "../inpaint/options.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
 import { type LoraSpec, promptWithLoraTags } from "../lora/spec.js";
 import { formatInfotext } from "./infotext.js";
@@ -25,6 +27,8 @@ export interface RunSettings {
   strength?: number;
   sampler?: string;
   clipSkip?: number;
+  /** Inpainting: its settings are recorded (A1111's "Mask blur", "Inpaint area", ...). */
+  mask?: MaskOptions;
   /** LoRAs given as options: recorded as `<lora:...>` tags after the prompt (A1111 and --from apply them again). */
   loras?: LoraSpec[];
   /** Recorded as the A1111 ControlNet extension's `ControlNet N` pairs. */
@@ -87,7 +91,7 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...controlNetInfotext(s.controlnets, image), ...extra },
+    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...controlNetInfotext(s.controlnets, image), ...maskInfotext(s.mask), ...extra },
   });
 }
 

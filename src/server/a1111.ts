@@ -2,11 +2,12 @@
 // modules/api/api.py answers (Ref: img2imgapi, progressapi, interruptapi, get_samplers, get_sd_models,
 // get_config): requests as the webuiapi client and SillyTavern send them, unknown fields ignored.
 import { Hono, type Context } from "hono";
-import { DEFAULT_SAMPLER, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
+import { DEFAULT_SAMPLER, denoisingSteps, encodeImage, maskInfotext, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import { type ControlNetCatalog, parseA1111ControlNets } from "./controlnet-fields.js";
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
 import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
+import { a1111Mask, refuseMask } from "./inpaint-fields.js";
 import { checkJobBudget } from "./limits.js";
 import { embeddingList, loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import type { Job, JobQueue } from "./queue.js";
@@ -70,6 +71,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   const prompt = optString(body, "prompt") ?? "";
   const lora = parseLoraFields(body, prompt, folders, { native: false }); // <lora:name:w> tags in the prompt
   let input: Upload;
+  if (txt2img) refuseMask(body, "txt2img");
   if (txt2img) {
     // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999); made inside the job
     input = { width, height, load: async () => ({ width, height, data: new Uint8Array(width * height * 3).fill(128) }) };
@@ -96,6 +98,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
     height,
     resizeMode: RESIZE[resizeMode],
     controlnets,
+    mask: txt2img ? undefined : await a1111Mask(body, limits),
     refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
     lora,
   };
@@ -130,7 +133,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: req.strength,
-    extra_generation_params: r.extraGenerationParams ?? {},
+    extra_generation_params: { ...maskInfotext(req.mask), ...r.extraGenerationParams },
     index_of_first_image: 0,
     infotexts: r.images.map((im) => im.infotext),
     styles: [],
@@ -138,6 +141,7 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
     clip_skip: req.clipSkip + 1,
     is_using_inpainting_conditioning: false,
     version: "reimagine",
+    ...(r.notes ? { notes: r.notes } : {}),
   });
 }
 

@@ -17,6 +17,7 @@ import { resultBytes } from "./generate.js";
 import { prepareError } from "./http.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.js";
 import { nativeRoutes } from "./native.js";
+import { openaiRoutes } from "./openai.js";
 import { JobQueue } from "./queue.js";
 import { defaultWebRoot, staticRoutes } from "./static.js";
 
@@ -65,7 +66,7 @@ const securityHeaders = () =>
     },
   });
 
-const GENERATE_ROUTES = new Set(["/v1/img2img", "/v1/sweep", "/sdapi/v1/img2img", "/sdapi/v1/txt2img"]);
+const GENERATE_ROUTES = new Set(["/v1/img2img", "/v1/sweep", "/v1/images/edits", "/sdapi/v1/img2img", "/sdapi/v1/txt2img"]);
 
 const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/") || path.startsWith("/controlnet/");
 
@@ -207,6 +208,7 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
   app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery, folders, controlnets }));
   app.route("/", a1111Routes(engine, queue, limits, folders, controlnets));
   app.route("/", controlNetRoutes(controlnets, limits));
+  app.route("/", openaiRoutes(engine, queue, limits));
   app.route("/", staticRoutes(opts.webRoot ?? defaultWebRoot()));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${c.req.path}` } }, 404));

@@ -1,7 +1,7 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { type ControlNetUnit, listSamplers, type LoraSpec, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
+import { type ControlNetUnit, listSamplers, type LoraSpec, type MaskOptions, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
 import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {
@@ -47,6 +47,8 @@ export interface EngineRunOptions {
   width?: number;
   height?: number;
   resizeMode?: ResizeMode;
+  /** Inpainting (Img2ImgOptions.mask): plain data, the mask picture as encoded bytes or pixels. */
+  mask?: MaskOptions;
   /** LoRAs by name (found in loraDirs) besides the prompt's <lora:...> tags; "none" turns prompt syntax off. */
   loras?: LoraSpec[];
   loraDirs?: string[];
@@ -69,6 +71,8 @@ export interface EngineResult {
   height: number;
   stepsRun: number;
   timings: { totalMs: number };
+  /** How the run was done, when the caller should know (e.g. "the mask was resized to fit"). */
+  notes?: string[];
   /** Infotext pairs of the run (e.g. "Lora hashes"). */
   extraGenerationParams?: Record<string, string>;
 }

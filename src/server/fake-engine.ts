@@ -51,6 +51,8 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
       if (!(o.strength >= 0 && o.strength <= 1)) throw new ReimagineError(`strength must be between 0 and 1 (got ${o.strength})`);
       if (!FAKE_SAMPLERS.some((s) => s.name === o.sampler)) throw new ReimagineError(`unknown sampler '${o.sampler}'`);
       if (opts.crashMessage && o.prompt.includes("crash")) throw new Error(opts.crashMessage);
+      // never a silent whole-picture repaint: the fake cannot inpaint, so it refuses masks (tests use a real model)
+      if (o.mask) throw new ReimagineError("the fake engine cannot inpaint: mask given", "invalid_mask");
       const width = o.width ?? o.image.width - (o.image.width % f);
       const height = o.height ?? o.image.height - (o.image.height % f);
       if (width % f || height % f || width < f || height < f) {

@@ -10,6 +10,8 @@ import {
   encodeImage,
   formatInfotext,
   type GenerationSettings,
+  type MaskOptions,
+  maskInfotext,
   promptWithLoraTags,
   refinerNotes,
   type RGBImage,
@@ -46,6 +48,8 @@ export interface GenerationRequest {
   resizeMode: ResizeMode;
   /** ControlNet units (controlnet-fields.ts). */
   controlnets?: RequestUnit[];
+  /** Inpainting: what to repaint (inpaint-fields.ts parses it for each API). */
+  mask?: MaskOptions;
   /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
   refiner?: RequestRefiner;
   /** LoRAs (native field; tags stay in the prompt), the server's LoRA folders, prompt syntax. */
@@ -72,6 +76,8 @@ export interface GenerationResult {
   height: number;
   stepsRun: number;
   totalMs: number;
+  /** Notes of the runs (e.g. a mask that repaints nothing: the input came back unchanged). */
+  notes?: string[];
   /** Infotext pairs of the runs (e.g. "Lora hashes"; A1111's extra_generation_params). */
   extraGenerationParams?: Record<string, string>;
   /** PNGs of the preprocessed control images the units asked to see (A1111's "detected maps"). */
@@ -102,7 +108,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...r.extraGenerationParams, ...extra },
+    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...maskInfotext(req.mask), ...r.extraGenerationParams, ...extra },
   };
 }
 
@@ -139,6 +145,7 @@ async function runOnce(
     height: req.height,
     resizeMode: req.resizeMode,
     controlnets: o.controlnets,
+    mask: req.mask,
     refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
     ...req.lora,
     signal: ctx.signal,
@@ -153,6 +160,7 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
     const image = await req.input.load();
     const controlnets = await loadUnits(req.controlnets);
     const images: GeneratedImage[] = [];
+    const notes: string[] = [];
     let last: EngineResult | undefined;
     let stepsRun = 0;
     for (let k = 0; k < req.nIter; k++) {
@@ -167,6 +175,7 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
       });
       stepsRun += r.stepsRun;
       last = r;
+      notes.push(...(r.notes ?? []));
       for (let i = 0; i < r.images.length; i++) {
         const extra: Record<string, string> = { ...(req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {}), ...controlNetInfotext(controlnets, r) };
         const infotext = formatInfotext(settingsFor(engine, req, r, seed, req.strength, extra));
@@ -176,7 +185,18 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
     }
     const extraGenerationParams = last!.extraGenerationParams;
     const maps = await controlMaps(req, controlnets, image, last!);
-    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams, controlMaps: maps };
+    return {
+      kind: "img2img",
+      images,
+      seed: req.seed,
+      width: last!.width,
+      height: last!.height,
+      stepsRun,
+      totalMs: performance.now() - t0,
+      extraGenerationParams,
+      controlMaps: maps,
+      ...(notes.length ? { notes: [...new Set(notes)] } : {}),
+    };
   };
 }
 

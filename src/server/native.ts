@@ -8,6 +8,7 @@ import { type ControlNetCatalog, controlNetsSummary, parseNativeControlNets } fr
 import type { Engine } from "./engine.js";
 import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
+import { nativeMask } from "./inpaint-fields.js";
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
 import { loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
@@ -26,17 +27,20 @@ export interface NativeOptions extends Limits {
 }
 
 /** Fields from a multipart form (the image as a File) or a JSON body (the image as base64). */
-async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer }> {
+async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer; mask?: Buffer }> {
   const type = c.req.header("content-type") ?? "";
   if (/^multipart\/form-data|^application\/x-www-form-urlencoded/i.test(type)) {
     const form = await readBody(() => c.req.parseBody());
     const fields: Fields = {};
-    let image: Buffer | undefined;
+    const files: { image?: Buffer; mask?: Buffer } = {};
     for (const [k, v] of Object.entries(form)) {
-      if (k === "image" && typeof v === "object" && v !== null && "arrayBuffer" in v) image = Buffer.from(await readBody(() => (v as File).arrayBuffer()));
+      if ((k === "image" || k === "mask") && typeof v === "object" && v !== null && "arrayBuffer" in v)
+        files[k] = Buffer.from(await readBody(() => (v as File).arrayBuffer()));
       else fields[k] = v;
     }
+    let image = files.image;
     if (!image && typeof fields.image === "string") image = decodeBase64Image(fields.image, "image");
+    const mask = files.mask ?? (typeof fields.mask === "string" && fields.mask !== "" ? decodeBase64Image(fields.mask, "mask") : undefined);
     if (typeof fields.strengths === "string" && fields.strengths.trim().startsWith("[") && !jsonTooDeep(fields.strengths, MAX_JSON_DEPTH)) {
       try {
         fields.strengths = JSON.parse(fields.strengths);
@@ -44,10 +48,11 @@ async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer 
         /* validated below */
       }
     }
-    return { fields, image };
+    return { fields, image, mask };
   }
   const fields = await readJson(c);
-  return { fields, image: fields.image === undefined || fields.image === null ? undefined : decodeBase64Image(fields.image, "image") };
+  const b64 = (k: string) => (fields[k] === undefined || fields[k] === null || fields[k] === "" ? undefined : decodeBase64Image(fields[k], k));
+  return { fields, image: b64("image"), mask: b64("mask") };
 }
 
 /** First present key among aliases (camelCase, snake_case). */
@@ -55,7 +60,7 @@ const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !=
 
 /** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
 export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits & { folders?: PromptFolders }, catalog: ControlNetCatalog = {}): Promise<{ req: GenerationRequest; fields: Fields }> {
-  const { fields: f, image } = await readFields(c);
+  const { fields: f, image, mask } = await readFields(c);
   if (!image)
     throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
   const d = engine.defaults;
@@ -94,6 +99,7 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
     height,
     resizeMode,
     controlnets: await parseNativeControlNets(f, catalog, limits),
+    mask: await nativeMask(f, mask, image, limits),
     refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
     lora,
   };
@@ -141,6 +147,7 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     inputWidth: req.input.width,
     inputHeight: req.input.height,
     ...(req.controlnets ? { controlnets: controlNetsSummary(req.controlnets) } : {}),
+    mask: req.mask ? { ...req.mask, image: undefined } : null,
     refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
     loras: req.lora?.loras ?? [],
     promptSyntax: req.lora?.promptSyntax ?? "a1111",
@@ -174,6 +181,7 @@ export function jobView(job: Job, queue: JobQueue): Record<string, unknown> {
           height: r.height,
           stepsRun: r.stepsRun,
           totalMs: Math.round(r.totalMs),
+          notes: r.notes ?? [],
           images: r.images.map((im, i) => ({
             url: `/v1/jobs/${job.id}/images/${i}`,
             seed: seedJson(im.seed),

@@ -42,7 +42,7 @@ export async function createWorkerEngine(
       { previews: worker.model.tinyVae ? "decoded" : "latent" },
     );
     const { images, seed, width, height, stepsRun, extraGenerationParams } = r;
-    return { images, seed, width, height, stepsRun, timings: { totalMs: r.timings.totalMs }, extraGenerationParams };
+    return { images, seed, width, height, stepsRun, timings: { totalMs: r.timings.totalMs }, extraGenerationParams, notes: r.notes };
   };
 
   const engine = engineFromPipeline({

@@ -115,12 +115,13 @@ function openClip(keys: ReadonlyMap<string, readonly number[]>, prefix: string, 
   }
 }
 
-/** The SGM key layout of a real-size SDXL base or refiner built from the shipped configs. */
-function sgmLayout(family: "sdxl" | "sdxl-refiner"): Map<string, readonly number[]> {
+/** The SGM key layout of a real-size SDXL base or refiner built from the shipped configs (or an LDM SD 1.x / 2.x
+ *  one; `inChannels` 9 for an inpainting UNet). */
+function sgmLayout(family: "sdxl" | "sdxl-refiner" | "sd1" | "sd2", inChannels = 4): Map<string, readonly number[]> {
   const c = shippedConfigs(family);
   const w = new RandomWeights(0);
   const out = new Map<string, readonly number[]>();
-  const unetConfig = resolveUNetConfig(c.unet as Record<string, unknown>);
+  const unetConfig = resolveUNetConfig({ ...(c.unet as Record<string, unknown>), in_channels: inChannels });
   const attnLevels = new Set(
     [...unetConfig.up_block_types].map((t, i) => (t.startsWith("CrossAttn") ? i : -1)).filter((i) => i >= 0),
   );
@@ -131,6 +132,12 @@ function sgmLayout(family: "sdxl" | "sdxl-refiner"): Map<string, readonly number
       const m = ldmVaeKey(k, vae.up_block_types.length);
       out.set(m.key, m.shape ? m.shape(s) : s);
     }
+  }
+  if (family === "sd1" || family === "sd2") {
+    const te = buildCLIPTextModel(w, resolveCLIPTextConfig(c.text_encoder as Record<string, unknown>)).boundWeights();
+    if (family === "sd2") openClip(te, "cond_stage_model.model.", out);
+    else for (const [k, s] of te) if (k !== "text_projection.weight") out.set(`cond_stage_model.transformer.${k}`, s);
+    return out;
   }
   if (c.text_encoder) {
     for (const [k, s] of buildCLIPTextModel(w, resolveCLIPTextConfig(c.text_encoder as Record<string, unknown>)).boundWeights()) {
@@ -222,4 +229,28 @@ describe("SDXL v-prediction single files", () => {
     expect(e.configs!.scheduler).toMatchObject({ prediction_type: "epsilon" });
     e.close();
   });
+});
+
+describe("9-channel inpainting single files (sd-v1-5-inpainting, 512-inpainting-ema, SDXL inpainting 0.1 layouts)", () => {
+  for (const family of ["sd1", "sd2", "sdxl"] as const) {
+    it(`${family}: detected from input_blocks.0.0.weight [320, 9, 3, 3], shipped configs with in_channels 9, every tensor converted`, () => {
+      const layout = sgmLayout(family, 9);
+      expect(layout.get("model.diffusion_model.input_blocks.0.0.weight")).toEqual([320, 9, 3, 3]);
+      const path = join(tmp, `${family}-inpainting.safetensors`);
+      writeSparse(path, layout);
+      const m = openSingleFile(path);
+      try {
+        expect(m.family).toBe(family); // SD 2.x inpainting is the 512 epsilon model, not the 768-v default
+        expect((m.configs!.unet as { in_channels: number }).in_channels).toBe(9);
+        expect(m.unet.info("conv_in.weight")!.shape).toEqual([320, 9, 3, 3]);
+        expect(m.description).toMatch(/9-channel inpainting UNet/);
+        const unetConfig = resolveUNetConfig(m.configs!.unet as Record<string, unknown>);
+        const unetKeys = [...buildUNet2DConditionModel(new RandomWeights(0), unetConfig).boundWeights().keys()];
+        expect(m.unet.keys().sort()).toEqual(unetKeys.sort());
+        if (family === "sd2") expect((m.configs!.scheduler as { prediction_type: string }).prediction_type).toBe("epsilon");
+      } finally {
+        m.close();
+      }
+    });
+  }
 });

@@ -175,7 +175,7 @@ describe("architecture detection from shapes", () => {
 
   it("says unknown for mismatched or unsupported shapes", () => {
     expect(family(synthetic(1024, sd1Te()), "mixed.safetensors")).toBe("unknown"); // SD2 UNet with a CLIP-L encoder
-    expect(family(synthetic(768, sd1Te(), 9), "inpaint.safetensors")).toBe("unknown"); // inpainting UNet
+    expect(family(synthetic(768, sd1Te(), 8), "pix2pix.safetensors")).toBe("unknown"); // instruct-pix2pix UNet (inpainting: checkpoint-inpaint.test.ts)
     expect(family({ "first_stage_model.encoder.conv_in.weight": t([2, 3, 1, 1]) }, "vae-only.safetensors")).toBe("unknown");
   });
 

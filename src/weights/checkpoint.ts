@@ -61,7 +61,7 @@ const startsWith = (keys: string[], p: string) => keys.some((k) => k.startsWith(
 
 /**
  * The architecture, from tensor names and shapes only (cross-attention context width: 768 SD1,
- * 1024 SD2, 2048 SDXL; text encoder layout; UNet in_channels 4). SD 2.x 512/epsilon and 768/v
+ * 1024 SD2, 2048 SDXL; text encoder layout; UNet in_channels 4, or 9 for inpainting). SD 2.x 512/epsilon and 768/v
  * weights are indistinguishable: this returns "sd2" for both (openSingleFile decides).
  *
  * @example
@@ -93,12 +93,20 @@ export function notACheckpoint(keys: string[]): string | undefined {
   return undefined;
 }
 
+/** UNet input channels a single file may have: 4 (txt2img/img2img) or 9 (inpainting: latents + mask + masked-image latents). */
+const UNET_IN_CHANNELS = [4, 9];
+
+/** The UNet's input channels from `input_blocks.0.0.weight` [C0, in_channels, 3, 3], when the file has one. */
+export function unetInChannels(file: TensorFile): number | undefined {
+  return file.info(`${UNET}input_blocks.0.0.weight`)?.shape[1];
+}
+
 function inspect(file: TensorFile): { family: ModelFamily; why: string } {
   const keys = file.keys();
   const conv = file.info(`${UNET}input_blocks.0.0.weight`);
   if (!conv) return { family: "unknown", why: `no UNet tensor '${UNET}input_blocks.0.0.weight'` };
-  if (conv.shape[1] !== 4) {
-    return { family: "unknown", why: `UNet takes ${conv.shape[1]} input channels (4 for txt2img/img2img models; 9 is inpainting, 8 instruct-pix2pix)` };
+  if (!UNET_IN_CHANNELS.includes(conv.shape[1])) {
+    return { family: "unknown", why: `UNet takes ${conv.shape[1]} input channels (4 for txt2img/img2img models, 9 for inpainting; 8 is instruct-pix2pix, which Reimagine does not run)` };
   }
   const k = keys.find((x) => x.startsWith(UNET) && x.endsWith(".attn2.to_k.weight"));
   const ctx = k ? file.info(k)!.shape[1] : undefined; // [inner, context_dim]
@@ -355,7 +363,7 @@ export function convertLdmCheckpoint(file: TensorFile, family: ModelFamily, conf
   if (unknown.length > 0) {
     throw new ReimagineError(
       `${file.description}: ${unknown.length} tensor(s) are not understood by the LDM checkpoint converter (e.g. ${unknown.slice(0, 3).map((k) => `'${k}'`).join(", ")}); ` +
-        `this is not a plain SD 1.x/2.x/XL checkpoint (inpainting, ControlNet, LoRA or another architecture?). ` +
+        `this is not a plain SD 1.x/2.x/XL (or inpainting) checkpoint (ControlNet, LoRA or another architecture?). ` +
         `Convert it with diffusers (from_single_file(...).save_pretrained(folder)) and load the folder instead`, "unsupported_model");
   }
   const need: [Component, string][] = [["unet", UNET], ["vae", VAE]];
@@ -421,7 +429,7 @@ export function predictionTypeHint(family: ModelFamily): string {
 }
 
 /** SD 2.x 512/epsilon vs 768/v: option, else safetensors metadata (SAI modelspec, kohya), else diffusers' default (v). */
-function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefined): { family: "sd2" | "sd2-v"; why: string } {
+function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefined, inpainting = false): { family: "sd2" | "sd2-v"; why: string } {
   const pick = (v: boolean, why: string) => ({ family: v ? ("sd2-v" as const) : ("sd2" as const), why });
   if (opt) return pick(opt === "v_prediction", "predictionType option");
   const pt = meta["modelspec.prediction_type"]?.toLowerCase();
@@ -430,6 +438,8 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
   if (arch?.startsWith("stable-diffusion-v2")) return pick(/-v(-|$)/.test(arch.slice("stable-diffusion-v2".length)), `metadata modelspec.architecture=${arch}`);
   const ss = meta.ss_v_parameterization;
   if (ss === "True" || ss === "False") return pick(ss === "True", `metadata ss_v_parameterization=${ss}`);
+  // the SD 2.x inpainting model (stabilityai/stable-diffusion-2-inpainting, 512-inpainting-ema) predicts noise
+  if (inpainting) return pick(false, "assumed epsilon, as stable-diffusion-2-inpainting: the weights do not say");
   return pick(true, "assumed, as diffusers does: the weights do not say");
 }
 
@@ -472,7 +482,8 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
   try {
     const found = inspect(file);
     let family = found.family, why = found.why;
-    if (family === "sd2") ({ family, why } = sd2Variant(file.metadata, opts.predictionType));
+    const inChannels = unetInChannels(file) ?? 4;
+    if (family === "sd2") ({ family, why } = sd2Variant(file.metadata, opts.predictionType, inChannels === 9));
     let configs = opts.configs;
     const what = family === "unknown" ? notACheckpoint(file.keys()) : undefined;
     if (what) throw new ReimagineError(`${path} ${what}`, "not_a_model");
@@ -483,6 +494,14 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
       );
     }
     if (!configs && family !== "unknown") configs = shippedConfigs(family);
+    // inpainting checkpoints (sd-v1-5-inpainting, 512-inpainting-ema, SDXL inpainting 0.1) are their family's UNet with
+    // a 9-channel conv_in: the weights decide in_channels, whatever config came with them
+    const cfgIn = (configs?.unet as { in_channels?: number } | undefined)?.in_channels;
+    if (configs && cfgIn !== inChannels) {
+      configs = { ...configs, unet: { ...configs.unet, in_channels: inChannels } };
+      if (opts.configs) why += `; in_channels ${inChannels} from the weights (the config says ${cfgIn})`;
+    }
+    if (inChannels === 9) why += "; 9-channel inpainting UNet";
     if (configs && opts.predictionType) configs = { ...configs, scheduler: { ...configs.scheduler, prediction_type: opts.predictionType } };
     else if (configs && (family === "sdxl" || family === "sdxl-refiner")) {
       const v = xlVPrediction(file.keys(), file.metadata);

@@ -89,6 +89,8 @@ export interface JobView {
     width: number;
     height: number;
     totalMs: number;
+    /** How the run was done (e.g. a mask that repaints nothing). */
+    notes?: string[];
     images: { url: string; seed: number | string; infotext: string; width: number; height: number; strength?: number; ssim?: number }[];
   } | null;
 }

@@ -10,6 +10,7 @@ import { SketchDoc } from "./doc.js";
 import { deleteResult, loadGallery, saveResult, type StoredResult } from "./gallery-db.js";
 import { LoraPicker } from "./loras.js";
 import { readPngParameters, restoredSettings } from "./pnginfo.js";
+import { addMaskFields, MASK_DEFAULTS, MaskOverlay, MaskPanel, type MaskState } from "./mask.js";
 import { Gallery, Output, type Running, type ShownResult } from "./results.js";
 import { Sketch } from "./sketch.js";
 
@@ -89,6 +90,7 @@ export function App() {
     }
     setControlState((c) => ({ ...c, ...patch }));
   };
+  const [mask, setMask] = useState<MaskState>(MASK_DEFAULTS);
 
   const load = async () => {
     try {
@@ -142,10 +144,12 @@ export function App() {
       height: doc.height,
       model,
     };
+    if (!s.negative) delete fields.negativePrompt; // empty box = the model's default (SDXL: zero negative embeddings)
     if (strengths) fields.strengths = strengths.join(",");
     Object.assign(fields, controlFields(control));
     const form = new FormData();
     form.set("image", before, "input.png");
+    await addMaskFields(form, doc, mask);
     for (const [k, v] of Object.entries(fields)) form.set(k, String(v));
     try {
       const job = await apiJson<JobView>(`/v1/${kind}`, { method: "POST", body: form });
@@ -163,6 +167,7 @@ export function App() {
       setRunning((r) => r && { ...r, status: done.status, step: done.progress.step, total: done.progress.total });
       if (done.status === "failed") setError(done.error?.message ?? "generation failed");
       if (done.status !== "succeeded" || !done.result) return;
+      if (done.result.notes?.length) setNotice(done.result.notes.join(" "));
       const imgs = done.result.images;
       const blobs = await Promise.all(imgs.map(async (im) => (await api(im.url)).blob()));
       const stored: StoredResult = {
@@ -323,8 +328,9 @@ export function App() {
       )}
       <div class="work">
         <section class="input">
-          <Sketch doc={doc} onFile={(f) => void onFile(f)} />
+          <Sketch doc={doc} onFile={(f) => void onFile(f)} overlay={<MaskOverlay doc={doc} m={mask} />} />
           <ControlPanel doc={doc} c={control} set={setControl} />
+          <MaskPanel doc={doc} m={mask} set={(p) => setMask((m) => ({ ...m, ...p }))} />
         </section>
         <Output
           running={running}

@@ -2,6 +2,7 @@
 // UI shows and sends; layers: background colour, a picture (uploaded, pasted, dropped or a result)
 // and strokes (brush; the eraser erases strokes only). Every change is one undoable step, size
 // changes included: they scale the drawing or re-frame it (same scale, centred: cropped or extended).
+// The inpainting mask is a layer too (opaque = repaint; mask.tsx paints and sends it), never part of the picture.
 
 export type ResizeMode = "scale" | "reframe";
 
@@ -11,12 +12,13 @@ interface Snapshot {
   background: string;
   picture: HTMLCanvasElement;
   strokes: HTMLCanvasElement;
+  mask: HTMLCanvasElement;
   hasPicture: boolean;
 }
 
 const HISTORY = 30;
 
-function canvas(width: number, height: number): HTMLCanvasElement {
+export function canvas(width: number, height: number): HTMLCanvasElement {
   const c = document.createElement("canvas");
   c.width = width;
   c.height = height;
@@ -27,6 +29,28 @@ function copy(src: HTMLCanvasElement): HTMLCanvasElement {
   const c = canvas(src.width, src.height);
   c.getContext("2d")!.drawImage(src, 0, 0);
   return c;
+}
+
+/** One round brush segment a -> b into `layer` (document pixels); `size` is in 512-pixel units, so a brush looks the
+ *  same at every document size; `erase` removes what is there instead. */
+export function brushSegment(
+  layer: HTMLCanvasElement,
+  a: { x: number; y: number },
+  b: { x: number; y: number },
+  colour: string,
+  size: number,
+  erase: boolean,
+): void {
+  const g = layer.getContext("2d")!;
+  g.globalCompositeOperation = erase ? "destination-out" : "source-over";
+  g.strokeStyle = colour;
+  g.lineWidth = (size * Math.max(layer.width, layer.height)) / 512;
+  g.lineCap = "round";
+  g.lineJoin = "round";
+  g.beginPath();
+  g.moveTo(a.x, a.y);
+  g.lineTo(b.x, b.y);
+  g.stroke();
 }
 
 /** `src` drawn into a new w x h canvas: stretched (scale) or at its own scale, centred (reframe). */
@@ -45,6 +69,8 @@ export class SketchDoc {
   background = "#ffffff";
   picture: HTMLCanvasElement;
   strokes: HTMLCanvasElement;
+  /** The inpainting mask at the document's size: opaque pixels = repaint. Not drawn by render(). */
+  mask: HTMLCanvasElement;
   private undoStack: Snapshot[] = [];
   private redoStack: Snapshot[] = [];
   private listeners = new Set<() => void>();
@@ -54,6 +80,7 @@ export class SketchDoc {
     this.height = height;
     this.picture = canvas(width, height);
     this.strokes = canvas(width, height);
+    this.mask = canvas(width, height);
   }
 
   /** Calls `fn` after every change; returns the unsubscribe function. */
@@ -83,6 +110,7 @@ export class SketchDoc {
       background: this.background,
       picture: copy(this.picture),
       strokes: copy(this.strokes),
+      mask: copy(this.mask),
       hasPicture: this.pictureSet,
     };
   }
@@ -90,6 +118,7 @@ export class SketchDoc {
     ({ width: this.width, height: this.height, background: this.background } = s);
     this.picture = copy(s.picture);
     this.strokes = copy(s.strokes);
+    this.mask = copy(s.mask);
     this.pictureSet = s.hasPicture;
   }
 
@@ -135,6 +164,7 @@ export class SketchDoc {
     this.checkpoint();
     this.picture = transform(this.picture, width, height, mode);
     this.strokes = transform(this.strokes, width, height, mode);
+    this.mask = transform(this.mask, width, height, mode);
     [this.width, this.height] = [width, height];
     this.changed();
   }
@@ -149,6 +179,7 @@ export class SketchDoc {
     const s = Math.max(width / img.width, height / img.height);
     g.drawImage(img, (width - img.width * s) / 2, (height - img.height * s) / 2, img.width * s, img.height * s);
     this.strokes = keepStrokes ? transform(this.strokes, width, height, mode) : canvas(width, height);
+    this.mask = transform(this.mask, width, height, mode); // kept: inpaint the same area again
     this.picture = pic;
     this.pictureSet = true;
     [this.width, this.height] = [width, height];
@@ -162,11 +193,12 @@ export class SketchDoc {
     this.changed();
   }
 
-  /** Removes strokes and picture (one undo step). */
+  /** Removes strokes, picture and mask (one undo step). */
   clear(): void {
     this.checkpoint();
     this.picture = canvas(this.width, this.height);
     this.strokes = canvas(this.width, this.height);
+    this.mask = canvas(this.width, this.height);
     this.pictureSet = false;
     this.changed();
   }

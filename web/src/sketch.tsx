@@ -1,8 +1,9 @@
 // The input canvas: shows the SketchDoc (background, picture, strokes) and draws strokes into it
 // with the pointer (brush, or an eraser that erases strokes only). Pictures come in by upload or
 // by dropping a file here; the app decides what a file means (a picture, PNG info) through onFile.
+import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { SketchDoc } from "./doc.js";
+import { brushSegment, type SketchDoc } from "./doc.js";
 
 /** Keeps a picture of this shape inside its column and the window's height (no scrolling at 1366x768: the toolbar,
  *  the upload line and the layout row take about 260 px). */
@@ -16,9 +17,11 @@ interface Props {
   doc: SketchDoc;
   /** A file dropped on the canvas or chosen with the upload button. */
   onFile(file: File): void;
+  /** Layers shown over the canvas (the inpainting mask). */
+  overlay?: ComponentChildren;
 }
 
-export function Sketch({ doc, onFile }: Props) {
+export function Sketch({ doc, onFile, overlay }: Props) {
   const view = useRef<HTMLCanvasElement>(null);
   const [colour, setColour] = useState("#000000");
   const [size, setSize] = useState(6);
@@ -41,16 +44,7 @@ export function Sketch({ doc, onFile }: Props) {
     return { x: ((e.clientX - r.left) / r.width) * doc.width, y: ((e.clientY - r.top) / r.height) * doc.height };
   };
   const line = (a: { x: number; y: number }, b: { x: number; y: number }) => {
-    const g = doc.strokes.getContext("2d")!;
-    g.globalCompositeOperation = eraser ? "destination-out" : "source-over";
-    g.strokeStyle = colour;
-    g.lineWidth = (size * Math.max(doc.width, doc.height)) / 512;
-    g.lineCap = "round";
-    g.lineJoin = "round";
-    g.beginPath();
-    g.moveTo(a.x, a.y);
-    g.lineTo(b.x, b.y);
-    g.stroke();
+    brushSegment(doc.strokes, a, b, colour, size, eraser);
     doc.render(view.current!);
   };
   const down = (e: PointerEvent) => {
@@ -130,6 +124,7 @@ export function Sketch({ doc, onFile }: Props) {
           onPointerUp={up}
           onPointerCancel={up}
         />
+        {overlay}
       </div>
       <label class="upload">
         upload, drop or paste a picture (a PNG made by Reimagine or A1111 also restores its settings):{" "}
