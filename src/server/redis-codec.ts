@@ -10,7 +10,11 @@ export interface Packed {
   blobs: Buffer[];
 }
 
-const TAGS = ["$bytes", "$bigint", "$upload"];
+const TAGS = ["$bytes", "$typed", "$bigint", "$upload"];
+
+/** Typed arrays other than bytes keep their type ({ $typed: [blob, "Float32Array"] }). */
+const TYPED = { Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array, Uint8ClampedArray };
+type TypedName = keyof typeof TYPED;
 
 const isUpload = (v: object): v is Upload => typeof (v as Upload).load === "function";
 
@@ -34,9 +38,12 @@ export function pack(value: unknown): Packed {
     if (typeof v === "number") return Number.isFinite(v) ? v : refuse(`${v} is not a finite number`);
     if (typeof v === "bigint") return { $bigint: v.toString() };
     if (typeof v !== "object") return refuse(`a ${typeof v} is not data`);
-    if (v instanceof Uint8Array) {
+    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
       blobs.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
-      return { $bytes: blobs.length - 1 };
+      if (v instanceof Uint8Array && !(v instanceof Uint8ClampedArray)) return { $bytes: blobs.length - 1 };
+      const type = v.constructor.name;
+      if (!(type in TYPED)) refuse(`a ${type} is not a supported typed array`);
+      return { $typed: [blobs.length - 1, type] };
     }
     if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`));
     if (isUpload(v)) {
@@ -67,10 +74,16 @@ export function unpack(json: unknown, blobs: Buffer[]): unknown {
     const keys = Object.keys(o);
     if (keys.length === 1 && TAGS.includes(keys[0])) {
       if ("$bigint" in o) return BigInt(o.$bigint as string);
-      if ("$bytes" in o) {
-        const b = blobs[o.$bytes as number];
-        if (!b) throw new Error(`packed value refers to blob ${o.$bytes}, but only ${blobs.length} came with it`);
+      const blob = (i: number) => {
+        const b = blobs[i];
+        if (!b) throw new Error(`packed value refers to blob ${i}, but only ${blobs.length} came with it`);
         return b;
+      };
+      if ("$bytes" in o) return blob(o.$bytes as number);
+      if ("$typed" in o) {
+        const [i, type] = o.$typed as [number, TypedName];
+        const b = blob(i);
+        return new TYPED[type](new Uint8Array(b).buffer); // a copy: aligned for the element size
       }
       const u = o.$upload as { width: number; height: number; source: unknown };
       return uploadFrom(u.width, u.height, walk(u.source) as UploadSource);
