@@ -6,6 +6,7 @@ import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
+import { parseServeQueue, SERVE_QUEUE_HELP, SERVE_QUEUE_OPTIONS } from "./args-queue.js";
 
 export const SERVE_HELP = `Usage: reimagine serve [options]
 
@@ -31,7 +32,7 @@ Options:
   --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
                      model family's TAESD when the Hugging Face cache has it), a repo id or folder
                      (downloaded like a model), or none (latent previews)
-  -h, --help         show this help
+${SERVE_QUEUE_HELP}  -h, --help         show this help
 `;
 
 function intOption(v: string | undefined, name: string, min: number, max: number): number | undefined {
@@ -67,6 +68,7 @@ export async function serveMain(args: string[]): Promise<number> {
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
         "preview-vae": { type: "string", default: "auto" },
+        ...SERVE_QUEUE_OPTIONS,
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -103,6 +105,13 @@ export async function serveMain(args: string[]): Promise<number> {
     const loopback = ["127.0.0.1", "localhost", "::1"].includes(host);
     if (!loopback && !apiKey) {
       process.stderr.write(`warning: listening on ${host} without --api-key: anyone on the network can use this server\n`);
+    }
+
+    const queue = parseServeQueue(values, args);
+    if (queue) {
+      const { serveQueue } = await import("./serve-queue.js");
+      const limits = { maxPixels, maxBodyBytes: maxBodyMb && maxBodyMb * 1024 * 1024, maxJobPixelSteps: maxJobMpxSteps && maxJobMpxSteps * 1e6 };
+      return await serveQueue({ ...queue, model: values.model, host, port, apiKey, queueSize, ...limits, decodeTimeoutS, requestTimeoutS, allowedHosts, previewEvery: 1 });
     }
 
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);

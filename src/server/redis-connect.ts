@@ -86,6 +86,12 @@ export async function connectRedis(a: QueueAddress, role: "command" | "worker", 
   }
 }
 
+/** Connects and disconnects: a one-line error when Redis cannot be reached (a CLI checks before loading a model). */
+export async function checkRedis(url: string): Promise<void> {
+  const redis = await connectRedis(parseQueueUrl(url), "command");
+  await redis.quit().catch(() => redis.disconnect());
+}
+
 /** BullMQ key prefix; this project's own keys live under `${PREFIX}:cluster:`. */
 export const PREFIX = "reimagine";
 

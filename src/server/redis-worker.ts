@@ -38,8 +38,9 @@ export interface QueueWorker {
   readonly model: string;
   /** Jobs running now. */
   readonly busy: number;
-  /** Graceful stop: takes no new job, finishes the running ones, then disconnects. `force`: stops them now. */
-  close(force?: boolean): Promise<void>;
+  /** Graceful stop: takes no new job, finishes the running ones, then disconnects. (To stop at once, end
+   *  the process: its jobs go back to the queue when their locks expire.) */
+  close(): Promise<void>;
 }
 
 const fail = (f: Failure) => new UnrecoverableError(JSON.stringify(f)); // failures are final: no BullMQ retry
@@ -209,8 +210,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     get busy() {
       return active.size;
     },
-    close: (force = false) => {
-      if (force) for (const c of active.values()) c.abort();
+    close: () => {
       closing ??= (async () => {
         await stopBeat(); // no longer offered to API processes
         log.info({ worker: id, running: active.size }, "worker stopping: no new jobs, finishing the running ones");

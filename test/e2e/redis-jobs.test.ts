@@ -26,7 +26,7 @@ describe.skipIf(!haveRedis())("Redis queue", () => {
       jobs,
       engine,
       close: async () => {
-        await worker.close(true);
+        await worker.close();
         await jobs.close();
         await jobs.dispose();
       },
