@@ -42,6 +42,8 @@ export interface JobSnapshot {
   position?: number;
   /** Times the job was started: more than 1 when its worker died and another one took it over. */
   attempts: number;
+  /** The queue worker that took it last (queue mode). */
+  worker?: string;
   /** Cancelled while running: nothing is saved. */
   interrupted: boolean;
   /** The result's images were dropped (retention limit). */

@@ -148,6 +148,7 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
     status: job.status,
     position: job.position ?? null,
     attempts: job.attempts,
+    worker: job.worker ?? null,
     createdAt: new Date(job.createdAt).toISOString(),
     startedAt: job.startedAt ? new Date(job.startedAt).toISOString() : null,
     finishedAt: job.finishedAt ? new Date(job.finishedAt).toISOString() : null,

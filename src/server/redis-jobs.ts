@@ -494,6 +494,7 @@ export class RedisJobs implements Jobs {
       total: progress?.total ?? 0,
       position: status === "queued" ? await this.position(q, id) : undefined,
       attempts: job.attemptsStarted ?? 0,
+      worker: job.processedBy,
       interrupted,
       expired,
       error,
