@@ -1,16 +1,15 @@
-// `npm run bench`: SD 1.5 architecture speed on this machine against its own MatMul peak.
-// Each measurement runs in a forked child (worker.ts) so its peak RSS is its own; this parent
-// only schedules them, prints the tables and writes the JSON. Options: see options.ts (--help).
+// `npm run bench`: SD 1.5 architecture speed on this machine against its own measured peak.
+// Every measurement runs in a forked child (worker.ts) so its first run and peak RSS are its own;
+// this parent only schedules them, prints the tables and writes the JSON. Options: options.ts (--help).
 import { fork } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
 import { IMG2IMG } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
-import { isSkipped, machineInfo, opBreakdown, summaryTable, writeJson, type Row } from "./report.js";
-import { sd15Graph } from "./sd15.js";
-import type { ComponentName, ComponentResult, PeakResult, Task, WorkerReply } from "./types.js";
-import { RandomWeights } from "../src/weights/random.js";
+import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, sumOfComponentsCpu, writeJson, type Row } from "./report.js";
+import { GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
+import type { ComponentResult, PeakResult, RunProfile, Task, WorkerReply } from "./types.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
 
@@ -27,66 +26,71 @@ function runChild(task: Task): Promise<WorkerReply> {
   });
 }
 
-/** img2img FLOPs = 2 text encodes + VAE encode + steps x UNet batch 2 + VAE decode, from the rows measured. */
-function img2imgFlops(rows: Row[], steps: number): number | null {
-  const flops = (what: ComponentName) => {
-    const r = rows.find((x) => x.what === what);
-    return r && !isSkipped(r) ? r.flops : null;
-  };
-  const parts = [flops("text-encoder"), flops("vae-encode"), flops("unet-b2"), flops("vae-decode")];
-  if (parts.some((p) => p === null)) return null;
-  const [te, enc, unet, dec] = parts as number[];
-  return 2 * te + enc + steps * unet + dec;
-}
+const load1 = () => +loadavg()[0].toFixed(2);
 
 async function main(opts: BenchOptions): Promise<void> {
   const machine = machineInfo(opts.threads);
   console.log(`Reimagine bench: SD 1.5 architecture, ${opts.size}x${opts.size}, random weights (seed ${opts.seed})`);
-  console.log(`${machine.cpu}, ${machine.cores} cores, ${machine.totalMemoryGiB} GiB, node ${machine.node}, onnxruntime ${machine.onnxruntime}, ${opts.threads} threads, ${opts.runs} runs + 1 warm-up`);
-  const base = { size: opts.size, runs: opts.runs, threads: opts.threads, cacheDir: opts.cacheDir, seed: opts.seed, rebuild: false };
+  console.log(`${machine.description}; ${machine.totalMemoryGiB} GiB, node ${machine.node}, onnxruntime ${machine.onnxruntime}, ${opts.threads} threads, first run + ${opts.runs} runs`);
+  const base: Omit<Task, "what"> = { size: opts.size, runs: opts.runs, threads: opts.threads, cacheDir: opts.cacheDir, seed: opts.seed, only: opts.only, rebuild: false };
   const errors: { what: string; error: string }[] = [];
+  const loads: { what: string; before: number; after: number }[] = [];
+  const child = async (task: Task): Promise<WorkerReply> => {
+    const before = load1();
+    const reply = await runChild(task);
+    loads.push({ what: task.what, before, after: load1() });
+    if (!reply.ok) errors.push({ what: task.what, error: reply.error });
+    return reply;
+  };
 
-  // 1. the MatMul peak, the yardstick for every row (measured again at the end: a busy machine shows as a gap)
+  // 1. graphs the cache lacks, built before anything is timed (a build leaves the page cache and heap warm)
+  const build = await child({ ...base, what: "build", rebuild: opts.rebuild });
+  if (build.ok && "built" in build.result && build.result.built.length) console.log(`built: ${build.result.built.join(", ")}`);
+
+  // 2. the peak, the yardstick for every row (again at the end: a busy machine shows as a gap)
   const measurePeak = async (when: string): Promise<PeakResult | undefined> => {
-    const reply = await runChild({ ...base, what: "peak" });
-    if (!reply.ok) return void errors.push({ what: `peak (${when})`, error: reply.error });
+    const reply = await child({ ...base, what: "peak" });
+    if (!reply.ok) return undefined;
     const p = reply.result as PeakResult;
-    console.log(`MatMul peak (${when}): ${p.gflops.toFixed(1)} GFLOP/s (${p.m}^3 fp32, best of ${p.runsMs.length} runs; load average ${loadavg()[0].toFixed(1)})`);
+    console.log(`peak (${when}): ${p.gflops.toFixed(1)} GFLOP/s (MatMul ${p.matmulGflops.toFixed(1)}, 3x3 Conv ${p.convGflops.toFixed(1)}; load average ${load1()})`);
     return p;
   };
   const peakBefore = await measurePeak("start");
 
-  // 2. components, in pipeline order; --rebuild drops each graph kind once (the UNet rows share one)
+  // 3. components in pipeline order, then the end-to-end rows
   const rows: Row[] = [];
-  const rebuilt = new Set<string>();
+  const profiles: Partial<Record<GraphComponent, { first: RunProfile; steady: RunProfile }>> = {};
   for (const what of opts.only) {
-    const kind = what === "img2img" ? "img2img" : sd15Graph(what, opts.size, new RandomWeights(opts.seed)).kind;
-    const rebuild = opts.rebuild && what !== "img2img" && !rebuilt.has(kind);
-    rebuilt.add(kind);
-    console.log(`\n== ${what}`);
-    const reply = await runChild({ ...base, what, rebuild });
+    console.log(`\n== ${what} (load average ${load1()})`);
+    const reply = await child({ ...base, what });
     if (!reply.ok) {
-      errors.push({ what, error: reply.error });
       rows.push({ what, skipped: `failed: ${reply.error.split("\n")[0]}` });
       continue;
     }
     const row = reply.result as Row;
-    if (!isSkipped(row) && row.what === "img2img" && row.stepsRun !== undefined) {
-      row.flops = img2imgFlops(rows, row.stepsRun);
-      if (row.flops === null) row.note = [row.note, "GFLOP needs the text-encoder, vae-encode, unet-b2 and vae-decode rows"].filter(Boolean).join("; ");
+    if (!isSkipped(row) && !isCli(row) && (GRAPH_COMPONENTS as readonly string[]).includes(what) && opts.profile) {
+      const p = await child({ ...base, what: `profile-${what as GraphComponent}` });
+      if (p.ok && "profile" in p.result && p.result.profile) {
+        const profile = p.result.profile as { first: RunProfile; steady: RunProfile };
+        profiles[what as GraphComponent] = profile;
+        (row as ComponentResult).flops = profile.steady.flops;
+        (row as ComponentResult).profile = profile;
+      }
     }
     rows.push(row);
   }
 
-  // 3. report, against the better of the two peaks
+  // 4. report, against the better of the two peaks
   const peakAfter = await measurePeak("end");
   const peak = [peakBefore, peakAfter].reduce((a, b) => (a && b ? (b.gflops > a.gflops ? b : a) : (a ?? b)));
-  console.log(`\n${summaryTable(rows, peak)}`);
-  for (const r of rows) if (!isSkipped(r) && r.profile) console.log(`\n${opBreakdown(r as ComponentResult)}`);
+  if (peak) console.log(`\n${peakTable(peak)}`);
+  console.log(`\n${componentTable(rows, peak)}`);
+  const steps = Math.floor(IMG2IMG.steps * IMG2IMG.strength);
+  if (rows.some((r) => r.what.startsWith("img2img"))) console.log(`\n${endToEndTable(rows, steps, peak)}`);
+  for (const [what, p] of Object.entries(profiles)) console.log(`\n${profileTable(what, p)}`);
   for (const e of errors) console.error(`\n${e.what} failed:\n${e.error}`);
-  const bench = process.resourceUsage().maxRSS / 1024;
   writeJson(opts.json, {
-    schema: "reimagine-bench/1",
+    schema: "reimagine-bench/2",
     date: new Date().toISOString(),
     model: "SD 1.5 architecture (runwayml/stable-diffusion-v1-5 configs), random weights",
     options: { size: opts.size, runs: opts.runs, threads: opts.threads, seed: opts.seed, cacheDir: opts.cacheDir, only: opts.only },
@@ -94,8 +98,11 @@ async function main(opts: BenchOptions): Promise<void> {
     flopCounting: "2 per multiply-add in Conv, MatMul, Gemm, attention (QK^T + AV) of the ORT-optimised graph; elementwise and norm ops not counted",
     machine,
     peak: peak && { gflops: peak.gflops, start: peakBefore, end: peakAfter },
+    sumOfComponentsMs: sumOfComponents(rows, steps),
+    sumOfComponentsCpuMs: sumOfComponentsCpu(rows, steps),
+    img2imgFlops: img2imgFlops(rows, steps),
     components: rows,
-    benchParentPeakRssMB: bench,
+    loadAverages: loads,
     errors,
   });
   console.log(`\nresults written to ${opts.json}`);

@@ -1,97 +1,110 @@
-// Times one SD 1.5 graph in this process: cold build (cachedGraph), cold and warm session create,
-// one warm-up + N timed runs, then one profiled run on a fresh session for the FLOP count and
-// per-op breakdown (profiling stays off in the timed runs so it cannot slow them).
+// Times one SD 1.5 graph in a fresh process, as a one-image CLI run meets it: session create, the
+// first run, then N steady-state runs, each with its CPU time, page faults and RSS. A second fresh
+// process runs the graph twice with ORT profiling on (profileGraph): per-op times of a first and a
+// steady run, and the FLOP count. Profiling stays off in the timed runs so it cannot slow them.
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { removeDir } from "../src/graph/builder.js";
 import { cachedGraph, graphHash } from "../src/graph/cache.js";
-import { readProfile, summarizeProfile } from "../src/graph/flops.js";
-import { ModelSession, type TensorData } from "../src/runtime.js";
-import { RandomWeights } from "../src/weights/random.js";
-import { sd15Graph, type GraphComponent } from "./sd15.js";
-import type { ComponentResult, RunTimes, Task } from "./types.js";
+import { readProfile, summarizeProfile, type ProfileEvent } from "../src/graph/flops.js";
+import { ModelSession } from "../src/runtime.js";
+import { benchWeights } from "./fake-model.js";
+import { GRAPH_COMPONENTS, sd15Graph, type GraphComponent } from "./sd15.js";
+import type { ComponentResult, RunProfile, Task } from "./types.js";
+import { measured, median, peakRssMB, type Usage } from "./usage.js";
 
+export { median, peakRssMB } from "./usage.js";
 export const now = (): number => performance.now();
-
-/** Peak resident set of this process so far, MiB (maxRSS is in KiB on Linux and macOS). */
-export const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** One warm-up call, then `runs` timed calls. */
-export async function timeRuns(runs: number, fn: () => Promise<unknown>, label: string): Promise<RunTimes> {
-  let t = now();
-  await fn();
-  const warmupMs = now() - t;
-  log(`${label}: warm-up ${fmtMs(warmupMs)}`);
-  const runsMs: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    t = now();
-    await fn();
-    runsMs.push(now() - t);
-    log(`${label}: run ${i + 1}/${runs} ${fmtMs(runsMs[i])}`);
-  }
-  return { warmupMs, runsMs, medianMs: median(runsMs), minMs: Math.min(...runsMs) };
-}
 
 export const fmtMs = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`);
 
 /** Progress goes to stderr so stdout keeps only the report. */
 export const log = (msg: string): void => void process.stderr.write(`  [bench] ${msg}\n`);
 
-/** Runs `feeds` once on a profiling session and returns the session's load time and the profile summary. */
-async function profiledRun(path: string, threads: number, feeds: Record<string, TensorData>) {
+export const fmtUsage = (u: Usage): string =>
+  `${fmtMs(u.wallMs)} (user ${fmtMs(u.userMs)}, sys ${fmtMs(u.systemMs)}, ${(u.minorFaults / 1000).toFixed(0)}k minor faults, RSS ${u.rssMB.toFixed(0)} MiB)`;
+
+/** A component's graph and cache key, on the bench model's files (the key StableDiffusionModel.load uses). */
+function graphKey(name: GraphComponent, task: Task) {
+  const w = benchWeights(task.cacheDir, task.seed, log);
+  const weights = name === "text-encoder" ? w.text_encoder : name.startsWith("vae") ? w.vae : w.unet;
+  const c = sd15Graph(name, task.size, weights);
+  return { c, key: { kind: c.kind, config: c.config, weights } };
+}
+
+/**
+ * Builds the graphs of `task.only` that the cache lacks (dropping them first with --rebuild), and
+ * loads each once so ONNX Runtime's optimised copy exists before any load is timed.
+ */
+export async function buildGraphs(task: Task): Promise<string[]> {
+  const built: string[] = [];
+  const seen = new Set<string>();
+  for (const name of GRAPH_COMPONENTS) {
+    const wanted = task.only.includes(name) || task.only.some((o) => o.startsWith("img2img"));
+    if (!wanted) continue;
+    const { c, key } = graphKey(name, task);
+    if (seen.has(c.kind)) continue;
+    seen.add(c.kind);
+    if (task.rebuild) removeDir(join(task.cacheDir, "graphs", `${c.kind}-${graphHash(key, c.build().structureHash())}`));
+    const t = now();
+    const r = cachedGraph(key, c.build, task.cacheDir, () => log(`${name}: building the ${c.kind} graph into ${task.cacheDir}`));
+    if (r.built) {
+      built.push(c.kind);
+      log(`${name}: built in ${fmtMs(now() - t)}`);
+    }
+    await (await ModelSession.load(r.path, { threads: task.threads })).release();
+  }
+  return built;
+}
+
+export async function measureGraph(name: GraphComponent, task: Task): Promise<ComponentResult> {
+  const { c, key } = graphKey(name, task);
+  const { path } = cachedGraph(key, c.build, task.cacheDir);
+  const feeds = c.feeds();
+
+  const { value: session, usage: load } = await measured(() => ModelSession.load(path, { threads: task.threads }));
+  log(`${name}: session ${fmtUsage(load)}`);
+  const { usage: first } = await measured(() => session.run(feeds));
+  log(`${name}: first run ${fmtUsage(first)}`);
+  const steady: Usage[] = [];
+  for (let i = 0; i < task.runs; i++) {
+    const { usage } = await measured(() => session.run(feeds));
+    steady.push(usage);
+    log(`${name}: run ${i + 1}/${task.runs} ${fmtUsage(usage)}`);
+  }
+  await session.release();
+  const ms = steady.map((u) => u.wallMs);
+  return { what: name, size: task.size, load, first, steady, medianMs: median(ms), minMs: Math.min(...ms), flops: null, peakRssMB: peakRssMB() };
+}
+
+type TimedEvent = ProfileEvent & { ts: number };
+
+/** One run's share of a profile: its model_run event and the kernels inside it. */
+function runProfile(events: TimedEvent[], run: TimedEvent): RunProfile {
+  const inside = events.filter((e) => e === run || (e.cat === "Node" && e.ts >= run.ts && e.ts <= run.ts + run.dur));
+  const s = summarizeProfile(inside);
+  return { runUs: s.runUs, kernelUs: s.kernelUs, flops: s.flops, ops: s.ops };
+}
+
+/** A fresh session with ORT profiling: the first run and the second (steady) run, per op type. */
+export async function profileGraph(name: GraphComponent, task: Task): Promise<{ first: RunProfile; steady: RunProfile }> {
+  const { c, key } = graphKey(name, task);
+  const { path } = cachedGraph(key, c.build, task.cacheDir);
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bench-profile-"));
   try {
-    const t = now();
-    const session = await ModelSession.load(path, { threads, profileFilePrefix: join(dir, "ort") });
-    const loadMs = now() - t;
+    const session = await ModelSession.load(path, { threads: task.threads, profileFilePrefix: join(dir, "ort") });
+    const feeds = c.feeds();
+    await session.run(feeds);
     await session.run(feeds);
     await session.release(); // ORT writes the profile when the session ends
     const file = readdirSync(dir).find((f) => f.endsWith(".json"));
     if (!file) throw new Error(`ONNX Runtime wrote no profile into ${dir}`);
-    return { loadMs, summary: summarizeProfile(readProfile(join(dir, file))) };
+    const events = readProfile(join(dir, file)) as TimedEvent[];
+    const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
+    if (runs.length < 2) throw new Error(`profile of ${name} has ${runs.length} model_run events, expected 2`);
+    return { first: runProfile(events, runs[0]), steady: runProfile(events, runs[1]) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-export async function measureGraph(name: GraphComponent, task: Task): Promise<ComponentResult> {
-  const weights = new RandomWeights(task.seed);
-  const c = sd15Graph(name, task.size, weights);
-  const key = { kind: c.kind, config: c.config, weights };
-  if (task.rebuild) removeDir(join(task.cacheDir, "graphs", `${c.kind}-${graphHash(key, c.build().structureHash())}`));
-
-  // 1. build (only when the cache lacks the graph) and the first session
-  let t = now();
-  const { path, built } = cachedGraph(key, c.build, task.cacheDir, () => log(`${name}: building the ${c.kind} graph into ${task.cacheDir}`));
-  const buildMs = built ? now() - t : null;
-  t = now();
-  const session = await ModelSession.load(path, { threads: task.threads });
-  const loadColdMs = now() - t;
-  log(`${name}: ${buildMs === null ? "cached graph" : `built in ${fmtMs(buildMs)}`}, session ${fmtMs(loadColdMs)}`);
-
-  // 2. timed runs
-  const feeds = c.feeds();
-  const times = await timeRuns(task.runs, () => session.run(feeds), name);
-  await session.release();
-
-  // 3. a warm session with profiling: FLOPs and time per op type
-  const { loadMs, summary } = await profiledRun(path, task.threads, feeds);
-  return {
-    what: name,
-    size: task.size,
-    buildMs,
-    loadColdMs,
-    loadWarmMs: loadMs,
-    ...times,
-    flops: summary.flops,
-    profile: { runUs: summary.runUs, kernelUs: summary.kernelUs, ops: summary.ops },
-    peakRssMB: peakRssMB(),
-  };
 }

@@ -1,45 +1,45 @@
-// `npx tsx bench/modes.ts`: the opt-in fast modes against exact fp32 on the SD 1.5 architecture with
-// seeded random weights (no download): UNet fp32 vs int8 (batch 1 and 2), AutoencoderKL vs TAESD
-// (AutoencoderTiny, full-size default config), and an SD-Turbo-style img2img (2 steps x strength 0.5 =
-// one UNet call, no CFG) exact vs int8 + TAESD through Img2ImgPipeline. Modes alternate per round.
-import { availableParallelism } from "node:os";
+// `npx tsx bench/modes.ts`: the opt-in fast modes against exact fp32 on the bench's SD 1.5 model
+// (fake-model.ts: seeded random weights written as a diffusers folder, no download): UNet fp32 vs
+// int8 vs int8-conv (batch 1 and 2), text encoder fp32 vs int8, AutoencoderKL vs TAESD, and an
+// SD-Turbo-style img2img (2 steps x strength 0.5 = one UNet call, no CFG) in one warm process.
+// Rows of one table come from one run, modes alternating; each row gives its first run and best run.
+import { availableParallelism, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { cachedGraph, cacheRoot } from "../src/graph/cache.js";
 import type { Graph } from "../src/graph/builder.js";
+import { cachedGraph, cacheRoot } from "../src/graph/cache.js";
+import { quantizeCacheKey, type QuantizeMode } from "../src/graph/quantize.js";
+import { buildCLIPTextModel, resolveCLIPTextConfig } from "../src/models/clip-text.js";
 import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig } from "../src/models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig } from "../src/models/unet.js";
-import { StableDiffusionModel } from "../src/pipeline/components.js";
+import { openDiffusersFolder, openTinyVaeFolder, StableDiffusionModel } from "../src/pipeline/components.js";
 import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
 import { ModelSession, type TensorData } from "../src/runtime.js";
-import { RandomWeights } from "../src/weights/random.js";
-import { writeJson } from "./report.js";
-import { fmtMs, log, median, now, peakRssMB } from "./measure.js";
-import { sd15Graph, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, UNET_CONFIG, VAE_CONFIG } from "./sd15.js";
-import { standInTokenizer } from "./img2img.js";
+import { benchWeights, TAESD_CONFIG } from "./fake-model.js";
+import { testImage } from "./img2img.js";
+import { fmtMs, log } from "./measure.js";
+import { machineInfo, writeJson } from "./report.js";
+import { sd15Graph, TEXT_ENCODER_CONFIG, UNET_CONFIG } from "./sd15.js";
+import { measured, median, peakRssMB } from "./usage.js";
 
 const { values } = parseArgs({
   options: {
     size: { type: "string", default: "512" },
     runs: { type: "string", default: "3" },
-    rounds: { type: "string", default: "1" },
     threads: { type: "string", default: String(availableParallelism()) },
     cache: { type: "string", default: cacheRoot() },
-    only: { type: "string", default: "unet,vae,img2img" },
+    only: { type: "string", default: "unet,text-encoder,vae,img2img" },
     json: { type: "string" },
   },
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const rounds = Number(values.rounds);
 const threads = Number(values.threads);
 const cacheDir = resolve(values.cache!);
 const only = values.only!.split(",");
-const weights = new RandomWeights(0);
+const bw = benchWeights(cacheDir, 0, log);
 const lat = size / 8;
-
-/** TAESD with diffusers' AutoencoderTiny defaults (madebyollin/taesd's architecture). */
-const TAESD_CONFIG = resolveTinyVaeConfig({ _class_name: "AutoencoderTiny" });
+const taesd = resolveTinyVaeConfig(TAESD_CONFIG);
 
 function filled(n: number, scale = 1): Float32Array {
   let s = 12345;
@@ -49,22 +49,29 @@ function filled(n: number, scale = 1): Float32Array {
   });
 }
 
-async function timeSession(label: string, kind: string, config: unknown, build: () => Graph, feeds: Record<string, TensorData>, extra?: unknown) {
-  const { path, built } = cachedGraph({ kind, config, weights, extra }, build, cacheDir);
-  let t = now();
-  const s = await ModelSession.load(path, { threads });
-  const loadMs = now() - t;
-  const first = await s.run(feeds); // warm-up
-  const out = Object.values(first)[0].data as Float32Array;
+interface Row {
+  label: string;
+  firstMs: number;
+  medianMs: number;
+  minMs: number;
+  runsMs: number[];
+  loadMs: number;
+  out?: Float32Array;
+}
+const rows: Row[] = [];
+
+/** Loads a graph (the pipeline's cache key), runs it once (first run) and `runs` times more. */
+async function timeSession(label: string, key: { kind: string; config: unknown; weights: typeof bw.unet; extra?: unknown }, build: () => Graph, feeds: Record<string, TensorData>): Promise<Row> {
+  const { path } = cachedGraph(key, build, cacheDir);
+  const { value: s, usage: load } = await measured(() => ModelSession.load(path, { threads }));
+  const { value: first, usage } = await measured(() => s.run(feeds));
   const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    t = now();
-    await s.run(feeds);
-    ms.push(now() - t);
-  }
+  for (let i = 0; i < runs; i++) ms.push((await measured(() => s.run(feeds))).usage.wallMs);
   await s.release();
-  log(`${label}: ${built ? "built, " : ""}load ${fmtMs(loadMs)}, runs ${ms.map(fmtMs).join(" ")}`);
-  return { label, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs, out };
+  log(`${label}: load ${fmtMs(load.wallMs)}, first ${fmtMs(usage.wallMs)}, runs ${ms.map(fmtMs).join(" ")} (load average ${loadavg()[0].toFixed(1)})`);
+  const row = { label, firstMs: usage.wallMs, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs: load.wallMs, out: Object.values(first)[0].data as Float32Array };
+  rows.push(row);
+  return row;
 }
 
 /** max and mean |a - b|, and the reference's standard deviation (for relative numbers). */
@@ -83,63 +90,59 @@ function difference(a: Float32Array, b: Float32Array) {
   return { max, mean: sum / a.length, refStd: Math.sqrt(sq / a.length) };
 }
 const quality: Record<string, ReturnType<typeof difference>> = {};
+const modes: (QuantizeMode | undefined)[] = [undefined, "int8", "int8-conv"];
 
-const rows: { label: string; medianMs: number; minMs: number; runsMs: number[]; loadMs: number; out?: Float32Array }[] = [];
-const unet = resolveUNetConfig(UNET_CONFIG);
-const unetFeeds = (B: number) => sd15Graph(B === 1 ? "unet-b1" : "unet-b2", size, weights).feeds();
-
-for (let round = 0; round < rounds; round++) {
-  if (only.includes("unet")) {
-    for (const B of [1, 2]) {
-      const fp32 = await timeSession(`unet-b${B} fp32`, "unet", unet, () => buildUNet2DConditionModel(weights, unet), unetFeeds(B));
-      const int8 = await timeSession(`unet-b${B} int8`, "unet", unet, () => buildUNet2DConditionModel(weights, unet, { quantize: "int8" }), unetFeeds(B), { quantize: "int8" });
-      rows.push(fp32, int8);
-      quality[`unet-b${B} int8 vs fp32`] = difference(fp32.out, int8.out);
+if (only.includes("unet")) {
+  const unet = resolveUNetConfig(UNET_CONFIG);
+  for (const B of [1, 2]) {
+    const feeds = sd15Graph(B === 1 ? "unet-b1" : "unet-b2", size, bw.unet).feeds();
+    const out: Record<string, Float32Array> = {};
+    for (const q of modes) {
+      const r = await timeSession(`unet-b${B} ${q ?? "fp32"}`, { kind: "unet", config: unet, weights: bw.unet, extra: q && quantizeCacheKey(q) }, () => buildUNet2DConditionModel(bw.unet, unet, { quantize: q }), feeds);
+      out[q ?? "fp32"] = r.out!;
     }
+    for (const q of ["int8", "int8-conv"]) quality[`unet-b${B} ${q} vs fp32`] = difference(out.fp32, out[q]);
   }
-  if (only.includes("vae")) {
-    const enc = sd15Graph("vae-encode", size, weights);
-    const dec = sd15Graph("vae-decode", size, weights);
-    rows.push(await timeSession("vae-encode KL", enc.kind, enc.config, enc.build, enc.feeds()));
-    rows.push(await timeSession("vae-encode TAESD", "taesd-encoder", TAESD_CONFIG, () => buildTinyEncoder(weights, TAESD_CONFIG), { sample: { data: filled(3 * size * size), dims: [1, 3, size, size] } }));
-    rows.push(await timeSession("vae-decode KL", dec.kind, dec.config, dec.build, dec.feeds()));
-    rows.push(await timeSession("vae-decode TAESD", "taesd-decoder", TAESD_CONFIG, () => buildTinyDecoder(weights, TAESD_CONFIG), { latent: { data: filled(4 * lat * lat, 5), dims: [1, 4, lat, lat] } }));
-  }
-  if (only.includes("img2img")) {
-    for (const fast of [false, true]) {
-      const tokenizer = standInTokenizer();
-      const parts = {
-        name: "SD 1.5 architecture, random weights",
-        configs: { unet: UNET_CONFIG, vae: VAE_CONFIG, text_encoder: TEXT_ENCODER_CONFIG, scheduler: SCHEDULER_CONFIG },
-        weights: { unet: weights, vae: weights, text_encoder: weights },
-        tokenizer,
-        tinyVae: fast ? { name: "taesd (random)", config: { _class_name: "AutoencoderTiny" }, weights } : undefined,
-      };
-      let t = now();
-      const model = await StableDiffusionModel.load(parts, { threads, cacheDir, quantize: fast ? "int8" : undefined });
-      const loadMs = now() - t;
-      const pipe = new Img2ImgPipeline(model);
-      const image = { width: size, height: size, data: new Uint8Array(size * size * 3).map((_, i) => (i * 37) % 256) };
-      // Euler, as SD-Turbo's own scheduler: 2 steps x 0.5 = one UNet call (PNDM's PLMS schedule would make two)
-      const opts = { image, prompt: "a photo of a cat", seed: 1, steps: 2, strength: 0.5, guidanceScale: 0, sampler: "euler" };
-      const warm = await pipe.run(opts); // warm-up (also caches the prompt embedding, as a warm server would)
-      const ms: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        t = now();
-        const r = await pipe.run(opts);
-        ms.push(now() - t);
-        log(`img2img ${fast ? "int8+TAESD" : "exact"}: ${fmtMs(ms[i])} (encode ${fmtMs(r.timings.encodeImageMs)}, denoise ${fmtMs(r.timings.denoiseMs)}, decode ${fmtMs(r.timings.decodeMs)})`);
-      }
-      await model.release();
-      rows.push({ label: `img2img turbo ${fast ? "int8+TAESD" : "exact"}`, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs, out: warm.decoded });
+}
+if (only.includes("text-encoder")) {
+  const te = resolveCLIPTextConfig(TEXT_ENCODER_CONFIG);
+  const feeds = sd15Graph("text-encoder", size, bw.text_encoder).feeds();
+  const fp32 = await timeSession("text-encoder fp32", { kind: "text-encoder", config: te, weights: bw.text_encoder }, () => buildCLIPTextModel(bw.text_encoder, te), feeds);
+  const int8 = await timeSession("text-encoder int8", { kind: "text-encoder", config: te, weights: bw.text_encoder, extra: quantizeCacheKey("int8") }, () => buildCLIPTextModel(bw.text_encoder, te, { quantize: "int8" }), feeds);
+  quality["text-encoder int8 vs fp32"] = difference(fp32.out!, int8.out!);
+}
+if (only.includes("vae")) {
+  const enc = sd15Graph("vae-encode", size, bw.vae);
+  const dec = sd15Graph("vae-decode", size, bw.vae);
+  await timeSession("vae-encode KL", { kind: enc.kind, config: enc.config, weights: bw.vae }, enc.build, enc.feeds());
+  await timeSession("vae-encode TAESD", { kind: "taesd-encoder", config: taesd, weights: bw.taesd }, () => buildTinyEncoder(bw.taesd, taesd), { sample: { data: filled(3 * size * size), dims: [1, 3, size, size] } });
+  await timeSession("vae-decode KL", { kind: dec.kind, config: dec.config, weights: bw.vae }, dec.build, dec.feeds());
+  await timeSession("vae-decode TAESD", { kind: "taesd-decoder", config: taesd, weights: bw.taesd }, () => buildTinyDecoder(bw.taesd, taesd), { latent: { data: filled(4 * lat * lat, 5), dims: [1, 4, lat, lat] } });
+}
+if (only.includes("img2img")) {
+  for (const q of modes) {
+    const parts = { ...openDiffusersFolder(bw.folders.model), tinyVae: q ? openTinyVaeFolder(bw.folders.tinyVae) : undefined };
+    const { value: model, usage: load } = await measured(() => StableDiffusionModel.load(parts, { threads, cacheDir, quantize: q }));
+    // Euler, as SD-Turbo's own scheduler: 2 steps x 0.5 = one UNet call (PNDM's PLMS schedule would make two)
+    const opts = { image: testImage(size), prompt: "a photo of a cat", seed: 1, steps: 2, strength: 0.5, guidanceScale: 0, sampler: "euler" };
+    const ms: number[] = [];
+    let firstMs = 0;
+    for (let i = 0; i <= runs; i++) {
+      // a new pipeline each run: the prompt embedding is computed every time, as in a one-image CLI run
+      const { value: r, usage } = await measured(() => new Img2ImgPipeline(model).run(opts));
+      if (i === 0) firstMs = usage.wallMs;
+      else ms.push(usage.wallMs);
+      const t = r.timings;
+      log(`img2img ${q ? `${q}+TAESD` : "exact"}: ${i === 0 ? "first " : ""}${fmtMs(usage.wallMs)} (prompt ${fmtMs(t.encodePromptMs)}, encode ${fmtMs(t.encodeImageMs)}, denoise ${fmtMs(t.denoiseMs)}, decode ${fmtMs(t.decodeMs)})`);
     }
+    await model.release();
+    rows.push({ label: `img2img turbo ${q ? `${q}+TAESD` : "exact"}`, firstMs, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs: load.wallMs });
   }
 }
 
-console.log(`\nSD 1.5 architecture ${size}x${size}, ${threads} threads, ${runs} runs + 1 warm-up per row, ${rounds} round(s)`);
-console.log(["row".padEnd(26), "median ms".padStart(10), "min ms".padStart(10), "load ms".padStart(9)].join("  "));
-for (const r of rows) console.log([r.label.padEnd(26), r.medianMs.toFixed(0).padStart(10), r.minMs.toFixed(0).padStart(10), r.loadMs.toFixed(0).padStart(9)].join("  "));
+console.log(`\nSD 1.5 architecture ${size}x${size}, ${threads} threads, first run + ${runs} runs per row`);
+console.log(["row".padEnd(28), "first ms".padStart(9), "median ms".padStart(10), "min ms".padStart(9), "load ms".padStart(8)].join("  "));
+for (const r of rows) console.log([r.label.padEnd(28), r.firstMs.toFixed(0).padStart(9), r.medianMs.toFixed(0).padStart(10), r.minMs.toFixed(0).padStart(9), r.loadMs.toFixed(0).padStart(8)].join("  "));
 for (const [k, q] of Object.entries(quality)) console.log(`${k}: max |diff| ${q.max.toExponential(2)}, mean ${q.mean.toExponential(2)} (fp32 output std ${q.refStd.toExponential(2)})`);
-console.log(`peak RSS ${peakRssMB().toFixed(0)} MB`);
-const plain = rows.map(({ out: _out, ...r }) => r);
-if (values.json) writeJson(resolve(values.json), { size, threads, runs, rounds, rows: plain, quality, date: new Date().toISOString() });
+console.log(`peak RSS ${peakRssMB().toFixed(0)} MB, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+if (values.json) writeJson(resolve(values.json), { schema: "reimagine-modes/2", machine: machineInfo(threads), size, threads, runs, rows: rows.map(({ out: _o, ...r }) => r), quality, date: new Date().toISOString() });

@@ -8,21 +8,27 @@ import { cacheRoot } from "../src/graph/cache.js";
 import { GRAPH_COMPONENTS } from "./sd15.js";
 import type { ComponentName } from "./types.js";
 
-export const COMPONENTS: readonly ComponentName[] = [...GRAPH_COMPONENTS, "img2img"];
+export const COMPONENTS: readonly ComponentName[] = [...GRAPH_COMPONENTS, "img2img", "img2img-cli", "img2img-turbo-cli"];
 
 export const HELP = `npm run bench -- [options]
 
-Builds the Stable Diffusion 1.5 architecture with seeded random weights (no download), measures
-this machine's fp32 MatMul peak through ONNX Runtime, then times each component in its own
-child process: median/min ms, GFLOP/s from the graph's FLOP count, % of peak, peak RSS.
+Builds the Stable Diffusion 1.5 architecture with seeded random weights (no download), measures this
+machine's fp32 peak through ONNX Runtime (MatMuls and 3x3 convs, several sizes, best of N), then
+times each component in fresh child processes: the first run (what a one-image CLI process pays)
+beside the steady state (median/min), with CPU time, page faults, GFLOP/s, % of peak and peak RSS,
+and per-op profiles of a first and a steady run. End-to-end rows: img2img in one warm process, and
+through the CLI (one process per image) on the same model written as a diffusers folder.
 
   --only LIST     components, comma-separated (default: all):
-                  ${COMPONENTS.join(", ")} ("unet" = both UNet batches)
-  --runs N        timed runs per component after 1 warm-up (default 3)
+                  ${COMPONENTS.join(", ")}
+                  ("unet" = both UNet batches; img2img-turbo-cli = 1 step, --quantize int8 --tiny-vae)
+  --runs N        steady-state runs per component after the first (default 3); CLI rows: processes
   --threads N     ONNX Runtime intra-op threads (default: all cores, ${availableParallelism()} here)
   --size S        image side in pixels, 512 or 768 (default 512; latent is S/8)
-  --cache DIR     graph cache root (default ${cacheRoot()}); the first build writes ~4.3 GB
-  --rebuild       drop the cached graphs first, so build and cold load are measured from scratch
+  --cache DIR     graph cache root (default ${cacheRoot()}); the first build writes ~4.3 GB, the CLI
+                  rows another ~4.3 GB of model files (DIR/bench-models) and their graphs
+  --rebuild       drop the cached graphs first, so the build is measured from scratch
+  --no-profile    skip the profiled runs (faster; no GFLOP/s)
   --json PATH     where to write the results (default bench/results/bench-<size>.json)
   --seed N        random-weights seed (default 0)
   --help          this text`;
@@ -34,6 +40,7 @@ export interface BenchOptions {
   size: number;
   cacheDir: string;
   rebuild: boolean;
+  profile: boolean;
   json: string;
   seed: number;
   help: boolean;
@@ -60,6 +67,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         size: { type: "string" },
         cache: { type: "string" },
         rebuild: { type: "boolean" },
+        "no-profile": { type: "boolean" },
         json: { type: "string" },
         seed: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -88,6 +96,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     size,
     cacheDir: resolve(values.cache ?? cacheRoot()),
     rebuild: values.rebuild ?? false,
+    profile: !(values["no-profile"] ?? false),
     json: resolve(values.json ?? resolve(benchDir, "results", `bench-${size}.json`)),
     seed,
     help: values.help ?? false,

@@ -1,58 +1,89 @@
 // Messages between the benchmark's parent process (bench.ts) and its per-component child
 // processes (worker.ts): what to measure, and what came back. Each child is one process so
-// that its peak RSS is its own.
+// that its first run and its peak RSS are its own.
 import type { OpStats } from "../src/graph/flops.js";
 import type { GraphComponent } from "./sd15.js";
+import type { Usage } from "./usage.js";
 
-export type ComponentName = GraphComponent | "img2img";
+export type ComponentName = GraphComponent | "img2img" | "img2img-cli" | "img2img-turbo-cli";
 
 export interface Task {
-  what: "peak" | ComponentName;
+  /** "build": build the graphs of `only` that the cache lacks; "profile-<component>": the profiled first + steady run. */
+  what: "peak" | "build" | ComponentName | `profile-${GraphComponent}`;
   size: number;
   runs: number;
   threads: number;
   cacheDir: string;
   seed: number;
-  /** Drop this component's cached graph first, so the build is timed cold. */
+  only: ComponentName[];
+  /** Drop the graphs of `only` first, so the build is timed cold ("build" only). */
   rebuild: boolean;
 }
 
-export interface RunTimes {
-  /** The one warm-up run (not in the statistics). */
-  warmupMs: number;
+export interface PeakKernel {
+  label: string;
+  flops: number;
+  /** From the fastest run. */
+  gflops: number;
   runsMs: number[];
   medianMs: number;
   minMs: number;
 }
 
-export interface PeakResult extends RunTimes {
+export interface PeakResult {
   what: "peak";
-  /** MatMul [m, k] x [k, n] with the [k, n] operand a constant (pre-packed, like model weights). */
-  m: number;
-  k: number;
-  n: number;
-  flops: number;
-  /** From the fastest run. */
+  /** The best of every kernel below: the "% of peak" yardstick. */
   gflops: number;
-  peakRssMB: number;
+  matmulGflops: number;
+  convGflops: number;
+  /** Square MatMuls (constant, prepacked right operand). */
+  matmul: PeakKernel[];
+  /** 3x3 convolutions, C -> C channels. */
+  conv: PeakKernel[];
 }
 
-export interface ComponentResult extends RunTimes {
-  what: ComponentName;
+/** A profile summary with where the run's time went, per op type. */
+export interface RunProfile {
+  runUs: number;
+  kernelUs: number;
+  flops: number;
+  ops: OpStats[];
+}
+
+export interface ComponentResult {
+  what: GraphComponent | "img2img";
   size: number;
-  /** Graph build + save time when this process built it; null when the cache had it. */
-  buildMs: number | null;
-  /** First session create (right after the build, or the first load in this process). */
-  loadColdMs: number;
-  /** A second, new session on the cached graph (file already in the page cache). */
-  loadWarmMs: number | null;
+  /** Session create in a new process (graph cached, files in the page cache). */
+  load: Usage;
+  /** The first run in that process: what a one-image CLI run pays for every model. */
+  first: Usage;
+  /** The runs after it (the warm-process figures). */
+  steady: Usage[];
+  medianMs: number;
+  minMs: number;
   /** Conv/MatMul/Gemm/attention FLOPs of one run, from the ORT profile (null when unknown). */
   flops: number | null;
-  profile?: { runUs: number; kernelUs: number; ops: OpStats[] };
+  /** Per-op profiles of a first and a steady-state run (a separate process with profiling on). */
+  profile?: { first: RunProfile; steady: RunProfile };
   peakRssMB: number;
-  /** img2img only: UNet calls per run, and the median run's phase timings. */
+  /** img2img only: UNet calls per run, and the phase timings of the first and median runs. */
   stepsRun?: number;
-  phasesMs?: Record<string, number>;
+  phasesMs?: { first: Record<string, number>; steady: Record<string, number> };
+  note?: string;
+}
+
+/** A whole img2img through the CLI, one process per image (bin/reimagine.js). */
+export interface CliResult {
+  what: "img2img-cli" | "img2img-turbo-cli";
+  command: string[];
+  /** Per process: wall, CPU, faults and peak RSS as GNU time reports them for the whole process. */
+  runs: { wallMs: number; userMs: number; systemMs: number; minorFaults: number; majorFaults: number; peakRssMB: number; timings?: Record<string, number> }[];
+  medianMs: number;
+  minMs: number;
+  /** `reimagine --version`: process start-up alone. */
+  startupMs: number;
+  /** The untimed run that built the folder's graphs, when the cache lacked them. */
+  prepareMs: number | null;
   note?: string;
 }
 
@@ -61,4 +92,6 @@ export interface Skipped {
   skipped: string;
 }
 
-export type WorkerReply = { ok: true; result: PeakResult | ComponentResult | Skipped } | { ok: false; error: string };
+export type WorkerReply =
+  | { ok: true; result: PeakResult | ComponentResult | CliResult | Skipped | { built: string[] } | { profile: { first: RunProfile; steady: RunProfile } } }
+  | { ok: false; error: string };

@@ -1,6 +1,7 @@
 // ModelSession: the saved optimised graph (ort-optimized/) is reused on the next load with identical
-// outputs, is keyed by the weights file, and physicalCores() is sane.
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from "node:fs";
+// outputs, is keyed by the weights file, keeps prepacked weights when prepacking; arena settings and
+// a session dropped and re-created by the memory pool give identical outputs; physicalCores() is sane.
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -10,6 +11,7 @@ import { ModelSession, physicalCores } from "./runtime.js";
 import { RandomWeights } from "./weights/random.js";
 
 const dir = mkdtempSync(join(tmpdir(), "reimagine-runtime-"));
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function model(): Graph {
@@ -56,6 +58,37 @@ describe("ModelSession", () => {
     const after = readdirSync(join(dir, "m2", "ort-optimized"));
     expect(after).toHaveLength(1); // the stale copy is dropped
     expect(after[0]).not.toBe(before[0]);
+  });
+
+  it("saves MLAS's prepacked weights in a separate copy when prepacking, with the outputs of a plain prepacked load", async () => {
+    const path = model().save(join(dir, "m3"));
+    const plain = await once(path, { reuseOptimized: false, prepack: true });
+    const unpacked = await once(path);
+    const first = await once(path, { prepack: true });
+    const second = await once(path, { prepack: true });
+    const copies = readdirSync(join(dir, "m3", "ort-optimized")).sort();
+    expect(copies.map((c) => c.slice(-2))).toEqual(["-p", "-u"]); // both variants kept side by side
+    const size = (c: string) => statSync(join(dir, "m3", "ort-optimized", c, "weights.bin")).size;
+    expect(size(copies[0])).toBeGreaterThan(size(copies[1])); // the packed Linear weight is stored too
+    expect(Array.from(first)).toEqual(Array.from(plain));
+    expect(Array.from(second)).toEqual(Array.from(plain));
+    expect(maxDiff(unpacked, plain)).toBeLessThan(1e-5); // another summation order, same numbers
+  });
+
+  it("gives the same outputs with the arena off, and after the memory pool dropped the session", async () => {
+    const path = model().save(join(dir, "m4"));
+    const arena = await once(path);
+    expect(Array.from(await once(path, { memArena: false }))).toEqual(Array.from(arena));
+    const s = await ModelSession.load(path, { threads: 1 });
+    await s.drop(); // what the lean policy does to an idle session
+    expect(Array.from((await s.run(feeds)).y.data as Float32Array)).toEqual(Array.from(arena));
+    expect(s.inputNames).toEqual(["x"]);
+    await s.release();
+  });
+
+  it("refuses an unknown memory policy", async () => {
+    const path = model().save(join(dir, "m5"));
+    await expect(ModelSession.load(path, { memory: "huge" as never })).rejects.toThrow(/unknown memory policy 'huge': use one of lean, keep/);
   });
 
   it("counts physical cores within the logical CPUs", () => {

@@ -1,5 +1,6 @@
-// The one module that imports onnxruntime-node: sessions, execution providers, threads, and the
-// on-disk copy of ONNX Runtime's optimised graph that makes warm loads fast.
+// The one module that imports onnxruntime-node: sessions, execution providers, threads, memory
+// (per-session arenas, dropped by the SessionPool policy in runtime-memory.ts), and the on-disk copy of
+// ONNX Runtime's optimised graph that makes warm loads fast.
 // Everything else passes plain typed arrays in and out (TensorData).
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
@@ -16,6 +17,7 @@ disableOrtTelemetry(); // before any session: long command lines crash ORT's tel
 // to read metadata, or the CLI's --help and info, should not load a native runtime.
 let ortModule: typeof Ort | undefined;
 const ort = (): typeof Ort => (ortModule ??= createRequire(import.meta.url)("onnxruntime-node") as typeof Ort);
+import { MEMORY_POLICIES, type MemoryPolicy, type PooledSession, SessionPool } from "./runtime-memory.js";
 
 export type Provider = "cpu" | "cuda" | "webgpu";
 export const PROVIDERS: readonly Provider[] = ["cpu", "cuda", "webgpu"];
@@ -27,10 +29,24 @@ export interface RuntimeOptions {
   threads?: number;
   /** ONNX Runtime graph optimisation level (default "all"). */
   optimization?: "disabled" | "basic" | "extended" | "all";
-  /** Prepack MatMul weights at load (slower load, slightly faster runs). Default false. */
+  /**
+   * Prepack MatMul weights into MLAS's blocked layout (slightly faster runs). With reuseOptimized the
+   * packed weights are saved in the optimised copy and memory-mapped on later loads instead of packed
+   * again. Default false.
+   */
   prepack?: boolean;
-  /** Keep ONNX Runtime's CPU memory arena (faster reuse, but memory is never returned). Default false. */
+  /**
+   * ONNX Runtime's CPU arena (default true): activations are carved from memory the session keeps,
+   * so no run but the first faults in fresh pages. Off: every tensor is a fresh allocation, and
+   * every run pays for faulting its pages in (docs/performance.md measures both).
+   */
   memArena?: boolean;
+  /**
+   * Which sessions keep their arena while another model runs (see runtime-memory.ts): "lean"
+   * (default) holds resident memory near the weights + 1 GiB by dropping idle sessions (re-created on
+   * their next run); "keep" never drops (long-lived servers: no re-creation, more memory).
+   */
+  memory?: MemoryPolicy;
   /** Log ORT profiling to this file prefix (benchmarks). */
   profileFilePrefix?: string;
   /**
@@ -87,8 +103,15 @@ function defaultThreads(): number {
 
 const ortVersion = (): string => (ort().env.versions as Record<string, string | undefined>).node ?? ort().env.versions.common;
 
-/** Where the optimised copy of `path` lives: <model dir>/ort-optimized/<key>/model.onnx. */
-function optimizedDir(path: string): string {
+/** Bumped when what the optimised copy holds changes (2: prepacked weights saved when prepacking). */
+const OPTIMIZED_FORMAT = 2;
+
+/**
+ * Where the optimised copy of `path` lives: <model dir>/ort-optimized/<source key>-<p|u>/model.onnx, the
+ * source key covering the model's bytes, its external data, ORT and the CPU; "p" copies hold prepacked
+ * weights, "u" copies do not (a server and a CLI on one cache each keep theirs).
+ */
+function optimizedDir(path: string, prepacked: boolean): { dir: string; sourceKey: string } {
   const dir = dirname(path);
   const h = createHash("sha256").update(readFileSync(path));
   // external data: identified by name, size and mtime (a rebuilt graph gets new files)
@@ -96,19 +119,21 @@ function optimizedDir(path: string): string {
     const st = statSync(join(dir, f));
     if (st.isFile() && f !== "model.onnx" && !f.endsWith(".onnx")) h.update(`${f}:${st.size}:${st.mtimeMs}\n`);
   }
-  h.update(`${ortVersion()}\n${process.arch}\n${cpus()[0]?.model ?? ""}`);
-  return join(dir, "ort-optimized", h.digest("hex").slice(0, 16));
+  h.update(`${ortVersion()}\n${process.arch}\n${cpus()[0]?.model ?? ""}\n${OPTIMIZED_FORMAT}`);
+  const sourceKey = h.digest("hex").slice(0, 16);
+  return { dir: join(dir, "ort-optimized", `${sourceKey}-${prepacked ? "p" : "u"}`), sourceKey };
 }
 
 /**
  * Creates a CPU session from the optimised copy when there is one; otherwise optimises `path` as
- * usual and saves the result (weights as external data) for next time. Any file-system failure
- * falls back to a plain load.
+ * usual and saves the result (weights as external data; with prepacking, MLAS's packed weights too,
+ * memory-mapped on later loads) for next time. Any file-system failure falls back to a plain load.
  */
-async function createReusingOptimized(path: string, options: Ort.InferenceSession.SessionOptions): Promise<Ort.InferenceSession> {
+async function createReusingOptimized(path: string, options: Ort.InferenceSession.SessionOptions, prepacked: boolean): Promise<Ort.InferenceSession> {
   let dir: string;
+  let sourceKey: string;
   try {
-    dir = optimizedDir(path);
+    ({ dir, sourceKey } = optimizedDir(path, prepacked));
   } catch {
     return ort().InferenceSession.create(path, options);
   }
@@ -133,16 +158,19 @@ async function createReusingOptimized(path: string, options: Ort.InferenceSessio
       optimizedModelFilePath: join(tmp, "model.onnx"),
       extra: {
         session: {
-          ...(options.extra as { session?: Record<string, string> } | undefined)?.session,
+          ...sessionExtra(options),
           optimized_model_external_initializers_file_name: "weights.bin",
           optimized_model_external_initializers_min_size_in_bytes: "1024",
+          ...(prepacked ? { save_external_prepacked_constant_initializers: "1" } : {}),
         },
       },
     });
     try {
-      // keep one optimised copy per model folder: drop copies for older ORT versions or CPUs
+      // drop copies of older sources, ORT versions or CPUs; keep the other prepacking variant
       const parent = dirname(dir);
-      for (const old of readdirSync(parent)) if (!old.includes(".tmp-")) rmSync(join(parent, old), { recursive: true, force: true });
+      for (const old of readdirSync(parent)) {
+        if (!old.includes(".tmp-") && !old.startsWith(`${sourceKey}-`)) rmSync(join(parent, old), { recursive: true, force: true });
+      }
       renameSync(tmp, dir);
     } catch {
       // another process saved it first, or the disk is full: this session is fine either way
@@ -153,12 +181,51 @@ async function createReusingOptimized(path: string, options: Ort.InferenceSessio
   }
 }
 
-/** A loaded ONNX model. */
-export class ModelSession {
+const sessionExtra = (o: Ort.InferenceSession.SessionOptions): Record<string, string> =>
+  (o.extra as { session?: Record<string, string> } | undefined)?.session ?? {};
+
+/** Bytes of the model's files (model.onnx and its external data): the "weights" of the memory bound. */
+function modelBytes(path: string): number {
+  const dir = dirname(path);
+  let n = 0;
+  try {
+    for (const f of readdirSync(dir)) {
+      const st = statSync(join(dir, f));
+      if (st.isFile() && (f === "model.onnx" || !f.endsWith(".onnx"))) n += st.size;
+    }
+  } catch {
+    // unreadable folder: count nothing
+  }
+  return n;
+}
+
+/** Every ModelSession of this process (or worker thread), for the memory policy. */
+const pool = new SessionPool();
+let recreated = 0;
+
+/** Sessions the lean memory policy dropped, and how many were re-created by a later run (this thread). */
+export function memoryStats(): { drops: number; recreated: number } {
+  return { drops: pool.drops, recreated };
+}
+
+/** A loaded ONNX model. Under the "lean" memory policy its ORT session may be dropped between runs
+ *  (runtime-memory.ts) and is then re-created, from the same optimised copy, by the next run. */
+export class ModelSession implements PooledSession {
+  private session: Ort.InferenceSession | undefined;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+
   private constructor(
-    private readonly session: Ort.InferenceSession,
+    session: Ort.InferenceSession,
     readonly path: string,
-  ) {}
+    private readonly create: () => Promise<Ort.InferenceSession>,
+    readonly policy: MemoryPolicy,
+    readonly weightBytes: number,
+  ) {
+    this.session = session;
+    this.inputNames = session.inputNames;
+    this.outputNames = session.outputNames;
+  }
 
   static async load(path: string, opts: RuntimeOptions = {}): Promise<ModelSession> {
     const provider = opts.provider ?? "cpu";
@@ -182,24 +249,32 @@ export class ModelSession {
       interOpNumThreads: 1,
       graphOptimizationLevel: opts.optimization ?? "all",
       executionMode: "sequential",
-      // Without ORT's arena each model's activations are returned to the OS after its run, so
-      // a pipeline's peak RSS is the weights plus the largest single model's activations
-      // rather than the sum of every model's arena.
-      enableCpuMemArena: opts.memArena ?? false,
+      // The arena: without it every tensor of a run is a fresh allocation, and big ones are fresh
+      // mmaps whose pages fault in one by one (an SD 1.5 VAE encode at 512x512: 1.7 M faults, its
+      // first run 3-4x its steady state). With it only the first run faults, once per page, and the
+      // SessionPool below keeps the sum of every model's arena in check. ORT's memory pattern is off:
+      // it would carve a second, run-sized block out of the arena on the second run.
+      enableCpuMemArena: opts.memArena ?? true,
+      enableMemPattern: !(opts.memArena ?? true),
       // Prepacking copies every MatMul weight into MLAS's blocked layout when the session is created:
-      // ~1 s for the SD UNet, for ~3 % faster batch-2 calls. Off by default (sub-second warm loads for
-      // one-shot CLI runs); long-lived processes (the server) turn it on.
+      // ~1 s for the SD UNet, for a few % faster calls; reuseOptimized saves the packed weights so later
+      // loads map them instead. Off by default (sub-second loads, see docs/performance.md); long-lived
+      // processes (the server) turn it on.
       extra: opts.prepack ? {} : { session: { disable_prepacking: "1" } },
     };
     if (opts.profileFilePrefix) {
       options.enableProfiling = true;
       options.profileFilePrefix = opts.profileFilePrefix;
     }
+    const policy = opts.memory ?? "lean";
+    if (!MEMORY_POLICIES.includes(policy)) throw new ReimagineError(`unknown memory policy '${policy}': use one of ${MEMORY_POLICIES.join(", ")}`);
+    const reuse = provider === "cpu" && options.graphOptimizationLevel === "all" && (opts.reuseOptimized ?? true);
+    const create = () => (reuse ? createReusingOptimized(path, options, opts.prepack ?? false) : ort().InferenceSession.create(path, options));
     try {
-      if (provider === "cpu" && options.graphOptimizationLevel === "all" && (opts.reuseOptimized ?? true)) {
-        return new ModelSession(await createReusingOptimized(path, options), path);
-      }
-      return new ModelSession(await ort().InferenceSession.create(path, options), path);
+      const rss = process.memoryUsage.rss();
+      const session = new ModelSession(await create(), path, create, policy, modelBytes(path));
+      pool.add(session, process.memoryUsage.rss() - rss);
+      return session;
     } catch (e) {
       if (provider !== "cpu") {
         throw new ReimagineError(
@@ -212,13 +287,6 @@ export class ModelSession {
     }
   }
 
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
-  }
-  get outputNames(): readonly string[] {
-    return this.session.outputNames;
-  }
-
   /** Runs the model; returns every output as plain typed arrays. */
   async run(feeds: Record<string, TensorData>): Promise<Record<string, TensorData>> {
     const ortFeeds: Record<string, Ort.Tensor> = {};
@@ -226,15 +294,36 @@ export class ModelSession {
       const type = t.data instanceof Float32Array ? "float32" : t.data instanceof BigInt64Array ? "int64" : "int32";
       ortFeeds[name] = new (ort().Tensor)(type, t.data, t.dims as number[]);
     }
-    const out = await this.session.run(ortFeeds);
-    const result: Record<string, TensorData> = {};
-    for (const [name, t] of Object.entries(out)) {
-      result[name] = { data: t.data as Float32Array, dims: t.dims };
+    await pool.beforeRun(this);
+    let rss = process.memoryUsage.rss();
+    try {
+      if (!this.session) {
+        this.session = await this.create(); // dropped by the pool: map the optimised copy again
+        recreated++;
+        const now = process.memoryUsage.rss();
+        pool.revived(this, now - rss);
+        rss = now;
+      }
+      const out = await this.session.run(ortFeeds);
+      const result: Record<string, TensorData> = {};
+      for (const [name, t] of Object.entries(out)) {
+        result[name] = { data: t.data as Float32Array, dims: t.dims };
+      }
+      return result;
+    } finally {
+      pool.afterRun(this, process.memoryUsage.rss() - rss);
     }
-    return result;
+  }
+
+  /** Releases the ORT session and its arena; the next run re-creates it (SessionPool only). */
+  async drop(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    await s?.release();
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    pool.remove(this);
+    await this.drop();
   }
 }

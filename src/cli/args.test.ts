@@ -115,7 +115,8 @@ describe("parseGenerateArgs", () => {
   it("reads the speed options and refuses unknown modes", () => {
     const f = parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int8", "--tiny-vae", "madebyollin/taesd", "--vae-tiling", "off"]).flags;
     expect([f.quantize, f.tinyVae, f.vaeTiling]).toEqual(["int8", "madebyollin/taesd", "off"]);
-    expect(() => parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int4"])).toThrow(/--quantize must be one of int8 \(got 'int4'\)/);
+    expect(() => parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int4"])).toThrow(/--quantize must be one of int8, int8-conv \(got 'int4'\)/);
+    expect(parseGenerateArgs(["in.png", "-p", "x", "--quantize", "int8-conv"]).flags.quantize).toBe("int8-conv");
     expect(() => parseGenerateArgs(["in.png", "-p", "x", "--vae-tiling", "maybe"])).toThrow(/--vae-tiling must be one of auto, on, off/);
   });
 

@@ -38,6 +38,11 @@ export interface GenerateFlags {
   strengths?: number[];
   steps?: number;
   guidanceScale?: number;
+  /** diffusers guidance_rescale (zero-terminal-SNR v-prediction models), 0..1. */
+  guidanceRescale?: number;
+  /** SDXL refiner model and the fraction of the schedule where it takes over. */
+  refiner?: string;
+  refinerSwitch?: number;
   seed?: number | bigint;
   sampler?: string;
   clipSkip?: number;
@@ -55,7 +60,7 @@ export interface GenerateFlags {
   from?: string;
   threads?: number;
   provider?: Provider;
-  /** "int8": quantized UNet linears (faster, approximate). */
+  /** "int8" / "int8-conv": quantized linears (and 1x1 convs); faster, approximate. */
   quantize?: QuantizeMode;
   /** AutoencoderTiny (TAESD) repo or folder for fast encode/decode. */
   tinyVae?: string;
@@ -75,6 +80,9 @@ const OPTIONS = {
   strength: { type: "string", short: "s" },
   steps: { type: "string" },
   "guidance-scale": { type: "string", short: "g" },
+  "guidance-rescale": { type: "string" },
+  refiner: { type: "string" },
+  "refiner-switch": { type: "string" },
   seed: { type: "string" },
   sampler: { type: "string" },
   "clip-skip": { type: "string" },
@@ -260,6 +268,9 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     strengths: v.strength === undefined ? undefined : parseStrengths(v.strength),
     steps: num("steps", v.steps, `a whole number from 1 to ${MAX_STEPS}`, (x) => x >= 1 && x <= MAX_STEPS, true),
     guidanceScale: num("guidance-scale", v["guidance-scale"], "a number such as 7.5 (0 or 1 turns guidance off)", (x) => x >= 0),
+    guidanceRescale: num("guidance-rescale", v["guidance-rescale"], "a number from 0 to 1 (0.7 for zero-terminal-SNR models)", (x) => x >= 0 && x <= 1),
+    refiner: v.refiner,
+    refinerSwitch: num("refiner-switch", v["refiner-switch"], "a fraction strictly between 0 and 1, e.g. 0.8", (x) => x > 0 && x < 1),
     seed: parseSeed(v.seed),
     sampler: v.sampler,
     clipSkip: num("clip-skip", v["clip-skip"], "a whole number >= 0 (0 = last CLIP layer)", (x) => x >= 0, true),
@@ -287,6 +298,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
   };
   checkSampler(flags.sampler);
+  if (flags.refinerSwitch !== undefined && flags.refiner === undefined) throw new ReimagineError("--refiner-switch needs --refiner MODEL (an SDXL refiner)", "usage");
   if (flags.width !== undefined && flags.height !== undefined) checkOutputPixels(flags, flags, { width: flags.width, height: flags.height });
   if (flags.steps !== undefined && flags.strengths) {
     for (const s of flags.strengths) {
@@ -334,6 +346,9 @@ Options:
   -s, --strength F[,F...]       denoising strength in [0, 1] (model default, e.g. sd-turbo 0.5); a list makes a sweep
       --steps N                 scheduler steps for strength 1; about steps x strength run (model default)
   -g, --guidance-scale F        classifier-free guidance; <= 1 turns it off (model default)
+      --guidance-rescale F      rescale CFG 0..1 (diffusers guidance_rescale; ~0.7 for v-prediction zero-SNR models)
+      --refiner REF             SDXL refiner that finishes the run (e.g. stabilityai/stable-diffusion-xl-refiner-1.0)
+      --refiner-switch F        where the refiner takes over, a fraction of the schedule (default 0.8)
       --seed N                  seed for reproducible results (-1 or none: random; printed as "seed N")
       --sampler NAME            sampler (default: the model's scheduler); see the list below
       --clip-skip N             use the CLIP layer N before the last (0 = last)
@@ -350,7 +365,7 @@ Options:
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
       --provider P              ${PROVIDERS.join(" | ")} (default cpu)
-      --quantize int8           faster UNet (int8 linear layers); approximate, see docs/performance.md
+      --quantize M              int8 (int8 linear layers) or int8-conv (also 1x1 convs): faster, approximate, see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
       --max-pixels N            refuse bigger input or output images (default ${DEFAULT_MAX_PIXELS})

@@ -177,9 +177,14 @@ export async function applyFrom(flags: GenerateFlags): Promise<{ flags: Generate
       height: flags.height ?? (flags.width === undefined ? p.height : undefined),
       strengths: flags.strengths ?? (p.denoisingStrength !== undefined ? [p.denoisingStrength] : undefined),
       clipSkip: flags.clipSkip ?? p.clipSkip,
+      guidanceRescale: flags.guidanceRescale ?? num(p.pairs.get("CFG Rescale phi")),
+      refiner: flags.refiner ?? p.pairs.get("Refiner")?.replace(/\s*\[[0-9a-f]+\]$/, ""),
+      refinerSwitch: flags.refinerSwitch ?? num(p.pairs.get("Refiner switch at")),
     },
   };
 }
+
+const num = (v: string | undefined): number | undefined => (v === undefined || !Number.isFinite(Number(v)) ? undefined : Number(v));
 
 export function requirePrompt(flags: GenerateFlags): string {
   if (flags.prompt === undefined) {
@@ -200,6 +205,8 @@ export function baseRunOptions(
     negativePrompt: flags.negativePrompt,
     steps: flags.steps ?? pipe.defaults.steps,
     guidanceScale: flags.guidanceScale ?? pipe.defaults.guidanceScale,
+    guidanceRescale: flags.guidanceRescale,
+    refiner: flags.refiner === undefined ? undefined : { model: flags.refiner, switchAt: flags.refinerSwitch ?? 0.8 },
     sampler: flags.sampler,
     clipSkip: flags.clipSkip,
     width: flags.width,

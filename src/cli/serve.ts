@@ -27,7 +27,7 @@ Options:
   --allowed-hosts LIST   Host names the server answers besides localhost, comma-separated; * = any
                      (default: the --host address; for 0.0.0.0 this machine's addresses and name)
   --threads N        CPU threads for ONNX Runtime (default: all cores)
-  --quantize int8    faster UNet with int8 linear layers (approximate)
+  --quantize M       int8 or int8-conv: int8 linear layers (and 1x1 convs), faster, approximate
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
   --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
                      model family's TAESD when the Hugging Face cache has it), a repo id or folder

@@ -99,6 +99,8 @@ export class Graph {
    * receives the layer's input and the output its base path (float or hooked) produced, returns the output to use.
    */
   sideBranch?: (layer: LayerCall) => Value;
+  /** Optional replacement for layers.conv2d (e.g. an int8 pointwise conv, see quantize.ts), same contract. */
+  convHook?: (prefix: string, x: Value, inC: number, outC: number, k: number, opts: { stride: number; padding: number; bias: boolean }) => Value | undefined;
 
   constructor(
     readonly weights: WeightSource,

@@ -48,6 +48,8 @@ export function conv2d(
   opts: Conv2dOptions = {},
 ): Value {
   const { stride = 1, padding = 0, bias = true } = opts;
+  const hooked = g.convHook?.(prefix, x, inC, outC, k, { stride, padding, bias });
+  if (hooked) return hooked;
   const w = g.param(`${prefix}.weight`, [outC, inC, k, k]);
   const b = bias ? g.param(`${prefix}.bias`, [outC]) : undefined;
   const y = g.op("Conv", [x, w, b], {

@@ -1,12 +1,27 @@
-// Opt-in int8 weight quantization of Linear layers (`--quantize int8`): weights are quantized at
-// graph-build time, symmetric per output channel; activations are quantized per call by ONNX
-// Runtime's com.microsoft DynamicQuantizeMatMul (uint8 x int8 -> float32, bias fused).
+// Opt-in int8 weight quantization (`--quantize int8`) of Linear layers and pointwise (1x1) convolutions:
+// weights are quantized at graph-build time, symmetric per output channel; activations are quantized
+// per call by ONNX Runtime's com.microsoft DynamicQuantizeMatMul (uint8 x int8 -> float32, bias fused;
+// MLAS runs it with AVX-512 VNNI / AVX-VNNI where the CPU has them). 3x3 convolutions stay float32:
+// ORT's only dynamic int8 conv, ConvInteger, runs uint8 x uint8 without VNNI (no faster than its NCHWc
+// float32 conv here) and int8 weights take a reference path ~10x slower (docs/performance.md).
 // Ref: onnxruntime quantization/quantize.py quantize_dynamic (per_channel, QInt8 weights).
 import type { Graph, Value } from "./builder.js";
 
-/** Quantization modes the builders accept (only "int8" so far). */
-export type QuantizeMode = "int8";
-export const QUANTIZE_MODES: readonly QuantizeMode[] = ["int8"];
+/**
+ * Quantization modes the builders accept. "int8": the UNet's transformer-block Linear layers and the
+ * text encoder's Linear layers. "int8-conv": the same plus the UNet's pointwise (1x1) convolutions
+ * (a little faster again, and about 5x the int8 error on the tiny test model: docs/performance.md).
+ */
+export type QuantizeMode = "int8" | "int8-conv";
+export const QUANTIZE_MODES: readonly QuantizeMode[] = ["int8", "int8-conv"];
+
+/**
+ * Graph-cache key part of a quantized graph: changes whenever the set of quantized layers does, so
+ * graphs cached by an older policy are rebuilt (2: the text encoder is quantized too).
+ */
+export function quantizeCacheKey(mode: QuantizeMode): { quantize: QuantizeMode; layers: number } {
+  return { quantize: mode, layers: 2 };
+}
 
 /** int8 weights plus one float32 scale per output channel: W[o][i] ~= q[i][o] * scale[o]. */
 export interface QuantizedWeight {
@@ -50,13 +65,14 @@ export function dequantizeLinearWeight({ q, scale }: QuantizedWeight, inF: numbe
 
 /**
  * torch.nn.Linear with int8 weights: DynamicQuantizeMatMul(x, q, scale, -, bias). The weight is read
- * and quantized once (q and scale are written one after the other at save time).
+ * and quantized once (q and scale are written one after the other at save time). `stored` is the
+ * weight's shape in the checkpoint when it is not [outF, inF] (a 1x1 conv's [outF, inF, 1, 1]).
  */
-export function quantizedLinear(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias = true): Value {
+export function quantizedLinear(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias = true, stored: number[] = [outF, inF]): Value {
   const key = `${prefix}.weight`;
   let memo: QuantizedWeight | undefined;
   const quantized = (w: Float32Array) => (memo ??= quantizeLinearWeightInt8(w, outF, inF));
-  const dep = [{ key, shape: [outF, inF] }];
+  const dep = [{ key, shape: stored }];
   const q = g.typedParam(`${key}.int8`, dep, [inF, outF], "int8", ([w]) => quantized(w).q);
   const scale = g.typedParam(`${key}.scale`, dep, [outF], "float32", ([w]) => {
     const s = quantized(w).scale;
@@ -65,6 +81,16 @@ export function quantizedLinear(g: Graph, prefix: string, x: Value, inF: number,
   });
   const b = bias ? g.param(`${prefix}.bias`, [outF]) : undefined;
   return g.op("DynamicQuantizeMatMul", [x, q, scale, undefined, b], {}, "com.microsoft"); // [..., outF]
+}
+
+/**
+ * torch.nn.Conv2d with a 1x1 kernel (stride 1, no padding) and int8 weights: the same per-pixel Linear
+ * over channels, run as DynamicQuantizeMatMul between two transposes (NCHW -> NHWC -> NCHW).
+ */
+export function quantizedPointwiseConv(g: Graph, prefix: string, x: Value, inC: number, outC: number, bias = true): Value {
+  const nhwc = g.transpose(x, [0, 2, 3, 1]); // [B, H, W, inC]
+  const y = quantizedLinear(g, prefix, nhwc, inC, outC, bias, [outC, inC, 1, 1]); // [B, H, W, outC]
+  return g.transpose(y, [0, 3, 1, 2]); // [B, outC, H, W]
 }
 
 /** Which Linear layers of a model to quantize, by weight-key prefix and size. */
@@ -78,6 +104,12 @@ export type LinearSelector = (prefix: string, inF: number, outF: number) => bool
 export const unetInt8Layers: LinearSelector = (prefix) => prefix.includes(".attentions.");
 
 /**
+ * Text encoder policy (CLIPTextModel): every Linear of the encoder layers (q/k/v/out projections, MLP);
+ * the embeddings and final layer norm stay float32.
+ */
+export const textEncoderInt8Layers: LinearSelector = (prefix) => prefix.includes(".encoder.layers.");
+
+/**
  * Makes `g` build the selected Linear layers as int8 (sets Graph.linearHook).
  *
  * @example
@@ -86,4 +118,30 @@ export const unetInt8Layers: LinearSelector = (prefix) => prefix.includes(".atte
  */
 export function useInt8Linear(g: Graph, select: LinearSelector): void {
   g.linearHook = (prefix, x, inF, outF, bias) => (select(prefix, inF, outF) ? quantizedLinear(g, prefix, x, inF, outF, bias) : undefined);
+}
+
+/**
+ * Makes `g` build every pointwise (1x1, stride 1, unpadded) convolution as int8 (sets Graph.convHook):
+ * in the SD UNet, the transformer blocks' proj_in/proj_out (SD 1.x) and the resnets' conv_shortcut.
+ */
+export function useInt8PointwiseConv(g: Graph): void {
+  g.convHook = (prefix, x, inC, outC, k, { stride, padding, bias }) =>
+    k === 1 && stride === 1 && padding === 0 ? quantizedPointwiseConv(g, prefix, x, inC, outC, bias) : undefined;
+}
+
+/**
+ * Sets up `g` (a UNet) for `mode`: transformer-block Linear layers, and for "int8-conv" the pointwise convs.
+ *
+ * @example
+ *   const g = new Graph(weights, "UNet2DConditionModel");
+ *   quantizeUNet(g, "int8");
+ */
+export function quantizeUNet(g: Graph, mode: QuantizeMode): void {
+  useInt8Linear(g, unetInt8Layers);
+  if (mode === "int8-conv") useInt8PointwiseConv(g);
+}
+
+/** Sets up `g` (a CLIP text encoder) for `mode`: the encoder layers' Linear layers (both modes). */
+export function quantizeTextEncoder(g: Graph, _mode: QuantizeMode): void {
+  useInt8Linear(g, textEncoderInt8Layers);
 }

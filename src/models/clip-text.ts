@@ -5,6 +5,7 @@ import { Graph, type Value } from "../graph/builder.js";
 import { activation, attention, layerNorm, linear } from "../graph/layers.js";
 import { useLoraSlots } from "../graph/lora-slots.js";
 import { tokenEmbeddingWithExtras } from "../graph/token-embedding.js";
+import { type QuantizeMode, quantizeTextEncoder } from "../graph/quantize.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** transformers CLIPTextConfig (snake_case as in config.json). */
@@ -45,6 +46,8 @@ export interface CLIPTextBuildOptions {
   loraSlots?: boolean;
   /** Input `extra_token_embeddings` [E, D]: ids >= vocab_size take its rows (textual inversion, src/graph/token-embedding.ts). */
   extraTokens?: boolean;
+  /** int8 Linear layers (src/graph/quantize.ts): faster, approximate. */
+  quantize?: QuantizeMode;
 }
 
 /**
@@ -59,6 +62,7 @@ export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig
   const c = config;
   const D = c.hidden_size;
   const g = new Graph(weights, "CLIPTextModel");
+  if (opts.quantize) quantizeTextEncoder(g, opts.quantize); // opt-in: not transformers-exact
   if (opts.loraSlots) useLoraSlots(g);
   const ids = g.input("input_ids", "int64", ["batch", "sequence"]);
   const p = "text_model";

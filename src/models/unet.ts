@@ -5,8 +5,8 @@
 import { ReimagineError } from "../errors.js";
 import { Graph, type Value } from "../graph/builder.js";
 import { conv2d, groupNorm, linear } from "../graph/layers.js";
-import { type QuantizeMode, unetInt8Layers, useInt8Linear } from "../graph/quantize.js";
 import { useLoraSlots } from "../graph/lora-slots.js";
+import { type QuantizeMode, quantizeUNet } from "../graph/quantize.js";
 import type { WeightSource } from "../weights/source.js";
 import { diffusersActivation, shapeSlice } from "./blocks.js";
 import {
@@ -263,7 +263,7 @@ export function unetTimeEmbedding(g: Graph, c: UNet2DConditionConfig, timestep: 
 }
 
 export interface UNetBuildOptions {
-  /** "int8": the transformer blocks' Linear layers as int8 DynamicQuantizeMatMul (faster, approximate). */
+  /** int8 DynamicQuantizeMatMul for the transformer blocks' Linear layers ("int8-conv": and 1x1 convs); faster, approximate. */
   quantize?: QuantizeMode;
   /** Adds ControlNet residual inputs (`down_block_additional_residual_{i}` per skip, `mid_block_additional_residual`),
    *  added to the skips and the mid block's output as diffusers does. */
@@ -370,7 +370,7 @@ export function buildUNet2DConditionModel(weights: WeightSource, config: UNet2DC
   const boc = c.block_out_channels;
 
   const g = new Graph(weights, "UNet2DConditionModel");
-  if (opts.quantize === "int8") useInt8Linear(g, unetInt8Layers); // opt-in: not diffusers-exact
+  if (opts.quantize) quantizeUNet(g, opts.quantize); // opt-in: not diffusers-exact
   if (opts.loraSlots) useLoraSlots(g);
   const sample = g.input("sample", "float32", ["batch", c.in_channels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["batch"]);

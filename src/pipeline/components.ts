@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ReimagineError } from "../errors.js";
 import type { Graph } from "../graph/builder.js";
 import { cachedGraph, cacheRoot } from "../graph/cache.js";
-import type { QuantizeMode } from "../graph/quantize.js";
+import { type QuantizeMode, quantizeCacheKey } from "../graph/quantize.js";
 import { buildCLIPTextModel, type CLIPTextConfig, resolveCLIPTextConfig } from "../models/clip-text.js";
 import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig, type TinyVaeConfig } from "../models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig, type UNet2DConditionConfig, type UNetBuildOptions } from "../models/unet.js";
@@ -75,7 +75,7 @@ export interface LoadOptions extends RuntimeOptions {
   variant?: string;
   /** Called as each part is built/loaded (front ends show it). */
   onStatus?: (message: string) => void;
-  /** "int8": UNet transformer Linear layers as int8 (faster on CPU, approximate; default exact fp32). */
+  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's 1x1 convs); faster on CPU, approximate; default exact fp32. */
   quantize?: QuantizeMode;
   /** What a tiny VAE in ModelParts is used for (default "all"). */
   tinyVaeUse?: "all" | "preview";
@@ -188,7 +188,8 @@ export class StableDiffusionModel {
    */
   async unetSession(opts: Omit<UNetBuildOptions, "quantize"> = {}): Promise<ModelSession> {
     const build: UNetBuildOptions = { ...opts, quantize: this.quantize };
-    const extra = Object.fromEntries(Object.entries(build).filter(([, v]) => v !== undefined && v !== false));
+    const extra = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false));
+    if (this.quantize) Object.assign(extra, quantizeCacheKey(this.quantize));
     const key = JSON.stringify(extra);
     if (this.unetLoaded?.key === key) return this.unetLoaded.session;
     await this.unetLoaded?.session.release();
@@ -215,7 +216,10 @@ export class StableDiffusionModel {
       const tokenizer = parts[tokenizerName];
       if (!tokenizer) throw new ReimagineError(`${parts.name}: ${name} has no ${tokenizerName}; the model folder is incomplete (it needs ${tokenizerName}/)`, "bad_model");
       const config = resolveCLIPTextConfig(json);
-      return { config, tokenizer, session: await session(name === "text_encoder" ? "text-encoder" : "text-encoder-2", config, weights, () => buildCLIPTextModel(weights, config)) };
+      const build = () => buildCLIPTextModel(weights, config, { quantize: opts.quantize });
+      // fp32 keeps its original cache key (no extra)
+      const extra = opts.quantize ? quantizeCacheKey(opts.quantize) : undefined;
+      return { config, tokenizer, session: await session(name === "text_encoder" ? "text-encoder" : "text-encoder-2", config, weights, build, extra) };
     };
     const vaeConfig = resolveVaeConfig(parts.configs.vae);
     const components: Components = {

@@ -5,7 +5,7 @@
 // supplies step 3 (family.ts), a conditioning supplies step implementations (extension.ts). Random draws
 // follow diffusers' order on one torch-compatible generator: VAE posterior sample, add_noise noise, then
 // one per step for ancestral samplers.
-import { check, throwIfAborted } from "../errors.js";
+import { check, ReimagineError, throwIfAborted } from "../errors.js";
 import { defaultSize, imageToTensor, latentPreview, loadImage, type ResizeMode, resizeImage, type RGBImage, tensorToImage } from "../image.js";
 import { normalizeSeed, TorchGenerator } from "../rng.js";
 import { createScheduler, type DenoisingWindow, img2imgTimesteps, noDenoisingStepReason, noStepError, schedulerForModel } from "../schedulers/index.js";
@@ -14,6 +14,7 @@ import type { StableDiffusionModel } from "./components.js";
 import type { NoiseSource, PipelineExtension, RunState, StepState, Tensor4 } from "./extension.js";
 import { type Conditioning, FAMILIES, type MicroConditioning, type PipelineDefaults, type PromptRequest } from "./family.js";
 import { checkFinite } from "./finite.js";
+import { type RefinerSpec, runWithRefiner } from "./refiner.js";
 import { decodeTiles, encodeTiles, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
 
 export interface ProgressEvent {
@@ -77,6 +78,9 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** SDXL: hand over to a refiner model at `switchAt` (runWithRefiner; the refiner is loaded on first use with this
+   *  pipeline's load options and kept). */
+  refiner?: RefinerSpec;
   /** Extra conditionings (step implementations) for library users; built-in ones come from options. */
   extensions?: PipelineExtension[];
 }
@@ -117,6 +121,10 @@ async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): P
 }
 
 export class Img2ImgPipeline {
+  /** Loads refiner models (set by loadPipeline with its own load options); refiners stay loaded once used. */
+  private refinerLoader?: (ref: string) => Promise<Img2ImgPipeline>;
+  private readonly refiners = new Map<string, Promise<Img2ImgPipeline>>();
+
   constructor(
     readonly model: StableDiffusionModel,
     /** Defaults for options a run leaves out (steps, guidance, strength). */
@@ -135,6 +143,29 @@ export class Img2ImgPipeline {
     return sampler ? createScheduler(sampler, this.model.schedulerConfig) : schedulerForModel(this.model.schedulerConfig);
   }
 
+  /** How `refiner` models are loaded (loadPipeline sets it to load them like this model). */
+  useRefinerLoader(load: (ref: string) => Promise<Img2ImgPipeline>): void {
+    this.refinerLoader = load;
+  }
+
+  private refinerFor(ref: string): Promise<Img2ImgPipeline> {
+    if (!this.refinerLoader) throw new ReimagineError("this pipeline cannot load a refiner: create it with loadPipeline, or call runWithRefiner with both pipelines", "usage");
+    let p = this.refiners.get(ref);
+    if (!p) {
+      p = this.refinerLoader(ref);
+      p.catch(() => this.refiners.delete(ref));
+      this.refiners.set(ref, p);
+    }
+    return p;
+  }
+
+  /** Releases this model's sessions and those of any refiner it loaded. */
+  async release(): Promise<void> {
+    const refiners = await Promise.allSettled([...this.refiners.values()]);
+    this.refiners.clear();
+    await Promise.all([this.model.release(), ...refiners.map((r) => (r.status === "fulfilled" ? r.value.release() : undefined))]);
+  }
+
   /** 3. Encode the prompt into the conditioning record (the family's implementation). */
   encodePrompt(req: PromptRequest): Promise<Conditioning> {
     return FAMILIES[this.model.family].encodePrompt(this.model, req);
@@ -147,6 +178,11 @@ export class Img2ImgPipeline {
    * const { images, seed } = await pipe.run({ image: "photo.png", prompt: "a watercolor painting", strength: 0.5, steps: 2, guidanceScale: 0 });
    */
   async run(opts: Img2ImgOptions): Promise<Img2ImgResult> {
+    if (opts.refiner) {
+      const { refiner, ...rest } = opts;
+      check(typeof refiner.model === "string" && refiner.model !== "", "refiner.model must name a model (hub repo, folder or .safetensors file)");
+      return runWithRefiner(this, () => this.refinerFor(refiner.model), rest, refiner.switchAt);
+    }
     const t0 = performance.now();
     const timings = { encodePromptMs: 0, encodeImageMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
     const strength = opts.strength ?? this.defaults.strength;

@@ -32,7 +32,7 @@ export interface LoadPipelineOptions extends RuntimeOptions {
   /** Weight variant to prefer in a diffusers folder ("fp16"). */
   variant?: string;
   onStatus?: (message: string) => void;
-  /** "int8": UNet transformer Linear layers quantized to int8 (faster on CPU, approximate). Default: exact fp32. */
+  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's 1x1 convs); faster on CPU, approximate. Default: exact fp32. */
   quantize?: QuantizeMode;
   /** AutoencoderTiny (TAESD) folder or repo id (e.g. "madebyollin/taesd"): fast approximate encode + decode
    *  and decoded live previews (see tinyVaeUse). */
@@ -152,5 +152,7 @@ export async function loadPipeline(ref: string = DEFAULT_MODEL, opts: LoadPipeli
     if (ref) [parts.tinyVae, opts] = [await openTinyVae(ref, opts), { ...opts, tinyVaeUse: "preview" }];
   }
   const model = await StableDiffusionModel.load(parts, opts);
-  return new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
+  const pipe = new Img2ImgPipeline(model, defaultsFor(ref, parts.configs.scheduler, model.family));
+  pipe.useRefinerLoader((refiner) => loadPipeline(refiner, { ...opts, tinyVae: undefined }));
+  return pipe;
 }

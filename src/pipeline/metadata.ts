@@ -22,6 +22,10 @@ export interface RunSettings {
   strength?: number;
   sampler?: string;
   clipSkip?: number;
+  /** diffusers guidance_rescale; recorded as the sd-webui-cfg-rescale extension's "CFG Rescale phi". */
+  guidanceRescale?: number;
+  /** SDXL refiner hand-over; recorded as A1111's "Refiner" / "Refiner switch at". */
+  refiner?: { model: string; switchAt: number };
 }
 
 /**
@@ -76,8 +80,19 @@ export function runInfotext(
     modelHash: pipe.modelHash,
     denoisingStrength: s.strength,
     clipSkip: s.clipSkip,
-    extra: { ...approximationNotes(pipe), ...extra },
+    extra: { ...approximationNotes(pipe), ...settingNotes(s), ...extra },
   });
+}
+
+/** Infotext pairs of the settings beyond A1111's core line. */
+function settingNotes(s: RunSettings): Record<string, string> {
+  const notes: Record<string, string> = {};
+  if (s.guidanceRescale) notes["CFG Rescale phi"] = String(s.guidanceRescale);
+  if (s.refiner) {
+    notes.Refiner = s.refiner.model;
+    notes["Refiner switch at"] = String(s.refiner.switchAt);
+  }
+  return notes;
 }
 
 /**

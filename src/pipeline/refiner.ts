@@ -7,6 +7,13 @@ import { check, ReimagineError } from "../errors.js";
 import { normalizeSeed } from "../rng.js";
 import type { Img2ImgOptions, Img2ImgPipeline, Img2ImgResult } from "./img2img.js";
 
+/** A refiner for a run: a model reference (hub repo, folder or single file) and where to switch to it. */
+export interface RefinerSpec {
+  model: string;
+  /** Fraction of the training schedule where the refiner takes over (A1111 "Refiner switch at"), 0 < x < 1. */
+  switchAt: number;
+}
+
 /**
  * Runs `base` up to `switchAt` (a fraction of the training schedule, 0 < switchAt < 1), then `refiner`
  * from there. Progress steps count through both runs.
@@ -23,6 +30,7 @@ export async function runWithRefiner(
 ): Promise<Img2ImgResult> {
   check(Number.isFinite(switchAt) && switchAt > 0 && switchAt < 1, `refiner switch must be between 0 and 1, exclusive (got ${switchAt}): e.g. --refiner-switch 0.8`);
   check(opts.denoisingStart === undefined && opts.denoisingEnd === undefined, "a run with a refiner sets the denoising window itself: leave out denoisingStart/denoisingEnd");
+  check(opts.outputType !== "latent", "a run with a refiner ends in the refiner: leave out outputType \"latent\"");
   const seed = normalizeSeed(opts.seed);
   const first = await base.run({ ...opts, seed, denoisingEnd: switchAt, outputType: "latent" });
   const pipe = typeof refiner === "function" ? await refiner() : refiner;

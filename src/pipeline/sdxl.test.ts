@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, referenceTensor } from "../../test/fixtures.js";
 import { main } from "../cli/main.js";
-import { loadImage, tensorToFloatHWC } from "../image.js";
+import { loadImage, readImageParameters, tensorToFloatHWC } from "../image.js";
 import { createScheduler, img2imgTimesteps } from "../schedulers/index.js";
 import { addTimeIds } from "./family-sdxl.js";
 import type { Img2ImgPipeline } from "./img2img.js";
@@ -225,6 +225,38 @@ describeWithFixtures(
       expect(steps.at(-1)).toBe(`${whole.stepsRun}/${whole.stepsRun}`);
       expect(maxAbsDiff(split.latents!, whole.latents!)).toBe(0);
       expect(maxAbsDiff(split.decoded!, whole.decoded!)).toBe(0);
+    });
+
+    it("the refiner run option loads the refiner with the pipeline's own load options and equals runWithRefiner", async () => {
+      const image = await loadImage(fixture(SET, "reference", "input.png"));
+      const direct = await runWithRefiner(pipe, pipe, { ...settings, image }, 0.5);
+      const viaOption = await pipe.run({ ...settings, image, refiner: { model: fixture(SET, "model"), switchAt: 0.5 } });
+      expect(maxAbsDiff(viaOption.decoded!, direct.decoded!)).toBe(0);
+      await pipe.release(); // releases the refiner it loaded too
+      pipe = await loadPipeline(fixture(SET, "model"), { cacheDir: cache, threads: 1 });
+    });
+
+    it("CLI --refiner: same pixels as the library, recorded in the metadata, re-applied by --from", async () => {
+      const input = fixture(SET, "reference", "input.png");
+      const image = await loadImage(input);
+      const lib = await pipe.run({ ...settings, numImages: 1, image, sampler: "euler", refiner: { model: fixture(SET, "model"), switchAt: 0.5 } });
+      const args = [input, "-m", fixture(SET, "model"), "-p", settings.prompt, "--strength", "0.9", "--steps", "10", "-g", "5", "--seed", "3", "--sampler", "euler", "-q"];
+      const io = { stdout: { write: () => true }, stderr: { write: () => true } } as never;
+      const env = process.env.REIMAGINE_CACHE;
+      process.env.REIMAGINE_CACHE = cache;
+      try {
+        expect(await main([...args, "--refiner", fixture(SET, "model"), "--refiner-switch", "0.5", "-o", join(cache, "ref.png")], io)).toBe(0);
+        const text = (await readImageParameters(join(cache, "ref.png")))!;
+        expect(text).toMatch(/Refiner: .*sdxl-tiny\/model, Refiner switch at: 0.5/);
+        expect(await main([input, "--from", join(cache, "ref.png"), "-m", fixture(SET, "model"), "-q", "-o", join(cache, "ref2.png")], io)).toBe(0);
+      } finally {
+        if (env === undefined) delete process.env.REIMAGINE_CACHE;
+        else process.env.REIMAGINE_CACHE = env;
+      }
+      const a = await loadImage(readFileSync(join(cache, "ref.png")));
+      const b = await loadImage(readFileSync(join(cache, "ref2.png")));
+      expect(Buffer.from(a.data).equals(Buffer.from(lib.images[0].data))).toBe(true);
+      expect(Buffer.from(b.data).equals(Buffer.from(a.data))).toBe(true);
     });
 
     it("refuses a switch outside (0, 1) and an SD model as refiner", async () => {

@@ -96,6 +96,6 @@ async function timed<T>(p: Promise<T>, done: (ms: number) => void): Promise<T> {
 
 async function close(): Promise<void> {
   for (const c of runs.values()) c.abort();
-  await pipe?.model.release().catch(() => undefined);
+  await pipe?.release().catch(() => undefined);
   process.exit(0);
 }

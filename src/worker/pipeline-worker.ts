@@ -93,7 +93,10 @@ export class PipelineWorker implements PipelineInfo {
     opts.signal?.throwIfAborted();
     const { file, execArgv } = childEntry();
     // the child's stdout goes to our stderr: stdout belongs to the caller (--json)
-    const child = fork(file, [], { execArgv, serialization: "advanced", stdio: ["ignore", 2, 2, "ipc"] });
+    // glibc.malloc.hugetlb=1: large allocations (ONNX Runtime's arenas) in transparent huge pages, so a first run
+    // faults in 2 MiB pages instead of 4 KiB ones (docs/performance.md); read at process start, ignored elsewhere
+    const env = { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? "glibc.malloc.hugetlb=1" };
+    const child = fork(file, [], { execArgv, env, serialization: "advanced", stdio: ["ignore", 2, 2, "ipc"] });
     const kill = () => child.kill("SIGKILL");
     opts.signal?.addEventListener("abort", kill, { once: true });
     try {
