@@ -7,9 +7,13 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** True when redis-server is installed; otherwise prints why the Redis tests skip. */
+/** True when redis-server is installed; otherwise prints why the Redis tests skip. In CI
+ *  (REIMAGINE_REQUIRE_REDIS=1, set by .ci/run) a missing redis-server is an error, never a skip. */
 export function haveRedis(): boolean {
   const ok = spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0;
+  if (!ok && process.env.REIMAGINE_REQUIRE_REDIS === "1") {
+    throw new Error("redis-server is not installed but REIMAGINE_REQUIRE_REDIS=1: apt-get install redis-server");
+  }
   if (!ok) console.warn("[skip] redis-server is not installed (apt-get install redis-server; .ci/run installs it): queue-mode tests skipped");
   return ok;
 }
