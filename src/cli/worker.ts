@@ -2,7 +2,7 @@
 // jobs of its model's queue on Redis until SIGTERM/SIGINT, which stops it gracefully: no new job, the
 // running ones finish, exit 0; a second signal quits at once (the jobs go back to the queue). Logs: JSON
 // lines (pino) on stdout.
-import { availableParallelism } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { ReimagineError } from "../index.js";
 import { createLogger } from "../server/log.js";
 import { checkRedis } from "../server/redis-connect.js";
@@ -26,7 +26,8 @@ export async function workerMain(args: string[]): Promise<number> {
     process.stdout.write(WORKER_HELP);
     return 0;
   }
-  const log = createLogger({ role: "worker", ...(flags.name ? { worker: flags.name } : {}) });
+  const id = flags.name ?? `${hostname()}-${process.pid}`;
+  const log = createLogger({ role: "worker", worker: id }); // the id on every line, the loading ones too
   const engines: Awaited<ReturnType<typeof createWorkerEngine>>[] = [];
   try {
     await checkRedis(flags.queue); // a wrong --queue fails before the model loads
@@ -36,7 +37,7 @@ export async function workerMain(args: string[]): Promise<number> {
       const load = { threads, provider: flags.provider, prepack: true, quantize: flags.quantize, tinyVae: flags.tinyVae, previewVae: flags.previewVae };
       engines.push(await createWorkerEngine(flags.model, load, (status) => log.info({ status }, "loading")));
     }
-    const worker = await startQueueWorker({ url: flags.queue, engines, id: flags.name, lockMs: flags.lockMs, stalledCheckMs: flags.stalledCheckMs, log });
+    const worker = await startQueueWorker({ url: flags.queue, engines, id, lockMs: flags.lockMs, stalledCheckMs: flags.stalledCheckMs, log });
     await new Promise<void>((resolve) => {
       let stopping = false;
       const stop = () => {

@@ -105,10 +105,11 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   if (opts.engines.length < 1) throw new ReimagineError("a queue worker needs at least one loaded model");
   const address = parseQueueUrl(opts.url);
   const keys = clusterKeys();
-  const log = opts.log ?? silentLogger();
   const model = opts.engines[0].modelName;
   const queue = queueName(model);
   const id = opts.id ?? `${hostname()}-${process.pid}`;
+  const base = opts.log ?? silentLogger();
+  const log = base.bindings().worker === id ? base : base.child({ worker: id }); // every line names the worker
   const redis = await connectRedis(address, "worker");
   const sub = redis.duplicate();
   sub.on("error", () => undefined);
@@ -134,7 +135,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     const controller = new AbortController();
     active.set(jobId, controller);
     const progress = new ProgressSender(job, redis, keys, data.previewEvery, controller, jlog);
-    jlog.info({ kind: job.name, attempt: job.attemptsStarted, worker: id }, "job started");
+    jlog.info({ kind: job.name, attempt: job.attemptsStarted }, "job started");
     try {
       const result = await jobWork(engine, spec)({ signal: controller.signal, progress: (s, t, p) => progress.report(s, t, p) });
       await progress.flush();
@@ -201,7 +202,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   };
   const stopBeat = heartbeat(redis, keys, record, opts.heartbeatMs ?? 1_000, (e) => log.debug({ err: (e as Error).message }, "heartbeat not written"));
   await worker.waitUntilReady();
-  log.info({ worker: id, model, queue, concurrency: opts.engines.length }, "worker taking jobs");
+  log.info({ model, queue, concurrency: opts.engines.length }, "worker taking jobs");
 
   let closing: Promise<void> | undefined;
   return {
@@ -213,11 +214,11 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     close: () => {
       closing ??= (async () => {
         await stopBeat(); // no longer offered to API processes
-        log.info({ worker: id, running: active.size }, "worker stopping: no new jobs, finishing the running ones");
+        log.info({ running: active.size }, "worker stopping: no new jobs, finishing the running ones");
         await worker.close();
         await sub.quit().catch(() => sub.disconnect());
         await redis.quit().catch(() => redis.disconnect());
-        log.info({ worker: id }, "worker stopped");
+        log.info("worker stopped");
       })();
       return closing;
     },
