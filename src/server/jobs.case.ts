@@ -33,7 +33,8 @@ async function until<T>(what: string, read: () => Promise<T>, pred: (v: T) => bo
   }
 }
 
-async function request(over: Partial<GenerationRequest> = {}, bytes?: Buffer): Promise<GenerationRequest> {
+/** A small valid request for the fake engine (a 32x32 grey upload, 4 steps). */
+export async function request(over: Partial<GenerationRequest> = {}, bytes?: Buffer): Promise<GenerationRequest> {
   const png = bytes ?? (await encodeImage({ width: 32, height: 32, data: new Uint8Array(32 * 32 * 3).fill(77) }, "png"));
   return {
     input: await inspectUpload(png, "image", DEFAULT_LIMITS),
