@@ -166,15 +166,16 @@ describe.skipIf(!haveRedis() || !haveFixtures("sd-tiny"))("queue mode: 1 API pro
     await worker("w4");
   });
 
-  it("cancel reaches the worker and stops the job within about one step", async () => {
-    const id = await submit(nativeJob(4000, 150));
-    const v = await runningOn([id], undefined, 2);
-    const res = await http(`/v1/jobs/${id}`, { method: "DELETE" });
-    expect(res.status).toBe(200);
-    const [final] = await settle([id], 30_000);
-    expect(final.status).toBe("cancelled");
-    expect(final.progress.step).toBeLessThanOrEqual(v.progress.step + 3); // progress reports lag a step behind
-    expect(final.progress.step).toBeLessThan(150);
+  it("cancel (DELETE /v1/jobs/:id) and A1111 interrupt reach the worker and stop the job within about one step", async () => {
+    for (const stop of [(id: string) => http(`/v1/jobs/${id}`, { method: "DELETE" }), () => postJson("/sdapi/v1/interrupt", {})]) {
+      const id = await submit(nativeJob(4000, 150));
+      const v = await runningOn([id], undefined, 2);
+      expect((await stop(id)).status).toBe(200);
+      const [final] = await settle([id], 30_000);
+      expect(final.status).toBe("cancelled");
+      expect(final.progress.step).toBeLessThanOrEqual(v.progress.step + 3); // progress reports lag a step behind
+      expect(final.progress.step).toBeLessThan(150);
+    }
   });
 
   it("an API process killed mid-queue loses nothing: a new one serves every job to the end", async () => {
