@@ -121,6 +121,21 @@ describe.skipIf(!haveRedis() || !haveFixtures("sd-tiny"))("queue mode: 1 API pro
     const ran = [jobIdsLogged(workers.w1, "job succeeded").length, jobIdsLogged(workers.w2, "job succeeded").length];
     expect(ran[0] + ran[1]).toBe(20);
     expect(Math.min(...ran)).toBeGreaterThan(0);
+    // the API process's metrics: jobs by outcome, live workers, Redis up; /healthz
+    const text = await (await http("/metrics")).text();
+    const metric = (sample: string) =>
+      Number(
+        text
+          .split("\n")
+          .find((l) => l.startsWith(`${sample} `))
+          ?.slice(sample.length + 1),
+      );
+    expect(metric('reimagine_jobs_total{model="model",outcome="succeeded"}')).toBe(20);
+    expect(metric('reimagine_workers_alive{model="model"}')).toBe(2);
+    expect(metric('reimagine_queue_depth{model="model"}')).toBe(0);
+    expect(metric("reimagine_backend_up")).toBe(1);
+    expect(metric('reimagine_job_duration_seconds_count{model="model",outcome="succeeded"}')).toBe(20);
+    expect((await http("/healthz")).status).toBe(200);
     // JSON log lines: every job line names its job and worker (once)
     const lines = workers.w1
       .output()
