@@ -193,6 +193,19 @@ describe.skipIf(!haveRedis() || !haveFixtures("sd-tiny"))("queue mode: 1 API pro
     }
   });
 
+  it("a job with an undecodable image fails alone with its error visible; the worker goes on with the next job", async () => {
+    const png = readFileSync(fixture("sd-tiny", "reference", "input.png"));
+    const truncated = png.subarray(0, Math.floor(png.length / 2)).toString("base64"); // the header passes the API's check
+    const bad = await submit({ ...nativeJob(7000), image: truncated });
+    const good = await submit(nativeJob(7001));
+    const [b, g] = await settle([bad, good], 60_000);
+    expect(b.status).toBe("failed");
+    expect(b.error.code).not.toBe("internal_error");
+    expect(b.error.message).toMatch(/image/i);
+    expect(b.error.message).not.toContain("\n");
+    expect(g.status).toBe("succeeded");
+  });
+
   it("an API process killed mid-queue loses nothing: a new one serves every job to the end", async () => {
     const ids = await Promise.all(Array.from({ length: 8 }, (_, i) => submit(nativeJob(5000 + i))));
     expect(await api.stop("SIGKILL")).toEqual([null, "SIGKILL"]);
