@@ -5,10 +5,10 @@ import { fork } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
-import { IMG2IMG } from "./img2img.js";
+import { img2imgSettings } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
 import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, sumOfComponentsCpu, writeJson, type Row } from "./report.js";
-import { GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
+import { ARCH_NAMES, GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
 import type { ComponentResult, PeakResult, RunProfile, Task, WorkerReply } from "./types.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -30,9 +30,9 @@ const load1 = () => +loadavg()[0].toFixed(2);
 
 async function main(opts: BenchOptions): Promise<void> {
   const machine = machineInfo(opts.threads);
-  console.log(`Reimagine bench: SD 1.5 architecture, ${opts.size}x${opts.size}, random weights (seed ${opts.seed})`);
+  console.log(`Reimagine bench: ${ARCH_NAMES[opts.arch]}, ${opts.size}x${opts.size}, random weights (seed ${opts.seed})`);
   console.log(`${machine.description}; ${machine.totalMemoryGiB} GiB, node ${machine.node}, onnxruntime ${machine.onnxruntime}, ${opts.threads} threads, first run + ${opts.runs} runs`);
-  const base: Omit<Task, "what"> = { size: opts.size, runs: opts.runs, threads: opts.threads, cacheDir: opts.cacheDir, seed: opts.seed, only: opts.only, rebuild: false };
+  const base: Omit<Task, "what"> = { arch: opts.arch, size: opts.size, runs: opts.runs, threads: opts.threads, cacheDir: opts.cacheDir, seed: opts.seed, only: opts.only, rebuild: false };
   const errors: { what: string; error: string }[] = [];
   const loads: { what: string; before: number; after: number }[] = [];
   const child = async (task: Task): Promise<WorkerReply> => {
@@ -85,15 +85,21 @@ async function main(opts: BenchOptions): Promise<void> {
   const peak = [peakBefore, peakAfter].reduce((a, b) => (a && b ? (b.gflops > a.gflops ? b : a) : (a ?? b)));
   if (peak) console.log(`\n${peakTable(peak)}`);
   console.log(`\n${componentTable(rows, peak)}`);
+  const IMG2IMG = img2imgSettings(opts.arch);
   const steps = Math.floor(IMG2IMG.steps * IMG2IMG.strength);
   if (rows.some((r) => r.what.startsWith("img2img"))) console.log(`\n${endToEndTable(rows, steps, peak)}`);
+  const whole = rows.find((r) => r.what === "img2img" && !isSkipped(r)) as ComponentResult | undefined;
+  if (whole?.weightsMB) {
+    const bound = whole.weightsMB + (opts.arch === "sdxl" ? 2048 : 1024); // issue targets: weights + 2 GiB (SDXL), + 1 GiB (SD 1.x)
+    console.log(`\nimg2img peak RSS ${whole.peakRssMB.toFixed(0)} MiB = float32 weights ${whole.weightsMB.toFixed(0)} MiB + ${(whole.peakRssMB - whole.weightsMB).toFixed(0)} MiB (bound ${bound.toFixed(0)} MiB: ${whole.peakRssMB <= bound ? "within" : "OVER"})`);
+  }
   for (const [what, p] of Object.entries(profiles)) console.log(`\n${profileTable(what, p)}`);
   for (const e of errors) console.error(`\n${e.what} failed:\n${e.error}`);
   writeJson(opts.json, {
     schema: "reimagine-bench/2",
     date: new Date().toISOString(),
-    model: "SD 1.5 architecture (runwayml/stable-diffusion-v1-5 configs), random weights",
-    options: { size: opts.size, runs: opts.runs, threads: opts.threads, seed: opts.seed, cacheDir: opts.cacheDir, only: opts.only },
+    model: `${ARCH_NAMES[opts.arch]}, random weights`,
+    options: { arch: opts.arch, size: opts.size, runs: opts.runs, threads: opts.threads, seed: opts.seed, cacheDir: opts.cacheDir, only: opts.only },
     img2img: IMG2IMG,
     flopCounting: "2 per multiply-add in Conv, MatMul, Gemm, attention (QK^T + AV) of the ORT-optimised graph; elementwise and norm ops not counted",
     machine,

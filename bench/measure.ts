@@ -10,7 +10,9 @@ import { cachedGraph, graphHash } from "../src/graph/cache.js";
 import { readProfile, summarizeProfile, type ProfileEvent } from "../src/graph/flops.js";
 import { ModelSession } from "../src/runtime.js";
 import { benchWeights } from "./fake-model.js";
-import { GRAPH_COMPONENTS, sd15Graph, type GraphComponent } from "./sd15.js";
+import { RandomWeights } from "../src/weights/random.js";
+import type { WeightSource } from "../src/weights/source.js";
+import { archComponents, benchGraph, componentSize, type GraphComponent } from "./sd15.js";
 import type { ComponentResult, RunProfile, Task } from "./types.js";
 import { measured, median, peakRssMB, type Usage } from "./usage.js";
 
@@ -25,11 +27,19 @@ export const log = (msg: string): void => void process.stderr.write(`  [bench] $
 export const fmtUsage = (u: Usage): string =>
   `${fmtMs(u.wallMs)} (user ${fmtMs(u.userMs)}, sys ${fmtMs(u.systemMs)}, ${(u.minorFaults / 1000).toFixed(0)}k minor faults, RSS ${u.rssMB.toFixed(0)} MiB)`;
 
-/** A component's graph and cache key, on the bench model's files (the key StableDiffusionModel.load uses). */
+/**
+ * A component's graph and cache key (the key StableDiffusionModel.load uses): SD 1.5 on the bench model's
+ * files; SDXL on seeded random weights in memory (its 14 GB of float32 files would double the disk use).
+ */
 function graphKey(name: GraphComponent, task: Task) {
-  const w = benchWeights(task.cacheDir, task.seed, log);
-  const weights = name === "text-encoder" ? w.text_encoder : name.startsWith("vae") ? w.vae : w.unet;
-  const c = sd15Graph(name, task.size, weights);
+  const arch = task.arch ?? "sd15";
+  let weights: WeightSource;
+  if (arch === "sdxl") weights = new RandomWeights(task.seed);
+  else {
+    const w = benchWeights(task.cacheDir, task.seed, log);
+    weights = name === "text-encoder" ? w.text_encoder : name.startsWith("vae") ? w.vae : w.unet;
+  }
+  const c = benchGraph(arch, name, componentSize(arch, name, task.size), weights);
   return { c, key: { kind: c.kind, config: c.config, weights } };
 }
 
@@ -40,7 +50,7 @@ function graphKey(name: GraphComponent, task: Task) {
 export async function buildGraphs(task: Task): Promise<string[]> {
   const built: string[] = [];
   const seen = new Set<string>();
-  for (const name of GRAPH_COMPONENTS) {
+  for (const name of archComponents(task.arch ?? "sd15")) {
     const wanted = task.only.includes(name) || task.only.some((o) => o.startsWith("img2img"));
     if (!wanted) continue;
     const { c, key } = graphKey(name, task);
@@ -75,7 +85,7 @@ export async function measureGraph(name: GraphComponent, task: Task): Promise<Co
   }
   await session.release();
   const ms = steady.map((u) => u.wallMs);
-  return { what: name, size: task.size, load, first, steady, medianMs: median(ms), minMs: Math.min(...ms), flops: null, peakRssMB: peakRssMB() };
+  return { what: name, size: componentSize(task.arch ?? "sd15", name, task.size), load, first, steady, medianMs: median(ms), minMs: Math.min(...ms), flops: null, peakRssMB: peakRssMB() };
 }
 
 type TimedEvent = ProfileEvent & { ts: number };

@@ -79,7 +79,7 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
   return [table(head, body), ...notes].join("\n");
 }
 
-/** What one img2img runs, summed over the component rows: 2 text encodes (CFG) + encode + steps x UNet batch 2 + decode. */
+/** What one img2img runs, summed over the component rows: 2 text encodes (CFG; SDXL: with both encoders) + encode + steps x UNet batch 2 + decode. */
 function sumOver(rows: Row[], steps: number, field: (r: ComponentResult) => number | null): number | null {
   const v = (what: string) => {
     const r = rows.find((x) => x.what === what);
@@ -88,7 +88,9 @@ function sumOver(rows: Row[], steps: number, field: (r: ComponentResult) => numb
   const parts = [v("text-encoder"), v("vae-encode"), v("unet-b2"), v("vae-decode")];
   if (parts.some((p) => p === null)) return null;
   const [te, enc, unet, dec] = parts as number[];
-  return 2 * te + enc + steps * unet + dec;
+  const te2 = rows.some((x) => x.what === "text-encoder-2") ? v("text-encoder-2") : 0; // SDXL's second encoder
+  if (te2 === null) return null;
+  return 2 * (te + te2) + enc + steps * unet + dec;
 }
 
 /** Steady-state (median) time of the components one img2img runs: the yardstick of the end-to-end rows. */

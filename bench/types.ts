@@ -2,7 +2,7 @@
 // processes (worker.ts): what to measure, and what came back. Each child is one process so
 // that its first run and its peak RSS are its own.
 import type { OpStats } from "../src/graph/flops.js";
-import type { GraphComponent } from "./sd15.js";
+import type { Arch, GraphComponent } from "./sd15.js";
 import type { Usage } from "./usage.js";
 
 export type ComponentName = GraphComponent | "img2img" | "img2img-cli" | "img2img-turbo-cli";
@@ -10,6 +10,8 @@ export type ComponentName = GraphComponent | "img2img" | "img2img-cli" | "img2im
 export interface Task {
   /** "build": build the graphs of `only` that the cache lacks; "profile-<component>": the profiled first + steady run. */
   what: "peak" | "build" | ComponentName | `profile-${GraphComponent}`;
+  /** The architecture (default "sd15"). */
+  arch?: Arch;
   size: number;
   runs: number;
   threads: number;
@@ -66,6 +68,8 @@ export interface ComponentResult {
   /** Per-op profiles of a first and a steady-state run (a separate process with profiling on). */
   profile?: { first: RunProfile; steady: RunProfile };
   peakRssMB: number;
+  /** img2img only: the model's float32 weights (graph files), the base of the RSS bound. */
+  weightsMB?: number;
   /** img2img only: UNet calls per run, and the phase timings of the first and median runs. */
   stepsRun?: number;
   phasesMs?: { first: Record<string, number>; steady: Record<string, number> };

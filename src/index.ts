@@ -12,7 +12,7 @@ export { DEFAULT_MODEL, defaultsFor, loadPipeline, openModel, type LoadPipelineO
 export { StableDiffusionModel, openDiffusersFolder, type ModelParts } from "./pipeline/components.js";
 export { strengthSweep, sweepLabel, validateStrengths, type StrengthSweepResult } from "./pipeline/sweep.js";
 export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeline/infotext.js";
-export { encodeResult, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
+export { encodeResult, refinerNotes, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
 export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
 export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";

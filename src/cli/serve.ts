@@ -1,6 +1,7 @@
 // `reimagine serve`: loads one model (in a child process), then serves the web UI, the native API and the
 // AUTOMATIC1111-compatible API until SIGINT/SIGTERM, which stops it gracefully: no new jobs, the running
 // job cancelled at its next step, waiting clients answered, exit 0.
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
@@ -28,6 +29,8 @@ Options:
                      (default: the --host address; for 0.0.0.0 this machine's addresses and name)
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize M       int8 or int8-conv: int8 linear layers (and 1x1 convs), faster, approximate
+  --refiner REF      an SDXL refiner requests may hand over to (native 'refiner', A1111 'refiner_checkpoint');
+                     repeatable; loaded in the model process on first use and kept (its weights count too)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)
   --preview-vae REF  tiny VAE that decodes live previews only (results stay exact): auto (default: the
                      model family's TAESD when the Hugging Face cache has it), a repo id or folder
@@ -67,6 +70,7 @@ export async function serveMain(args: string[]): Promise<number> {
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
+        refiner: { type: "string", multiple: true },
         "preview-vae": { type: "string", default: "auto" },
         ...SERVE_QUEUE_OPTIONS,
         help: { type: "boolean", short: "h" },
@@ -100,6 +104,10 @@ export async function serveMain(args: string[]): Promise<number> {
     if (quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
       throw new ReimagineError(`--quantize must be one of ${QUANTIZE_MODES.join(", ")} (got '${quantize}')`);
     }
+    for (const r of values.refiner ?? []) {
+      const local = r.startsWith("/") || r.startsWith(".") || r.endsWith(".safetensors");
+      if (local && !existsSync(r)) throw new ReimagineError(`--refiner ${r}: no such file or folder (give an SDXL refiner folder, .safetensors file or Hugging Face repo id)`);
+    }
     const apiKey = values["api-key"] ?? (process.env.REIMAGINE_API_KEY || undefined);
     const host = values.host!;
     const loopback = ["127.0.0.1", "localhost", "::1"].includes(host);
@@ -122,6 +130,7 @@ export async function serveMain(args: string[]): Promise<number> {
       values.model,
       { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae },
       (m) => process.stderr.write(`  ${m}\n`),
+      { refiners: values.refiner },
     );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 

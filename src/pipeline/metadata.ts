@@ -88,11 +88,12 @@ export function runInfotext(
 function settingNotes(s: RunSettings): Record<string, string> {
   const notes: Record<string, string> = {};
   if (s.guidanceRescale) notes["CFG Rescale phi"] = String(s.guidanceRescale);
-  if (s.refiner) {
-    notes.Refiner = s.refiner.model;
-    notes["Refiner switch at"] = String(s.refiner.switchAt);
-  }
-  return notes;
+  return { ...notes, ...refinerNotes(s.refiner) };
+}
+
+/** A1111's infotext pairs of a refiner hand-over ("Refiner", "Refiner switch at"); none without one. */
+export function refinerNotes(refiner: RunSettings["refiner"]): Record<string, string> {
+  return refiner ? { Refiner: refiner.model, "Refiner switch at": String(refiner.switchAt) } : {};
 }
 
 /**

@@ -5,6 +5,7 @@
 // StableDiffusionXLImg2ImgPipeline(denoising_end / denoising_start, output_type="latent").
 import { check, ReimagineError } from "../errors.js";
 import { normalizeSeed } from "../rng.js";
+import { denoisingSteps } from "../schedulers/strength.js";
 import type { Img2ImgOptions, Img2ImgPipeline, Img2ImgResult } from "./img2img.js";
 
 /** A refiner for a run: a model reference (hub repo, folder or single file) and where to switch to it. */
@@ -32,7 +33,16 @@ export async function runWithRefiner(
   check(opts.denoisingStart === undefined && opts.denoisingEnd === undefined, "a run with a refiner sets the denoising window itself: leave out denoisingStart/denoisingEnd");
   check(opts.outputType !== "latent", "a run with a refiner ends in the refiner: leave out outputType \"latent\"");
   const seed = normalizeSeed(opts.seed);
-  const first = await base.run({ ...opts, seed, denoisingEnd: switchAt, outputType: "latent" });
+  // progress counts the whole run's steps from the first one (the two windows together are the uninterrupted run's steps)
+  const whole = denoisingSteps(opts.steps ?? base.defaults.steps, opts.strength ?? base.defaults.strength);
+  const report = opts.onProgress;
+  const first = await base.run({
+    ...opts,
+    seed,
+    denoisingEnd: switchAt,
+    outputType: "latent",
+    onProgress: report && ((e) => report({ ...e, total: Math.max(e.total, whole) })),
+  });
   const pipe = typeof refiner === "function" ? await refiner() : refiner;
   if (pipe.model.family !== "sdxl" || base.model.family !== "sdxl") {
     throw new ReimagineError(`a refiner hand-over needs two SDXL models (got ${base.model.family} base and ${pipe.model.family} refiner)`, "usage");
@@ -50,7 +60,7 @@ export async function runWithRefiner(
     steps: opts.steps ?? base.defaults.steps,
     guidanceScale: opts.guidanceScale ?? base.defaults.guidanceScale,
     denoisingStart: switchAt,
-    onProgress: opts.onProgress && ((e) => opts.onProgress!({ ...e, step: done + e.step, total: done + e.total })),
+    onProgress: report && ((e) => report({ ...e, step: done + e.step, total: Math.max(done + e.total, whole) })),
   });
   const t = second.timings;
   return {

@@ -223,6 +223,7 @@ describeWithFixtures(
       const split = await runWithRefiner(pipe, pipe, { ...settings, image, onProgress: (e) => steps.push(`${e.step}/${e.total}`) }, 0.5);
       expect(split.stepsRun).toBe(whole.stepsRun);
       expect(steps.at(-1)).toBe(`${whole.stepsRun}/${whole.stepsRun}`);
+      expect(steps.every((s) => s.endsWith(`/${whole.stepsRun}`))).toBe(true); // the whole run's total from the first step
       expect(maxAbsDiff(split.latents!, whole.latents!)).toBe(0);
       expect(maxAbsDiff(split.decoded!, whole.decoded!)).toBe(0);
     });

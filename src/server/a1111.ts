@@ -8,6 +8,7 @@ import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, 
 import { type Jobs, type JobSnapshot, type ModelInfo, modelTitle, pickModel, type ResultInfo } from "./jobs.js";
 import { checkJobBudget } from "./limits.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 /** A1111 resize_mode: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale (we resize). */
 const RESIZE: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill", "just-resize"];
@@ -88,6 +89,7 @@ async function parseA1111(body: Fields, engine: ModelInfo, limits: Limits, state
     width,
     height,
     resizeMode: RESIZE[resizeMode],
+    refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
   };
 }
 
@@ -237,14 +239,11 @@ export function a1111Routes(jobs: Jobs, limits: Limits): Hono {
   );
   app.get("/sdapi/v1/sd-models", async (c) =>
     c.json(
-      (await jobs.models()).map((m) => ({
-        title: modelTitle(m),
-        model_name: m.modelName,
-        hash: m.modelHash || null,
-        sha256: null,
-        filename: m.modelName,
-        config: null,
-      })),
+      (await jobs.models()).flatMap((m) => [
+        { title: modelTitle(m), model_name: m.modelName, hash: m.modelHash || null, sha256: null, filename: m.modelName, config: null },
+        // refiners are listed like checkpoints: clients pick refiner_checkpoint from this list
+        ...(m.refiners ?? []).map((r) => ({ title: r.name, model_name: r.name, hash: null, sha256: null, filename: r.ref, config: null })),
+      ]),
     ),
   );
   app.get("/sdapi/v1/options", async (c) => {

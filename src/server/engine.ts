@@ -2,6 +2,7 @@
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
 import { listSamplers, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
+import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {
   /** Our name (`euler-a`). */
@@ -49,6 +50,8 @@ export interface EngineRunOptions {
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */
   signal?: AbortSignal;
+  /** SDXL: hand over to this refiner (a reference from Engine.refiners) at `switchAt`. */
+  refiner?: { model: string; switchAt: number };
 }
 
 export interface EngineResult {
@@ -67,6 +70,12 @@ export interface Engine {
   readonly defaults: EngineDefaults;
   /** Output sizes must be multiples of this (the VAE's downsampling factor). */
   readonly vaeScaleFactor: number;
+  /** Model family ("sd", "sdxl") when known. */
+  readonly family?: string;
+  /** The resolution the model was trained at (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL) when known: UIs start there. */
+  readonly nativeSize?: number;
+  /** SDXL refiners requests may name (reimagine serve --refiner); none by default. */
+  readonly refiners?: readonly RefinerChoice[];
   samplers(): SamplerInfo[];
   run(opts: EngineRunOptions): Promise<EngineResult>;
 }
@@ -76,7 +85,7 @@ export interface PipelineLike {
   readonly modelName: string;
   readonly modelHash: string;
   readonly defaults: { steps: number; guidanceScale: number; strength: number };
-  readonly model: { vaeScaleFactor: number; schedulerConfig: Record<string, unknown> };
+  readonly model: { vaeScaleFactor: number; schedulerConfig: Record<string, unknown>; family?: string; nativeSize?: number };
   run(opts: EngineRunOptions): Promise<EngineResult>;
 }
 
@@ -87,7 +96,7 @@ export interface PipelineLike {
  * run without one.
  * @example const engine = engineFromPipeline(await loadPipeline("stabilityai/sd-turbo"));
  */
-export function engineFromPipeline(pipe: PipelineLike): Engine {
+export function engineFromPipeline(pipe: PipelineLike, opts: { refiners?: readonly RefinerChoice[] } = {}): Engine {
   const own = modelSampler(pipe.model.schedulerConfig);
   const samplers: SamplerInfo[] = [own, ...listSamplers()];
   return {
@@ -99,6 +108,9 @@ export function engineFromPipeline(pipe: PipelineLike): Engine {
     },
     defaults: { steps: pipe.defaults.steps, guidanceScale: pipe.defaults.guidanceScale, strength: pipe.defaults.strength, sampler: own.name },
     vaeScaleFactor: pipe.model.vaeScaleFactor,
+    family: pipe.model.family,
+    nativeSize: pipe.model.nativeSize,
+    refiners: opts.refiners,
     samplers: () => samplers,
     run: (opts) => pipe.run(opts),
   };

@@ -20,6 +20,9 @@ export interface FakeEngineOptions {
   crashMessage?: string;
   /** Seeded noise instead of gradients: outputs whose PNGs do not compress (memory tests). */
   noise?: boolean;
+  /** Reported native size and family (an SDXL-like engine: 1024, "sdxl"). */
+  nativeSize?: number;
+  family?: string;
 }
 
 /** Counts runs (tests read it). */
@@ -38,6 +41,8 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
     modelHash: "0f0f0f0f0f",
     defaults: { steps: 20, guidanceScale: 7, strength: 0.75, sampler: "euler" },
     vaeScaleFactor: f,
+    nativeSize: opts.nativeSize,
+    family: opts.family,
     runs,
     samplers: () => FAKE_SAMPLERS,
     async run(o: EngineRunOptions): Promise<EngineResult> {

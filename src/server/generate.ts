@@ -2,17 +2,19 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, refinerNotes, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { Upload } from "./http.js";
 import type { JobSpec } from "./jobs.js";
 import type { JobContext } from "./queue.js";
+import type { RequestRefiner } from "./refiners.js";
 
 export interface GenerationRequest {
   /** The input, checked from its header; decoded when the job starts. */
   input: Upload;
   prompt: string;
-  negativePrompt: string;
+  /** Absent: the library's default (SDXL's zero negative embeddings, diffusers' negative_prompt=None); A1111 requests send "". */
+  negativePrompt?: string;
   strength: number;
   steps: number;
   guidanceScale: number;
@@ -28,6 +30,8 @@ export interface GenerationRequest {
   width?: number;
   height?: number;
   resizeMode: ResizeMode;
+  /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
+  refiner?: RequestRefiner;
 }
 
 export interface GeneratedImage {
@@ -76,7 +80,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra,
+    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...extra },
   };
 }
 
@@ -112,6 +116,7 @@ async function runOnce(
     width: req.width,
     height: req.height,
     resizeMode: req.resizeMode,
+    refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });

@@ -10,6 +10,7 @@ import { type JobEvent, type Jobs, type JobSnapshot, type ModelInfo, pickModel }
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
 import { FINISHED } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
+import { parseRefiner } from "./refiners.js";
 
 const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill"];
 
@@ -74,7 +75,7 @@ export async function parseNativeRequest(c: Context, jobs: Jobs, limits: Limits)
   const req: GenerationRequest = {
     input: await inspectUpload(image, "image", limits, background),
     prompt: optString(f, "prompt") ?? "",
-    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")) ?? "",
+    negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")),
     strength,
     steps,
     guidanceScale: optNumber(f, alias(f, "guidanceScale", "guidance_scale", "cfg_scale"), { min: 0, max: 50 }) ?? d.guidanceScale,
@@ -86,6 +87,7 @@ export async function parseNativeRequest(c: Context, jobs: Jobs, limits: Limits)
     width,
     height,
     resizeMode,
+    refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
   };
   const size = outputSize(req, engine.vaeScaleFactor);
   checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
@@ -116,7 +118,7 @@ function parseStrengths(f: Fields, steps: number): number[] {
 function settingsOf(req: GenerationRequest): Record<string, unknown> {
   return {
     prompt: req.prompt,
-    negativePrompt: req.negativePrompt,
+    negativePrompt: req.negativePrompt ?? null,
     strength: req.strength,
     steps: req.steps,
     guidanceScale: req.guidanceScale,
@@ -130,6 +132,7 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     resizeMode: req.resizeMode,
     inputWidth: req.input.width,
     inputHeight: req.input.height,
+    refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
   };
 }
 
@@ -278,6 +281,9 @@ export function nativeRoutes(jobs: Jobs, opts: NativeOptions): Hono {
         workers: workers[engine.modelName] ?? 0,
         defaults: engine.defaults,
         vaeScaleFactor: engine.vaeScaleFactor,
+        family: engine.family ?? null,
+        nativeSize: engine.nativeSize ?? null,
+        refiners: (engine.refiners ?? []).map((r) => r.name),
         maxPixels: opts.maxPixels,
       })),
     );

@@ -19,6 +19,8 @@ export interface WorkerRecord {
     modelHash: string;
     defaults: ModelInfo["defaults"];
     vaeScaleFactor: number;
+    family?: string;
+    nativeSize?: number;
     samplers: SamplerInfo[];
   };
 }
@@ -29,6 +31,8 @@ export const modelRecord = (m: ModelInfo): WorkerRecord["model"] => ({
   modelHash: m.modelHash,
   defaults: m.defaults,
   vaeScaleFactor: m.vaeScaleFactor,
+  family: m.family,
+  nativeSize: m.nativeSize,
   samplers: m.samplers(),
 });
 

@@ -4,6 +4,7 @@
 // if the model process dies, the running job fails and the next run starts a new one.
 import { type Img2ImgResult, PipelineWorker, type RGBImage, type WorkerLoadOptions } from "../index.js";
 import { type Engine, engineFromPipeline, type EngineResult, type EngineRunOptions } from "./engine.js";
+import { refinerChoices } from "./refiners.js";
 
 /**
  * Loads a model in a child process and returns it as an Engine.
@@ -13,6 +14,7 @@ export async function createWorkerEngine(
   modelRef: string | undefined,
   loadOptions: WorkerLoadOptions = {},
   onStatus?: (message: string) => void,
+  opts: { refiners?: readonly string[] } = {},
 ): Promise<Engine & { close(): Promise<void> }> {
   const start = () => PipelineWorker.start(modelRef, loadOptions, { onStatus });
   let worker = await start();
@@ -52,6 +54,6 @@ export async function createWorkerEngine(
     defaults: worker.defaults,
     model: worker.model,
     run,
-  });
+  }, { refiners: refinerChoices(opts.refiners ?? []) });
   return Object.assign(engine, { close: () => worker.close() });
 }

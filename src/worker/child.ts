@@ -54,6 +54,7 @@ function describe(p: Img2ImgPipeline, modelRef: string): PipelineInfo {
       vaeScaleFactor: m.vaeScaleFactor,
       schedulerConfig: m.schedulerConfig,
       family: m.family,
+      nativeSize: m.nativeSize,
       quantize: m.quantize,
       tinyVae: m.tinyVae ? { name: m.tinyVae.name, use: m.tinyVae.use } : undefined,
     },

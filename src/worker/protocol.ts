@@ -20,6 +20,8 @@ export interface PipelineInfo {
     schedulerConfig: Record<string, unknown>;
     /** Model family ("sd", "sdxl"): picks the preview VAE. */
     family: string;
+    /** The resolution the UNet was trained at (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL). */
+    nativeSize: number;
     quantize?: string;
     tinyVae?: { name: string; use: "all" | "preview" };
   };

@@ -220,3 +220,30 @@ describe.skipIf(!haveChromium)("web UI with an API key (headless Chromium, fake 
     }
   });
 });
+
+describe.skipIf(!haveChromium)("web UI sizes follow the loaded model (headless Chromium, SDXL-like fake engine)", () => {
+  let browser: Browser;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  const engine = createFakeEngine({ stepMs: 5, nativeSize: 1024, family: "sdxl" });
+  beforeAll(async () => {
+    server = await startServer({ engine, port: 0, webRoot: await builtWeb() });
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("a blank canvas starts at the model's 1024x1024, the size choices reach 2048, and 1024 is what is sent", async () => {
+    const { page } = await openPage(browser, server.url);
+    await page.waitForSelector('[data-testid="sampler"] option', { state: "attached" });
+    await expect.poll(() => shownSize(page)).toEqual({ width: 1024, height: 1024 });
+    expect(await canvasState(page)).toMatchObject({ width: 1024, height: 1024 });
+    const widths = await page.getByTestId("width").locator("option").allTextContents();
+    expect(widths.map(Number)).toContain(2048);
+    await page.getByTestId("generate").click();
+    await expect.poll(() => page.getByTestId("status").textContent(), { timeout: 20_000 }).toBe("succeeded");
+    expect(engine.runs.at(-1)).toMatchObject({ width: 1024, height: 1024 });
+    await page.close();
+  });
+});

@@ -67,6 +67,9 @@ export interface ModelInfo {
   defaults: { steps: number; guidanceScale: number; strength: number; sampler: string };
   vaeScaleFactor: number;
   maxPixels: number;
+  /** The resolution the model was trained at (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL); null when unknown. */
+  nativeSize?: number | null;
+  family?: string | null;
 }
 export interface SamplerInfo {
   name: string;

@@ -24,7 +24,7 @@ const INITIAL: Settings = {
   sweep: null,
 };
 
-/** A picture's input size: its aspect kept, the long side at most 512, multiples of 64. */
+/** A picture's input size: its aspect kept, the long side at most `longest` (the model's native size), multiples of 64. */
 export function fitSize(w: number, h: number, longest = 512): { width: number; height: number } {
   const scale = Math.min(1, longest / Math.max(w, h));
   const round = (v: number) => Math.max(64, Math.round((v * scale) / 64) * 64);
@@ -88,6 +88,8 @@ export function App() {
       if (!defaultsApplied.current) {
         defaultsApplied.current = true;
         set({ steps: m.defaults.steps, guidance: m.defaults.guidanceScale, strength: m.defaults.strength, sampler: m.defaults.sampler });
+        // an untouched canvas starts at the model's own size (1024 for SDXL); a drawing is never resized here
+        if (m.nativeSize && doc.isBlank) doc.resetBlank(m.nativeSize, m.nativeSize);
       }
       setAuth("ok");
     } catch (e) {
@@ -206,7 +208,7 @@ export function App() {
     try {
       const img = await decode(file);
       const text = file.type === "image/png" ? await readPngParameters(file) : undefined;
-      let size = fitSize(img.naturalWidth, img.naturalHeight);
+      let size = fitSize(img.naturalWidth, img.naturalHeight, models.find((m) => m.name === model)?.nativeSize ?? 512);
       if (text) {
         const p = restoredSettings(text, samplers);
         if (p.width && p.height) size = { width: p.width, height: p.height };
@@ -322,6 +324,7 @@ export function App() {
           set={set}
           samplers={samplers}
           doc={doc}
+          nativeSize={models.find((m) => m.name === model)?.nativeSize ?? 512}
           busy={busy}
           onGenerate={() => void start("img2img")}
           onSweep={() => void start("sweep")}

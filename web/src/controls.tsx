@@ -19,7 +19,8 @@ export interface Settings {
 }
 
 /** Sizes offered (multiples of 64); the document's own size is always offered too. */
-export const SIZES = Array.from({ length: 16 }, (_, i) => 64 * (i + 1));
+/** Width/height choices: multiples of 64 up to twice the model's native size (1024 for SD 1.x, 2048 for SDXL). */
+export const sizeChoices = (native = 512): number[] => Array.from({ length: Math.max(16, (2 * native) / 64) }, (_, i) => 64 * (i + 1));
 
 export function strengthHint(s: number): string {
   if (s < 0.2) return "barely changes the input";
@@ -54,14 +55,16 @@ interface Props {
   set: (patch: Partial<Settings>) => void;
   samplers: SamplerInfo[];
   doc: SketchDoc;
+  /** The loaded model's native size: the size choices follow it. */
+  nativeSize?: number;
   busy: boolean;
   onGenerate(): void;
   onSweep(): void;
   onCancel(): void;
 }
 
-export function Controls({ s, set, samplers, doc, busy, onGenerate, onSweep, onCancel }: Props) {
-  const sizes = (current: number) => [...new Set([...SIZES, current])].sort((a, b) => a - b);
+export function Controls({ s, set, samplers, doc, nativeSize, busy, onGenerate, onSweep, onCancel }: Props) {
+  const sizes = (current: number) => [...new Set([...sizeChoices(nativeSize), current])].sort((a, b) => a - b);
   const sweep = s.sweep ?? sweepAround(s.strength);
   return (
     <section class="controls">

@@ -115,6 +115,20 @@ export class SketchDoc {
     this.changed();
   }
 
+  /** Nothing drawn, uploaded or undoable yet. */
+  get isBlank(): boolean {
+    return !this.pictureSet && this.undoStack.length === 0 && this.redoStack.length === 0;
+  }
+
+  /** A blank document's size (no undo step: there is nothing to go back to). */
+  resetBlank(width: number, height: number): void {
+    if (!this.isBlank || (width === this.width && height === this.height)) return;
+    [this.width, this.height] = [width, height];
+    this.picture = canvas(width, height);
+    this.strokes = canvas(width, height);
+    this.changed();
+  }
+
   /** New size: the drawing is scaled to it, or kept at its scale and centred (cropped or extended). */
   resize(width: number, height: number, mode: ResizeMode): void {
     if (width === this.width && height === this.height) return;
