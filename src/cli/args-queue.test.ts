@@ -69,6 +69,7 @@ describe("parseServeQueue", () => {
       /--threads loads a model: with --queue this process loads none; pass it to reimagine worker/,
     );
     expect(() => parseServeQueue(q, ["--keep-results-mb", "9"])).toThrow(/--keep-results-mb is for the embedded queue/);
+    expect(() => parseServeQueue(q, ["--refiner", "r"])).toThrow(/--refiner is not available with --queue yet/);
     expect(() => parseServeQueue({ "result-ttl-s": "5" }, [])).toThrow(/--result-ttl-s applies with --queue/);
     expect(() => parseServeQueue({ queue: "127.0.0.1:6379" }, [])).toThrow(/give redis:\/\/HOST:PORT\[\/DB\]/);
   });

@@ -49,6 +49,8 @@ export function parseServeQueue(values: { queue?: string; "result-ttl-s"?: strin
   if (misplaced === "--keep-results-mb")
     throw new ReimagineError("--keep-results-mb is for the embedded queue: with --queue, results are kept --result-ttl-s seconds", "usage");
   if (misplaced) throw new ReimagineError(`${misplaced} loads a model: with --queue this process loads none; pass it to reimagine worker`, "usage");
+  if (args.some((a) => a === "--refiner" || a.startsWith("--refiner=")))
+    throw new ReimagineError("--refiner is not available with --queue yet: queue workers load no SDXL refiner (serve without --queue to use one)", "usage");
   return { url: values.queue, resultTtlS };
 }
 
