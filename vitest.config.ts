@@ -14,6 +14,7 @@ const E2E = [
   "src/cli/batch.test.ts",
   "src/cli/errors.test.ts",
   "src/cli/from.test.ts",
+  "src/cli/lora.test.ts",
   "src/worker/pipeline-worker.test.ts",
   "src/server/worker-engine.test.ts",
 ];

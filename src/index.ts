@@ -57,6 +57,13 @@ export {
   type RGBImage,
 } from "./image.js";
 export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
+export { findLora, listLoras, loraShortHash, type LoraEntry } from "./lora/catalog.js";
+export { isLcmLoraName, loraDirsFor, loraRunDefaults, promptWithLoraTags, type LoraSpec } from "./lora/spec.js";
+export { extractLoraTags, type LoraTag } from "./prompt/extra-networks.js";
+export { parsePromptAttention } from "./prompt/attention.js";
+export { PROMPT_SYNTAXES, type PromptSyntax } from "./prompt/encode.js";
+export { embeddingDirsFor, embeddingFiles, runEmbeddings } from "./prompt/embedding-dirs.js";
+export { readTextualInversion } from "./prompt/embeddings.js";
 export type { PredictionType } from "./weights/checkpoint.js";
 export { QUANTIZE_MODES, type QuantizeMode } from "./graph/quantize.js";
 export { availableProviders, PROVIDERS, type Provider, type RuntimeOptions } from "./runtime.js";

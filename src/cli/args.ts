@@ -18,6 +18,7 @@ import {
   VAE_TILING_MODES,
   type VaeTilingMode,
 } from "../index.js";
+import { LORA_HELP, LORA_OPTIONS, type LoraFlags, parseLoraFlags } from "./lora.js";
 import { parseTokens, unknownOption } from "./parse-tokens.js";
 
 /** Where the CLI writes; tests pass string collectors. */
@@ -31,7 +32,7 @@ export interface CliIO {
   stderr: OutStream;
 }
 
-export interface GenerateFlags {
+export interface GenerateFlags extends LoraFlags {
   prompt?: string;
   negativePrompt?: string;
   /** One strength, or several for a sweep. */
@@ -109,6 +110,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   progress: { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...LORA_OPTIONS,
 } as const;
 
 export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
@@ -296,6 +298,7 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     verbose: v.verbose ?? false,
     json: v.json ?? false,
     progress: oneOf("progress", v.progress, ["auto", "bar", "lines", "json", "none"] as const),
+    ...parseLoraFlags(v),
   };
   checkSampler(flags.sampler);
   if (flags.refinerSwitch !== undefined && flags.refiner === undefined) throw new ReimagineError("--refiner-switch needs --refiner MODEL (an SDXL refiner)", "usage");
@@ -353,6 +356,7 @@ Options:
       --sampler NAME            sampler (default: the model's scheduler); see the list below
       --clip-skip N             use the CLIP layer N before the last (0 = last)
       --num-images N            images per run (files get -1, -2, ...)
+${LORA_HELP}
   -m, --model REF               diffusers folder, .safetensors checkpoint or Hugging Face repo id (stabilityai/sd-turbo)
       --config-from DIR         diffusers folder whose configs/tokenizer a single-file checkpoint uses
       --prediction-type T       epsilon | v_prediction (single-file SD 2.x v-models)

@@ -19,6 +19,7 @@ import {
   type RGBImage,
 } from "../index.js";
 import type { CliIO, GenerateFlags } from "./args.js";
+import { fromLoras, loraRunOptions } from "./lora.js";
 import type { Reporter } from "./report.js";
 
 /**
@@ -162,12 +163,15 @@ export async function applyFrom(flags: GenerateFlags): Promise<{ flags: Generate
       );
     }
   }
+  const loras = flags.prompt === undefined && p.prompt ? fromLoras(p.prompt, p.pairs, { ...flags, model }) : undefined;
+  if (loras?.notes.length) note = [note, ...loras.notes].filter(Boolean).join("\n");
   return {
     note,
     flags: {
       ...flags,
       model,
-      prompt: flags.prompt ?? p.prompt,
+      prompt: flags.prompt ?? loras?.prompt ?? p.prompt,
+      loras: loras?.loras.length ? [...(flags.loras ?? []), ...loras.loras] : flags.loras,
       negativePrompt: flags.negativePrompt ?? p.negativePrompt,
       steps: flags.steps ?? p.steps,
       sampler: flags.sampler ?? p.sampler,
@@ -200,14 +204,16 @@ export function baseRunOptions(
   pipe: PipelineWorker,
   prompt: string,
 ): Omit<Img2ImgOptions, "image" | "strength"> & { steps: number; guidanceScale: number } {
+  const { fewStep, ...lora } = loraRunOptions(flags, prompt); // an LCM-LoRA: LCM sampler, few steps, no guidance
   return {
     prompt,
     negativePrompt: flags.negativePrompt,
-    steps: flags.steps ?? pipe.defaults.steps,
-    guidanceScale: flags.guidanceScale ?? pipe.defaults.guidanceScale,
+    steps: flags.steps ?? fewStep.steps ?? pipe.defaults.steps,
+    guidanceScale: flags.guidanceScale ?? fewStep.guidanceScale ?? pipe.defaults.guidanceScale,
     guidanceRescale: flags.guidanceRescale,
     refiner: flags.refiner === undefined ? undefined : { model: flags.refiner, switchAt: flags.refinerSwitch ?? 0.8 },
-    sampler: flags.sampler,
+    sampler: flags.sampler ?? fewStep.sampler,
+    ...lora,
     clipSkip: flags.clipSkip,
     width: flags.width,
     height: flags.height,

@@ -115,7 +115,7 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, sign
   });
   for (let i = 0; i < sw.results.length; i++) {
     const r = sw.results[i];
-    const png = await encodeResult(pipe, { ...base, strength: r.strength }, { images: [r.image], seed: sw.seed }, { format: fmt });
+    const png = await encodeResult(pipe, { ...base, strength: r.strength }, { images: [r.image], seed: sw.seed, extraGenerationParams: r.extraGenerationParams }, { format: fmt });
     await writeFileAtomic(paths.images[i], png, { overwrite: flags.overwrite });
   }
   await writeFileAtomic(paths.sheet!, await encodeImage(sw.sheet, fmt), { overwrite: flags.overwrite });

@@ -5,8 +5,10 @@
 import { parseArgs } from "node:util";
 import { ReimagineError } from "../index.js";
 
-export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
-export type OptionValues<T extends OptionSpec> = { [K in keyof T]?: T[K]["type"] extends "string" ? string : boolean };
+export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+export type OptionValues<T extends OptionSpec> = {
+  [K in keyof T]?: T[K]["type"] extends "string" ? (T[K]["multiple"] extends true ? string[] : string) : boolean;
+};
 
 /** Levenshtein distance, for "did you mean" hints. */
 function distance(a: string, b: string): number {
@@ -38,7 +40,7 @@ const NOT_AN_OPTION = /^-[\d.]/;
  */
 export function parseTokens<T extends OptionSpec>(args: string[], options: T): { values: OptionValues<T>; positionals: string[] } {
   const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
-  const values: Record<string, string | boolean> = {};
+  const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
   for (const t of tokens) {
     if (t.kind === "positional") positionals.push(t.value);
@@ -64,7 +66,8 @@ export function parseTokens<T extends OptionSpec>(args: string[], options: T): {
         "usage",
       );
     }
-    values[t.name] = v;
+    if (spec.multiple) values[t.name] = [...((values[t.name] as string[] | undefined) ?? []), v]; // repeatable (--lora A --lora B)
+    else values[t.name] = v;
   }
   return { values: values as OptionValues<T>, positionals };
 }

@@ -3,7 +3,7 @@
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import { DEFAULT_MODEL, embeddingDirsFor, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -27,6 +27,10 @@ Options:
   --request-timeout-s N  a request's headers and body must arrive within N s, else 408 (default ${DEFAULT_LIMITS.requestTimeoutS})
   --allowed-hosts LIST   Host names the server answers besides localhost, comma-separated; * = any
                      (default: the --host address; for 0.0.0.0 this machine's addresses and name)
+  --lora-dir DIR     folder of LoRA .safetensors files requests may name (repeatable; default: loras/ beside
+                     the model; plus REIMAGINE_LORA_DIR): <lora:name:0.8> in prompts, GET /sdapi/v1/loras
+  --embedding-dir DIR  folder of textual-inversion embeddings prompts may name (repeatable; default:
+                     embeddings/ beside the model; plus REIMAGINE_EMBEDDING_DIR); GET /sdapi/v1/embeddings
   --threads N        CPU threads for ONNX Runtime (default: all cores)
   --quantize M       int8 or int8-conv: int8 linear layers (and 1x1 convs), faster, approximate
   --refiner REF      an SDXL refiner requests may hand over to (native 'refiner', A1111 'refiner_checkpoint');
@@ -67,6 +71,8 @@ export async function serveMain(args: string[]): Promise<number> {
         "decode-timeout-s": { type: "string" },
         "request-timeout-s": { type: "string" },
         "allowed-hosts": { type: "string" },
+        "lora-dir": { type: "string", multiple: true },
+        "embedding-dir": { type: "string", multiple: true },
         threads: { type: "string" },
         quantize: { type: "string" },
         "tiny-vae": { type: "string" },
@@ -150,6 +156,8 @@ export async function serveMain(args: string[]): Promise<number> {
         decodeTimeoutS,
         requestTimeoutS,
         allowedHosts,
+        loraDirs: loraDirsFor(values.model ?? DEFAULT_MODEL, values["lora-dir"]),
+        embeddingDirs: embeddingDirsFor(values.model ?? DEFAULT_MODEL, values["embedding-dir"]),
         previewEvery: 1,
       });
     } catch (e) {

@@ -48,16 +48,19 @@ export function conv2d(
   opts: Conv2dOptions = {},
 ): Value {
   const { stride = 1, padding = 0, bias = true } = opts;
-  const hooked = g.convHook?.(prefix, x, inC, outC, k, { stride, padding, bias });
-  if (hooked) return hooked;
+  // the side branch (LoRA slots) adds to whatever the base produced, float or Graph.convHook's int8
+  const y = g.convHook?.(prefix, x, inC, outC, k, { stride, padding, bias }) ?? conv2dBase(g, prefix, x, inC, outC, k, stride, padding, bias);
+  return g.sideBranch ? g.sideBranch({ kind: "conv2d", prefix, x, y, inF: inC, outF: outC, kernel: k, stride, padding }) : y;
+}
+
+function conv2dBase(g: Graph, prefix: string, x: Value, inC: number, outC: number, k: number, stride: number, padding: number, bias: boolean): Value {
   const w = g.param(`${prefix}.weight`, [outC, inC, k, k]);
   const b = bias ? g.param(`${prefix}.bias`, [outC]) : undefined;
-  const y = g.op("Conv", [x, w, b], {
+  return g.op("Conv", [x, w, b], {
     kernel_shape: [k, k],
     strides: [stride, stride],
     pads: [padding, padding, padding, padding],
   }); // [B, outC, H', W']
-  return g.sideBranch ? g.sideBranch({ kind: "conv2d", prefix, x, y, inF: inC, outF: outC, kernel: k, stride, padding }) : y;
 }
 
 /**

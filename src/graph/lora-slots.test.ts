@@ -14,7 +14,7 @@ import type { WeightSource } from "../weights/source.js";
 import { Graph } from "./builder.js";
 import { conv2d, linear } from "./layers.js";
 import { loraSlotsOf, slotsFromInputs, useLoraSlots } from "./lora-slots.js";
-import { useInt8Linear } from "./quantize.js";
+import { useInt8Linear, useInt8PointwiseConv } from "./quantize.js";
 
 const dir = mkdtempSync(join(tmpdir(), "reimagine-lora-slots-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -49,9 +49,10 @@ const weights = new MemoryWeights(
 );
 
 /** conv 3x3/2 -> 1x1 conv -> [B, HW, C] -> linear; plus a linear on a [B, 3] input (like time_emb_proj). */
-function build(w: WeightSource, opts: { slots?: boolean; int8?: boolean } = {}): Graph {
+function build(w: WeightSource, opts: { slots?: boolean; int8?: boolean; int8Conv?: boolean } = {}): Graph {
   const g = new Graph(w, "t");
   if (opts.int8) useInt8Linear(g, () => true);
+  if (opts.int8Conv) useInt8PointwiseConv(g);
   if (opts.slots) useLoraSlots(g);
   const x = g.input("x", "float32", [2, 3, 8, 8]);
   const t = g.input("t", "float32", [2, 3]);
@@ -171,6 +172,20 @@ describe("LoRA slots", () => {
     const withFp32 = branch(await run(fp32, loraFeeds(slots, "unet", active)), await run(fp32, loraFeeds(slots, "unet", [])));
     expect(maxAbsDiff(withInt8, withFp32)).toBeLessThan(1e-5);
     await Promise.all([int8.release(), both.release(), fp32.release()]);
+  });
+
+  it("adds the branch to an int8 pointwise conv (composes with Graph.convHook)", async () => {
+    const int8 = await session(build(weights, { int8Conv: true }));
+    const both = await session(build(weights, { int8Conv: true, slots: true }));
+    const slots = slotsFromInputs(both.inputNames, (k) => weights.info(k)?.shape);
+    expect(slots.map((s) => s.module).sort()).toEqual(["conv", "lin", "pw", "tproj"]);
+    expect(await run(both, loraFeeds(slots, "unet", []))).toEqual(await run(int8));
+    // a LoRA on the 1x1 conv alone changes the output
+    const onlyPw = randomLora("a", 3, 1);
+    for (const m of ["conv", "lin", "tproj"]) onlyPw.layers.unet!.delete(m);
+    const y = (await run(both, loraFeeds(slots, "unet", [{ lora: onlyPw, multiplier: 1 }]))).y;
+    expect(maxAbsDiff(y, (await run(int8)).y)).toBeGreaterThan(1e-3);
+    await Promise.all([int8.release(), both.release()]);
   });
 
   it("refuses feeds for a LoRA layer the graph has no slot for", () => {

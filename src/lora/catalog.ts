@@ -15,6 +15,8 @@ export interface LoraEntry {
   /** `ss_output_name` from the file's metadata, else `name`. */
   alias: string;
   path: string;
+  /** The file's safetensors `__metadata__` (training settings; A1111's API lists it). */
+  metadata?: Record<string, string>;
 }
 
 /**
@@ -31,14 +33,16 @@ export function listLoras(dirs: readonly string[]): LoraEntry[] {
       const path = join(dir, f);
       const name = (f.split(/[\\/]/).pop() ?? f).replace(/\.safetensors$/i, "");
       let alias = name;
+      let metadata: Record<string, string> | undefined;
       try {
         const file = SafetensorsFile.open(path);
-        alias = file.metadata.ss_output_name || name;
+        metadata = file.metadata;
+        alias = metadata.ss_output_name || name;
         file.close();
       } catch {
         // unreadable headers are reported when the LoRA is used
       }
-      out.push({ name, alias, path });
+      out.push({ name, alias, path, metadata });
     }
   }
   return out;

@@ -8,7 +8,7 @@ import { ReimagineError } from "../errors.js";
 import type { Graph } from "../graph/builder.js";
 import { cachedGraph, cacheRoot } from "../graph/cache.js";
 import { type QuantizeMode, quantizeCacheKey } from "../graph/quantize.js";
-import { buildCLIPTextModel, type CLIPTextConfig, resolveCLIPTextConfig } from "../models/clip-text.js";
+import { buildCLIPTextModel, type CLIPTextBuildOptions, type CLIPTextConfig, resolveCLIPTextConfig } from "../models/clip-text.js";
 import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig, type TinyVaeConfig } from "../models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig, type UNet2DConditionConfig, type UNetBuildOptions } from "../models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder, resolveVaeConfig, type VaeConfig, vaeScaleFactor } from "../models/vae.js";
@@ -130,8 +130,10 @@ export function openDiffusersFolder(dir: string, opts: { variant?: string; name?
 /** A loaded text encoder and its tokenizer. */
 export interface LoadedTextEncoder {
   config: CLIPTextConfig;
+  /** The loaded graph: the plain one, or the variant of StableDiffusionModel.useTextEncoderVariant (its inputs tell). */
   session: ModelSession;
   tokenizer: CLIPTokenizer;
+  weights: WeightSource;
 }
 
 /** Loaded components, keyed by model_index.json names. */
@@ -149,13 +151,15 @@ type SessionFactory = (kind: string, config: unknown, weights: WeightSource, bui
 export class StableDiffusionModel {
   /** UNet sessions by build-option key; one is kept loaded at a time (see unetSession). */
   private unetLoaded?: { key: string; session: ModelSession };
+  /** Build options of the loaded text-encoder graphs ("{}" = plain). */
+  private textEncoderKey = "{}";
 
   private constructor(
     readonly name: string,
     readonly family: FamilyId,
     readonly pipelineConfig: PipelineConfig,
     readonly components: Components,
-    private readonly unetWeights: WeightSource,
+    readonly unetWeights: WeightSource,
     private readonly session: SessionFactory,
     /** Short content hash of the UNet weights (A1111's "Model hash" field). */
     readonly hash: string,
@@ -201,6 +205,33 @@ export class StableDiffusionModel {
     return session;
   }
 
+  /** Input names of the UNet graph loaded now (the variant the last unetSession call returned). */
+  get unetInputNames(): readonly string[] {
+    return this.unetLoaded?.session.inputNames ?? [];
+  }
+
+  /**
+   * Replaces the text encoders' graphs by the variant built with `opts` (e.g. LoRA slot inputs), releasing the
+   * loaded ones so one copy of each encoder's weights is mapped; a no-op when that variant is loaded. Build options
+   * are part of the graph cache key, like the UNet's.
+   */
+  async useTextEncoderVariant(opts: Omit<CLIPTextBuildOptions, "quantize">): Promise<void> {
+    const extra = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false));
+    const key = JSON.stringify(extra);
+    if (key === this.textEncoderKey) return;
+    // the model's int8 mode stays (LoRA slots add to the int8 layers); fp32 without options keeps its original key
+    if (this.quantize) Object.assign(extra, quantizeCacheKey(this.quantize));
+    const build: CLIPTextBuildOptions = { ...opts, quantize: this.quantize };
+    for (const name of ["text_encoder", "text_encoder_2"] as const) {
+      const te = this.components[name];
+      if (!te) continue;
+      await te.session.release();
+      const kind = name === "text_encoder" ? "text-encoder" : "text-encoder-2";
+      te.session = await this.session(kind, te.config, te.weights, () => buildCLIPTextModel(te.weights, te.config, build), Object.keys(extra).length ? extra : undefined);
+    }
+    this.textEncoderKey = key;
+  }
+
   static async load(parts: ModelParts, opts: LoadOptions = {}): Promise<StableDiffusionModel> {
     const root = opts.cacheDir ?? cacheRoot();
     const family = parts.family ?? "sd";
@@ -216,10 +247,11 @@ export class StableDiffusionModel {
       const tokenizer = parts[tokenizerName];
       if (!tokenizer) throw new ReimagineError(`${parts.name}: ${name} has no ${tokenizerName}; the model folder is incomplete (it needs ${tokenizerName}/)`, "bad_model");
       const config = resolveCLIPTextConfig(json);
+      const kind = name === "text_encoder" ? "text-encoder" : "text-encoder-2";
       const build = () => buildCLIPTextModel(weights, config, { quantize: opts.quantize });
       // fp32 keeps its original cache key (no extra)
       const extra = opts.quantize ? quantizeCacheKey(opts.quantize) : undefined;
-      return { config, tokenizer, session: await session(name === "text_encoder" ? "text-encoder" : "text-encoder-2", config, weights, build, extra) };
+      return { config, tokenizer, weights, session: await session(kind, config, weights, build, extra) };
     };
     const vaeConfig = resolveVaeConfig(parts.configs.vae);
     const components: Components = {

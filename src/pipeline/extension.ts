@@ -74,4 +74,6 @@ export interface PipelineExtension {
   afterStep?(run: RunState, step: StepState): Promise<void>;
   /** 9. after decode (e.g. paste a crop back, overlay the original). */
   afterDecode?(run: RunState, images: RGBImage[]): Promise<RGBImage[]>;
+  /** Infotext pairs this conditioning adds to the run's metadata (A1111 extra_generation_params, e.g. "Lora hashes"). */
+  infotext?(): Record<string, string>;
 }

@@ -2,6 +2,8 @@
 // prompt into the conditioning record (step 3 of the pipeline), its defaults and its tiny VAE. A family
 // is chosen from model_index.json's `_class_name` (diffusers) or, for single files, from the weights.
 import { ReimagineError } from "../errors.js";
+import type { LoraSpec } from "../lora/spec.js";
+import type { PromptSyntax } from "../prompt/encode.js";
 import type { TensorData } from "../runtime.js";
 import type { StableDiffusionModel } from "./components.js";
 import { encodePromptSD } from "./family-sd.js";
@@ -45,6 +47,13 @@ export interface PromptRequest extends MicroConditioning {
   /** Output size in pixels (SDXL's default original/target size). */
   height: number;
   width: number;
+  /** "a1111" (default): emphasis, BREAK, chunks, <lora:...> tags; "none": literal text (diffusers). */
+  promptSyntax?: PromptSyntax;
+  /** LoRAs (their text-encoder parts apply here) and the folders their names are found in. */
+  loras?: LoraSpec[];
+  loraDirs?: string[];
+  /** Folders of textual-inversion embeddings (A1111 `embeddings/`), named in prompts by file name. */
+  embeddingDirs?: string[];
 }
 
 /**
@@ -56,6 +65,8 @@ export interface Conditioning {
   cfg: boolean;
   /** encoder_hidden_states [B, L, D]; SDXL adds text_embeds [B, P] and time_ids [B, n]. */
   unetInputs: Record<string, TensorData>;
+  /** Infotext pairs of the encoding (A1111's "TI hashes"). */
+  infotext?: Record<string, string>;
 }
 
 export interface PipelineDefaults {

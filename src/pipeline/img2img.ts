@@ -14,6 +14,9 @@ import type { StableDiffusionModel } from "./components.js";
 import type { NoiseSource, PipelineExtension, RunState, StepState, Tensor4 } from "./extension.js";
 import { type Conditioning, FAMILIES, type MicroConditioning, type PipelineDefaults, type PromptRequest } from "./family.js";
 import { checkFinite } from "./finite.js";
+import { loraExtension } from "../lora/extension.js";
+import { type LoraSpec, loraRunDefaults } from "../lora/spec.js";
+import type { PromptSyntax } from "../prompt/encode.js";
 import { type RefinerSpec, runWithRefiner } from "./refiner.js";
 import { decodeTiles, encodeTiles, tiledDecode, tiledEncode, tilingWanted, vaeTilingFor, type VaeTilingMode, VAE_TILING_MODES } from "./vae-tiling.js";
 
@@ -78,6 +81,16 @@ export interface Img2ImgOptions extends MicroConditioning, DenoisingWindow {
   /** Tiled VAE (diffusers enable_tiling(): overlapping tiles, blended seams) to bound memory on large
    *  images: "auto" (default) tiles above 1024x1024 pixels, "on" always (as diffusers), "off" never. */
   vaeTiling?: VaeTilingMode;
+  /** "a1111" (default): AUTOMATIC1111's emphasis `(x:1.2)`, BREAK, 75-token chunks and `<lora:name:w>` tags;
+   *  "none": the prompt is literal text, truncated at 77 tokens (diffusers). A plain prompt encodes the same in both. */
+  promptSyntax?: PromptSyntax;
+  /** LoRAs to apply (besides the prompt's tags). An LCM-LoRA without a sampler runs the LCM sampler (8 steps, guidance 1). */
+  loras?: LoraSpec[];
+  /** Folders searched for LoRA names (tags, `loras` by name); default REIMAGINE_LORA_DIR. */
+  loraDirs?: string[];
+  /** Folders of textual-inversion embeddings (A1111 `embeddings/`: a prompt names one by its file name); default
+   *  REIMAGINE_EMBEDDING_DIR. Used with syntax "a1111". */
+  embeddingDirs?: string[];
   /** SDXL: hand over to a refiner model at `switchAt` (runWithRefiner; the refiner is loaded on first use with this
    *  pipeline's load options and kept). */
   refiner?: RefinerSpec;
@@ -98,6 +111,8 @@ export interface Img2ImgResult {
   /** Decoded float image NCHW in [-1, 1] before 8-bit conversion; absent for strength 0 and latent output. */
   decoded?: Float32Array;
   timings: { encodePromptMs: number; encodeImageMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
+  /** Infotext pairs of the run's conditionings (e.g. "Lora hashes"); metadata writers add them. */
+  extraGenerationParams?: Record<string, string>;
 }
 
 const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" && x !== null && "latents" in x && "dims" in x;
@@ -109,7 +124,7 @@ const isLatentInput = (x: unknown): x is LatentInput => typeof x === "object" &&
 export type ExtensionFactory = (pipe: Img2ImgPipeline, opts: Img2ImgOptions) => Promise<PipelineExtension | undefined>;
 
 /** Built-in conditionings in hook order (e.g. ControlNet residuals before inpainting's extra channels). */
-const BUILT_IN: ExtensionFactory[] = [];
+const BUILT_IN: ExtensionFactory[] = [loraExtension];
 
 async function builtInExtensions(pipe: Img2ImgPipeline, opts: Img2ImgOptions): Promise<PipelineExtension[]> {
   const out: PipelineExtension[] = [];
@@ -184,6 +199,7 @@ export class Img2ImgPipeline {
       return runWithRefiner(this, () => this.refinerFor(refiner.model), rest, refiner.switchAt);
     }
     const t0 = performance.now();
+    opts = { ...opts, ...loraRunDefaults(opts) }; // an LCM-LoRA: the LCM sampler's few-step defaults
     const timings = { encodePromptMs: 0, encodeImageMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
     const strength = opts.strength ?? this.defaults.strength;
     const steps = opts.steps ?? this.defaults.steps;
@@ -206,6 +222,9 @@ export class Img2ImgPipeline {
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
     const extensions = [...(await builtInExtensions(this, opts)), ...(opts.extensions ?? [])];
+    // infotext pairs of the conditionings and of step 3 (A1111 extra_generation_params: "Lora hashes", "TI hashes")
+    const params: Record<string, string> = Object.assign({}, ...extensions.map((x) => x.infotext?.() ?? {}));
+    const extraGenerationParams = () => (Object.keys(params).length ? { extraGenerationParams: params } : {});
 
     // 2. define call parameters; 4. preprocess the image (VaeImageProcessor: resize, normalise to [-1, 1])
     const f = this.model.vaeScaleFactor;
@@ -226,7 +245,7 @@ export class Img2ImgPipeline {
       if (strength === 0 && !windowed) {
         timings.totalMs = performance.now() - t0;
         const copies = Array.from({ length: numImages }, () => ({ ...input!, data: input!.data.slice() }));
-        return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings };
+        return { images: copies, seed, width: input.width, height: input.height, stepsRun: 0, timings, ...extraGenerationParams() };
       }
     }
     const cfg = guidance > 1;
@@ -236,6 +255,7 @@ export class Img2ImgPipeline {
     let t = performance.now();
     const conditioning = await this.encodePrompt({ ...opts, prompt: opts.prompt, clipSkip, cfg, numImages, height: size.height, width: size.width });
     timings.encodePromptMs = performance.now() - t;
+    Object.assign(params, conditioning.infotext);
     throwIfAborted(opts.signal);
 
     // 5. set timesteps, truncated by strength (or by SDXL's denoising window)
@@ -308,7 +328,7 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     throwIfAborted(opts.signal);
-    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings };
+    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams() };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
       return { ...result, images: [], width: size.width, height: size.height };

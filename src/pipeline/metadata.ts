@@ -3,6 +3,7 @@
 // hash, and marks for the approximate modes. Ref: A1111 modules/processing.py create_infotext.
 import { encodeImage, type ImageFormat } from "../image.js";
 import { a1111SamplerName, createScheduler, schedulerForModel } from "../schedulers/index.js";
+import { type LoraSpec, promptWithLoraTags } from "../lora/spec.js";
 import { formatInfotext } from "./infotext.js";
 
 /** What the metadata needs of a pipeline (an Img2ImgPipeline or a PipelineWorker). */
@@ -22,6 +23,8 @@ export interface RunSettings {
   strength?: number;
   sampler?: string;
   clipSkip?: number;
+  /** LoRAs given as options: recorded as `<lora:...>` tags after the prompt (A1111 and --from apply them again). */
+  loras?: LoraSpec[];
   /** diffusers guidance_rescale; recorded as the sd-webui-cfg-rescale extension's "CFG Rescale phi". */
   guidanceRescale?: number;
   /** SDXL refiner hand-over; recorded as A1111's "Refiner" / "Refiner switch at". */
@@ -68,7 +71,7 @@ export function runInfotext(
 ): string {
   const s = resolvedSettings(pipe, settings);
   return formatInfotext({
-    prompt: s.prompt,
+    prompt: promptWithLoraTags(s.prompt, s.loras),
     negativePrompt: s.negativePrompt,
     steps: s.steps,
     sampler: samplerDisplayName(pipe, s.sampler),
@@ -107,7 +110,7 @@ export function refinerNotes(refiner: RunSettings["refiner"]): Record<string, st
 export async function encodeResult(
   pipe: PipelineSummary,
   settings: RunSettings,
-  result: { images: { width: number; height: number; data: Uint8Array }[]; seed: number | bigint },
+  result: { images: { width: number; height: number; data: Uint8Array }[]; seed: number | bigint; extraGenerationParams?: Record<string, string> },
   opts: { index?: number; format?: ImageFormat; quality?: number; extra?: Record<string, string> } = {},
 ): Promise<Buffer> {
   const i = opts.index ?? 0;
@@ -115,6 +118,6 @@ export async function encodeResult(
   if (!img) throw new RangeError(`the result has ${result.images.length} image(s); there is no image ${i}`);
   const n = result.images.length;
   const batch = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
-  const parameters = runInfotext(pipe, settings, { seed: result.seed, width: img.width, height: img.height }, { ...batch, ...opts.extra });
+  const parameters = runInfotext(pipe, settings, { seed: result.seed, width: img.width, height: img.height }, { ...result.extraGenerationParams, ...batch, ...opts.extra });
   return encodeImage(img, opts.format ?? "png", { parameters, quality: opts.quality });
 }

@@ -4,6 +4,7 @@
 // steps, sampler and guidance. Ref: diffusers docs "SDXL: Refine image quality" with
 // StableDiffusionXLImg2ImgPipeline(denoising_end / denoising_start, output_type="latent").
 import { check, ReimagineError } from "../errors.js";
+import { extractLoraTags } from "../prompt/extra-networks.js";
 import { normalizeSeed } from "../rng.js";
 import { denoisingSteps } from "../schedulers/strength.js";
 import type { Img2ImgOptions, Img2ImgPipeline, Img2ImgResult } from "./img2img.js";
@@ -52,8 +53,13 @@ export async function runWithRefiner(
     throw new ReimagineError(`the refiner ${pipe.modelName} does not share the base model's latent space (${c} channels, VAE factor ${base.model.vaeScaleFactor})`, "usage");
   }
   const done = first.stepsRun;
+  // LoRAs are the base model's (as diffusers, where they are loaded into the base pipeline): the refiner runs without
+  const untagged = (p: string | undefined) => (p === undefined || opts.promptSyntax === "none" ? p : extractLoraTags(p).prompt);
   const second = await pipe.run({
     ...opts,
+    prompt: untagged(opts.prompt)!,
+    prompt2: untagged(opts.prompt2),
+    loras: undefined,
     seed,
     image: { latents: first.latents!, dims: first.latentDims! },
     numImages: n,
@@ -63,8 +69,10 @@ export async function runWithRefiner(
     onProgress: report && ((e) => report({ ...e, step: done + e.step, total: Math.max(done + e.total, whole) })),
   });
   const t = second.timings;
+  const params = { ...first.extraGenerationParams, ...second.extraGenerationParams }; // Lora hashes of the base run
   return {
     ...second,
+    ...(Object.keys(params).length ? { extraGenerationParams: params } : {}),
     stepsRun: done + second.stepsRun,
     timings: {
       encodePromptMs: first.timings.encodePromptMs + t.encodePromptMs,

@@ -13,6 +13,8 @@ export interface SweepImage {
   image: RGBImage;
   /** Structure preservation: SSIM (luminance) of the output against the input resized to it; 1 = identical. */
   ssim: number;
+  /** The run's infotext pairs (e.g. "Lora hashes"). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 export interface StrengthSweepResult {
@@ -84,7 +86,7 @@ export async function strengthSweep(
     hooks.onStart?.(strength, i);
     const out = await pipe.run({ ...opts, image: input, strength, seed, numImages: 1 });
     const image = out.images[0];
-    const r: SweepImage = { strength, image, ssim: await ssimResized(image, input) };
+    const r: SweepImage = { strength, image, ssim: await ssimResized(image, input), extraGenerationParams: out.extraGenerationParams };
     results.push(r);
     await hooks.onImage?.(r, i);
   }

@@ -1,7 +1,7 @@
 // A1111 prompt encoding: literal chunking/emphasis tests, then every embeddings case of the sd-tiny-lora/prompt-syntax
 // fixture on the real sd-tiny text encoder (tokens and multipliers exact; z before/after emphasis and the final tensor
 // within the fixture's prompt_syntax.embeddings atol 1e-4), the padded prompt/negative pairs of its pipeline cases,
-// and plain prompts against today's Img2ImgPipeline.encodePrompt (bit for bit).
+// and plain prompts: A1111 encoding and the pipeline's step 3 (either syntax) equal diffusers' encode_prompt bit for bit.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeWithFixtures, fixture, maxAbsDiff } from "../../test/fixtures.js";
 import { openDiffusersFolder, StableDiffusionModel } from "../pipeline/components.js";
 import { Img2ImgPipeline } from "../pipeline/img2img.js";
+import { hiddenLayer, runTextEncoder } from "../pipeline/text-encoding.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import { parsePromptAttention } from "./attention.js";
 import { chunkPrompt, emptyChunk, encoderIds } from "./chunks.js";
@@ -104,9 +105,14 @@ describeWithFixtures("A1111 prompt encoding (sd-tiny-lora/prompt-syntax on sd-ti
     const te = model.components.text_encoder!;
     return a1111ClipEncoder(te.tokenizer, te.session, a1111HiddenRules("sd1", clipSkip)[0]);
   };
-  /** Today's path: the pipeline's step 3 (diffusers' encode_prompt) for one image without CFG. */
-  const today = async (prompt: string, clipSkip = 0) =>
-    (await pipe.encodePrompt({ prompt, clipSkip, cfg: false, numImages: 1, height: 64, width: 64 })).unetInputs.encoder_hidden_states.data;
+  /** Today's path: diffusers' encode_prompt (tokenizer call with truncation, one encoder run; text-encoding.ts). */
+  const today = async (prompt: string, clipSkip = 0) => {
+    const out = await runTextEncoder(model.components.text_encoder!, prompt);
+    return clipSkip === 0 ? (out.last_hidden_state.data as Float32Array) : hiddenLayer(out.normed_hidden_states, -(clipSkip + 1));
+  };
+  /** The pipeline's step 3 for one image without CFG. */
+  const step3 = async (prompt: string, clipSkip: number, promptSyntax?: "a1111" | "none") =>
+    (await pipe.encodePrompt({ prompt, clipSkip, cfg: false, numImages: 1, height: 64, width: 64, promptSyntax })).unetInputs.encoder_hidden_states.data;
   beforeAll(async () => {
     model = await StableDiffusionModel.load(openDiffusersFolder(fixture("sd-tiny", "model")), { cacheDir: cache, threads: 1 });
     pipe = new Img2ImgPipeline(model);
@@ -157,6 +163,8 @@ describeWithFixtures("A1111 prompt encoding (sd-tiny-lora/prompt-syntax on sd-ti
         const want = await today(prompt, clipSkip);
         expect((await encodeA1111(prompt, { encoders: [encoder(clipSkip)] })).hidden).toEqual(want);
         expect((await encodeA1111(prompt, { encoders: [encoder(clipSkip)], syntax: "none" })).hidden).toEqual(want);
+        expect(await step3(prompt, clipSkip)).toEqual(want);
+        expect(await step3(prompt, clipSkip, "none")).toEqual(want);
       }
     }
   });
@@ -166,5 +174,7 @@ describeWithFixtures("A1111 prompt encoding (sd-tiny-lora/prompt-syntax on sd-ti
     const none = await encodeA1111(long, { encoders: [encoder()], syntax: "none" });
     expect(none.chunks).toBe(1);
     expect(none.hidden).toEqual(await today(long));
+    expect(await step3(long, 0, "none")).toEqual(none.hidden);
+    expect((await step3(long, 0)).length).toBe(2 * none.hidden.length); // a1111: two chunks
   });
 });

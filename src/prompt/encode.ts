@@ -186,7 +186,8 @@ export async function encodeA1111Pair(
   return cond.chunks < uncond.chunks ? { cond: padChunks(cond, uncond.chunks, empty), uncond } : { cond, uncond: padChunks(uncond, cond.chunks, empty) };
 }
 
-function padChunks(c: A1111Conditioning, chunks: number, empty: A1111Conditioning): A1111Conditioning {
+/** `c` followed by copies of `empty` (the one-chunk encoding of "") up to `chunks` chunks. */
+export function padChunks<T extends Pick<A1111Conditioning, "hidden" | "chunks">>(c: T, chunks: number, empty: Pick<A1111Conditioning, "hidden">): T {
   const hidden = new Float32Array((c.hidden.length / c.chunks) * chunks);
   hidden.set(c.hidden);
   for (let i = c.chunks; i < chunks; i++) hidden.set(empty.hidden, i * empty.hidden.length);

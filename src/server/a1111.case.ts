@@ -4,6 +4,7 @@
 // on the Redis queue with a worker (both over the fake engine).
 import type { Hono } from "hono";
 import { describe, expect, it } from "vitest";
+import { sillyTavernTxt2img as sillyTavernBody } from "../../test/sillytavern.js";
 import { encodeImage, loadImage, readImageParameters } from "../index.js";
 import type { FakeEngine } from "./fake-engine.js";
 import type { Jobs } from "./jobs.js";
@@ -76,35 +77,19 @@ export async function webuiapiPayload(over: Record<string, unknown> = {}) {
   };
 }
 
-/** The txt2img body SillyTavern forwards (its url/auth fields included). */
-export function sillyTavernTxt2img(over: Record<string, unknown> = {}) {
-  return {
-    url: "http://127.0.0.1:7860",
-    auth: "user:pass",
+/** The txt2img body SillyTavern forwards (its url/auth fields included), as this suite replays it. */
+export const sillyTavernTxt2img = (over: Record<string, unknown> = {}) =>
+  sillyTavernBody({
     prompt: "portrait of a knight",
     negative_prompt: "lowres",
-    sampler_name: "DPM++ 2M",
-    scheduler: "karras",
-    steps: 12,
-    cfg_scale: 6,
     width: 128,
     height: 96,
-    restore_faces: false,
-    enable_hr: false,
-    hr_upscaler: "Latent",
-    hr_scale: 2,
-    denoising_strength: 0.7,
-    hr_second_pass_steps: 0,
     seed: 99,
     override_settings: { CLIP_stop_at_last_layers: 2, sd_vae: undefined },
-    override_settings_restore_afterwards: true,
-    save_images: true,
-    send_images: true,
     do_not_save_grid: false,
     do_not_save_samples: false,
     ...over,
-  };
-}
+  });
 
 /**
  * Registers the replay suite.

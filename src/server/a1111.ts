@@ -7,6 +7,7 @@ import type { GenerationRequest } from "./generate.js";
 import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload, uploadFrom } from "./http.js";
 import { type Jobs, type JobSnapshot, type ModelInfo, modelTitle, pickModel, type ResultInfo } from "./jobs.js";
 import { checkJobBudget } from "./limits.js";
+import { embeddingList, loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 import { parseRefiner } from "./refiners.js";
 
@@ -36,7 +37,14 @@ export function fail(c: Context, e: unknown) {
 }
 
 /** Parses an A1111 img2img/txt2img body into our request. */
-async function parseA1111(body: Fields, engine: ModelInfo, limits: Limits, state: A1111State, txt2img: boolean): Promise<GenerationRequest> {
+async function parseA1111(
+  body: Fields,
+  engine: ModelInfo,
+  limits: Limits,
+  state: A1111State,
+  txt2img: boolean,
+  folders: PromptFolders,
+): Promise<GenerationRequest> {
   const f = engine.vaeScaleFactor;
   // A1111 renders at width x height (default 512) and the VAE floors to its factor; we round the same way
   const size = (k: string) => {
@@ -66,6 +74,8 @@ async function parseA1111(body: Fields, engine: ModelInfo, limits: Limits, state
     "sampler_name",
   );
   checkJobBudget({ width, height, images: batchSize * nIter, stepsPerImage: denoisingSteps(steps, strength) }, limits, "steps");
+  const prompt = optString(body, "prompt") ?? "";
+  const lora = parseLoraFields(body, prompt, folders, { native: false }); // <lora:name:w> tags in the prompt
   let input: Upload;
   if (txt2img) {
     // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999); made inside the job
@@ -76,7 +86,7 @@ async function parseA1111(body: Fields, engine: ModelInfo, limits: Limits, state
   }
   return {
     input,
-    prompt: optString(body, "prompt") ?? "",
+    prompt,
     negativePrompt: optString(body, "negative_prompt") ?? "",
     strength,
     steps,
@@ -90,6 +100,7 @@ async function parseA1111(body: Fields, engine: ModelInfo, limits: Limits, state
     height,
     resizeMode: RESIZE[resizeMode],
     refiner: parseRefiner(body, engine, { model: "refiner_checkpoint", switchAt: "refiner_switch_at" }),
+    lora,
   };
 }
 
@@ -122,7 +133,7 @@ function infoString(engine: ModelInfo, req: GenerationRequest, r: ResultInfo, jo
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: req.strength,
-    extra_generation_params: {},
+    extra_generation_params: r.extraGenerationParams ?? {},
     index_of_first_image: 0,
     infotexts: r.images.map((im) => im.infotext),
     styles: [],
@@ -137,7 +148,7 @@ function infoString(engine: ModelInfo, req: GenerationRequest, r: ResultInfo, jo
  * Routes under /sdapi/v1 (mount at the app root).
  * @example app.route("/", a1111Routes(jobs, limits))
  */
-export function a1111Routes(jobs: Jobs, limits: Limits): Hono {
+export function a1111Routes(jobs: Jobs, limits: Limits, folders: PromptFolders = NO_FOLDERS): Hono {
   const app = new Hono();
   const state: A1111State = { clipStopAtLastLayers: 1 };
   /** The model a request runs on: override_settings.sd_model_checkpoint, else the one set by POST options. */
@@ -155,7 +166,7 @@ export function a1111Routes(jobs: Jobs, limits: Limits): Hono {
         return c.json(httpError("Init image not found"), 404);
       }
       const engine = await modelFor(body);
-      const req = await parseA1111(body, engine, limits, state, txt2img);
+      const req = await parseA1111(body, engine, limits, state, txt2img, folders);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
@@ -273,9 +284,10 @@ export function a1111Routes(jobs: Jobs, limits: Limits): Hono {
   app.get("/sdapi/v1/upscalers", (c) => c.json([{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]));
   app.get("/sdapi/v1/latent-upscale-modes", (c) => c.json([]));
   app.get("/sdapi/v1/sd-vae", (c) => c.json([]));
-  app.get("/sdapi/v1/loras", (c) => c.json([]));
+  app.get("/sdapi/v1/loras", (c) => c.json(loraList(folders.loraDirs))); // read from the folders on each call: refresh is a no-op
+  app.post("/sdapi/v1/refresh-loras", (c) => c.json(null));
   app.get("/sdapi/v1/prompt-styles", (c) => c.json([]));
-  app.get("/sdapi/v1/embeddings", (c) => c.json({ loaded: {}, skipped: {} }));
+  app.get("/sdapi/v1/embeddings", (c) => c.json(embeddingList(folders.embeddingDirs)));
   app.get("/sdapi/v1/scripts", (c) => c.json({ txt2img: [], img2img: [] }));
   app.all("/sdapi/*", (c) => c.json({ detail: "Not Found" }, 404));
   return app;

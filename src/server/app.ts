@@ -37,6 +37,10 @@ export interface AppOptions extends Partial<ServerLimits> {
   allowedHosts?: string[];
   /** Only loopback Host names (the default of a server bound to 127.0.0.1). */
   loopbackOnly?: boolean;
+  /** Folders of the LoRAs requests may name (GET /sdapi/v1/loras lists them). Default none. */
+  loraDirs?: string[];
+  /** Folders of the textual-inversion embeddings prompts may name (GET /sdapi/v1/embeddings). Default none. */
+  embeddingDirs?: string[];
 }
 
 export const DEFAULT_SERVER_MAX_PIXELS = DEFAULT_LIMITS.maxPixels;
@@ -243,8 +247,9 @@ export function createApp(backend: Engine | Jobs, opts: AppOptions = {}): Create
     }),
   );
 
-  app.route("/", nativeRoutes(jobs, { ...limits, previewEvery: opts.previewEvery }));
-  app.route("/", a1111Routes(jobs, limits));
+  const folders = { loraDirs: opts.loraDirs ?? [], embeddingDirs: opts.embeddingDirs ?? [] };
+  app.route("/", nativeRoutes(jobs, { ...limits, previewEvery: opts.previewEvery, folders }));
+  app.route("/", a1111Routes(jobs, limits, folders));
   app.route("/", staticRoutes(opts.webRoot ?? defaultWebRoot()));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${c.req.path}` } }, 404));

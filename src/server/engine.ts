@@ -1,7 +1,7 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { listSamplers, modelSampler, type ResizeMode, type RGBImage } from "../index.js";
+import { listSamplers, type LoraSpec, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
 import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {
@@ -47,6 +47,12 @@ export interface EngineRunOptions {
   width?: number;
   height?: number;
   resizeMode?: ResizeMode;
+  /** LoRAs by name (found in loraDirs) besides the prompt's <lora:...> tags; "none" turns prompt syntax off. */
+  loras?: LoraSpec[];
+  loraDirs?: string[];
+  /** Folders of the textual-inversion embeddings prompts may name. */
+  embeddingDirs?: string[];
+  promptSyntax?: PromptSyntax;
   onProgress?: (e: EngineProgress) => void;
   /** Aborting rejects with an Error named "AbortError" within one step. */
   signal?: AbortSignal;
@@ -61,6 +67,8 @@ export interface EngineResult {
   height: number;
   stepsRun: number;
   timings: { totalMs: number };
+  /** Infotext pairs of the run (e.g. "Lora hashes"). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 export interface Engine {

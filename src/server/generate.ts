@@ -2,8 +2,9 @@
 // the queue, so uploads are decoded one at a time), run the engine (n_iter batches, or one run per
 // strength for a sweep), report progress, and encode PNGs carrying the same A1111 `parameters`
 // infotext as the CLI writes. Sweep = same seed, several strengths, one grid.
-import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, refinerNotes, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
+import { contactSheet, denoisingSteps, encodeImage, formatInfotext, type GenerationSettings, promptWithLoraTags, refinerNotes, type RGBImage, type ResizeMode, ssimResized } from "../index.js";
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
+import type { LoraRequestFields } from "./lora-fields.js";
 import type { Upload } from "./http.js";
 import type { JobSpec } from "./jobs.js";
 import type { JobContext } from "./queue.js";
@@ -32,6 +33,8 @@ export interface GenerationRequest {
   resizeMode: ResizeMode;
   /** SDXL base -> refiner hand-over (src/server/refiners.ts). */
   refiner?: RequestRefiner;
+  /** LoRAs (native field; tags stay in the prompt), the server's LoRA folders, prompt syntax. */
+  lora?: LoraRequestFields;
 }
 
 export interface GeneratedImage {
@@ -54,6 +57,8 @@ export interface GenerationResult {
   height: number;
   stepsRun: number;
   totalMs: number;
+  /** Infotext pairs of the runs (e.g. "Lora hashes"; A1111's extra_generation_params). */
+  extraGenerationParams?: Record<string, string>;
 }
 
 const addSeed = (seed: number | bigint, k: number): number | bigint => (typeof seed === "bigint" ? seed + BigInt(k) : seed + k);
@@ -68,7 +73,7 @@ function settingsFor(
   extra: Record<string, string>,
 ): GenerationSettings {
   return {
-    prompt: req.prompt,
+    prompt: promptWithLoraTags(req.prompt, req.lora?.loras),
     negativePrompt: req.negativePrompt || undefined,
     steps: req.steps,
     sampler: req.sampler.a1111Name,
@@ -80,7 +85,7 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...extra },
+    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...r.extraGenerationParams, ...extra },
   };
 }
 
@@ -117,6 +122,7 @@ async function runOnce(
     height: req.height,
     resizeMode: req.resizeMode,
     refiner: req.refiner && { model: req.refiner.model, switchAt: req.refiner.switchAt },
+    ...req.lora,
     signal: ctx.signal,
     onProgress: (e) => ctx.progress(o.offset() + e.step, o.grandTotal(e.total), e.preview),
   });
@@ -148,7 +154,8 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
         images.push({ png, seed, infotext, width: r.width, height: r.height });
       }
     }
-    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
+    const extraGenerationParams = last!.extraGenerationParams;
+    return { kind: "img2img", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0, extraGenerationParams };
   };
 }
 

@@ -8,6 +8,7 @@ import { type GenerationRequest, outputSize } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
 import { type JobEvent, type Jobs, type JobSnapshot, type ModelInfo, pickModel } from "./jobs.js";
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
+import { loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
 import { FINISHED } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 import { parseRefiner } from "./refiners.js";
@@ -17,6 +18,8 @@ const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-an
 export interface NativeOptions extends Limits {
   /** Send a latent preview every this many steps on the event stream (default 2). */
   previewEvery?: number;
+  /** Folders of the LoRAs and embeddings requests may name (tags in the prompt, the `loras` field). */
+  folders?: PromptFolders;
 }
 
 /** Fields from a multipart form (the image as a File) or a JSON body (the image as base64). */
@@ -49,7 +52,11 @@ const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !=
 
 /** Validates a native request into a GenerationRequest for the model it names (`model`; default: the
  *  first served) with 422 naming the field on bad input. */
-export async function parseNativeRequest(c: Context, jobs: Jobs, limits: Limits): Promise<{ req: GenerationRequest; fields: Fields; engine: ModelInfo }> {
+export async function parseNativeRequest(
+  c: Context,
+  jobs: Jobs,
+  limits: Limits & { folders?: PromptFolders },
+): Promise<{ req: GenerationRequest; fields: Fields; engine: ModelInfo }> {
   const { fields: f, image } = await readFields(c);
   const engine = await pickModel(jobs, optString(f, "model", { max: 1000 }));
   if (!image)
@@ -72,9 +79,11 @@ export async function parseNativeRequest(c: Context, jobs: Jobs, limits: Limits)
       throw new ValidationError("background", (e as Error).message);
     }
   }
+  const prompt = optString(f, "prompt") ?? "";
+  const lora = parseLoraFields(f, prompt, limits.folders ?? NO_FOLDERS, { native: true });
   const req: GenerationRequest = {
     input: await inspectUpload(image, "image", limits, background),
-    prompt: optString(f, "prompt") ?? "",
+    prompt,
     negativePrompt: optString(f, alias(f, "negativePrompt", "negative_prompt")),
     strength,
     steps,
@@ -88,6 +97,7 @@ export async function parseNativeRequest(c: Context, jobs: Jobs, limits: Limits)
     height,
     resizeMode,
     refiner: parseRefiner(f, engine, { model: "refiner", switchAt: alias(f, "refinerSwitchAt", "refiner_switch_at") }),
+    lora,
   };
   const size = outputSize(req, engine.vaeScaleFactor);
   checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
@@ -133,6 +143,8 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
     inputWidth: req.input.width,
     inputHeight: req.input.height,
     refiner: req.refiner ? { name: req.refiner.name, switchAt: req.refiner.switchAt } : null,
+    loras: req.lora?.loras ?? [],
+    promptSyntax: req.lora?.promptSyntax ?? "a1111",
   };
 }
 
@@ -288,6 +300,8 @@ export function nativeRoutes(jobs: Jobs, opts: NativeOptions): Hono {
       })),
     );
   });
+
+  app.get("/v1/loras", (c) => c.json(loraList((opts.folders ?? NO_FOLDERS).loraDirs).map(({ name, alias, path }) => ({ name, alias, path }))));
 
   app.get("/v1/samplers", async (c) => {
     try {

@@ -41,7 +41,8 @@ export async function createWorkerEngine(
       },
       { previews: worker.model.tinyVae ? "decoded" : "latent" },
     );
-    return { images: r.images, seed: r.seed, width: r.width, height: r.height, stepsRun: r.stepsRun, timings: { totalMs: r.timings.totalMs } };
+    const { images, seed, width, height, stepsRun, extraGenerationParams } = r;
+    return { images, seed, width, height, stepsRun, timings: { totalMs: r.timings.totalMs }, extraGenerationParams };
   };
 
   const engine = engineFromPipeline({

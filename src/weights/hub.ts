@@ -245,6 +245,15 @@ const componentFiles: RepoPlan = async (ctx, have) => {
   return ["config.json", weights];
 };
 
+/** The LoRA of a LoRA repo (latent-consistency/lcm-lora-sdv1-5): its one root .safetensors, or diffusers' pytorch_lora_weights.safetensors. */
+const loraFiles: RepoPlan = async (ctx, have) => {
+  const files = [...have].filter((p) => !p.includes("/") && p.endsWith(".safetensors")).sort();
+  if (files.length === 1) return files;
+  if (files.includes("pytorch_lora_weights.safetensors")) return ["pytorch_lora_weights.safetensors"];
+  const what = files.length ? `${files.length} .safetensors files (${files.slice(0, 4).join(", ")})` : "no .safetensors file at its root";
+  throw new ReimagineError(`${ctx.repoId} has ${what}: a LoRA repo holds one; download the file you want and give its path`, "not_lora_repo");
+};
+
 /** Offline resolution: refs/<revision> -> snapshots/<commit>, checked to hold every file the plan needs. */
 async function cachedSnapshot(ctx: Ctx, plan: RepoPlan): Promise<string | undefined> {
   const refPath = join(ctx.storage, "refs", ...ctx.revision.split("/"));
@@ -394,6 +403,22 @@ export async function downloadDiffusersModel(repoRef: string, opts: HubOptions =
  */
 export async function downloadComponentRepo(repoRef: string, opts: HubOptions = {}): Promise<string> {
   return downloadRepo(repoRef, opts, { variant: opts.variant ?? "", tokenizerOnly: false }, componentFiles);
+}
+
+/**
+ * Download (or find in the cache) the LoRA file of a LoRA repo (one .safetensors at its root, or diffusers'
+ * pytorch_lora_weights.safetensors); returns the file's path in the snapshot. Same cache and offline rules as models.
+ * @example const file = await downloadLoraRepo("latent-consistency/lcm-lora-sdv1-5");
+ */
+export async function downloadLoraRepo(repoRef: string, opts: HubOptions = {}): Promise<string> {
+  let chosen = "";
+  const pick: RepoPlan = async (ctx, have, read) => {
+    const files = await loraFiles(ctx, have, read);
+    chosen = files[0];
+    return files;
+  };
+  const snapshot = await downloadRepo(repoRef, opts, { variant: "", tokenizerOnly: false }, pick);
+  return join(snapshot, chosen);
 }
 
 /** The one download flow: offline -> the cache; online -> revision to commit, the plan's files, fetch what is missing. */

@@ -7,6 +7,7 @@ import { api, apiJson, AuthError, getKey, type JobView, type ModelInfo, type Sam
 import { Controls, parseSweep, type Settings, sweepAround } from "./controls.js";
 import { SketchDoc } from "./doc.js";
 import { deleteResult, loadGallery, saveResult, type StoredResult } from "./gallery-db.js";
+import { LoraPicker } from "./loras.js";
 import { readPngParameters, restoredSettings } from "./pnginfo.js";
 import { Gallery, Output, type Running, type ShownResult } from "./results.js";
 import { Sketch } from "./sketch.js";
@@ -329,7 +330,9 @@ export function App() {
           onGenerate={() => void start("img2img")}
           onSweep={() => void start("sweep")}
           onCancel={() => void cancel()}
-        />
+        >
+          <LoraPicker prompt={s.prompt} onPrompt={(prompt) => set({ prompt })} />
+        </Controls>
       </div>
       <Gallery
         items={gallery}

@@ -1,6 +1,7 @@
 // The settings panel: prompt, strength (with what it means), steps, guidance, sampler, seed, the
 // input size (read from and written to the SketchDoc: the size shown is the size sent), how a size
 // change treats the drawing, the sweep's strengths, and Generate / Cancel / Strength sweep.
+import type { ComponentChildren } from "preact";
 import type { SketchDoc, ResizeMode } from "./doc.js";
 import type { SamplerInfo } from "./api.js";
 
@@ -61,9 +62,11 @@ interface Props {
   onGenerate(): void;
   onSweep(): void;
   onCancel(): void;
+  /** Shown below the prompts (the LoRA picker). */
+  children?: ComponentChildren;
 }
 
-export function Controls({ s, set, samplers, doc, nativeSize, busy, onGenerate, onSweep, onCancel }: Props) {
+export function Controls({ s, set, samplers, doc, nativeSize, busy, onGenerate, onSweep, onCancel, children }: Props) {
   const sizes = (current: number) => [...new Set([...sizeChoices(nativeSize), current])].sort((a, b) => a - b);
   const sweep = s.sweep ?? sweepAround(s.strength);
   return (
@@ -88,6 +91,7 @@ export function Controls({ s, set, samplers, doc, nativeSize, busy, onGenerate, 
           onInput={(e) => set({ negative: e.currentTarget.value })}
         />
       </label>
+      {children}
       <label>
         Strength <b data-testid="strength-value">{s.strength.toFixed(2)}</b> <small>{strengthHint(s.strength)}</small>
         <input
