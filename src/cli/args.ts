@@ -340,6 +340,7 @@ Usage:
   reimagine batch <in-dir> <out-dir> [options]   every image of a folder (resumable)
   reimagine info <image>                         print the generation parameters stored in an image
   reimagine serve [options]                      web UI and HTTP API (reimagine serve --help)
+  reimagine worker --queue URL --model M         run queued jobs for serve --queue (reimagine worker --help)
   reimagine --version
 
 Inputs: PNG, JPEG, WebP, AVIF, TIFF and GIF (first frame). SVG is not supported: export it as PNG first.

@@ -1,4 +1,4 @@
-// Entry of the `reimagine` command: dispatches to img2img (default), batch, info and serve, and turns
+// Entry of the `reimagine` command: dispatches to img2img (default), batch, info, serve and worker, and turns
 // errors into one line on stderr (`reimagine: <message>`, exit 1; stack only with --verbose).
 // Exit codes: 0 ok, 1 error, 2 batch with failures, 130 interrupted (Ctrl+C). Commands load lazily,
 // so --version, --help and info never load ONNX Runtime.
@@ -40,6 +40,7 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
       const { serveMain } = await import("./serve.js");
       return await serveMain(rest);
     }
+    if (cmd === "worker") return await (await import("./worker.js")).workerMain(rest);
     if (cmd === "info") return await (await import("./info.js")).infoMain(rest, io);
     if (cmd === "batch") return await (await import("./batch.js")).batchMain(rest, io);
     const { img2imgMain } = await import("./img2img.js");

@@ -7,6 +7,7 @@ import { DEFAULT_MODEL, defaultControlNetDir, embeddingDirsFor, listControlNets,
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
+import { parseServeQueue, SERVE_QUEUE_HELP, SERVE_QUEUE_OPTIONS } from "./args-queue.js";
 
 export const SERVE_HELP = `Usage: reimagine serve [options]
 
@@ -40,7 +41,7 @@ Options:
                      (downloaded like a model), or none (latent previews)
   --controlnet-dir DIR   ControlNets requests may name (.safetensors files and diffusers folders; default:
                      controlnet/ beside a local --model); listed at /controlnet/model_list and /v1/controlnets
-  -h, --help         show this help
+${SERVE_QUEUE_HELP}  -h, --help         show this help
 `;
 
 function intOption(v: string | undefined, name: string, min: number, max: number): number | undefined {
@@ -80,6 +81,7 @@ export async function serveMain(args: string[]): Promise<number> {
         refiner: { type: "string", multiple: true },
         "preview-vae": { type: "string", default: "auto" },
         "controlnet-dir": { type: "string" },
+        ...SERVE_QUEUE_OPTIONS,
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -120,6 +122,13 @@ export async function serveMain(args: string[]): Promise<number> {
     const loopback = ["127.0.0.1", "localhost", "::1"].includes(host);
     if (!loopback && !apiKey) {
       process.stderr.write(`warning: listening on ${host} without --api-key: anyone on the network can use this server\n`);
+    }
+
+    const queue = parseServeQueue(values, args);
+    if (queue) {
+      const { serveQueue } = await import("./serve-queue.js");
+      const limits = { maxPixels, maxBodyBytes: maxBodyMb && maxBodyMb * 1024 * 1024, maxJobPixelSteps: maxJobMpxSteps && maxJobMpxSteps * 1e6 };
+      return await serveQueue({ ...queue, model: values.model, host, port, apiKey, queueSize, ...limits, decodeTimeoutS, requestTimeoutS, allowedHosts, previewEvery: 1 });
     }
 
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);

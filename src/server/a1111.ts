@@ -2,15 +2,14 @@
 // modules/api/api.py answers (Ref: img2imgapi, progressapi, interruptapi, get_samplers, get_sd_models,
 // get_config): requests as the webuiapi client and SillyTavern send them, unknown fields ignored.
 import { Hono, type Context } from "hono";
-import { DEFAULT_SAMPLER, denoisingSteps, encodeImage, maskInfotext, noDenoisingStepReason, type ResizeMode } from "../index.js";
+import { DEFAULT_SAMPLER, denoisingSteps, maskInfotext, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import { type ControlNetCatalog, parseA1111ControlNets } from "./controlnet-fields.js";
-import type { Engine } from "./engine.js";
-import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
-import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload } from "./http.js";
+import type { GenerationRequest } from "./generate.js";
+import { decodeBase64Image, inspectUpload, type Limits, prepareError, readJson, seedJson, slotOf, type Upload, uploadFrom } from "./http.js";
 import { a1111Mask, refuseMask } from "./inpaint-fields.js";
+import { type Jobs, type JobSnapshot, type ModelInfo, modelTitle, pickModel, type ResultInfo } from "./jobs.js";
 import { checkJobBudget } from "./limits.js";
 import { embeddingList, loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
-import type { Job, JobQueue } from "./queue.js";
 import { type Fields, optBoolean, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 import { parseRefiner } from "./refiners.js";
 
@@ -28,6 +27,8 @@ const timestamp = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, "
 /** Server-wide options a client may set via POST /sdapi/v1/options (others are accepted and ignored). */
 interface A1111State {
   clipStopAtLastLayers: number;
+  /** sd_model_checkpoint as set by a client (a served model's name or title); default: the first served. */
+  model?: string;
 }
 
 /** A1111-shaped error response (FastAPI's 422 shape for a bad field). */
@@ -38,7 +39,15 @@ export function fail(c: Context, e: unknown) {
 }
 
 /** Parses an A1111 img2img/txt2img body into our request. */
-async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A1111State, txt2img: boolean, folders: PromptFolders, catalog: ControlNetCatalog): Promise<GenerationRequest> {
+async function parseA1111(
+  body: Fields,
+  engine: ModelInfo,
+  limits: Limits,
+  state: A1111State,
+  txt2img: boolean,
+  folders: PromptFolders,
+  catalog: ControlNetCatalog,
+): Promise<GenerationRequest> {
   const f = engine.vaeScaleFactor;
   // A1111 renders at width x height (default 512) and the VAE floors to its factor; we round the same way
   const size = (k: string) => {
@@ -74,7 +83,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
   if (txt2img) refuseMask(body, "txt2img");
   if (txt2img) {
     // txt2img: img2img at strength 1 from a mid-grey canvas (the input keeps ~7% weight at t=999); made inside the job
-    input = { width, height, load: async () => ({ width, height, data: new Uint8Array(width * height * 3).fill(128) }) };
+    input = uploadFrom(width, height, { fill: 128 });
   } else {
     const init = body.init_images as unknown[];
     input = await inspectUpload(decodeBase64Image(init[0], "init_images"), "init_images", limits);
@@ -105,7 +114,7 @@ async function parseA1111(body: Fields, engine: Engine, limits: Limits, state: A
 }
 
 /** `info` of an A1111 response (processed.js()): a JSON *string*. */
-function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult, job: Job): string {
+function infoString(engine: ModelInfo, req: GenerationRequest, r: ResultInfo, job: JobSnapshot): string {
   const seeds = r.images.map((im) => seedJson(im.seed));
   const n = r.images.length;
   return JSON.stringify({
@@ -147,12 +156,17 @@ function infoString(engine: Engine, req: GenerationRequest, r: GenerationResult,
 
 /**
  * Routes under /sdapi/v1 (mount at the app root).
- * @example app.route("/", a1111Routes(engine, queue, limits))
+ * @example app.route("/", a1111Routes(jobs, limits))
  */
-export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, folders: PromptFolders = NO_FOLDERS, catalog: ControlNetCatalog = {}): Hono {
+export function a1111Routes(jobs: Jobs, limits: Limits, folders: PromptFolders = NO_FOLDERS, catalog: ControlNetCatalog = {}): Hono {
   const app = new Hono();
   const state: A1111State = { clipStopAtLastLayers: 1 };
-  const title = () => `${engine.modelName}${engine.modelHash ? ` [${engine.modelHash}]` : ""}`;
+  /** The model a request runs on: override_settings.sd_model_checkpoint, else the one set by POST options. */
+  const modelFor = (body: Fields) => {
+    const override = typeof body.override_settings === "object" && body.override_settings !== null ? (body.override_settings as Fields) : {};
+    const named = optString(override, "sd_model_checkpoint", { max: 1000 });
+    return named ? pickModel(jobs, named, "sd_model_checkpoint") : pickModel(jobs, state.model).catch(() => pickModel(jobs, undefined));
+  };
 
   /** Queues the request, waits for it (cancelling it if the client goes away), answers A1111's shape. */
   const generate = async (c: Context, txt2img: boolean) => {
@@ -161,24 +175,28 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
       if (!txt2img && (!Array.isArray(body.init_images) || body.init_images.length === 0)) {
         return c.json(httpError("Init image not found"), 404);
       }
+      const engine = await modelFor(body);
       const req = await parseA1111(body, engine, limits, state, txt2img, folders, catalog);
       // every field read below is checked here, before the job runs
       const sendImages = optBoolean(body, "send_images") ?? true;
       const includeInit = optBoolean(body, "include_init_images") ?? false;
-      const job = queue.submit(txt2img ? "txt2img" : "img2img", img2imgWork(engine, req), { api: "a1111", prompt: req.prompt }, slotOf(c));
+      const spec = { kind: txt2img ? ("txt2img" as const) : ("img2img" as const), model: engine.modelName, request: req };
+      const { id } = await jobs.submit(spec, { api: "a1111", prompt: req.prompt }, slotOf(c));
       const signal = c.req.raw.signal;
-      const onAbort = () => queue.cancel(job.id);
+      const onAbort = () => void jobs.cancel(id).catch(() => undefined);
       signal.addEventListener("abort", onAbort, { once: true });
-      await job.done;
-      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) onAbort(); // the client left while the job was being queued
+      const job = await jobs.wait(id, { owned: true }).finally(() => signal.removeEventListener("abort", onAbort));
+      if (!job) return c.json(httpError("the job's record is gone (expired or removed) before it finished", "RuntimeError"), 500);
       if (job.status === "cancelled") {
         return c.json(httpError("Interrupted: the job was interrupted or cancelled before it finished; no image was produced", "Interrupted"), 409);
       }
       if (job.status === "failed") {
-        const internal = job.error?.code === "internal_error";
+        const internal = job.error?.code === "internal_error" || job.error?.code === "worker_lost";
         return c.json(httpError(job.error!.message, internal ? "RuntimeError" : "HTTPException"), internal ? 500 : 422);
       }
-      const r = job.result as GenerationResult;
+      const r = job.result!;
+      const pngs = sendImages ? await jobs.images(id) : [];
       const parameters: Fields = { ...body };
       if (!includeInit) {
         if (!txt2img) parameters.init_images = null;
@@ -186,7 +204,7 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
       }
       return c.json({
         // the extension appends each unit's preprocessed control image ("detected map") after the results
-        images: sendImages ? [...r.images, ...(r.controlMaps ?? []).map((png) => ({ png }))].map((im) => im.png.toString("base64")) : [],
+        images: [...pngs.map((png) => png.toString("base64")), ...(sendImages ? (r.controlMaps ?? []) : [])],
         parameters,
         info: infoString(engine, req, r, job),
       });
@@ -200,13 +218,13 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
 
   app.get("/sdapi/v1/progress", async (c) => {
     const skip = /^(true|1)$/i.test(c.req.query("skip_current_image") ?? "false");
-    const job = queue.running;
+    const [job] = await jobs.running();
     const s = {
       skipped: false,
       interrupted: job?.interrupted ?? false,
       stopping_generation: false,
       job: job ? job.kind : "",
-      job_count: queue.size,
+      job_count: (await jobs.stats()).size,
       job_timestamp: timestamp(job?.startedAt ?? Date.now()),
       job_no: 0,
       sampling_step: job?.step ?? 0,
@@ -216,58 +234,56 @@ export function a1111Routes(engine: Engine, queue: JobQueue, limits: Limits, fol
     const progress = job.total ? Math.min(1, job.step / job.total) : 0;
     const elapsed = (Date.now() - (job.startedAt ?? Date.now())) / 1000;
     const eta = job.step > 0 ? (elapsed / job.step) * (job.total - job.step) : 0;
-    let current: string | null = null;
-    if (!skip && job.preview) current = (await encodeImage(job.preview(), "png")).toString("base64");
+    const preview = skip ? undefined : await jobs.preview(job.id);
+    const current = preview ? preview.toString("base64") : null;
     return c.json({ progress, eta_relative: eta, state: s, current_image: current, textinfo: null });
   });
 
-  app.post("/sdapi/v1/interrupt", (c) => {
-    queue.interrupt();
+  app.post("/sdapi/v1/interrupt", async (c) => {
+    await jobs.interrupt();
     return c.json({});
   });
   app.post("/sdapi/v1/skip", (c) => c.json(null)); // one image at a time per batch: nothing to skip
 
-  app.get("/sdapi/v1/samplers", (c) => {
+  app.get("/sdapi/v1/samplers", async (c) => {
     // the model's own scheduler ("default") is listed only when no other entry has its A1111 name
-    const all = engine.samplers();
+    const all = (await modelFor({})).samplers();
     const shown = all.filter((s) => s.name !== DEFAULT_SAMPLER || !all.some((o) => o !== s && o.a1111Name === s.a1111Name));
     return c.json(shown.map((s) => ({ name: s.a1111Name, aliases: [s.name], options: {} })));
   });
-  app.get("/sdapi/v1/schedulers", (c) =>
+  app.get("/sdapi/v1/schedulers", async (c) =>
     c.json([
       { name: "automatic", label: "Automatic", aliases: null, default_rho: -1, need_inner_model: false },
-      ...(engine.samplers().some((s) => /karras/i.test(s.a1111Name))
+      ...((await modelFor({})).samplers().some((s) => /karras/i.test(s.a1111Name))
         ? [{ name: "karras", label: "Karras", aliases: null, default_rho: 7, need_inner_model: false }]
         : []),
     ]),
   );
-  app.get("/sdapi/v1/sd-models", (c) =>
-    c.json([
-      { title: title(), model_name: engine.modelName, hash: engine.modelHash || null, sha256: null, filename: engine.modelName, config: null },
-      // refiners are listed like checkpoints: clients pick refiner_checkpoint from this list
-      ...(engine.refiners ?? []).map((r) => ({ title: r.name, model_name: r.name, hash: null, sha256: null, filename: r.ref, config: null })),
-    ]),
+  app.get("/sdapi/v1/sd-models", async (c) =>
+    c.json(
+      (await jobs.models()).flatMap((m) => [
+        { title: modelTitle(m), model_name: m.modelName, hash: m.modelHash || null, sha256: null, filename: m.modelName, config: null },
+        // refiners are listed like checkpoints: clients pick refiner_checkpoint from this list
+        ...(m.refiners ?? []).map((r) => ({ title: r.name, model_name: r.name, hash: null, sha256: null, filename: r.ref, config: null })),
+      ]),
+    ),
   );
-  app.get("/sdapi/v1/options", (c) =>
-    c.json({
-      sd_model_checkpoint: title(),
+  app.get("/sdapi/v1/options", async (c) => {
+    const engine = await modelFor({});
+    return c.json({
+      sd_model_checkpoint: modelTitle(engine),
       sd_checkpoint_hash: engine.modelHash || null,
       CLIP_stop_at_last_layers: state.clipStopAtLastLayers,
       samples_format: "png",
       sd_vae: "Automatic",
       img2img_fix_steps: false,
-    }),
-  );
+    });
+  });
   app.post("/sdapi/v1/options", async (c) => {
     try {
       const body = await readJson(c);
       const ckpt = optString(body, "sd_model_checkpoint", { max: 1000 });
-      if (ckpt !== undefined && ![title(), engine.modelName, engine.modelHash].includes(ckpt)) {
-        throw new ValidationError(
-          "sd_model_checkpoint",
-          `model '${ckpt}' is not loaded: this server serves '${title()}' only (restart reimagine serve with --model to change it)`,
-        );
-      }
+      if (ckpt !== undefined) state.model = modelTitle(await pickModel(jobs, ckpt, "sd_model_checkpoint"));
       const clip = optNumber(body, "CLIP_stop_at_last_layers", { min: 1, max: 12, int: true });
       if (clip !== undefined) state.clipStopAtLastLayers = clip;
       return c.json(null);

@@ -1,5 +1,6 @@
 // The HTTP server: one Hono app holding the native API (/v1), the AUTOMATIC1111 subset
-// (/sdapi/v1) and the web UI (/), all sharing one JobQueue over one loaded Engine.
+// (/sdapi/v1), operations (/healthz, /readyz, /metrics) and the web UI (/), all over one job backend
+// (jobs.ts): the embedded queue over one loaded Engine (default), or the Redis queue (`--queue`).
 // Security (docs/security.md): loopback by default, Host allow-list, optional API key on every API
 // route, body / pixel / compute / decode-time / retained-bytes limits, request timeouts, graceful stop.
 import { timingSafeEqual } from "node:crypto";
@@ -11,14 +12,17 @@ import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import { ReimagineError } from "../index.js";
 import { a1111Routes, fail as failA1111 } from "./a1111.js";
+import type { ControlNetCatalog } from "./controlnet-fields.js";
 import { controlNetRoutes } from "./controlnet-routes.js";
 import type { Engine } from "./engine.js";
-import { resultBytes } from "./generate.js";
 import { prepareError } from "./http.js";
+import type { Jobs } from "./jobs.js";
+import { MemoryJobs } from "./jobs-memory.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.js";
+import { createMetrics } from "./metrics.js";
 import { nativeRoutes } from "./native.js";
 import { openaiRoutes } from "./openai.js";
-import { JobQueue } from "./queue.js";
+import type { JobQueue } from "./queue.js";
 import { defaultWebRoot, staticRoutes } from "./static.js";
 
 export interface AppOptions extends Partial<ServerLimits> {
@@ -68,7 +72,7 @@ const securityHeaders = () =>
 
 const GENERATE_ROUTES = new Set(["/v1/img2img", "/v1/sweep", "/v1/images/edits", "/sdapi/v1/img2img", "/sdapi/v1/txt2img"]);
 
-const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/") || path.startsWith("/controlnet/");
+const isApi = (path: string) => path.startsWith("/v1/") || path.startsWith("/sdapi/") || path.startsWith("/controlnet/") || path === "/metrics";
 
 /** Constant-time check of Bearer KEY, or Basic user:KEY (A1111 clients such as SillyTavern send Basic). */
 function authorized(header: string | undefined, key: string): boolean {
@@ -108,17 +112,37 @@ export function defaultAllowedHosts(bindHost: string): string[] {
   return [...new Set([...addresses, name, `${name}.local`])];
 }
 
+export interface CreatedApp {
+  app: Hono;
+  jobs: Jobs;
+  /** The embedded mode's in-process queue (tests read it). */
+  queue?: JobQueue;
+  inflight: () => number;
+  /** Marks the app as stopping (/readyz answers 503) and stops its metrics. */
+  stopping(): void;
+}
+
+const isJobs = (x: Engine | Jobs): x is Jobs => "submit" in x;
+
 /**
- * Builds the app; `queue` is exposed for tests and shutdown.
+ * Builds the app over a loaded Engine (the embedded queue; `queue` is exposed for tests and shutdown) or
+ * over a job backend (`jobs`, e.g. RedisJobs: the options' queueSize and keepFinished are then its own).
  * @example
  * const { app, queue } = createApp(engine, { apiKey: "secret", queueSize: 8 });
  * const res = await app.request("/v1/models", { headers: { Authorization: "Bearer secret" } });
  */
-export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; queue: JobQueue; inflight: () => number } {
+export function createApp(engine: Engine, opts?: AppOptions): CreatedApp & { queue: JobQueue };
+export function createApp(backend: Engine | Jobs, opts?: AppOptions): CreatedApp;
+export function createApp(backend: Engine | Jobs, opts: AppOptions = {}): CreatedApp {
   const limits: ServerLimits = { ...DEFAULT_LIMITS };
   for (const k of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) if (opts[k] !== undefined) limits[k] = opts[k]!;
   if (opts.apiKey !== undefined && opts.apiKey.length < 1) throw new ReimagineError("the API key is empty: pass a non-empty --api-key or leave it out");
-  const queue = new JobQueue({ maxSize: opts.queueSize ?? 8, keepFinished: opts.keepFinished, resultBytes, maxResultBytes: limits.maxResultBytes });
+  const memory = isJobs(backend)
+    ? undefined
+    : new MemoryJobs(backend, { maxSize: opts.queueSize ?? 8, keepFinished: opts.keepFinished, maxResultBytes: limits.maxResultBytes });
+  const jobs: Jobs = memory ?? (backend as Jobs);
+  const metrics = createMetrics(jobs);
+  let stopping = false;
   const app = new Hono();
   const allowed = opts.allowedHosts ?? (opts.loopbackOnly ? [] : ["*"]);
   const anyHost = allowed.includes("*");
@@ -168,13 +192,38 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
     });
   }
 
+  // Operations: liveness, readiness (the backend reachable and not stopping), Prometheus metrics.
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    const health = jobs.health();
+    const reason = stopping ? "the server is shutting down" : health.reason;
+    if (stopping || !health.ok) return c.json({ status: "unavailable", queue: jobs.name, reason }, 503);
+    return c.json({ status: "ready", queue: jobs.name, models: (await jobs.models().catch(() => [])).map((m) => m.modelName) });
+  });
+  app.get("/metrics", async (c) => {
+    c.header("Content-Type", metrics.registry.contentType);
+    return c.body(await metrics.registry.metrics());
+  });
+
+  // The backend cannot take or show jobs (Redis down): API requests get 503 with the reason at once.
+  app.use("*", async (c, next) => {
+    if (!isApi(c.req.path) || c.req.path === "/metrics") return next();
+    const health = jobs.health();
+    if (health.ok) return next();
+    c.header("Retry-After", "1");
+    const message = health.reason ?? "the job queue is unavailable";
+    return c.req.path.startsWith("/sdapi/")
+      ? c.json({ error: "HTTPException", detail: message, body: "", errors: "" }, 503)
+      : c.json({ error: { code: "unavailable", message } }, 503);
+  });
+
   // Generation requests hold a queue slot before their body is read (bodyLimit below reads chunked
   // bodies): a full queue answers 429 at once, and at most queueSize bodies are in memory together.
   app.use("*", async (c, next) => {
     if (c.req.method !== "POST" || !GENERATE_ROUTES.has(c.req.path)) return next();
     let slot;
     try {
-      slot = queue.reserve();
+      slot = await jobs.reserve();
     } catch (e) {
       if (c.req.path.startsWith("/sdapi/")) return failA1111(c, e);
       const p = prepareError(c, e);
@@ -204,11 +253,14 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
   );
 
   const folders = { loraDirs: opts.loraDirs ?? [], embeddingDirs: opts.embeddingDirs ?? [] };
-  const controlnets = { dir: opts.controlnetDir };
-  app.route("/", nativeRoutes(engine, queue, { ...limits, previewEvery: opts.previewEvery, folders, controlnets }));
-  app.route("/", a1111Routes(engine, queue, limits, folders, controlnets));
+  // ControlNets are files this process names by path: queue workers (other machines) cannot load them
+  const controlnets: ControlNetCatalog = memory
+    ? { dir: opts.controlnetDir }
+    : { unavailable: "ControlNets are not available in queue mode yet (queue workers load no ControlNet): serve without --queue to use them" };
+  app.route("/", nativeRoutes(jobs, { ...limits, previewEvery: opts.previewEvery, folders, controlnets }));
+  app.route("/", a1111Routes(jobs, limits, folders, controlnets));
   app.route("/", controlNetRoutes(controlnets, limits));
-  app.route("/", openaiRoutes(engine, queue, limits));
+  app.route("/", openaiRoutes(jobs, limits));
   app.route("/", staticRoutes(opts.webRoot ?? defaultWebRoot()));
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${c.req.path}` } }, 404));
@@ -217,11 +269,23 @@ export function createApp(engine: Engine, opts: AppOptions = {}): { app: Hono; q
     console.error(`${c.req.method} ${c.req.path} failed:`, e);
     return c.json({ error: { code: "internal_error", message: "internal server error; see the server log" } }, 500);
   });
-  return { app, queue, inflight: () => inflight };
+  return {
+    app,
+    jobs,
+    queue: memory?.queue,
+    inflight: () => inflight,
+    stopping: () => {
+      stopping = true;
+      metrics.dispose();
+    },
+  };
 }
 
 export interface StartServerOptions extends AppOptions {
-  engine: Engine;
+  /** The loaded model of the embedded queue; or give `jobs`. */
+  engine?: Engine;
+  /** A job backend (e.g. RedisJobs for `reimagine serve --queue`); or give `engine`. */
+  jobs?: Jobs;
   /** Default 127.0.0.1 (this machine only); "0.0.0.0" exposes the server to the network. */
   host?: string;
   /** Default 7860 (AUTOMATIC1111's port); 0 picks a free one. */
@@ -232,10 +296,14 @@ export interface RunningServer {
   url: string;
   port: number;
   server: ServerType;
-  queue: JobQueue;
+  jobs: Jobs;
+  /** The embedded queue (absent with a job backend such as Redis). */
+  queue?: JobQueue;
   /**
-   * Graceful stop: refuses new jobs (503), cancels queued ones, lets the running one stop at its next
-   * denoising step (interrupted: nothing saved), answers the requests waiting on it, then closes.
+   * Graceful stop: refuses new jobs (503). Embedded: cancels queued jobs and lets the running one stop
+   * at its next denoising step (interrupted: nothing saved). Redis: queued and running jobs stay in the
+   * cluster, only the jobs of A1111 requests waiting here are cancelled. Answers the waiting requests,
+   * then closes.
    */
   close(): Promise<void>;
 }
@@ -244,10 +312,14 @@ export interface RunningServer {
  * Starts listening.
  * @example const srv = await startServer({ engine, port: 7860 }); console.log(srv.url); await srv.close();
  */
+export async function startServer(opts: StartServerOptions & { jobs: Jobs; engine?: undefined }): Promise<RunningServer>;
+export async function startServer(opts: StartServerOptions & { engine: Engine }): Promise<RunningServer & { queue: JobQueue }>;
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const host = opts.host ?? "127.0.0.1";
   const allowedHosts = opts.allowedHosts ?? defaultAllowedHosts(host);
-  const { app, queue, inflight } = createApp(opts.engine, { ...opts, allowedHosts });
+  const backend = opts.jobs ?? opts.engine;
+  if (!backend || (opts.jobs && opts.engine)) throw new ReimagineError("startServer needs either an engine or a job backend (jobs), not both");
+  const { app, jobs, queue, inflight, stopping } = createApp(backend, { ...opts, allowedHosts });
   const requestTimeoutMs = (opts.requestTimeoutS ?? DEFAULT_LIMITS.requestTimeoutS) * 1000;
   // A request (headers + body) must arrive within requestTimeout: a slow or stalled upload gets 408.
   // It does not limit responses, so A1111 requests may wait for their job and SSE streams stay open.
@@ -277,18 +349,21 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     url: `http://${shownHost}:${port}/`,
     port,
     server,
+    jobs,
     queue,
     close: () =>
       (closing ??= (async () => {
-        queue.close(); // new jobs: 503; queued: cancelled; running: aborted at its next step
+        stopping();
+        const jobsClosed = jobs.close(); // new jobs: 503; embedded: queued cancelled, running aborted at its next step
         const closed = new Promise<void>((r) => server.close(() => r()));
         http.closeIdleConnections?.();
-        await queue.idle();
+        await jobsClosed;
         // let A1111 requests waiting on a job and SSE streams send their answer (at most 2 s)
         for (let t = 0; inflight() > 0 && t < 200; t++) await new Promise((r) => setTimeout(r, 10));
         await new Promise((r) => setTimeout(r, 50));
         http.closeAllConnections?.();
         await closed;
+        await jobs.dispose();
       })()),
   };
 }

@@ -33,10 +33,13 @@ export type RequestUnit = Omit<ControlNetUnit, "image"> & {
 /** The ControlNet folder a server offers (`reimagine serve --controlnet-dir`). */
 export interface ControlNetCatalog {
   dir?: string;
+  /** Why requests cannot name a ControlNet here at all (queue mode): a 422 naming the field. */
+  unavailable?: string;
 }
 
 /** The path of a ControlNet the server offers, by name ("name" or A1111's "name [hash]"), else a 422 naming `field`. */
 export function catalogModel(catalog: ControlNetCatalog, name: string, field: string): string {
+  if (catalog.unavailable) throw new ValidationError(field, `${field}: ${catalog.unavailable}`);
   const bare = name.replace(/\s*\[[0-9a-fA-F]+\]$/, "").trim();
   const list = listControlNets(catalog.dir);
   const found = list.find((e) => e.name === bare);

@@ -15,6 +15,7 @@ import { loadPipeline } from "../pipeline/load.js";
 import { createApp } from "./app.js";
 import { engineFromPipeline } from "./engine.js";
 import { createFakeEngine } from "./fake-engine.js";
+import { MemoryJobs } from "./jobs-memory.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "reimagine-srv-cn-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -213,6 +214,30 @@ describe("native API ControlNet fields (fake engine)", () => {
     expect(await send([{ model: "control_v11p_sd15_scribble", start: 0.5, end: 0.5 }])).toMatchObject({ field: "controlnets[0].start" });
     expect(await send(Array(5).fill({ model: "control_v11p_sd15_scribble" }))).toMatchObject({ field: "controlnets" });
     expect(await send([{ model: "control_v11p_sd15_scribble", image: "not base64!" }])).toMatchObject({ field: "controlnets[0].image" });
+  });
+
+  it("over a job backend (queue mode) a ControlNet is a 422 naming the field, not a silent drop", async () => {
+    // createApp over a Jobs backend is the queue mode: ControlNet files are paths only this process knows
+    const engine = createFakeEngine();
+    const jobs = new MemoryJobs(engine, { maxSize: 8 });
+    const { app } = createApp(jobs, { webRoot: "/nonexistent", controlnetDir: cnDir });
+    const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const native = await post("/v1/img2img", { image: await b64(drawing()), prompt: "x", controlnets: [{ model: "control_v11p_sd15_scribble" }] });
+    expect(native.status).toBe(422);
+    const err = ((await native.json()) as any).error;
+    expect(err.field).toBe("controlnets[0].model");
+    expect(err.message).toMatch(/not available in queue mode/);
+    const a1111 = await post("/sdapi/v1/img2img", await img2imgPayload([await webuiapiUnit({ model: "control_v11p_sd15_scribble" })]));
+    expect(a1111.status).toBe(422);
+    const body = (await a1111.json()) as any;
+    expect(body.detail[0].loc).toEqual(["body", "alwayson_scripts.ControlNet.args[0].model"]);
+    expect(body.detail[0].msg).toMatch(/not available in queue mode/);
+    expect(await (await app.request("/controlnet/model_list")).json()).toEqual({ model_list: [] });
+    // without a ControlNet the same request runs
+    expect((await post("/v1/img2img", { image: await b64(drawing()), prompt: "x", steps: 2 })).status).toBe(202);
+    expect(engine.runs.every((r) => !r.controlnets)).toBe(true);
+    await jobs.close();
+    await jobs.dispose();
   });
 
   it("lists ControlNets and preprocessors, and previews a preprocessed control image", async () => {

@@ -22,6 +22,7 @@ import { controlMaps, loadUnits, type RequestUnit } from "./controlnet-fields.js
 import type { Engine, EngineResult, SamplerInfo } from "./engine.js";
 import type { LoraRequestFields } from "./lora-fields.js";
 import type { Upload } from "./http.js";
+import type { JobSpec } from "./jobs.js";
 import type { JobContext } from "./queue.js";
 import type { RequestRefiner } from "./refiners.js";
 
@@ -238,4 +239,12 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
     const stepsRun = actual.reduce((a, b) => a + b, 0);
     return { kind: "sweep", images, seed: req.seed, width: last!.width, height: last!.height, stepsRun, totalMs: performance.now() - t0 };
   };
+}
+
+/**
+ * The work of a job described as data: the same for the embedded queue and for a queue worker.
+ * @example const result = await jobWork(engine, { kind: "img2img", model: engine.modelName, request })(ctx);
+ */
+export function jobWork(engine: Engine, spec: JobSpec): (ctx: JobContext) => Promise<GenerationResult> {
+  return spec.kind === "sweep" ? sweepWork(engine, { ...spec.request, batchSize: 1 }, spec.strengths ?? []) : img2imgWork(engine, spec.request);
 }

@@ -4,6 +4,7 @@
 // their message, anything else 500 without a stack), and JSON-safe seeds.
 import type { Context } from "hono";
 import { imageHeader, loadImage, ReimagineError, type RGBImage } from "../index.js";
+import { UnavailableError } from "./jobs.js";
 import { MAX_JSON_DEPTH, type ServerLimits } from "./limits.js";
 import { QueueFullError, type Reservation } from "./queue.js";
 import { ValidationError } from "./validate.js";
@@ -15,6 +16,30 @@ export interface Upload {
   width: number;
   height: number;
   load(): Promise<RGBImage>;
+  /** What `load` is made from, as data: a queue worker in another process rebuilds it (uploadFrom). */
+  source?: UploadSource;
+}
+
+/** An upload as data: the bytes as sent with their decode settings, or a canvas of one grey level. */
+export type UploadSource = { bytes: Buffer; field: string; background?: string; maxPixels: number; decodeTimeoutS: number } | { fill: number };
+
+/**
+ * The Upload of a source (inspectUpload and blankUpload build theirs with it; a queue worker rebuilds
+ * a job's uploads with it).
+ * @example const input = uploadFrom(512, 512, { fill: 128 }); await input.load();
+ */
+export function uploadFrom(width: number, height: number, source: UploadSource): Upload {
+  const load = async (): Promise<RGBImage> => {
+    if ("fill" in source) return { width, height, data: new Uint8Array(width * height * 3).fill(source.fill) };
+    try {
+      return await loadImage(source.bytes, { maxPixels: source.maxPixels, background: source.background, timeoutS: source.decodeTimeoutS });
+    } catch (e) {
+      if (e instanceof ReimagineError && ["invalid_image", "image_timeout"].includes(e.code))
+        throw new ValidationError(source.field, `${source.field}: ${e.message}`, e.code);
+      throw e;
+    }
+  };
+  return { width, height, load, source };
 }
 
 /** The formats the server accepts, by magic bytes (the documented list; no SVG or other vector/document formats). */
@@ -69,16 +94,7 @@ export async function inspectUpload(bytes: Buffer, field: string, limits: Limits
       "image_too_large",
     );
   }
-  const load = async () => {
-    try {
-      return await loadImage(bytes, { maxPixels: limits.maxPixels, background, timeoutS: limits.decodeTimeoutS });
-    } catch (e) {
-      if (e instanceof ReimagineError && ["invalid_image", "image_timeout"].includes(e.code))
-        throw new ValidationError(field, `${field}: ${e.message}`, e.code);
-      throw e;
-    }
-  };
-  return { ...header, load };
+  return uploadFrom(header.width, header.height, { bytes, field, background, maxPixels: limits.maxPixels, decodeTimeoutS: limits.decodeTimeoutS });
 }
 
 /** Checks a requested output size: positive multiples of the VAE factor within the pixel limit. */
@@ -95,13 +111,13 @@ export function checkOutputSize(width: number | undefined, height: number | unde
   }
 }
 
-/** HTTP status for an error: user errors are 4xx, a shutdown 503, anything else a 500. */
+/** HTTP status for an error: user errors are 4xx, a shutdown or an unavailable queue 503, anything else a 500. */
 export function errorStatus(e: unknown): 404 | 413 | 415 | 422 | 429 | 500 | 503 {
   if (e instanceof QueueFullError) return 429;
   if (!(e instanceof ReimagineError)) return 500;
   if (e.code === "image_too_large" || e.code === "body_too_large") return 413;
   if (e.code === "unsupported_format") return 415;
-  if (e.code === "shutting_down") return 503;
+  if (e.code === "shutting_down" || e.code === "unavailable") return 503;
   if (e.code === "not_found") return 404;
   return 422;
 }
@@ -109,7 +125,7 @@ export function errorStatus(e: unknown): 404 | 413 | 415 | 422 | 429 | 500 | 503
 /** Sets Retry-After for a full queue; logs unexpected errors (their text never reaches the client). */
 export function prepareError(c: Context, e: unknown): { status: ReturnType<typeof errorStatus>; message: string; code: string; field?: string } {
   const status = errorStatus(e);
-  if (e instanceof QueueFullError) c.header("Retry-After", String(e.retryAfterS));
+  if (e instanceof QueueFullError || e instanceof UnavailableError) c.header("Retry-After", String(e.retryAfterS));
   if (status === 500) {
     console.error(`${c.req.method} ${c.req.path} failed:`, e);
     return { status, message: "internal server error; see the server log", code: "internal_error" };

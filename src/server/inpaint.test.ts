@@ -128,7 +128,7 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
   const cache = mkdtempSync(join(tmpdir(), "reimagine-srv-inpaint-"));
   let pipe: Img2ImgPipeline;
   let app: ReturnType<typeof createApp>["app"];
-  let queue: ReturnType<typeof createApp>["queue"];
+  let queue: NonNullable<ReturnType<typeof createApp>["queue"]>;
   let photo: RGBImage;
   let photoPng: Buffer;
   const mask = rect(20, 14, 44, 40);

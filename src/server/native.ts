@@ -3,15 +3,15 @@
 // preview every few steps), fetch result PNGs (with A1111 metadata), cancel, list models/samplers.
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import { checkBackground, denoisingSteps, encodeImage, noDenoisingStepReason, type ResizeMode } from "../index.js";
+import { checkBackground, denoisingSteps, noDenoisingStepReason, type ResizeMode } from "../index.js";
 import { type ControlNetCatalog, controlNetsSummary, parseNativeControlNets } from "./controlnet-fields.js";
-import type { Engine } from "./engine.js";
-import { type GenerationRequest, type GenerationResult, img2imgWork, outputSize, sweepWork } from "./generate.js";
+import { type GenerationRequest, outputSize } from "./generate.js";
 import { checkOutputSize, decodeBase64Image, inspectUpload, jsonTooDeep, type Limits, prepareError, readBody, readJson, seedJson, slotOf } from "./http.js";
 import { nativeMask } from "./inpaint-fields.js";
+import { type JobEvent, type Jobs, type JobSnapshot, type ModelInfo, pickModel } from "./jobs.js";
 import { checkJobBudget, MAX_JSON_DEPTH } from "./limits.js";
 import { loraList, NO_FOLDERS, parseLoraFields, type PromptFolders } from "./lora-fields.js";
-import { FINISHED, type Job, type JobEvent, type JobQueue } from "./queue.js";
+import { FINISHED } from "./queue.js";
 import { type Fields, optNumber, optSeed, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 import { parseRefiner } from "./refiners.js";
 
@@ -58,9 +58,16 @@ async function readFields(c: Context): Promise<{ fields: Fields; image?: Buffer;
 /** First present key among aliases (camelCase, snake_case). */
 const alias = (f: Fields, ...keys: string[]): string => keys.find((k) => f[k] !== undefined && f[k] !== null) ?? keys[0];
 
-/** Validates a native request into a GenerationRequest (422 naming the field on bad input). */
-export async function parseNativeRequest(c: Context, engine: Engine, limits: Limits & { folders?: PromptFolders }, catalog: ControlNetCatalog = {}): Promise<{ req: GenerationRequest; fields: Fields }> {
+/** Validates a native request into a GenerationRequest for the model it names (`model`; default: the
+ *  first served) with 422 naming the field on bad input. */
+export async function parseNativeRequest(
+  c: Context,
+  jobs: Jobs,
+  limits: Limits & { folders?: PromptFolders },
+  catalog: ControlNetCatalog = {},
+): Promise<{ req: GenerationRequest; fields: Fields; engine: ModelInfo }> {
   const { fields: f, image, mask } = await readFields(c);
+  const engine = await pickModel(jobs, optString(f, "model", { max: 1000 }));
   if (!image)
     throw new ValidationError("image", "image is missing: upload a file field 'image' (multipart/form-data) or send 'image' as base64 in a JSON body");
   const d = engine.defaults;
@@ -105,11 +112,11 @@ export async function parseNativeRequest(c: Context, engine: Engine, limits: Lim
   };
   const size = outputSize(req, engine.vaeScaleFactor);
   checkOutputSize(size.width, size.height, engine.vaeScaleFactor, limits);
-  return { req, fields: f };
+  return { req, fields: f, engine };
 }
 
 /** The compute budget of a native job: its output size x images x denoising steps (summed over a sweep). */
-function checkBudget(req: GenerationRequest, engine: Engine, limits: Limits, strengths?: number[]): void {
+function checkBudget(req: GenerationRequest, engine: ModelInfo, limits: Limits, strengths?: number[]): void {
   const size = outputSize(req, engine.vaeScaleFactor);
   const steps = strengths ? strengths.reduce((n, s) => n + denoisingSteps(req.steps, s), 0) : denoisingSteps(req.steps, req.strength);
   checkJobBudget({ ...size, images: strengths ? 1 : req.batchSize, stepsPerImage: steps }, limits, strengths ? "strengths" : "numImages");
@@ -154,19 +161,22 @@ function settingsOf(req: GenerationRequest): Record<string, unknown> {
   };
 }
 
-const etaMs = (job: Job): number | null => {
+const etaMs = (job: JobSnapshot): number | null => {
   if (!job.startedAt || job.step < 1 || job.total < 1) return null;
   return Math.round(((Date.now() - job.startedAt) / job.step) * (job.total - job.step));
 };
 
 /** Public JSON view of a job. */
-export function jobView(job: Job, queue: JobQueue): Record<string, unknown> {
-  const r = job.result as GenerationResult | undefined;
+export function jobView(job: JobSnapshot): Record<string, unknown> {
+  const r = job.result;
   return {
     id: job.id,
     kind: job.kind,
+    model: job.model,
     status: job.status,
-    position: queue.position(job.id) ?? null,
+    position: job.position ?? null,
+    attempts: job.attempts,
+    worker: job.worker ?? null,
     createdAt: new Date(job.createdAt).toISOString(),
     startedAt: job.startedAt ? new Date(job.startedAt).toISOString() : null,
     finishedAt: job.finishedAt ? new Date(job.finishedAt).toISOString() : null,
@@ -197,22 +207,23 @@ export function jobView(job: Job, queue: JobQueue): Record<string, unknown> {
 
 /**
  * Routes under /v1 (mount at the app root).
- * @example app.route("/", nativeRoutes(engine, queue, { maxPixels: 16e6, maxBodyBytes: 32 << 20 }))
+ * @example app.route("/", nativeRoutes(jobs, { maxPixels: 16e6, maxBodyBytes: 32 << 20 }))
  */
-export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOptions): Hono {
+export function nativeRoutes(jobs: Jobs, opts: NativeOptions): Hono {
   const app = new Hono();
   const fail = (c: Context, e: unknown) => {
     const p = prepareError(c, e);
     return c.json({ error: { code: p.code, message: p.message, ...(p.field ? { field: p.field } : {}) } }, p.status);
   };
-  const accepted = (c: Context, job: Job) => c.json({ ...jobView(job, queue), url: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` }, 202);
+  const accepted = (c: Context, job: JobSnapshot) => c.json({ ...jobView(job), url: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` }, 202);
+  const notFound = (c: Context) => c.json({ error: { code: "not_found", message: "no such job (finished jobs are kept for a while only)" } }, 404);
 
   // the queue slot was reserved before the body was read (app.ts); submit() takes it
   app.post("/v1/img2img", async (c) => {
     try {
-      const { req } = await parseNativeRequest(c, engine, opts, opts.controlnets);
+      const { req, engine } = await parseNativeRequest(c, jobs, opts, opts.controlnets);
       checkBudget(req, engine, opts);
-      return accepted(c, queue.submit("img2img", img2imgWork(engine, req), settingsOf(req), slotOf(c)));
+      return accepted(c, await jobs.submit({ kind: "img2img", model: engine.modelName, request: req }, settingsOf(req), slotOf(c)));
     } catch (e) {
       return fail(c, e);
     }
@@ -220,86 +231,100 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
 
   app.post("/v1/sweep", async (c) => {
     try {
-      const { req, fields } = await parseNativeRequest(c, engine, opts, opts.controlnets);
+      const { req, fields, engine } = await parseNativeRequest(c, jobs, opts, opts.controlnets);
       const strengths = parseStrengths(fields, req.steps);
       checkBudget(req, engine, opts, strengths);
-      return accepted(c, queue.submit("sweep", sweepWork(engine, { ...req, batchSize: 1 }, strengths), { ...settingsOf(req), strengths }, slotOf(c)));
+      const spec = { kind: "sweep" as const, model: engine.modelName, request: req, strengths };
+      return accepted(c, await jobs.submit(spec, { ...settingsOf(req), strengths }, slotOf(c)));
     } catch (e) {
       return fail(c, e);
     }
   });
 
-  app.get("/v1/jobs/:id", (c) => {
-    const job = queue.get(c.req.param("id"));
-    return job ? c.json(jobView(job, queue)) : c.json({ error: { code: "not_found", message: "no such job (finished jobs are kept for a while only)" } }, 404);
+  app.get("/v1/jobs/:id", async (c) => {
+    const job = await jobs.get(c.req.param("id"));
+    return job ? c.json(jobView(job)) : notFound(c);
   });
 
-  app.delete("/v1/jobs/:id", (c) => {
+  app.delete("/v1/jobs/:id", async (c) => {
     const id = c.req.param("id");
-    const outcome = queue.cancel(id);
-    if (outcome === "not-found") return c.json({ error: { code: "not_found", message: "no such job" } }, 404);
-    const job = queue.get(id)!;
-    if (outcome === "finished") return c.json({ error: { code: "finished", message: `job already ${job.status}` }, job: jobView(job, queue) }, 409);
-    return c.json(jobView(job, queue));
+    const outcome = await jobs.cancel(id);
+    const job = outcome === "not-found" ? undefined : await jobs.get(id);
+    if (!job) return c.json({ error: { code: "not_found", message: "no such job" } }, 404);
+    if (outcome === "finished") return c.json({ error: { code: "finished", message: `job already ${job.status}` }, job: jobView(job) }, 409);
+    return c.json(jobView(job));
   });
 
-  app.get("/v1/jobs/:id/images/:n", (c) => {
+  app.get("/v1/jobs/:id/images/:n", async (c) => {
     const n = c.req.param("n");
     if (!/^\d{1,4}$/.test(n))
       return c.json(
         { error: { code: "invalid_input", message: `image index must be a whole number such as 0 (got ${JSON.stringify(n.slice(0, 20))})`, field: "n" } },
         422,
       );
-    const job = queue.get(c.req.param("id"));
-    if (job?.expired) {
+    const id = c.req.param("id");
+    const png = await jobs.image(id, Number(n));
+    if (png === "expired") {
       const message =
-        "this job's images were dropped to keep the server's memory bounded (reimagine serve --keep-results-mb): fetch results soon after they finish";
+        "this job's images were dropped to keep the server's memory bounded (reimagine serve --keep-results-mb / --result-ttl-s): fetch results soon after they finish";
       return c.json({ error: { code: "expired", message } }, 410);
     }
-    const r = job?.result as GenerationResult | undefined;
-    const im = r?.images[Number(n)];
-    if (!job || !im) return c.json({ error: { code: "not_found", message: "no such image: the job is unknown, unfinished, or has fewer images" } }, 404);
+    const im = png && (await jobs.get(id))?.result?.images[Number(n)];
+    if (!png || !im) return c.json({ error: { code: "not_found", message: "no such image: the job is unknown, unfinished, or has fewer images" } }, 404);
     c.header("Content-Type", "image/png");
     c.header("Content-Disposition", `inline; filename="reimagine-${String(im.seed)}-${Number(n)}.png"`);
     c.header("Cache-Control", "private, max-age=3600");
-    return c.body(new Uint8Array(im.png));
+    return c.body(new Uint8Array(png));
   });
 
-  app.get("/v1/jobs/:id/events", (c) => {
-    const job = queue.get(c.req.param("id"));
+  app.get("/v1/jobs/:id/events", async (c) => {
+    const job = await jobs.get(c.req.param("id"));
     if (!job) return c.json({ error: { code: "not_found", message: "no such job" } }, 404);
-    return streamSSE(c, (stream) => streamJob(stream, job, queue, opts.previewEvery ?? 2));
+    return streamSSE(c, (stream) => streamJob(stream, job, jobs, opts.previewEvery ?? 2));
   });
 
-  app.get("/v1/queue", (c) =>
-    c.json({
-      size: queue.size,
-      maxSize: queue.maxSize,
-      running: queue.running?.id ?? null,
-      queued: queue.queued.map((j) => j.id),
-      retainedBytes: queue.retainedBytes,
-    }),
-  );
+  app.get("/v1/queue", async (c) => {
+    const s = await jobs.stats();
+    return c.json({
+      size: s.size,
+      maxSize: s.maxSize,
+      running: s.running[0] ?? null,
+      runningAll: s.running,
+      queued: s.queued,
+      depth: s.depth,
+      workers: s.workers,
+      retainedBytes: s.retainedBytes ?? null,
+    });
+  });
 
-  app.get("/v1/models", (c) =>
-    c.json([
-      {
+  app.get("/v1/models", async (c) => {
+    const workers = (await jobs.stats()).workers;
+    return c.json(
+      (await jobs.models()).map((engine) => ({
         name: engine.modelName,
         hash: engine.modelHash,
         loaded: true,
+        workers: workers[engine.modelName] ?? 0,
         defaults: engine.defaults,
         vaeScaleFactor: engine.vaeScaleFactor,
         family: engine.family ?? null,
         nativeSize: engine.nativeSize ?? null,
         refiners: (engine.refiners ?? []).map((r) => r.name),
         maxPixels: opts.maxPixels,
-      },
-    ]),
-  );
+      })),
+    );
+  });
 
   app.get("/v1/loras", (c) => c.json(loraList((opts.folders ?? NO_FOLDERS).loraDirs).map(({ name, alias, path }) => ({ name, alias, path }))));
 
-  app.get("/v1/samplers", (c) => c.json(engine.samplers().map((s) => ({ ...s, default: s.name === engine.defaults.sampler }))));
+  app.get("/v1/samplers", async (c) => {
+    try {
+      const engine = await pickModel(jobs, c.req.query("model"));
+      return c.json(engine.samplers().map((s) => ({ ...s, default: s.name === engine.defaults.sampler })));
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
 
   return app;
 }
@@ -307,10 +332,10 @@ export function nativeRoutes(engine: Engine, queue: JobQueue, opts: NativeOption
 type SSE = Parameters<Parameters<typeof streamSSE>[1]>[0];
 
 /** Streams one job: `status` events, `progress` events (preview data URL every few steps), then `done`. */
-async function streamJob(stream: SSE, job: Job, queue: JobQueue, previewEvery: number): Promise<void> {
+async function streamJob(stream: SSE, first: JobSnapshot, jobs: Jobs, previewEvery: number): Promise<void> {
   const events: JobEvent[] = [];
   let wake: (() => void) | undefined;
-  const unsubscribe = queue.subscribe(job.id, (e) => {
+  const unsubscribe = await jobs.watch(first.id, (e) => {
     events.push(e);
     wake?.();
   });
@@ -320,7 +345,8 @@ async function streamJob(stream: SSE, job: Job, queue: JobQueue, previewEvery: n
   });
   let lastPreview = 0;
   try {
-    await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job, queue)) });
+    let job = (await jobs.get(first.id)) ?? first; // read after subscribing: nothing is missed in between
+    await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job)) });
     while (!FINISHED.includes(job.status) && !stream.aborted) {
       if (events.length === 0) {
         const keepAlive = setTimeout(() => void stream.write(": keep-alive\n\n").catch(() => undefined), 15_000);
@@ -328,22 +354,25 @@ async function streamJob(stream: SSE, job: Job, queue: JobQueue, previewEvery: n
         clearTimeout(keepAlive);
         wake = undefined;
       }
-      // coalesce: only the latest progress matters
+      // coalesce: only the latest status and progress matter
       const batch = events.splice(0);
-      const status = batch.filter((e) => e.type === "status").pop();
-      if (status && !FINISHED.includes(job.status)) await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job, queue)) });
+      if (batch.length === 0) continue;
+      job = batch[batch.length - 1].job;
+      const status = batch.some((e) => e.type === "status");
+      if (status && !FINISHED.includes(job.status)) await stream.writeSSE({ event: "status", data: JSON.stringify(jobView(job)) });
       if (batch.some((e) => e.type === "progress") && job.status === "running") {
         const payload: Record<string, unknown> = { step: job.step, total: job.total, fraction: job.total ? job.step / job.total : 0, etaMs: etaMs(job) };
-        const preview = job.preview;
-        if (preview && (job.step - lastPreview >= previewEvery || job.step === job.total)) {
-          lastPreview = job.step;
-          const png = await encodeImage(preview(), "png");
-          payload.preview = `data:image/png;base64,${png.toString("base64")}`;
+        if (job.step - lastPreview >= previewEvery || job.step === job.total) {
+          const png = await jobs.preview(job.id);
+          if (png) {
+            lastPreview = job.step;
+            payload.preview = `data:image/png;base64,${png.toString("base64")}`;
+          }
         }
         await stream.writeSSE({ event: "progress", data: JSON.stringify(payload) });
       }
     }
-    if (!stream.aborted) await stream.writeSSE({ event: "done", data: JSON.stringify(jobView(job, queue)) });
+    if (!stream.aborted) await stream.writeSSE({ event: "done", data: JSON.stringify(jobView(job)) });
   } finally {
     unsubscribe();
   }

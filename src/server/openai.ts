@@ -1,18 +1,17 @@
 // OpenAI-compatible image edits, POST /v1/images/edits, as the OpenAI SDKs and Open WebUI send it: multipart
 // `image`, optional `mask` (its fully transparent pixels mark the area to edit; without it the image's own
-// transparency does), `prompt`, `n`, `size`, `response_format` (b64_json or url), `model` and `user` (accepted;
-// this server's one model answers). Anything else is a 422 naming the field. Ref: OpenAI API reference, images/edits.
+// transparency does), `prompt`, `n`, `size`, `response_format` (b64_json or url), `model` (a served model's
+// name; other names, e.g. "dall-e-2", get the default model) and `user` (accepted). Anything else is a 422 naming the field. Ref: OpenAI API reference, images/edits.
 import { Hono, type Context } from "hono";
 import { denoisingSteps, type MaskOptions } from "../index.js";
-import type { Engine } from "./engine.js";
-import { type GenerationRequest, type GenerationResult, img2imgWork } from "./generate.js";
+import type { GenerationRequest } from "./generate.js";
 import { checkOutputSize, inspectUpload, type Limits, prepareError, readBody, slotOf } from "./http.js";
 import { checkMaskUpload } from "./inpaint-fields.js";
+import { type Jobs, modelTitle, pickModel } from "./jobs.js";
 import { checkJobBudget } from "./limits.js";
-import type { JobQueue } from "./queue.js";
 import { type Fields, optNumber, optString, randomSeed, resolveSampler, ValidationError } from "./validate.js";
 
-/** Fields the endpoint honours; `model` and `user` are accepted (the server has one model; no per-user tracking). */
+/** Fields the endpoint honours; `user` is accepted (no per-user tracking). */
 const KNOWN = new Set(["image", "mask", "prompt", "n", "size", "response_format", "model", "user"]);
 
 /** OpenAI's error body, with the field in `param`. */
@@ -34,9 +33,9 @@ function parseSize(v: string | undefined): { width?: number; height?: number } {
 
 /**
  * Routes of the OpenAI-compatible API (mount at the app root).
- * @example app.route("/", openaiRoutes(engine, queue, limits))
+ * @example app.route("/", openaiRoutes(jobs, limits))
  */
-export function openaiRoutes(engine: Engine, queue: JobQueue, limits: Limits): Hono {
+export function openaiRoutes(jobs: Jobs, limits: Limits): Hono {
   const app = new Hono();
   app.post("/v1/images/edits", async (c) => {
     try {
@@ -58,6 +57,10 @@ export function openaiRoutes(engine: Engine, queue: JobQueue, limits: Limits): H
       const format = optString(form, "response_format", { max: 20 }) ?? "url";
       if (format !== "url" && format !== "b64_json")
         throw new ValidationError("response_format", `response_format must be "url" or "b64_json" (got "${format}")`);
+      // OpenAI clients send their own model names ("dall-e-2"): a served model's name picks it, others the default
+      const named = optString(form, "model", { max: 1000 });
+      const models = await jobs.models();
+      const engine = await pickModel(jobs, models.some((m) => named === m.modelName || named === modelTitle(m)) ? named : undefined);
       const { width, height } = parseSize(optString(form, "size", { max: 20 }));
       checkOutputSize(width, height, engine.vaeScaleFactor, limits);
       const imageBytes = Buffer.from(await readBody(() => (form.image as File).arrayBuffer()));
@@ -90,22 +93,28 @@ export function openaiRoutes(engine: Engine, queue: JobQueue, limits: Limits): H
       const w = width ?? input.width - (input.width % engine.vaeScaleFactor);
       const h = height ?? input.height - (input.height % engine.vaeScaleFactor);
       checkJobBudget({ width: w, height: h, images: n, stepsPerImage: denoisingSteps(req.steps, 1) }, limits, "n");
-      const job = queue.submit("img2img", img2imgWork(engine, req), { api: "openai", prompt }, slotOf(c));
-      const onAbort = () => queue.cancel(job.id);
-      c.req.raw.signal.addEventListener("abort", onAbort, { once: true });
-      await job.done;
-      c.req.raw.signal.removeEventListener("abort", onAbort);
-      if (job.status !== "succeeded") {
-        const internal = job.error?.code === "internal_error";
-        const message = job.status === "failed" ? job.error!.message : "the edit was cancelled before it finished; no image was produced";
+      const { id } = await jobs.submit({ kind: "img2img", model: engine.modelName, request: req }, { api: "openai", prompt }, slotOf(c));
+      const signal = c.req.raw.signal;
+      const onAbort = () => void jobs.cancel(id).catch(() => undefined);
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) onAbort(); // the client left while the job was being queued
+      const job = await jobs.wait(id, { owned: true }).finally(() => signal.removeEventListener("abort", onAbort));
+      if (job?.status !== "succeeded") {
+        const internal = !job || job.error?.code === "internal_error" || job.error?.code === "worker_lost";
+        const message = !job
+          ? "the job's record is gone (expired or removed) before it finished"
+          : job.status === "failed"
+            ? job.error!.message
+            : "the edit was cancelled before it finished; no image was produced";
         return c.json(
-          { error: { message, type: internal ? "server_error" : "invalid_request_error", param: null, code: job.error?.code ?? job.status } },
+          { error: { message, type: internal ? "server_error" : "invalid_request_error", param: null, code: job?.error?.code ?? job?.status ?? "internal_error" } },
           internal ? 500 : 422,
         );
       }
-      const r = job.result as GenerationResult;
-      const data = r.images.map((im, i) =>
-        format === "b64_json" ? { b64_json: im.png.toString("base64") } : { url: new URL(`/v1/jobs/${job.id}/images/${i}`, c.req.url).href },
+      const r = job.result!;
+      const pngs = format === "b64_json" ? await jobs.images(id) : [];
+      const data = r.images.map((_im, i) =>
+        format === "b64_json" ? { b64_json: pngs[i].toString("base64") } : { url: new URL(`/v1/jobs/${id}/images/${i}`, c.req.url).href },
       );
       return c.json({ created: Math.floor(Date.now() / 1000), data, ...(r.notes ? { notes: r.notes } : {}) });
     } catch (e) {

@@ -33,7 +33,11 @@ export function refinerChoices(refs: readonly string[]): RefinerChoice[] {
  * The refiner a request names (undefined when none): `value` may be a name, the reference, a file name, or an
  * A1111 title ("name [hash]"); "None" and "" mean no refiner, as in A1111.
  */
-export function parseRefiner(body: Fields, engine: Engine, fields: { model: string; switchAt: string }): RequestRefiner | undefined {
+export function parseRefiner(
+  body: Fields,
+  engine: Pick<Engine, "refiners" | "family" | "modelName">,
+  fields: { model: string; switchAt: string },
+): RequestRefiner | undefined {
   const value = optString(body, fields.model, { max: 1000 });
   if (!value || value === "None") {
     return undefined;
@@ -42,7 +46,9 @@ export function parseRefiner(body: Fields, engine: Engine, fields: { model: stri
   const choices = engine.refiners ?? [];
   const hit = choices.find((c) => [c.name, c.ref, basename(c.ref)].includes(wanted) || basename(c.ref).replace(/\.(safetensors|ckpt)$/i, "") === wanted);
   if (!hit) {
-    const offered = choices.length ? `this server offers ${choices.map((c) => `'${c.name}'`).join(", ")}` : "this server offers none: start it with reimagine serve --refiner MODEL";
+    const offered = choices.length
+      ? `this server offers ${choices.map((c) => `'${c.name}'`).join(", ")}`
+      : "this server offers none: start it with reimagine serve --refiner MODEL";
     throw new ValidationError(fields.model, `unknown refiner '${value}': ${offered}`);
   }
   if (engine.family !== undefined && engine.family !== "sdxl") {
@@ -50,7 +56,10 @@ export function parseRefiner(body: Fields, engine: Engine, fields: { model: stri
   }
   const switchAt = optNumber(body, fields.switchAt, { min: 0, max: 1 }) ?? DEFAULT_REFINER_SWITCH;
   if (switchAt <= 0 || switchAt >= 1) {
-    throw new ValidationError(fields.switchAt, `${fields.switchAt} must be between 0 and 1, exclusive (the fraction of the schedule the base runs; got ${switchAt})`);
+    throw new ValidationError(
+      fields.switchAt,
+      `${fields.switchAt} must be between 0 and 1, exclusive (the fraction of the schedule the base runs; got ${switchAt})`,
+    );
   }
   return { model: hit.ref, name: hit.name, switchAt };
 }
