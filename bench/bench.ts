@@ -7,7 +7,20 @@ import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
 import { img2imgSettings } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
-import { componentTable, endToEndTable, img2imgFlops, isCli, isSkipped, machineInfo, peakTable, profileTable, sumOfComponents, sumOfComponentsCpu, writeJson, type Row } from "./report.js";
+import {
+  componentTable,
+  endToEndTable,
+  img2imgFlops,
+  isCli,
+  isSkipped,
+  machineInfo,
+  peakTable,
+  profileTable,
+  sumOfComponents,
+  sumOfComponentsCpu,
+  writeJson,
+  type Row,
+} from "./report.js";
 import { ARCH_NAMES, GRAPH_COMPONENTS, type GraphComponent } from "./sd15.js";
 import type { ComponentResult, PeakResult, RunProfile, Task, WorkerReply } from "./types.js";
 
@@ -21,7 +34,9 @@ function runChild(task: Task): Promise<WorkerReply> {
     child.on("message", (m) => (reply = m as WorkerReply));
     child.on("error", (e) => resolve({ ok: false, error: e.message }));
     child.on("exit", (code, signal) =>
-      resolve(reply ?? { ok: false, error: `worker exited (code ${code}, signal ${signal}) without a result${signal === "SIGKILL" ? ": out of memory?" : ""}` }),
+      resolve(
+        reply ?? { ok: false, error: `worker exited (code ${code}, signal ${signal}) without a result${signal === "SIGKILL" ? ": out of memory?" : ""}` },
+      ),
     );
   });
 }
@@ -31,8 +46,19 @@ const load1 = () => +loadavg()[0].toFixed(2);
 async function main(opts: BenchOptions): Promise<void> {
   const machine = machineInfo(opts.threads);
   console.log(`Reimagine bench: ${ARCH_NAMES[opts.arch]}, ${opts.size}x${opts.size}, random weights (seed ${opts.seed})`);
-  console.log(`${machine.description}; ${machine.totalMemoryGiB} GiB, node ${machine.node}, onnxruntime ${machine.onnxruntime}, ${opts.threads} threads, first run + ${opts.runs} runs`);
-  const base: Omit<Task, "what"> = { arch: opts.arch, size: opts.size, runs: opts.runs, threads: opts.threads, cacheDir: opts.cacheDir, seed: opts.seed, only: opts.only, rebuild: false };
+  console.log(
+    `${machine.description}; ${machine.totalMemoryGiB} GiB, node ${machine.node}, onnxruntime ${machine.onnxruntime}, ${opts.threads} threads, first run + ${opts.runs} runs`,
+  );
+  const base: Omit<Task, "what"> = {
+    arch: opts.arch,
+    size: opts.size,
+    runs: opts.runs,
+    threads: opts.threads,
+    cacheDir: opts.cacheDir,
+    seed: opts.seed,
+    only: opts.only,
+    rebuild: false,
+  };
   const errors: { what: string; error: string }[] = [];
   const loads: { what: string; before: number; after: number }[] = [];
   const child = async (task: Task): Promise<WorkerReply> => {
@@ -52,7 +78,9 @@ async function main(opts: BenchOptions): Promise<void> {
     const reply = await child({ ...base, what: "peak" });
     if (!reply.ok) return undefined;
     const p = reply.result as PeakResult;
-    console.log(`peak (${when}): ${p.gflops.toFixed(1)} GFLOP/s (MatMul ${p.matmulGflops.toFixed(1)}, 3x3 Conv ${p.convGflops.toFixed(1)}; load average ${load1()})`);
+    console.log(
+      `peak (${when}): ${p.gflops.toFixed(1)} GFLOP/s (MatMul ${p.matmulGflops.toFixed(1)}, 3x3 Conv ${p.convGflops.toFixed(1)}; load average ${load1()})`,
+    );
     return p;
   };
   const peakBefore = await measurePeak("start");
@@ -91,7 +119,9 @@ async function main(opts: BenchOptions): Promise<void> {
   const whole = rows.find((r) => r.what === "img2img" && !isSkipped(r)) as ComponentResult | undefined;
   if (whole?.weightsMB) {
     const bound = whole.weightsMB + (opts.arch === "sdxl" ? 2048 : 1024); // issue targets: weights + 2 GiB (SDXL), + 1 GiB (SD 1.x)
-    console.log(`\nimg2img peak RSS ${whole.peakRssMB.toFixed(0)} MiB = float32 weights ${whole.weightsMB.toFixed(0)} MiB + ${(whole.peakRssMB - whole.weightsMB).toFixed(0)} MiB (bound ${bound.toFixed(0)} MiB: ${whole.peakRssMB <= bound ? "within" : "OVER"})`);
+    console.log(
+      `\nimg2img peak RSS ${whole.peakRssMB.toFixed(0)} MiB = float32 weights ${whole.weightsMB.toFixed(0)} MiB + ${(whole.peakRssMB - whole.weightsMB).toFixed(0)} MiB (bound ${bound.toFixed(0)} MiB: ${whole.peakRssMB <= bound ? "within" : "OVER"})`,
+    );
   }
   for (const [what, p] of Object.entries(profiles)) console.log(`\n${profileTable(what, p)}`);
   for (const e of errors) console.error(`\n${e.what} failed:\n${e.error}`);

@@ -18,8 +18,34 @@ const TIME = "/usr/bin/time";
 
 /** The two CLI rows: the default exact img2img and the SD-Turbo-style fast mode (item 4 of issue 12). */
 export const CLI_ROWS = {
-  "img2img-cli": (m: { model: string }) => ["--steps", String(IMG2IMG.steps), "--strength", String(IMG2IMG.strength), "-g", String(IMG2IMG.guidanceScale), "--sampler", IMG2IMG.sampler, "-m", m.model],
-  "img2img-turbo-cli": (m: { model: string; tinyVae: string }) => ["--steps", "2", "--strength", "0.5", "-g", "0", "--sampler", "euler", "--quantize", "int8", "--tiny-vae", m.tinyVae, "-m", m.model],
+  "img2img-cli": (m: { model: string }) => [
+    "--steps",
+    String(IMG2IMG.steps),
+    "--strength",
+    String(IMG2IMG.strength),
+    "-g",
+    String(IMG2IMG.guidanceScale),
+    "--sampler",
+    IMG2IMG.sampler,
+    "-m",
+    m.model,
+  ],
+  "img2img-turbo-cli": (m: { model: string; tinyVae: string }) => [
+    "--steps",
+    "2",
+    "--strength",
+    "0.5",
+    "-g",
+    "0",
+    "--sampler",
+    "euler",
+    "--quantize",
+    "int8",
+    "--tiny-vae",
+    m.tinyVae,
+    "-m",
+    m.model,
+  ],
 } as const;
 
 export interface ProcessStats {
@@ -57,7 +83,23 @@ export async function cliCommand(what: CliResult["what"], task: Pick<Task, "cach
   await writeInput(input, task.size);
   const env = { ...process.env, REIMAGINE_CACHE: task.cacheDir, HF_HUB_OFFLINE: "1" };
   const out = join(dir, `${what}.png`);
-  const args = [BIN, input, "-p", "a photo of a cat", "-n", "", "--seed", "1", "--threads", String(task.threads), "-o", out, "--overwrite", "--json", ...CLI_ROWS[what](models)];
+  const args = [
+    BIN,
+    input,
+    "-p",
+    "a photo of a cat",
+    "-n",
+    "",
+    "--seed",
+    "1",
+    "--threads",
+    String(task.threads),
+    "-o",
+    out,
+    "--overwrite",
+    "--json",
+    ...CLI_ROWS[what](models),
+  ];
   return { args, env, dir, out };
 }
 
@@ -83,7 +125,9 @@ export async function measureCliRow(what: CliResult["what"], task: Task): Promis
   for (let i = 0; i < task.runs; i++) {
     const { stdout, ...s } = timedProcess(args, env, dir);
     runs.push({ ...s, timings: cliTimings(stdout) });
-    log(`${what}: process ${i + 1}/${task.runs} ${fmtMs(s.wallMs)} (user ${fmtMs(s.userMs)}, sys ${fmtMs(s.systemMs)}, ${(s.minorFaults / 1000).toFixed(0)}k minor faults, peak RSS ${s.peakRssMB.toFixed(0)} MiB)`);
+    log(
+      `${what}: process ${i + 1}/${task.runs} ${fmtMs(s.wallMs)} (user ${fmtMs(s.userMs)}, sys ${fmtMs(s.systemMs)}, ${(s.minorFaults / 1000).toFixed(0)}k minor faults, peak RSS ${s.peakRssMB.toFixed(0)} MiB)`,
+    );
   }
   rmSync(out, { force: true });
   const ms = runs.map((r) => r.wallMs);

@@ -30,14 +30,19 @@ export function compare(before: BenchJson, after: BenchJson): string {
   const out: string[] = [];
   const peaks = (b: BenchJson) => `${b.peak?.start?.gflops.toFixed(0) ?? "-"} / ${b.peak?.end?.gflops.toFixed(0) ?? "-"}`;
   out.push(`Peak (best MatMul or 3x3 Conv, GFLOP/s) at the start / end of each run: before ${peaks(before)}, after ${peaks(after)}.`, "");
-  out.push("| component | first run | steady (median) | first / steady | first-run CPU | steady CPU | first-run minor faults | first-run system CPU | peak RSS MiB | load average |");
+  out.push(
+    "| component | first run | steady (median) | first / steady | first-run CPU | steady CPU | first-run minor faults | first-run system CPU | peak RSS MiB | load average |",
+  );
   out.push("|---|---|---|---|---|---|---|---|---|---|");
   for (const what of ["text-encoder", "vae-encode", "unet-b1", "unet-b2", "vae-decode"]) {
     const [b, a] = [row(before, what), row(after, what)] as (ComponentResult | undefined)[];
     if (!b || !a) continue;
     const ab = <T>(fn: (r: ComponentResult) => T, fmt: (v: T) => string) => `${fmt(fn(b))} → ${fmt(fn(a))}`;
     out.push(
-      `| ${what} | ${ab((r) => r.first.wallMs, s)} | ${ab((r) => r.medianMs, s)} | ${ab((r) => r.first.wallMs / r.medianMs, x)} | ${ab((r) => cpuMs(r.first), s)} | ${ab(steadyCpuMs, s)} | ${ab((r) => r.first.minorFaults, k)} | ${ab((r) => r.first.systemMs, s)} | ${ab((r) => r.peakRssMB, (v) => v.toFixed(0))} | ${load(before, what)} → ${load(after, what)} |`,
+      `| ${what} | ${ab((r) => r.first.wallMs, s)} | ${ab((r) => r.medianMs, s)} | ${ab((r) => r.first.wallMs / r.medianMs, x)} | ${ab((r) => cpuMs(r.first), s)} | ${ab(steadyCpuMs, s)} | ${ab((r) => r.first.minorFaults, k)} | ${ab((r) => r.first.systemMs, s)} | ${ab(
+        (r) => r.peakRssMB,
+        (v) => v.toFixed(0),
+      )} | ${load(before, what)} → ${load(after, what)} |`,
     );
   }
   out.push("", "| end to end | wall | / sum of steady components (wall) | CPU | / sum of steady components (CPU) | minor faults | system CPU | peak RSS MiB |");
@@ -63,7 +68,10 @@ export function compare(before: BenchJson, after: BenchJson): string {
       );
     }
   }
-  out.push("", `Sum of steady components (2 text encodes + VAE encode + ${steps} UNet batch-2 calls + VAE decode): wall ${s(sb.wall)} → ${s(sa.wall)}, CPU ${s(sb.cpu)} → ${s(sa.cpu)}.`);
+  out.push(
+    "",
+    `Sum of steady components (2 text encodes + VAE encode + ${steps} UNet batch-2 calls + VAE decode): wall ${s(sb.wall)} → ${s(sa.wall)}, CPU ${s(sb.cpu)} → ${s(sa.cpu)}.`,
+  );
   return out.join("\n");
 }
 

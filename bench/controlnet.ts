@@ -52,7 +52,8 @@ const unetFeeds = (B: number): Record<string, TensorData> => ({
 function graph(kind: "unet-control-residuals" | "controlnet"): string {
   const weights = new RandomWeights(0);
   const config = kind === "controlnet" ? cnConfig : unetConfig;
-  const build = () => (kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: true }));
+  const build = () =>
+    kind === "controlnet" ? buildControlNetModel(weights, cnConfig) : buildUNet2DConditionModel(weights, unetConfig, { controlResiduals: true });
   const { path, built } = cachedGraph({ kind, config, weights }, build, cacheDir, () => log(`building ${kind} into ${cacheDir}`));
   if (built) log(`${kind} built`);
   return path;
@@ -98,11 +99,16 @@ async function main(): Promise<void> {
   await cn.run(cnFeeds(1));
   const bothRss = rssMB();
 
-  console.log(`ControlNet per-step cost, SD 1.5 architecture (lllyasviel-style ControlNet), random weights, ${size}x${size} (latent ${lat}x${lat}), ${threads} threads, ${runs} interleaved steps after 1 warm-up`);
+  console.log(
+    `ControlNet per-step cost, SD 1.5 architecture (lllyasviel-style ControlNet), random weights, ${size}x${size} (latent ${lat}x${lat}), ${threads} threads, ${runs} interleaved steps after 1 warm-up`,
+  );
   const row = (label: string, ms: number[]) => `  ${label.padEnd(38)} median ${fmtMs(median(ms)).padStart(8)}   min ${fmtMs(Math.min(...ms)).padStart(8)}`;
   for (const B of [2, 1]) {
-    const plain: number[] = [], control: number[] = [], withRes: number[] = [];
-    const pf = plainFeeds(B), cf = cnFeeds(B);
+    const plain: number[] = [],
+      control: number[] = [],
+      withRes: number[] = [];
+    const pf = plainFeeds(B),
+      cf = cnFeeds(B);
     for (let i = 0; i <= runs; i++) {
       let t = now();
       await unet.run(pf);
@@ -124,9 +130,13 @@ async function main(): Promise<void> {
     console.log(row("UNet alone", plain));
     console.log(row("ControlNet", control));
     console.log(row("ControlNet + UNet (one step)", steps));
-    console.log(`  ${"step with ControlNet / UNet alone".padEnd(38)} x${(median(steps) / median(plain)).toFixed(2)} (ControlNet = ${((100 * median(control)) / median(plain)).toFixed(0)}% of a UNet call)`);
+    console.log(
+      `  ${"step with ControlNet / UNet alone".padEnd(38)} x${(median(steps) / median(plain)).toFixed(2)} (ControlNet = ${((100 * median(control)) / median(plain)).toFixed(0)}% of a UNet call)`,
+    );
   }
-  console.log(`memory: graph files UNet ${dirMB(unetPath).toFixed(0)} MiB, ControlNet ${dirMB(cnPath).toFixed(0)} MiB; RSS ${base.toFixed(0)} MiB at start, ${unetRss.toFixed(0)} MiB with the UNet loaded and run (peak ${unetPeak.toFixed(0)}), ${bothRss.toFixed(0)} MiB with the ControlNet too (+${(bothRss - unetRss).toFixed(0)} MiB); peak RSS at the end ${peakMB().toFixed(0)} MiB`);
+  console.log(
+    `memory: graph files UNet ${dirMB(unetPath).toFixed(0)} MiB, ControlNet ${dirMB(cnPath).toFixed(0)} MiB; RSS ${base.toFixed(0)} MiB at start, ${unetRss.toFixed(0)} MiB with the UNet loaded and run (peak ${unetPeak.toFixed(0)}), ${bothRss.toFixed(0)} MiB with the ControlNet too (+${(bothRss - unetRss).toFixed(0)} MiB); peak RSS at the end ${peakMB().toFixed(0)} MiB`,
+  );
   await cn.release();
   await unet.release();
 }

@@ -17,7 +17,21 @@ export interface CpuInfo {
   logicalCpus: number;
 }
 
-const INTERESTING = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"];
+const INTERESTING = [
+  "avx2",
+  "fma",
+  "f16c",
+  "avx512f",
+  "avx512bw",
+  "avx512vl",
+  "avx512_vnni",
+  "avx_vnni",
+  "avx512_bf16",
+  "avx512_fp16",
+  "amx_tile",
+  "amx_int8",
+  "amx_bf16",
+];
 
 /** AMD family numbers (cpuid leaf 1, "cpu family" in /proc/cpuinfo). */
 function amdMicroarchitecture(family: number, model: number): string | null {
@@ -62,6 +76,7 @@ export function cpuInfo(text?: string): CpuInfo {
 
 /** "AMD EPYC (AuthenticAMD family 26 model 2: Zen 5; avx512f avx512_vnni ...)". */
 export function describeCpu(c: CpuInfo): string {
-  const id = c.family !== null ? `${c.vendor ?? "?"} family ${c.family} model ${c.modelNumber ?? "?"}${c.microarchitecture ? `: ${c.microarchitecture}` : ""}` : "";
+  const id =
+    c.family !== null ? `${c.vendor ?? "?"} family ${c.family} model ${c.modelNumber ?? "?"}${c.microarchitecture ? `: ${c.microarchitecture}` : ""}` : "";
   return `${c.model}${id ? ` (${id})` : ""}, ${c.logicalCpus} logical CPUs, ${c.flags.join(" ")}`;
 }

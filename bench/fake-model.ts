@@ -57,7 +57,9 @@ function writeComponent(dir: string, configName: string, config: unknown, shapes
     shards[shards.length - 1].push(entry);
     bytes += size;
   }
-  const names = shards.map((_, i) => (shards.length === 1 ? `${stem}.safetensors` : `${stem}-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`));
+  const names = shards.map((_, i) =>
+    shards.length === 1 ? `${stem}.safetensors` : `${stem}-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`,
+  );
   const weightMap: Record<string, string> = {};
   shards.forEach((shard, i) => {
     const tensors: Record<string, TensorToWrite> = {};
@@ -76,7 +78,10 @@ function writeStandInTokenizer(dir: string): void {
   writeFileSync(join(dir, "vocab.json"), JSON.stringify({ "<|startoftext|>": 49406, "<|endoftext|>": 49407 }));
   writeFileSync(join(dir, "merges.txt"), "#version: 0.2\n");
   const max = TEXT_ENCODER_CONFIG.max_position_embeddings;
-  writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ model_max_length: max, bos_token: "<|startoftext|>", eos_token: "<|endoftext|>", unk_token: "<|endoftext|>", pad_token: "<|endoftext|>" }));
+  writeFileSync(
+    join(dir, "tokenizer_config.json"),
+    JSON.stringify({ model_max_length: max, bos_token: "<|startoftext|>", eos_token: "<|endoftext|>", unk_token: "<|endoftext|>", pad_token: "<|endoftext|>" }),
+  );
 }
 
 /**
@@ -101,8 +106,22 @@ export function writeRandomModels(root: string, seed: number, log: (m: string) =
     const unet = resolveUNetConfig(UNET_CONFIG);
     const vae = resolveVaeConfig(VAE_CONFIG);
     const te = resolveCLIPTextConfig(TEXT_ENCODER_CONFIG);
-    writeComponent(join(tmp, "unet"), "config.json", UNET_CONFIG, weightShapes([(w) => buildUNet2DConditionModel(w, unet)]), weights, "diffusion_pytorch_model");
-    writeComponent(join(tmp, "vae"), "config.json", VAE_CONFIG, weightShapes([(w) => buildVaeEncoder(w, vae), (w) => buildVaeDecoder(w, vae)]), weights, "diffusion_pytorch_model");
+    writeComponent(
+      join(tmp, "unet"),
+      "config.json",
+      UNET_CONFIG,
+      weightShapes([(w) => buildUNet2DConditionModel(w, unet)]),
+      weights,
+      "diffusion_pytorch_model",
+    );
+    writeComponent(
+      join(tmp, "vae"),
+      "config.json",
+      VAE_CONFIG,
+      weightShapes([(w) => buildVaeEncoder(w, vae), (w) => buildVaeDecoder(w, vae)]),
+      weights,
+      "diffusion_pytorch_model",
+    );
     writeComponent(join(tmp, "text_encoder"), "config.json", TEXT_ENCODER_CONFIG, weightShapes([(w) => buildCLIPTextModel(w, te)]), weights, "model");
     mkdirSync(join(tmp, "scheduler"));
     writeFileSync(join(tmp, "scheduler", "scheduler_config.json"), JSON.stringify(SCHEDULER_CONFIG, null, 2));
@@ -111,7 +130,14 @@ export function writeRandomModels(root: string, seed: number, log: (m: string) =
   });
   once(tinyVae, (tmp) => {
     const cfg = resolveTinyVaeConfig(TAESD_CONFIG);
-    writeComponent(tmp, "config.json", TAESD_CONFIG, weightShapes([(w) => buildTinyEncoder(w, cfg), (w) => buildTinyDecoder(w, cfg)]), weights, "diffusion_pytorch_model");
+    writeComponent(
+      tmp,
+      "config.json",
+      TAESD_CONFIG,
+      weightShapes([(w) => buildTinyEncoder(w, cfg), (w) => buildTinyDecoder(w, cfg)]),
+      weights,
+      "diffusion_pytorch_model",
+    );
   });
   return { model, tinyVae };
 }

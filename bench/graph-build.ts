@@ -23,6 +23,12 @@ for (const name of GRAPH_COMPONENTS.filter((c) => c !== "unet-b2")) {
     if (weights.keys().length) throw new Error(`${name}: building read ${weights.keys().length} weights`);
     [nodes, params] = [g.nodes.length, g.params.length];
   }
-  const row = [name.padEnd(13), String(nodes).padStart(6), String(params).padStart(7), `${median(build).toFixed(1)} / ${Math.max(...build).toFixed(1)}`.padStart(26), median(hash).toFixed(1).padStart(17)];
+  const row = [
+    name.padEnd(13),
+    String(nodes).padStart(6),
+    String(params).padStart(7),
+    `${median(build).toFixed(1)} / ${Math.max(...build).toFixed(1)}`.padStart(26),
+    median(hash).toFixed(1).padStart(17),
+  ];
   console.log(row.join("  "));
 }

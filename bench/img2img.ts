@@ -23,7 +23,16 @@ export const img2imgSettings = (arch: Arch) => (arch === "sdxl" ? IMG2IMG_SDXL :
 /** A tokenizer with only the special tokens (every word is unknown): token ids do not change timings. */
 function standInTokenizer(padToken: string): CLIPTokenizer {
   const vocab = { "!": 0, "<|startoftext|>": 49406, "<|endoftext|>": 49407 };
-  return new CLIPTokenizer({ vocab, merges: [], addedTokens: [], bosToken: "<|startoftext|>", eosToken: "<|endoftext|>", padToken, unkToken: "<|endoftext|>", modelMaxLength: 77 });
+  return new CLIPTokenizer({
+    vocab,
+    merges: [],
+    addedTokens: [],
+    bosToken: "<|startoftext|>",
+    eosToken: "<|endoftext|>",
+    padToken,
+    unkToken: "<|endoftext|>",
+    modelMaxLength: 77,
+  });
 }
 
 /** SDXL base on seeded random weights, in memory (the graphs the component rows cached). */
@@ -76,7 +85,17 @@ export async function measureImg2Img(task: Task): Promise<ComponentResult> {
   const runs: { usage: Usage; phases: Record<string, number>; stepsRun: number }[] = [];
   for (let i = 0; i <= task.runs; i++) {
     // a new pipeline each run: its prompt-embedding cache would otherwise skip the text encoder
-    const { value: r, usage } = await measured(() => new Img2ImgPipeline(model).run({ image, prompt: "a photo of a cat", negativePrompt: arch === "sdxl" ? "blurry" : "", seed: 1, ...img2imgSettings(arch), width: task.size, height: task.size }));
+    const { value: r, usage } = await measured(() =>
+      new Img2ImgPipeline(model).run({
+        image,
+        prompt: "a photo of a cat",
+        negativePrompt: arch === "sdxl" ? "blurry" : "",
+        seed: 1,
+        ...img2imgSettings(arch),
+        width: task.size,
+        height: task.size,
+      }),
+    );
     runs.push({ usage, phases: { ...r.timings }, stepsRun: r.stepsRun });
     log(`img2img: ${i === 0 ? "first image" : `image ${i + 1}`} ${fmtUsage(usage)}`);
   }

@@ -85,7 +85,17 @@ export async function measureGraph(name: GraphComponent, task: Task): Promise<Co
   }
   await session.release();
   const ms = steady.map((u) => u.wallMs);
-  return { what: name, size: componentSize(task.arch ?? "sd15", name, task.size), load, first, steady, medianMs: median(ms), minMs: Math.min(...ms), flops: null, peakRssMB: peakRssMB() };
+  return {
+    what: name,
+    size: componentSize(task.arch ?? "sd15", name, task.size),
+    load,
+    first,
+    steady,
+    medianMs: median(ms),
+    minMs: Math.min(...ms),
+    flops: null,
+    peakRssMB: peakRssMB(),
+  };
 }
 
 type TimedEvent = ProfileEvent & { ts: number };

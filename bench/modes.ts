@@ -61,7 +61,12 @@ interface Row {
 const rows: Row[] = [];
 
 /** Loads a graph (the pipeline's cache key), runs it once (first run) and `runs` times more. */
-async function timeSession(label: string, key: { kind: string; config: unknown; weights: typeof bw.unet; extra?: unknown }, build: () => Graph, feeds: Record<string, TensorData>): Promise<Row> {
+async function timeSession(
+  label: string,
+  key: { kind: string; config: unknown; weights: typeof bw.unet; extra?: unknown },
+  build: () => Graph,
+  feeds: Record<string, TensorData>,
+): Promise<Row> {
   const { path } = cachedGraph(key, build, cacheDir);
   const { value: s, usage: load } = await measured(() => ModelSession.load(path, { threads }));
   const { value: first, usage } = await measured(() => s.run(feeds));
@@ -69,7 +74,15 @@ async function timeSession(label: string, key: { kind: string; config: unknown; 
   for (let i = 0; i < runs; i++) ms.push((await measured(() => s.run(feeds))).usage.wallMs);
   await s.release();
   log(`${label}: load ${fmtMs(load.wallMs)}, first ${fmtMs(usage.wallMs)}, runs ${ms.map(fmtMs).join(" ")} (load average ${loadavg()[0].toFixed(1)})`);
-  const row = { label, firstMs: usage.wallMs, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs: load.wallMs, out: Object.values(first)[0].data as Float32Array };
+  const row = {
+    label,
+    firstMs: usage.wallMs,
+    medianMs: median(ms),
+    minMs: Math.min(...ms),
+    runsMs: ms,
+    loadMs: load.wallMs,
+    out: Object.values(first)[0].data as Float32Array,
+  };
   rows.push(row);
   return row;
 }
@@ -98,7 +111,12 @@ if (only.includes("unet")) {
     const feeds = sd15Graph(B === 1 ? "unet-b1" : "unet-b2", size, bw.unet).feeds();
     const out: Record<string, Float32Array> = {};
     for (const q of modes) {
-      const r = await timeSession(`unet-b${B} ${q ?? "fp32"}`, { kind: "unet", config: unet, weights: bw.unet, extra: q && quantizeCacheKey(q) }, () => buildUNet2DConditionModel(bw.unet, unet, { quantize: q }), feeds);
+      const r = await timeSession(
+        `unet-b${B} ${q ?? "fp32"}`,
+        { kind: "unet", config: unet, weights: bw.unet, extra: q && quantizeCacheKey(q) },
+        () => buildUNet2DConditionModel(bw.unet, unet, { quantize: q }),
+        feeds,
+      );
       out[q ?? "fp32"] = r.out!;
     }
     for (const q of ["int8", "int8-conv"]) quality[`unet-b${B} ${q} vs fp32`] = difference(out.fp32, out[q]);
@@ -107,17 +125,31 @@ if (only.includes("unet")) {
 if (only.includes("text-encoder")) {
   const te = resolveCLIPTextConfig(TEXT_ENCODER_CONFIG);
   const feeds = sd15Graph("text-encoder", size, bw.text_encoder).feeds();
-  const fp32 = await timeSession("text-encoder fp32", { kind: "text-encoder", config: te, weights: bw.text_encoder }, () => buildCLIPTextModel(bw.text_encoder, te), feeds);
-  const int8 = await timeSession("text-encoder int8", { kind: "text-encoder", config: te, weights: bw.text_encoder, extra: quantizeCacheKey("int8") }, () => buildCLIPTextModel(bw.text_encoder, te, { quantize: "int8" }), feeds);
+  const fp32 = await timeSession(
+    "text-encoder fp32",
+    { kind: "text-encoder", config: te, weights: bw.text_encoder },
+    () => buildCLIPTextModel(bw.text_encoder, te),
+    feeds,
+  );
+  const int8 = await timeSession(
+    "text-encoder int8",
+    { kind: "text-encoder", config: te, weights: bw.text_encoder, extra: quantizeCacheKey("int8") },
+    () => buildCLIPTextModel(bw.text_encoder, te, { quantize: "int8" }),
+    feeds,
+  );
   quality["text-encoder int8 vs fp32"] = difference(fp32.out!, int8.out!);
 }
 if (only.includes("vae")) {
   const enc = sd15Graph("vae-encode", size, bw.vae);
   const dec = sd15Graph("vae-decode", size, bw.vae);
   await timeSession("vae-encode KL", { kind: enc.kind, config: enc.config, weights: bw.vae }, enc.build, enc.feeds());
-  await timeSession("vae-encode TAESD", { kind: "taesd-encoder", config: taesd, weights: bw.taesd }, () => buildTinyEncoder(bw.taesd, taesd), { sample: { data: filled(3 * size * size), dims: [1, 3, size, size] } });
+  await timeSession("vae-encode TAESD", { kind: "taesd-encoder", config: taesd, weights: bw.taesd }, () => buildTinyEncoder(bw.taesd, taesd), {
+    sample: { data: filled(3 * size * size), dims: [1, 3, size, size] },
+  });
   await timeSession("vae-decode KL", { kind: dec.kind, config: dec.config, weights: bw.vae }, dec.build, dec.feeds());
-  await timeSession("vae-decode TAESD", { kind: "taesd-decoder", config: taesd, weights: bw.taesd }, () => buildTinyDecoder(bw.taesd, taesd), { latent: { data: filled(4 * lat * lat, 5), dims: [1, 4, lat, lat] } });
+  await timeSession("vae-decode TAESD", { kind: "taesd-decoder", config: taesd, weights: bw.taesd }, () => buildTinyDecoder(bw.taesd, taesd), {
+    latent: { data: filled(4 * lat * lat, 5), dims: [1, 4, lat, lat] },
+  });
 }
 if (only.includes("img2img")) {
   for (const q of modes) {
@@ -133,7 +165,9 @@ if (only.includes("img2img")) {
       if (i === 0) firstMs = usage.wallMs;
       else ms.push(usage.wallMs);
       const t = r.timings;
-      log(`img2img ${q ? `${q}+TAESD` : "exact"}: ${i === 0 ? "first " : ""}${fmtMs(usage.wallMs)} (prompt ${fmtMs(t.encodePromptMs)}, encode ${fmtMs(t.encodeImageMs)}, denoise ${fmtMs(t.denoiseMs)}, decode ${fmtMs(t.decodeMs)})`);
+      log(
+        `img2img ${q ? `${q}+TAESD` : "exact"}: ${i === 0 ? "first " : ""}${fmtMs(usage.wallMs)} (prompt ${fmtMs(t.encodePromptMs)}, encode ${fmtMs(t.encodeImageMs)}, denoise ${fmtMs(t.denoiseMs)}, decode ${fmtMs(t.decodeMs)})`,
+      );
     }
     await model.release();
     rows.push({ label: `img2img turbo ${q ? `${q}+TAESD` : "exact"}`, firstMs, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs: load.wallMs });
@@ -142,7 +176,31 @@ if (only.includes("img2img")) {
 
 console.log(`\nSD 1.5 architecture ${size}x${size}, ${threads} threads, first run + ${runs} runs per row`);
 console.log(["row".padEnd(28), "first ms".padStart(9), "median ms".padStart(10), "min ms".padStart(9), "load ms".padStart(8)].join("  "));
-for (const r of rows) console.log([r.label.padEnd(28), r.firstMs.toFixed(0).padStart(9), r.medianMs.toFixed(0).padStart(10), r.minMs.toFixed(0).padStart(9), r.loadMs.toFixed(0).padStart(8)].join("  "));
-for (const [k, q] of Object.entries(quality)) console.log(`${k}: max |diff| ${q.max.toExponential(2)}, mean ${q.mean.toExponential(2)} (fp32 output std ${q.refStd.toExponential(2)})`);
-console.log(`peak RSS ${peakRssMB().toFixed(0)} MB, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
-if (values.json) writeJson(resolve(values.json), { schema: "reimagine-modes/2", machine: machineInfo(threads), size, threads, runs, rows: rows.map(({ out: _o, ...r }) => r), quality, date: new Date().toISOString() });
+for (const r of rows)
+  console.log(
+    [
+      r.label.padEnd(28),
+      r.firstMs.toFixed(0).padStart(9),
+      r.medianMs.toFixed(0).padStart(10),
+      r.minMs.toFixed(0).padStart(9),
+      r.loadMs.toFixed(0).padStart(8),
+    ].join("  "),
+  );
+for (const [k, q] of Object.entries(quality))
+  console.log(`${k}: max |diff| ${q.max.toExponential(2)}, mean ${q.mean.toExponential(2)} (fp32 output std ${q.refStd.toExponential(2)})`);
+console.log(
+  `peak RSS ${peakRssMB().toFixed(0)} MB, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")}`,
+);
+if (values.json)
+  writeJson(resolve(values.json), {
+    schema: "reimagine-modes/2",
+    machine: machineInfo(threads),
+    size,
+    threads,
+    runs,
+    rows: rows.map(({ out: _o, ...r }) => r),
+    quality,
+    date: new Date().toISOString(),
+  });

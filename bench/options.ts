@@ -11,7 +11,8 @@ import type { ComponentName } from "./types.js";
 export const COMPONENTS: readonly ComponentName[] = [...GRAPH_COMPONENTS, "img2img", "img2img-cli", "img2img-turbo-cli"];
 
 /** What `npm run bench` measures by default for each architecture (SDXL: no CLI rows, see --arch). */
-export const archDefaults = (arch: Arch): readonly ComponentName[] => (arch === "sdxl" ? [...archComponents("sdxl"), "img2img"] : COMPONENTS.filter((c) => c !== "text-encoder-2"));
+export const archDefaults = (arch: Arch): readonly ComponentName[] =>
+  arch === "sdxl" ? [...archComponents("sdxl"), "img2img"] : COMPONENTS.filter((c) => c !== "text-encoder-2");
 
 export const HELP = `npm run bench -- [options]
 
@@ -92,7 +93,10 @@ export function parseOptions(argv: string[]): BenchOptions {
   if (!sizes.includes(size)) throw bad(`--size must be ${sizes.join(" or ")} for --arch ${arch}, got ${size}`);
   const allowed = archDefaults(arch);
   const only: ComponentName[] = [];
-  for (const name of (values.only ?? allowed.join(",")).split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const name of (values.only ?? allowed.join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const names = name === "unet" ? (["unet-b1", "unet-b2"] as const) : [name];
     for (const n of names) {
       if (!allowed.includes(n as ComponentName)) throw bad(`--only: unknown component '${n}' for --arch ${arch}; use ${allowed.join(", ")}`);

@@ -74,7 +74,24 @@ export function componentTable(rows: Row[], peak: PeakResult | undefined): strin
         f(r.load.wallMs),
       ];
     });
-  const head = ["component", "first ms", "median ms", "min ms", "first/med", "1st CPU ms", "CPU ms", "GFLOP", "GFLOP/s", "% peak", "1st faults", "1st sys ms", "faults", "sys ms", "peak RSS MB", "load ms"];
+  const head = [
+    "component",
+    "first ms",
+    "median ms",
+    "min ms",
+    "first/med",
+    "1st CPU ms",
+    "CPU ms",
+    "GFLOP",
+    "GFLOP/s",
+    "% peak",
+    "1st faults",
+    "1st sys ms",
+    "faults",
+    "sys ms",
+    "peak RSS MB",
+    "load ms",
+  ];
   const notes = rows.flatMap((r) => (isSkipped(r) ? [`  ${r.what}: skipped: ${r.skipped}`] : !isCli(r) && r.note ? [`  ${r.what}: ${r.note}`] : []));
   return [table(head, body), ...notes].join("\n");
 }
@@ -110,10 +127,35 @@ export function endToEndTable(rows: Row[], steps: number, peak: PeakResult | und
   const rate = (ms: number, exact: boolean) => (exact && flops ? flops / ms / 1e6 : null);
   const pct = (gf: number | null) => f(gf !== null && peak ? (100 * gf) / peak.gflops : null, 1);
   const body: string[][] = [];
-  const line = (what: string, ms: number, min: number | null, exact: boolean, cpu: number, faults: number, sys: number, rss: number | null, startup: number | null) => {
+  const line = (
+    what: string,
+    ms: number,
+    min: number | null,
+    exact: boolean,
+    cpu: number,
+    faults: number,
+    sys: number,
+    rss: number | null,
+    startup: number | null,
+  ) => {
     const gf = rate(ms, exact);
     const cpuRatio = exact && sumCpu ? f(cpu / sumCpu, 2) : "-";
-    body.push([what, f(ms), f(min), exact ? f(sum) : "-", exact && sum ? f(ms / sum, 2) : "-", f(cpu), exact ? f(sumCpu) : "-", cpuRatio, f(gf, 1), pct(gf), k(faults), f(sys), f(rss), f(startup)]);
+    body.push([
+      what,
+      f(ms),
+      f(min),
+      exact ? f(sum) : "-",
+      exact && sum ? f(ms / sum, 2) : "-",
+      f(cpu),
+      exact ? f(sumCpu) : "-",
+      cpuRatio,
+      f(gf, 1),
+      pct(gf),
+      k(faults),
+      f(sys),
+      f(rss),
+      f(startup),
+    ]);
   };
   for (const r of rows) {
     if (isSkipped(r) || !(r.what === "img2img" || isCli(r))) continue;
@@ -123,10 +165,35 @@ export function endToEndTable(rows: Row[], steps: number, peak: PeakResult | und
     } else {
       const c = r as ComponentResult;
       line("img2img (warm process, first image)", c.first.wallMs, null, true, cpuMs(c.first), c.first.minorFaults, c.first.systemMs, null, null);
-      line("img2img (warm process, later images)", c.medianMs, c.minMs, true, steadyCpuMs(c), median(c.steady.map((u) => u.minorFaults)), median(c.steady.map((u) => u.systemMs)), c.peakRssMB, null);
+      line(
+        "img2img (warm process, later images)",
+        c.medianMs,
+        c.minMs,
+        true,
+        steadyCpuMs(c),
+        median(c.steady.map((u) => u.minorFaults)),
+        median(c.steady.map((u) => u.systemMs)),
+        c.peakRssMB,
+        null,
+      );
     }
   }
-  const head = ["end to end", "median ms", "min ms", "sum of parts ms", "ratio", "CPU ms", "sum of parts CPU ms", "CPU ratio", "GFLOP/s", "% peak", "minor faults", "sys ms", "peak RSS MB", "startup ms"];
+  const head = [
+    "end to end",
+    "median ms",
+    "min ms",
+    "sum of parts ms",
+    "ratio",
+    "CPU ms",
+    "sum of parts CPU ms",
+    "CPU ratio",
+    "GFLOP/s",
+    "% peak",
+    "minor faults",
+    "sys ms",
+    "peak RSS MB",
+    "startup ms",
+  ];
   return table(head, body);
 }
 
@@ -135,7 +202,15 @@ export function profileTable(what: string, p: { first: RunProfile; steady: RunPr
   const steady = new Map(p.steady.ops.map((o) => [o.opType, o]));
   const rows = p.first.ops.slice(0, top).map((o) => {
     const s = steady.get(o.opType);
-    return [o.opType, f(o.count), f(o.timeUs / 1000, 1), f(s ? s.timeUs / 1000 : null, 1), f(s ? o.timeUs / s.timeUs : null, 2), o.flops ? f(o.flops / 1e9, 1) : "-", o.flops && s ? f(o.flops / s.timeUs / 1e3, 1) : "-"];
+    return [
+      o.opType,
+      f(o.count),
+      f(o.timeUs / 1000, 1),
+      f(s ? s.timeUs / 1000 : null, 1),
+      f(s ? o.timeUs / s.timeUs : null, 2),
+      o.flops ? f(o.flops / 1e9, 1) : "-",
+      o.flops && s ? f(o.flops / s.timeUs / 1e3, 1) : "-",
+    ];
   });
   const title = `${what}: profiled first run ${f(p.first.runUs / 1000)} ms (kernels ${f(p.first.kernelUs / 1000)}), second run ${f(p.steady.runUs / 1000)} ms (kernels ${f(p.steady.kernelUs / 1000)})`;
   return `${title}\n${table(["op", "count", "first ms", "steady ms", "first/steady", "GFLOP", "GFLOP/s steady"], rows)}`;

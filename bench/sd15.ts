@@ -33,7 +33,8 @@ export const GRAPH_COMPONENTS = ["text-encoder", "text-encoder-2", "vae-encode",
 export type GraphComponent = (typeof GRAPH_COMPONENTS)[number];
 
 /** The components an architecture has (SD 1.5 has one text encoder). */
-export const archComponents = (arch: Arch): readonly GraphComponent[] => (arch === "sdxl" ? GRAPH_COMPONENTS : GRAPH_COMPONENTS.filter((c) => c !== "text-encoder-2"));
+export const archComponents = (arch: Arch): readonly GraphComponent[] =>
+  arch === "sdxl" ? GRAPH_COMPONENTS : GRAPH_COMPONENTS.filter((c) => c !== "text-encoder-2");
 
 /** The image side a component is timed at: SDXL's batch-1 UNet runs at half the bench size (512 for 1024). */
 export const componentSize = (arch: Arch, name: string, size: number): number => (arch === "sdxl" && name === "unet-b1" ? size / 2 : size);

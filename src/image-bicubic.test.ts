@@ -14,7 +14,15 @@ describe("resampleBicubic (Pillow BICUBIC, a = -0.5)", () => {
   it("bottom band to 9x2 and left band to 3x7", () => {
     const row = [38, 45, 52, 45, 51, 58, 58, 64, 71, 68, 91, 98, 82, 121, 128, 112, 135, 142, 140, 145, 152, 152, 158, 165, 158, 165, 172];
     expect(Array.from(resampleBicubic(img, 9, 2, [0, 4, 5, 4]).data)).toEqual([...row, ...row]);
-    const cols = [[0, 0, 3], [27, 32, 39], [94, 101, 108], [170, 178, 185], [203, 210, 217], [106, 113, 120], [44, 51, 58]];
+    const cols = [
+      [0, 0, 3],
+      [27, 32, 39],
+      [94, 101, 108],
+      [170, 178, 185],
+      [203, 210, 217],
+      [106, 113, 120],
+      [44, 51, 58],
+    ];
     expect(Array.from(resampleBicubic(img, 3, 7, [0, 0, 0, 4]).data)).toEqual(cols.flatMap((p) => [...p, ...p, ...p]));
   });
 });

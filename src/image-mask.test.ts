@@ -8,11 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReimagineError } from "./errors.js";
 import { decodePixels, encodeMaskPng } from "./image-mask.js";
 
-const raw = (data: number[], width: number, height: number, channels: 1 | 2 | 3 | 4) =>
-  sharp(Buffer.from(data), { raw: { width, height, channels } });
+const raw = (data: number[], width: number, height: number, channels: 1 | 2 | 3 | 4) => sharp(Buffer.from(data), { raw: { width, height, channels } });
 
 async function expectError(p: Promise<unknown>, pattern: RegExp, code: string): Promise<void> {
-  const e = await p.then(() => undefined, (err) => err);
+  const e = await p.then(
+    () => undefined,
+    (err) => err,
+  );
   expect(e).toBeInstanceOf(ReimagineError);
   expect((e as ReimagineError).code).toBe(code);
   expect((e as Error).message).toMatch(pattern);
@@ -52,7 +54,13 @@ describe("decodePixels keeps the channels that carry the mask", () => {
   });
   it("a file path works; EXIF orientation is applied", async () => {
     const p = join(dir, "m.jpg");
-    await writeFile(p, await raw(Array(6 * 4 * 3).fill(200), 6, 4, 3).jpeg().withMetadata({ orientation: 6 }).toBuffer());
+    await writeFile(
+      p,
+      await raw(Array(6 * 4 * 3).fill(200), 6, 4, 3)
+        .jpeg()
+        .withMetadata({ orientation: 6 })
+        .toBuffer(),
+    );
     const d = await decodePixels(p);
     expect([d.width, d.height]).toEqual([4, 6]);
   });
@@ -60,7 +68,9 @@ describe("decodePixels keeps the channels that carry the mask", () => {
     await expectError(decodePixels(join(dir, "nope.png")), /mask '.*nope\.png'.*file not found/, "not_found");
     await expectError(decodePixels(dir), /it is a folder/, "not_found");
     await expectError(decodePixels(Buffer.from("this is not an image")), /Cannot read mask data: not a supported image.*use a PNG/, "invalid_image");
-    const png = await raw(Array(64 * 64).fill(255), 64, 64, 1).png({ compressionLevel: 0 }).toBuffer();
+    const png = await raw(Array(64 * 64).fill(255), 64, 64, 1)
+      .png({ compressionLevel: 0 })
+      .toBuffer();
     await expectError(decodePixels(png.subarray(0, png.length >> 1)), /damaged/, "invalid_image");
     await expectError(decodePixels(png, "mask", 100), /over the limit/, "image_too_large");
   });

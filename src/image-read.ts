@@ -16,7 +16,10 @@ export const sharp = ((...args: Parameters<typeof SharpFn>) => {
 }) as typeof SharpFn;
 
 /** The first line of an error's message. */
-export const oneLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0].trim();
+export const oneLine = (e: unknown) =>
+  String((e as Error)?.message ?? e)
+    .split("\n")[0]
+    .trim();
 
 /** Formats an input may have (sharp's names; AVIF is "heif"). SVG is refused: rasterising untrusted
  *  vector files costs unbounded CPU, and a sketch exported as PNG works the same. */

@@ -28,8 +28,20 @@ describe("ssim vs scikit-image structural_similarity", () => {
   });
 
   it("compares colour images through BT.601 luminance", () => {
-    const a = rgb(12, 12, (x) => (x * 20) % 256, (_, y) => (y * 20) % 256, (x, y) => ((x + y) * 10) % 256);
-    const b = rgb(12, 12, (x) => (x * 20 + 15) % 256, (_, y) => (y * 18) % 256, (x, y) => (x * y) % 256);
+    const a = rgb(
+      12,
+      12,
+      (x) => (x * 20) % 256,
+      (_, y) => (y * 20) % 256,
+      (x, y) => ((x + y) * 10) % 256,
+    );
+    const b = rgb(
+      12,
+      12,
+      (x) => (x * 20 + 15) % 256,
+      (_, y) => (y * 18) % 256,
+      (x, y) => (x * y) % 256,
+    );
     expect(ssim(a, b)).toBeCloseTo(0.9868170522326644, 12);
   });
 

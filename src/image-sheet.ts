@@ -70,7 +70,9 @@ export function ssim(a: RGBImage, b: RGBImage): number {
   const win = gaussianWindow(size, 1.5);
   const [x, y] = [luma(a), luma(b)];
   const n = x.length;
-  const xx = new Float64Array(n), yy = new Float64Array(n), xy = new Float64Array(n);
+  const xx = new Float64Array(n),
+    yy = new Float64Array(n),
+    xy = new Float64Array(n);
   for (let i = 0; i < n; i++) [xx[i], yy[i], xy[i]] = [x[i] * x[i], y[i] * y[i], x[i] * y[i]];
   const f = (p: Float64Array) => filterValid(p, a.width, a.height, win);
   const [mx, my, sxx, syy, sxy] = [f(x), f(y), f(xx), f(yy), f(xy)];
@@ -79,7 +81,9 @@ export function ssim(a: RGBImage, b: RGBImage): number {
   let total = 0;
   for (let i = 0; i < mx.length; i++) {
     const [ux, uy] = [mx[i], my[i]];
-    const vx = sxx[i] - ux * ux, vy = syy[i] - uy * uy, cxy = sxy[i] - ux * uy;
+    const vx = sxx[i] - ux * ux,
+      vy = syy[i] - uy * uy,
+      cxy = sxy[i] - ux * uy;
     total += ((2 * ux * uy + C1) * (2 * cxy + C2)) / ((ux * ux + uy * uy + C1) * (vx + vy + C2));
   }
   return total / mx.length;
@@ -89,8 +93,18 @@ export function ssim(a: RGBImage, b: RGBImage): number {
 
 /** A1111 "Approx cheap" latent -> RGB factors, [latent channel][r, g, b], applied to unscaled latents. */
 export const LATENT_RGB_FACTORS = {
-  sd1: [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]],
-  sdxl: [[0.3448, 0.4168, 0.4395], [-0.1953, -0.029, 0.025], [0.1074, 0.0886, -0.0163], [-0.373, -0.2499, -0.2088]],
+  sd1: [
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+  ],
+  sdxl: [
+    [0.3448, 0.4168, 0.4395],
+    [-0.1953, -0.029, 0.025],
+    [0.1074, 0.0886, -0.0163],
+    [-0.373, -0.2499, -0.2088],
+  ],
 } as const;
 
 /**
@@ -99,12 +113,7 @@ export const LATENT_RGB_FACTORS = {
  * c feeds colour c % 3 (averaged), each colour stretched to its own min..max.
  * @example latentPreview(latents, [1, 4, 64, 64]) // 64x64 RGBImage
  */
-export function latentPreview(
-  latents: Float32Array,
-  shape: readonly number[],
-  index = 0,
-  opts: { family?: keyof typeof LATENT_RGB_FACTORS } = {},
-): RGBImage {
+export function latentPreview(latents: Float32Array, shape: readonly number[], index = 0, opts: { family?: keyof typeof LATENT_RGB_FACTORS } = {}): RGBImage {
   if (shape.length !== 4) throw new ReimagineError(`latentPreview expects [N, C, H, W] latents, got shape [${shape}]`);
   const [n, c, h, w] = shape;
   if (index < 0 || index >= n) throw new ReimagineError(`latentPreview index ${index} is outside the batch of ${n}`);
@@ -125,7 +134,8 @@ export function latentPreview(
     for (let r = 0; r < 3; r++) {
       const chans = Array.from({ length: c }, (_, i) => i).filter((i) => i % 3 === r);
       if (chans.length === 0) chans.push(r % c);
-      let lo = Infinity, hi = -Infinity;
+      let lo = Infinity,
+        hi = -Infinity;
       for (let p = 0; p < plane; p++) {
         let v = 0;
         for (const ch of chans) v += latents[base + ch * plane + p];
@@ -200,8 +210,7 @@ export function sheetLayout(sizes: { width: number; height: number }[], cellWidt
   return { width: SHEET_GAP + cols * (cellWidth + SHEET_GAP), height: SHEET_GAP + rows * pitchY, cellWidth, cellHeight, cells };
 }
 
-const xmlEscape = (s: string) =>
-  s.replace(/[<>&"']/g, (ch) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[ch]!);
+const xmlEscape = (s: string) => s.replace(/[<>&"']/g, (ch) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[ch]!);
 
 /** An SVG (sheet-sized, transparent) with every label centred under its cell; long labels are shortened. */
 export function sheetLabelsSvg(layout: SheetLayout, labels: string[]): string {

@@ -10,8 +10,22 @@ import { ReimagineError } from "./errors.js";
 import { crc32, exifWithUserComment, pngChunks, readExifUserComment } from "./image-metadata.js";
 import { SHEET_GAP, SHEET_LABEL_HEIGHT } from "./image-sheet.js";
 import {
-  contactSheet, defaultSize, encodeImage, formatFromPath, imageToTensor, latentPreview, loadImage, readImageParameters,
-  resampleLanczos, resizeImage, ssim, ssimResized, tensorToFloatHWC, tensorToImage, upscaleNearest, writeFileAtomic,
+  contactSheet,
+  defaultSize,
+  encodeImage,
+  formatFromPath,
+  imageToTensor,
+  latentPreview,
+  loadImage,
+  readImageParameters,
+  resampleLanczos,
+  resizeImage,
+  ssim,
+  ssimResized,
+  tensorToFloatHWC,
+  tensorToImage,
+  upscaleNearest,
+  writeFileAtomic,
   type RGBImage,
 } from "./image.js";
 
@@ -27,22 +41,33 @@ const noise = (width: number, height: number, seed = 1): RGBImage => {
   const data = new Uint8Array(width * height * 3);
   let s = seed >>> 0 || 1;
   for (let i = 0; i < data.length; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     data[i] = s & 255;
   }
   return { width, height, data };
 };
 const rawSharp = (img: RGBImage) => sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: 3 } });
 const expectError = async (p: Promise<unknown>, pattern: RegExp) => {
-  const e = await p.then(() => undefined, (err) => err);
+  const e = await p.then(
+    () => undefined,
+    (err) => err,
+  );
   expect(e).toBeInstanceOf(ReimagineError);
   expect((e as Error).message).toMatch(pattern);
   expect((e as Error).message).not.toContain("\n");
 };
 
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), "reimagine-image-")); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "reimagine-image-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 describe("loadImage", () => {
   it("applies EXIF orientation 6 (rotate 90° clockwise)", async () => {
@@ -60,7 +85,9 @@ describe("loadImage", () => {
   it("flattens transparent pixels onto the background colour", async () => {
     const rgba = Buffer.alloc(4 * 4 * 4);
     for (let i = 0; i < 16; i++) rgba.set(i < 8 ? [10, 20, 30, 255] : [200, 0, 0, 0], i * 4); // top half opaque
-    const png = await sharp(rgba, { raw: { width: 4, height: 4, channels: 4 } }).png().toBuffer();
+    const png = await sharp(rgba, { raw: { width: 4, height: 4, channels: 4 } })
+      .png()
+      .toBuffer();
     const white = await loadImage(png);
     expect(white.data.length).toBe(4 * 4 * 3);
     expect(px(white, 1, 0)).toEqual([10, 20, 30]);
@@ -72,7 +99,9 @@ describe("loadImage", () => {
 
   it("reads the first frame of an animated GIF", async () => {
     const frames = Buffer.concat([Buffer.from(solid(8, 8, [255, 0, 0]).data), Buffer.from(solid(8, 8, [0, 0, 255]).data)]);
-    const gif = await sharp(frames, { raw: { width: 8, height: 16, channels: 3, pageHeight: 8 } }).gif().toBuffer();
+    const gif = await sharp(frames, { raw: { width: 8, height: 16, channels: 3, pageHeight: 8 } })
+      .gif()
+      .toBuffer();
     expect((await sharp(gif).metadata()).pages).toBe(2);
     const out = await loadImage(gif);
     expect([out.width, out.height]).toEqual([8, 8]);
@@ -91,16 +120,24 @@ describe("loadImage", () => {
   });
 
   it("expands greyscale and 16-bit PNGs to 8-bit RGB", async () => {
-    const grey = await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } }).png().toBuffer();
+    const grey = await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } })
+      .png()
+      .toBuffer();
     const g = await loadImage(grey);
     expect(px(g, 1, 0)).toEqual([128, 128, 128]);
-    const deep = await rawSharp(solid(2, 2, [255, 128, 0])).toColourspace("rgb16").png().toBuffer();
+    const deep = await rawSharp(solid(2, 2, [255, 128, 0]))
+      .toColourspace("rgb16")
+      .png()
+      .toBuffer();
     expect((await sharp(deep).metadata()).depth).toBe("ushort");
     expect(near(px(await loadImage(deep), 0, 0), [255, 128, 0], 1)).toBe(true);
   });
 
   it("ignores embedded ICC profiles, returning the stored values as PIL (and so diffusers) does", async () => {
-    const p3 = await rawSharp(solid(2, 2, [200, 30, 60])).withIccProfile("p3").png().toBuffer();
+    const p3 = await rawSharp(solid(2, 2, [200, 30, 60]))
+      .withIccProfile("p3")
+      .png()
+      .toBuffer();
     const stored = await sharp(p3, { ignoreIcc: true }).raw().toBuffer();
     expect(px(await loadImage(p3), 0, 0)).toEqual(Array.from(stored.subarray(0, 3)));
     expect(Array.from(stored.subarray(0, 3))).not.toEqual([200, 30, 60]); // the profile really changed the numbers
@@ -108,7 +145,12 @@ describe("loadImage", () => {
 
   it("reads a file path", async () => {
     const path = join(dir, "in.png");
-    await writeFile(path, await rawSharp(solid(3, 2, [1, 2, 3])).png().toBuffer());
+    await writeFile(
+      path,
+      await rawSharp(solid(3, 2, [1, 2, 3]))
+        .png()
+        .toBuffer(),
+    );
     expect(await loadImage(path)).toEqual({ width: 3, height: 2, data: solid(3, 2, [1, 2, 3]).data });
   });
 
@@ -179,14 +221,19 @@ describe("sizes and resize modes", () => {
     const c = 0xe1;
     const img = solid(size, size, [255 - c, 255 - c, 255 - c]);
     const h = size / 2;
-    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if ((x < h) === (y < h)) img.data.fill(c, (y * size + x) * 3, (y * size + x) * 3 + 3);
+    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if (x < h === y < h) img.data.fill(c, (y * size + x) * 3, (y * size + x) * 3 + 3);
     const q = quarter.split(" ").map((v) => parseInt(v, 16));
     const res = resampleLanczos(img, out, out);
     const o = out / 2;
     for (let y = 0; y < o; y++) {
       for (let x = 0; x < o; x++) {
         const v = q[y * o + x];
-        for (const [xx, yy, e] of [[x, y, v], [out - 1 - x, out - 1 - y, v], [x, out - 1 - y, 255 - v], [out - 1 - x, y, 255 - v]]) {
+        for (const [xx, yy, e] of [
+          [x, y, v],
+          [out - 1 - x, out - 1 - y, v],
+          [x, out - 1 - y, 255 - v],
+          [out - 1 - x, y, 255 - v],
+        ]) {
           expect(px(res, xx, yy)).toEqual([e, e, e]);
         }
       }
@@ -204,7 +251,13 @@ describe("sizes and resize modes", () => {
     for (let y = 0; y < 20; y++) for (let x = 20; x < 40; x++) src.data.set([0, 255, 0], (y * 60 + x) * 3);
     const out = await resizeImage(src, 16, 16, "crop-and-resize");
     expect([out.width, out.height]).toEqual([16, 16]);
-    for (const [x, y] of [[2, 8], [13, 8], [8, 0], [8, 15]]) expect(near(px(out, x, y), [0, 255, 0], 30)).toBe(true);
+    for (const [x, y] of [
+      [2, 8],
+      [13, 8],
+      [8, 0],
+      [8, 15],
+    ])
+      expect(near(px(out, x, y), [0, 255, 0], 30)).toBe(true);
   });
 
   it("resize-and-fill fits the image and fills the borders from its edge rows (diffusers 'fill')", async () => {
@@ -227,7 +280,10 @@ describe("sizes and resize modes", () => {
     expect(px(banded, 3, 8)).toEqual([100, 100, 100]); // first row of the pasted image
     // left/right fill for a tall source: bands are the stretched edge columns
     const tall = solid(8, 32, [50, 50, 50]);
-    for (let y = 0; y < 32; y++) { tall.data.set([255, 0, 0], y * 8 * 3); tall.data.set([0, 0, 255], (y * 8 + 7) * 3); }
+    for (let y = 0; y < 32; y++) {
+      tall.data.set([255, 0, 0], y * 8 * 3);
+      tall.data.set([0, 0, 255], (y * 8 + 7) * 3);
+    }
     const wide = await resizeImage(tall, 32, 32, "resize-and-fill");
     const inner = await resizeImage(tall, 8, 32, "just-resize");
     expect(px(wide, 0, 10)).toEqual(px(wide, 11, 10)); // whole left band = one value per row
@@ -284,7 +340,10 @@ describe("parameters metadata", () => {
   const latin = "a castle, highly detailed\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 8x8";
   const unicode = "大きな城 – ünïcödé 🏰\nSteps: 20, Seed: 1";
 
-  it.each([["tEXt", latin], ["iTXt", unicode]])("PNG stores a %s chunk with keyword 'parameters' and reads it back", async (type, text) => {
+  it.each([
+    ["tEXt", latin],
+    ["iTXt", unicode],
+  ])("PNG stores a %s chunk with keyword 'parameters' and reads it back", async (type, text) => {
     const png = await encodeImage(noise(8, 8), "png", { parameters: text });
     const chunks = pngChunks(png);
     const idat = chunks.findIndex((c) => c.type === "IDAT");
@@ -371,8 +430,12 @@ describe("ssim, previews and contact sheets", () => {
     const p = latentPreview(lat, [2, 4, 1, 2], 1);
     expect([p.width, p.height]).toEqual([2, 1]);
     expect(Array.from(p.data)).toEqual([
-      Math.round(((1 + 0.298) / 2) * 255), Math.round(((1 + 0.207) / 2) * 255), Math.round(((1 + 0.208) / 2) * 255),
-      128, 128, 128,
+      Math.round(((1 + 0.298) / 2) * 255),
+      Math.round(((1 + 0.207) / 2) * 255),
+      Math.round(((1 + 0.208) / 2) * 255),
+      128,
+      128,
+      128,
     ]);
     const big = upscaleNearest(p, 3);
     expect([big.width, big.height]).toEqual([6, 3]);

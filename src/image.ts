@@ -57,25 +57,21 @@ export async function loadImage(input: string | Buffer, opts: LoadOptions = {}):
   const background = opts.background ?? "#ffffff";
   let pipeline: Sharp;
   try {
-    pipeline = sharp(bytes, { failOn: "truncated", limitInputPixels: false, pages: 1, ignoreIcc: true })
-      .autoOrient()
-      .flatten({ background });
+    pipeline = sharp(bytes, { failOn: "truncated", limitInputPixels: false, pages: 1, ignoreIcc: true }).autoOrient().flatten({ background });
     if (opts.timeoutS !== undefined) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(opts.timeoutS)) });
   } catch (e) {
     throw new ReimagineError(`invalid background colour '${background}': use a CSS colour such as '#ffffff' or 'white'`, "invalid_input", { cause: e });
   }
   try {
-    const { data, info } = await pipeline
-      .toColourspace("srgb")
-      .removeAlpha()
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await pipeline.toColourspace("srgb").removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (e) {
     if (/timeout/i.test(oneLine(e)) && opts.timeoutS !== undefined) {
       const what = typeof input === "string" ? `image '${input}'` : "image data";
-      throw new ReimagineError(`Cannot read ${what}: decoding took longer than ${opts.timeoutS} s; send a smaller or simpler image`, "image_timeout", { cause: e });
+      throw new ReimagineError(`Cannot read ${what}: decoding took longer than ${opts.timeoutS} s; send a smaller or simpler image`, "image_timeout", {
+        cause: e,
+      });
     }
     throw unreadable(e);
   }
@@ -147,7 +143,8 @@ const blank = (width: number, height: number): RGBImage => ({ width, height, dat
 
 /** PIL Image.paste at (x, y), clipped to dst; modifies and returns dst. */
 function paste(dst: RGBImage, src: RGBImage, x: number, y: number): RGBImage {
-  const x0 = Math.max(0, x), x1 = Math.min(dst.width, x + src.width);
+  const x0 = Math.max(0, x),
+    x1 = Math.min(dst.width, x + src.width);
   if (x1 <= x0) return dst;
   for (let dy = Math.max(0, y); dy < Math.min(dst.height, y + src.height); dy++) {
     const s = ((dy - y) * src.width + (x0 - x)) * 3;
@@ -160,7 +157,10 @@ function paste(dst: RGBImage, src: RGBImage, x: number, y: number): RGBImage {
 // then fixed point with PRECISION_BITS = 22; horizontal pass first over the rows the vertical pass needs.
 const PRECISION_BITS = 32 - 8 - 2;
 const sinc = (x: number) => (x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x));
-interface Filter { support: number; fn: (x: number) => number }
+interface Filter {
+  support: number;
+  fn: (x: number) => number;
+}
 const LANCZOS: Filter = { support: 3, fn: (x) => (-3 <= x && x < 3 ? sinc(x) * sinc(x / 3) : 0) };
 const BICUBIC: Filter = {
   support: 2,
@@ -173,7 +173,11 @@ const BICUBIC: Filter = {
   },
 };
 
-interface Coeffs { ksize: number; bounds: Int32Array; kk: Int32Array }
+interface Coeffs {
+  ksize: number;
+  bounds: Int32Array;
+  kk: Int32Array;
+}
 
 function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: number, filter: Filter): Coeffs {
   const scale = Math.fround(Math.fround(in1) - Math.fround(in0)) / outSize; // float box, double maths
@@ -235,7 +239,9 @@ function resample(img: RGBImage, outW: number, outH: number, box: [number, numbe
       const row = (y + yFirst) * img.width * 3;
       for (let xx = 0; xx < outW; xx++) {
         const [xmin, n] = [bounds[xx * 2], bounds[xx * 2 + 1]];
-        let s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+        let s0 = 1 << (PRECISION_BITS - 1),
+          s1 = s0,
+          s2 = s0;
         for (let x = 0; x < n; x++) {
           const kv = kk[xx * ksize + x];
           const p = row + (x + xmin) * 3;
@@ -427,23 +433,26 @@ export async function ssimResized(a: RGBImage, b: RGBImage): Promise<number> {
  * A labelled grid: each image scaled to cellWidth (aspect kept), its label below (sharp SVG text).
  * @example await contactSheet([{ image: input, label: "input" }, { image: out, label: "strength 0.40 · SSIM 0.83" }])
  */
-export async function contactSheet(
-  cells: { image: RGBImage; label: string }[],
-  opts: { cellWidth?: number; columns?: number } = {},
-): Promise<RGBImage> {
-  const layout = sheetLayout(cells.map((c) => c.image), opts.cellWidth ?? 256, opts.columns ?? 4);
+export async function contactSheet(cells: { image: RGBImage; label: string }[], opts: { cellWidth?: number; columns?: number } = {}): Promise<RGBImage> {
+  const layout = sheetLayout(
+    cells.map((c) => c.image),
+    opts.cellWidth ?? 256,
+    opts.columns ?? 4,
+  );
   const raw = (img: RGBImage) => ({ raw: { width: img.width, height: img.height, channels: 3 as const } });
   const tiles = await Promise.all(
     cells.map(async (c, i) => {
       const { width, height } = layout.cells[i];
-      const input = await sharp(Buffer.from(c.image.data), raw(c.image))
-        .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-        .raw()
-        .toBuffer();
+      const input = await sharp(Buffer.from(c.image.data), raw(c.image)).resize(width, height, { fit: "fill", kernel: "lanczos3" }).raw().toBuffer();
       return { input, raw: { width, height, channels: 3 as const }, left: layout.cells[i].left, top: layout.cells[i].top };
     }),
   );
-  const svg = Buffer.from(sheetLabelsSvg(layout, cells.map((c) => c.label)));
+  const svg = Buffer.from(
+    sheetLabelsSvg(
+      layout,
+      cells.map((c) => c.label),
+    ),
+  );
   const { data, info } = await sharp({ create: { width: layout.width, height: layout.height, channels: 3, background: "#202020" } })
     .composite([...tiles, { input: svg, left: 0, top: 0 }])
     .removeAlpha()

@@ -29,7 +29,15 @@ export { formatInfotext, parseInfotext, type GenerationSettings } from "./pipeli
 export { encodeResult, refinerNotes, runInfotext, samplerDisplayName, type PipelineSummary, type RunSettings } from "./pipeline/metadata.js";
 export { previewVaeFor, tinyVaeRepoFor, TINY_VAE_REPOS } from "./pipeline/preview-vae.js";
 export { findModel, rememberModel, type FoundModel, type KnownModel } from "./pipeline/model-index.js";
-export { PipelineWorker, type PipelineInfo, type PreviewMode, type WorkerLoadOptions, type WorkerProgressEvent, type WorkerRunInput, type WorkerRunOptions } from "./worker/pipeline-worker.js";
+export {
+  PipelineWorker,
+  type PipelineInfo,
+  type PreviewMode,
+  type WorkerLoadOptions,
+  type WorkerProgressEvent,
+  type WorkerRunInput,
+  type WorkerRunOptions,
+} from "./worker/pipeline-worker.js";
 export { VAE_TILING_MODES, type VaeTilingMode } from "./pipeline/vae-tiling.js";
 export {
   a1111SamplerName,

@@ -18,11 +18,7 @@ function bitMismatches(got: Float32Array, want: Float32Array): number {
 describe("TorchGenerator (literal torch values)", () => {
   it("scalar path (numel < 16): torch.manual_seed(0); torch.randn(3)", () => {
     const x = new TorchGenerator(0).randn([3]);
-    expect(Array.from(x)).toEqual([
-      expect.closeTo(1.541, 4),
-      expect.closeTo(-0.2934, 4),
-      expect.closeTo(-2.1788, 4),
-    ]);
+    expect(Array.from(x)).toEqual([expect.closeTo(1.541, 4), expect.closeTo(-0.2934, 4), expect.closeTo(-2.1788, 4)]);
   });
 
   it("vector path (numel >= 16): torch.manual_seed(0); torch.randn(4, 4)[0]", () => {
@@ -52,8 +48,8 @@ describe("TorchGenerator (state and seeds)", () => {
   it("a ragged size redraws the last 16 values: torch.manual_seed(42); torch.randn(17), bit for bit", () => {
     // float32 values dumped from torch 2.x (the sd-tiny fixture's rng case, seed 42, shape [17]), shortest repr
     const torch = [
-      1.9269153, -0.15959747, -0.49739754, 0.43958926, -0.75813115, 1.0783176, 0.80080056, 1.6806206, 0.3558599, 1.2964228, 0.6104665, 1.3347378,
-      -0.23162432, 0.04175949, -0.2515753, 0.8598585, -0.30972677,
+      1.9269153, -0.15959747, -0.49739754, 0.43958926, -0.75813115, 1.0783176, 0.80080056, 1.6806206, 0.3558599, 1.2964228, 0.6104665, 1.3347378, -0.23162432,
+      0.04175949, -0.2515753, 0.8598585, -0.30972677,
     ].map(Math.fround);
     const a = new TorchGenerator(42).randn([17]);
     expect(Array.from(a)).toEqual(torch);

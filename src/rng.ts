@@ -169,9 +169,7 @@ function checkSeed(seed: number | bigint): number | bigint {
     throw new ReimagineError(`seed ${String(seed)} is invalid: use a non-negative integer, or -1 for a random seed`);
   }
   if (!Number.isSafeInteger(seed)) {
-    throw new ReimagineError(
-      `seed ${seed} is above 2^53 and cannot be represented exactly as a number: pass it as a bigint`,
-    );
+    throw new ReimagineError(`seed ${seed} is above 2^53 and cannot be represented exactly as a number: pass it as a bigint`);
   }
   return seed;
 }
@@ -204,8 +202,7 @@ function fma32(a: number, b: number, c: number): number {
 const ONE = 1;
 const SQRTHF = f32(0.707106781186547524);
 const LOG_P = [
-  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
-  2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
+  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
 ].map(f32);
 const LOG_Q1 = f32(-2.1219444e-4);
 const LOG_Q2 = f32(0.693359375);

@@ -57,7 +57,14 @@ export class SessionPool {
   /** Registers a freshly created session; `loadGrowth` is the resident-set growth its creation caused. */
   add(s: PooledSession, loadGrowth = 0): void {
     const old = this.entries.get(s);
-    this.entries.set(s, { alive: true, ran: false, busy: 0, lastUsed: ++this.tick, footprint: Math.max(0, loadGrowth), previousFootprint: old?.previousFootprint });
+    this.entries.set(s, {
+      alive: true,
+      ran: false,
+      busy: 0,
+      lastUsed: ++this.tick,
+      footprint: Math.max(0, loadGrowth),
+      previousFootprint: old?.previousFootprint,
+    });
   }
 
   /** Re-registers a dropped session that was just re-created. */

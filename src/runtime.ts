@@ -277,11 +277,9 @@ export class ModelSession implements PooledSession {
       return session;
     } catch (e) {
       if (provider !== "cpu") {
-        throw new ReimagineError(
-          `could not start execution provider '${provider}' for ${path}: ${(e as Error).message}; use --provider cpu`,
-          "unsupported",
-          { cause: e },
-        );
+        throw new ReimagineError(`could not start execution provider '${provider}' for ${path}: ${(e as Error).message}; use --provider cpu`, "unsupported", {
+          cause: e,
+        });
       }
       throw e;
     }

@@ -46,9 +46,14 @@ describeWithFixtures("the model's own scheduler is the default on every front en
 
     // server (the engine the worker wraps), no sampler on either API
     const engine = engineFromPipeline(pipe);
-    expect(engine.samplers().find((s) => s.name === engine.defaults.sampler)).toEqual({ name: "default", a1111Name: "DPM++ 2M SDE Karras", className: "DPMSolverMultistepScheduler" });
+    expect(engine.samplers().find((s) => s.name === engine.defaults.sampler)).toEqual({
+      name: "default",
+      a1111Name: "DPM++ 2M SDE Karras",
+      className: "DPMSolverMultistepScheduler",
+    });
     const { app, queue } = createApp(engine, { webRoot: "/nonexistent" });
-    const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const b64 = (await encodeImage(image, "png")).toString("base64");
 
     const job = (await (await post("/v1/img2img", { ...settings, image: b64 })).json()) as { id: string };
@@ -60,7 +65,16 @@ describeWithFixtures("the model's own scheduler is the default on every front en
     expect(same(await loadImage(png), library)).toBe(true);
 
     const a1111 = (await (
-      await post("/sdapi/v1/img2img", { init_images: [b64], prompt: settings.prompt, denoising_strength: 0.6, steps: 6, cfg_scale: 7.5, seed: 7, width: 64, height: 64 })
+      await post("/sdapi/v1/img2img", {
+        init_images: [b64],
+        prompt: settings.prompt,
+        denoising_strength: 0.6,
+        steps: 6,
+        cfg_scale: 7.5,
+        seed: 7,
+        width: 64,
+        height: 64,
+      })
     ).json()) as { images: string[]; info: string };
     expect(same(await loadImage(Buffer.from(a1111.images[0], "base64")), library)).toBe(true);
     expect(JSON.parse(a1111.info).sampler_name).toBe("DPM++ 2M SDE Karras");

@@ -51,8 +51,7 @@ interface ServedRepo {
 
 const LFS_THRESHOLD = 10 * 1024;
 
-const gitBlobOid = (data: Buffer): string =>
-  createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
+const gitBlobOid = (data: Buffer): string => createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
 
 function walk(dir: string, root = dir, out: string[] = []): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -81,7 +80,10 @@ function loadRepo(id: string, repo: FakeHubRepo, corrupt: Set<string>): ServedRe
   }
   const commit =
     repo.commit ??
-    createHash("sha1").update(id).update([...files.values()].map((f) => f.path + f.gitOid).join("\n")).digest("hex");
+    createHash("sha1")
+      .update(id)
+      .update([...files.values()].map((f) => f.path + f.gitOid).join("\n"))
+      .digest("hex");
   return { id, commit, token: repo.token, files, dirs: [...dirs].sort() };
 }
 
@@ -101,8 +103,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
     res.end(body);
   };
   const error = (res: ServerResponse, status: number, code: string, message: string) =>
-    send(res, status, { "Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message },
-      JSON.stringify({ error: message }));
+    send(res, status, { "Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message }, JSON.stringify({ error: message }));
 
   /** Auth and revision checks shared by every repo route; returns the repo or answers an error. */
   function open(req: IncomingMessage, res: ServerResponse, id: string, rev: string): ServedRepo | undefined {
@@ -161,11 +162,27 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       const id = `${parts[2]}/${parts[3]}`;
       const repo = open(req, res, id, parts[5]);
       if (!repo) return;
-      return send(res, 200, { "Content-Type": "application/json" }, JSON.stringify({
-        _id: repo.commit.slice(0, 24), id, modelId: id, sha: repo.commit, private: false, gated: repo.token ? "manual" : false,
-        disabled: false, downloads: 0, likes: 0, lastModified: "2024-01-01T00:00:00.000Z", pipeline_tag: "image-to-image",
-        library_name: "diffusers", tags: ["diffusers"], siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })),
-      }));
+      return send(
+        res,
+        200,
+        { "Content-Type": "application/json" },
+        JSON.stringify({
+          _id: repo.commit.slice(0, 24),
+          id,
+          modelId: id,
+          sha: repo.commit,
+          private: false,
+          gated: repo.token ? "manual" : false,
+          disabled: false,
+          downloads: 0,
+          likes: 0,
+          lastModified: "2024-01-01T00:00:00.000Z",
+          pipeline_tag: "image-to-image",
+          library_name: "diffusers",
+          tags: ["diffusers"],
+          siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })),
+        }),
+      );
     }
 
     // GET /api/models/:org/:name/tree/:rev/:path?  (?recursive=true, cursor pagination via Link)
@@ -178,9 +195,15 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       const under = (p: string) => (dir ? p.startsWith(`${dir}/`) : true) && (recursive || !p.slice(dir ? dir.length + 1 : 0).includes("/"));
       const entries: object[] = [
         ...repo.dirs.filter(under).map((path) => ({ type: "directory", oid: gitBlobOid(Buffer.from(path)), size: 0, path })),
-        ...[...repo.files.values()].filter((f) => under(f.path)).map((f) => ({
-          type: "file", oid: f.gitOid, size: f.lfs ? f.lfs.size : f.data.length, path: f.path, ...(f.lfs && { lfs: f.lfs }),
-        })),
+        ...[...repo.files.values()]
+          .filter((f) => under(f.path))
+          .map((f) => ({
+            type: "file",
+            oid: f.gitOid,
+            size: f.lfs ? f.lfs.size : f.data.length,
+            path: f.path,
+            ...(f.lfs && { lfs: f.lfs }),
+          })),
       ];
       if (dir && entries.length === 0 && !repo.files.has(dir)) return error(res, 404, "EntryNotFound", `${dir} does not exist`);
       const offset = Number(url.searchParams.get("cursor") ?? 0);
@@ -200,14 +223,21 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       if (!repo) return;
       const f = repo.files.get(parts.slice(4).join("/"));
       if (!f) {
-        return send(res, 404, { "X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo.commit, "Content-Type": "application/json" },
-          JSON.stringify({ error: "Entry not found" }));
+        return send(
+          res,
+          404,
+          { "X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo.commit, "Content-Type": "application/json" },
+          JSON.stringify({ error: "Entry not found" }),
+        );
       }
       if (f.lfs) {
         return send(res, 302, {
           Location: `${base}/cdn/${f.lfs.oid}?repo=${encodeURIComponent(id)}&expires=9999999999`,
-          "X-Repo-Commit": repo.commit, ETag: `"${f.gitOid}"`,
-          "X-Linked-Etag": `"${f.lfs.oid}"`, "X-Linked-Size": String(f.lfs.size), "Content-Length": "0",
+          "X-Repo-Commit": repo.commit,
+          ETag: `"${f.gitOid}"`,
+          "X-Linked-Etag": `"${f.lfs.oid}"`,
+          "X-Linked-Size": String(f.lfs.size),
+          "Content-Length": "0",
         });
       }
       return serveBody(req, res, f, { "X-Repo-Commit": repo.commit, ETag: `"${f.gitOid}"`, "Content-Type": "application/octet-stream" });

@@ -7,8 +7,7 @@ import { fileURLToPath } from "node:url";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-export const fixturesRoot: string =
-  process.env.REIMAGINE_FIXTURES ?? resolve(repoRoot, "..", "shared", "fixtures");
+export const fixturesRoot: string = process.env.REIMAGINE_FIXTURES ?? resolve(repoRoot, "..", "shared", "fixtures");
 
 /** Absolute path of a fixture file or folder, e.g. fixture("sd-tiny", "model"). */
 export function fixture(...parts: string[]): string {

@@ -8,10 +8,28 @@ import { RandomWeights } from "../src/weights/random.js";
 import { type TensorToWrite, writeSafetensors } from "../src/weights/safetensors.js";
 
 const UNET_KEYS = [
-  "in_channels", "flip_sin_to_cos", "freq_shift", "down_block_types", "mid_block_type", "block_out_channels", "layers_per_block",
-  "downsample_padding", "mid_block_scale_factor", "act_fn", "norm_num_groups", "norm_eps", "cross_attention_dim",
-  "transformer_layers_per_block", "attention_head_dim", "num_attention_heads", "use_linear_projection", "addition_embed_type",
-  "addition_time_embed_dim", "upcast_attention", "resnet_time_scale_shift", "projection_class_embeddings_input_dim",
+  "in_channels",
+  "flip_sin_to_cos",
+  "freq_shift",
+  "down_block_types",
+  "mid_block_type",
+  "block_out_channels",
+  "layers_per_block",
+  "downsample_padding",
+  "mid_block_scale_factor",
+  "act_fn",
+  "norm_num_groups",
+  "norm_eps",
+  "cross_attention_dim",
+  "transformer_layers_per_block",
+  "attention_head_dim",
+  "num_attention_heads",
+  "use_linear_projection",
+  "addition_embed_type",
+  "addition_time_embed_dim",
+  "upcast_attention",
+  "resnet_time_scale_shift",
+  "projection_class_embeddings_input_dim",
 ];
 
 /**

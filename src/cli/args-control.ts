@@ -34,7 +34,9 @@ export interface ControlFlags {
   dir?: string;
 }
 
-type Values = { [K in keyof typeof CONTROL_OPTIONS]?: (typeof CONTROL_OPTIONS)[K]["type"] extends "boolean" ? boolean : K extends "control" ? string[] : string };
+type Values = {
+  [K in keyof typeof CONTROL_OPTIONS]?: (typeof CONTROL_OPTIONS)[K]["type"] extends "boolean" ? boolean : K extends "control" ? string[] : string;
+};
 
 const usage = (msg: string) => new ReimagineError(msg, "usage");
 
@@ -65,7 +67,8 @@ function threshold(flag: string, v: string | undefined): number | undefined {
 export function parseControlSpec(spec: string): { file: string; model?: string; scale?: number; start?: number; end?: number } {
   const parts = spec.split(":");
   const form = "--control FILE[:MODEL[:SCALE[:START:END]]]";
-  if (parts.length > 5 || parts.length === 4 || parts[0] === "") throw usage(`${form} expects e.g. sketch.png:control_v11p_sd15_scribble:0.8:0:1 (got '${spec}')`);
+  if (parts.length > 5 || parts.length === 4 || parts[0] === "")
+    throw usage(`${form} expects e.g. sketch.png:control_v11p_sd15_scribble:0.8:0:1 (got '${spec}')`);
   const [file, model, s, start, end] = parts;
   return {
     file,
@@ -99,7 +102,8 @@ export function parseControlFlags(v: Values): ControlFlags | undefined {
   const base = { start, end, guessMode, preprocessorOptions };
   let units: ControlNetUnit[] = [];
   if (specs.length > 0) {
-    if (v["control-image"] !== undefined) throw usage("--control-image goes with --controlnet alone; with --control, give each control image as FILE in --control FILE:MODEL");
+    if (v["control-image"] !== undefined)
+      throw usage("--control-image goes with --controlnet alone; with --control, give each control image as FILE in --control FILE:MODEL");
     units = specs.map((s) => {
       const p = parseControlSpec(s);
       const model = p.model ?? v.controlnet;
@@ -113,14 +117,22 @@ export function parseControlFlags(v: Values): ControlFlags | undefined {
     const given = (["control-image", "control-scale", "control-start", "control-end", "guess-mode"] as const).find((k) => v[k] !== undefined);
     if (given) throw usage(`--${given} needs a ControlNet: add --controlnet MODEL (or --control FILE:MODEL)`);
     if (v["controlnet-dir"] === undefined && !preview && preprocessor === undefined) return undefined;
-    if (preprocessor !== undefined && !preview) throw usage("--preprocess needs a ControlNet (--controlnet MODEL), or --preview-control to only see the preprocessed image");
+    if (preprocessor !== undefined && !preview)
+      throw usage("--preprocess needs a ControlNet (--controlnet MODEL), or --preview-control to only see the preprocessed image");
   }
   for (const u of units) {
     const s = u.start ?? 0;
     const e = u.end ?? 1;
     if (s >= e) throw usage(`the ControlNet's start (${s}) must be below its end (${e}): --control-start 0 --control-end 1 acts on every step`);
   }
-  return { units, sweep: scales && scales.length > 1 ? scales : undefined, preview, preprocessor, cannyThresholds: canny ? cannyThresholds : undefined, dir: v["controlnet-dir"] };
+  return {
+    units,
+    sweep: scales && scales.length > 1 ? scales : undefined,
+    preview,
+    preprocessor,
+    cannyThresholds: canny ? cannyThresholds : undefined,
+    dir: v["controlnet-dir"],
+  };
 }
 
 /** --from: the ControlNets an image records, unless ControlNet flags were given (they replace them). */
@@ -138,7 +150,9 @@ function preprocess(v: string): PreprocessorName {
   try {
     return parsePreprocessor(v.trim().toLowerCase());
   } catch {
-    throw usage(`--preprocess must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got '${v}'); neural annotators (depth, HED, openpose) are not built in: give a ready control image with --preprocess none`);
+    throw usage(
+      `--preprocess must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got '${v}'); neural annotators (depth, HED, openpose) are not built in: give a ready control image with --preprocess none`,
+    );
   }
 }
 

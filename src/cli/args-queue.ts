@@ -52,7 +52,10 @@ export function parseServeQueue(values: { queue?: string; "result-ttl-s"?: strin
   if (args.some((a) => a === "--refiner" || a.startsWith("--refiner=")))
     throw new ReimagineError("--refiner is not available with --queue yet: queue workers load no SDXL refiner (serve without --queue to use one)", "usage");
   if (args.some((a) => a === "--controlnet-dir" || a.startsWith("--controlnet-dir=")))
-    throw new ReimagineError("--controlnet-dir is not available with --queue yet: queue workers load no ControlNet (serve without --queue to use them)", "usage");
+    throw new ReimagineError(
+      "--controlnet-dir is not available with --queue yet: queue workers load no ControlNet (serve without --queue to use them)",
+      "usage",
+    );
   return { url: values.queue, resultTtlS };
 }
 

@@ -311,7 +311,8 @@ export function parseGenerateArgs(args: string[]): ParsedGenerate {
     control: parseControlFlags(v),
   };
   checkSampler(flags.sampler);
-  if (flags.refinerSwitch !== undefined && flags.refiner === undefined) throw new ReimagineError("--refiner-switch needs --refiner MODEL (an SDXL refiner)", "usage");
+  if (flags.refinerSwitch !== undefined && flags.refiner === undefined)
+    throw new ReimagineError("--refiner-switch needs --refiner MODEL (an SDXL refiner)", "usage");
   if (flags.width !== undefined && flags.height !== undefined) checkOutputPixels(flags, flags, { width: flags.width, height: flags.height });
   if (flags.steps !== undefined && flags.strengths) {
     for (const s of flags.strengths) {

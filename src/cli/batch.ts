@@ -3,7 +3,16 @@
 // resume because an existing output can only be complete (atomic writes) and is skipped.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { encodeResult, isAbortError, type ImageFormat, type MaskOptions, type PipelineWorker, ReimagineError, type RGBImage, writeFileAtomic } from "../index.js";
+import {
+  encodeResult,
+  isAbortError,
+  type ImageFormat,
+  type MaskOptions,
+  type PipelineWorker,
+  ReimagineError,
+  type RGBImage,
+  writeFileAtomic,
+} from "../index.js";
 import { batchHelp, type CliIO, parseGenerateArgs } from "./args.js";
 import { resolveControl } from "./control.js";
 import { baseRunOptions, checkOutputSize, extensionOf, loadInput, openPipeline, outputFormat, seedJson, withInterrupt } from "./common.js";
@@ -70,7 +79,8 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
   if (parsed.positionals.length !== 2) throw new ReimagineError("reimagine batch needs two folders: reimagine batch <in-dir> <out-dir> --prompt TEXT", "usage");
   if (flags.output) throw new ReimagineError("batch names its outputs after the inputs: drop --output and give <out-dir>", "usage");
   if (flags.from) throw new ReimagineError("--from works on a single input: use reimagine <input> --from <image>", "usage");
-  if (flags.control?.preview || flags.control?.sweep) throw new ReimagineError("--preview-control and ControlNet scale sweeps work on a single input: use reimagine <input>", "usage");
+  if (flags.control?.preview || flags.control?.sweep)
+    throw new ReimagineError("--preview-control and ControlNet scale sweeps work on a single input: use reimagine <input>", "usage");
   if (flags.strengths && flags.strengths.length > 1)
     throw new ReimagineError("batch takes one strength: run a sweep on a single image with reimagine <input> --strength 0.2,0.4,...", "usage");
   const [inDir, outDir] = parsed.positionals;
@@ -141,7 +151,15 @@ export async function batchMain(args: string[], io: CliIO): Promise<number> {
     if (flags.verbose && !(e instanceof ReimagineError)) io.stderr.write(`${(e as Error)?.stack ?? e}\n`);
   }
 
-  async function runOne(pipe: PipelineWorker, input: RGBImage, prompt: string, mask: MaskOptions | undefined, paths: string[], name: string, signal: AbortSignal): Promise<string[]> {
+  async function runOne(
+    pipe: PipelineWorker,
+    input: RGBImage,
+    prompt: string,
+    mask: MaskOptions | undefined,
+    paths: string[],
+    name: string,
+    signal: AbortSignal,
+  ): Promise<string[]> {
     const settings = { ...baseRunOptions(flags, pipe, prompt), strength: flags.strengths?.[0] ?? pipe.defaults.strength, mask };
     const result = await pipe.run(
       { ...settings, image: input, seed: flags.seed, numImages: flags.numImages, signal, onProgress: report.steps(name) },

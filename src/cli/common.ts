@@ -123,7 +123,13 @@ function stripKnownExt(p: string): string {
 
 /** Output file names: <stem>-reimagined.png, -1/-2... for several images, -s0.20 / -sweep for sweeps (a sweep cell
  *  is a strength, or its name suffix such as "s1.00-c0.40"). */
-export function outputPaths(input: string, flags: GenerateFlags, fmt: ImageFormat, count: number, sweep?: (number | string)[]): { images: string[]; sheet?: string } {
+export function outputPaths(
+  input: string,
+  flags: GenerateFlags,
+  fmt: ImageFormat,
+  count: number,
+  sweep?: (number | string)[],
+): { images: string[]; sheet?: string } {
   const ext = EXT[fmt];
   const stem = basename(input, extname(input));
   if (sweep) {

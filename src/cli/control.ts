@@ -36,7 +36,9 @@ export async function resolveControl(flags: GenerateFlags): Promise<GenerateFlag
 
 /** --preview-control's file names: <output stem or input stem>-control[-N].png. */
 export function previewPaths(inputPath: string, flags: GenerateFlags, count: number): string[] {
-  const base = flags.output ? flags.output.slice(0, flags.output.length - extname(flags.output).length) : join(dirname(inputPath), basename(inputPath, extname(inputPath)));
+  const base = flags.output
+    ? flags.output.slice(0, flags.output.length - extname(flags.output).length)
+    : join(dirname(inputPath), basename(inputPath, extname(inputPath)));
   return Array.from({ length: count }, (_, i) => `${base}-control${count > 1 ? `-${i + 1}` : ""}.png`);
 }
 
@@ -46,7 +48,9 @@ export function previewPaths(inputPath: string, flags: GenerateFlags, count: num
  */
 export async function writeControlPreviews(inputPath: string, input: RGBImage, flags: GenerateFlags, io: CliIO): Promise<string[]> {
   const c = flags.control!;
-  const units: ControlNetUnit[] = c.units.length ? c.units : [{ model: "(preview)", preprocessor: c.preprocessor ?? "scribble", preprocessorOptions: c.cannyThresholds }];
+  const units: ControlNetUnit[] = c.units.length
+    ? c.units
+    : [{ model: "(preview)", preprocessor: c.preprocessor ?? "scribble", preprocessorOptions: c.cannyThresholds }];
   const paths = previewPaths(inputPath, flags, units.length);
   checkOutputs(paths, flags.overwrite);
   const width = flags.width ?? input.width;

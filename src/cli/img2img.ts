@@ -146,12 +146,22 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, sign
   for (let i = 0; i < sw.results.length; i++) {
     const r = sw.results[i];
     const controlnets = r.controlScale === undefined ? base.controlnets : withControlScale(base.controlnets, r.controlScale);
-    const png = await encodeResult(pipe, { ...base, strength: r.strength, controlnets }, { images: [r.image], seed: sw.seed, extraGenerationParams: r.extraGenerationParams }, { format: fmt });
+    const png = await encodeResult(
+      pipe,
+      { ...base, strength: r.strength, controlnets },
+      { images: [r.image], seed: sw.seed, extraGenerationParams: r.extraGenerationParams },
+      { format: fmt },
+    );
     await writeFileAtomic(paths.images[i], png, { overwrite: flags.overwrite });
   }
   await writeFileAtomic(paths.sheet!, await encodeImage(sw.sheet, fmt), { overwrite: flags.overwrite });
   if (flags.json) {
-    const results = sw.results.map((r, i) => ({ path: paths.images[i], strength: r.strength, ...(r.controlScale === undefined ? {} : { controlScale: r.controlScale }), ssim: r.ssim }));
+    const results = sw.results.map((r, i) => ({
+      path: paths.images[i],
+      strength: r.strength,
+      ...(r.controlScale === undefined ? {} : { controlScale: r.controlScale }),
+      ssim: r.ssim,
+    }));
     io.stdout.write(`${JSON.stringify({ outputs: paths.images, sheet: paths.sheet, seed: seedJson(sw.seed), results, ...summary(pipe, base) })}\n`);
   } else {
     for (const [i, r] of sw.results.entries()) io.stdout.write(`${paths.images[i]}  ${sweepLabel(r)}\n`);
@@ -162,5 +172,12 @@ async function runSweep({ pipe, input, flags, base, paths, fmt, io, report, sign
 
 function summary(pipe: PipelineWorker, s: ReturnType<typeof baseRunOptions>) {
   const controlnets = controlSummary(s.controlnets);
-  return { steps: s.steps, guidanceScale: s.guidanceScale, sampler: samplerDisplayName(pipe, s.sampler), model: pipe.modelName, modelHash: pipe.modelHash, ...(controlnets ? { controlnets } : {}) };
+  return {
+    steps: s.steps,
+    guidanceScale: s.guidanceScale,
+    sampler: samplerDisplayName(pipe, s.sampler),
+    model: pipe.modelName,
+    modelHash: pipe.modelHash,
+    ...(controlnets ? { controlnets } : {}),
+  };
 }

@@ -3,7 +3,16 @@
 // job cancelled at its next step, waiting clients answered, exit 0.
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, defaultControlNetDir, embeddingDirsFor, listControlNets, loraDirsFor, QUANTIZE_MODES, type QuantizeMode, ReimagineError } from "../index.js";
+import {
+  DEFAULT_MODEL,
+  defaultControlNetDir,
+  embeddingDirsFor,
+  listControlNets,
+  loraDirsFor,
+  QUANTIZE_MODES,
+  type QuantizeMode,
+  ReimagineError,
+} from "../index.js";
 import { startServer } from "../server/app.js";
 import { DEFAULT_LIMITS } from "../server/limits.js";
 import { createWorkerEngine } from "../server/worker-engine.js";
@@ -115,7 +124,8 @@ export async function serveMain(args: string[]): Promise<number> {
     }
     for (const r of values.refiner ?? []) {
       const local = r.startsWith("/") || r.startsWith(".") || r.endsWith(".safetensors");
-      if (local && !existsSync(r)) throw new ReimagineError(`--refiner ${r}: no such file or folder (give an SDXL refiner folder, .safetensors file or Hugging Face repo id)`);
+      if (local && !existsSync(r))
+        throw new ReimagineError(`--refiner ${r}: no such file or folder (give an SDXL refiner folder, .safetensors file or Hugging Face repo id)`);
     }
     const apiKey = values["api-key"] ?? (process.env.REIMAGINE_API_KEY || undefined);
     const host = values.host!;
@@ -128,7 +138,19 @@ export async function serveMain(args: string[]): Promise<number> {
     if (queue) {
       const { serveQueue } = await import("./serve-queue.js");
       const limits = { maxPixels, maxBodyBytes: maxBodyMb && maxBodyMb * 1024 * 1024, maxJobPixelSteps: maxJobMpxSteps && maxJobMpxSteps * 1e6 };
-      return await serveQueue({ ...queue, model: values.model, host, port, apiKey, queueSize, ...limits, decodeTimeoutS, requestTimeoutS, allowedHosts, previewEvery: 1 });
+      return await serveQueue({
+        ...queue,
+        model: values.model,
+        host,
+        port,
+        apiKey,
+        queueSize,
+        ...limits,
+        decodeTimeoutS,
+        requestTimeoutS,
+        allowedHosts,
+        previewEvery: 1,
+      });
     }
 
     process.stderr.write(`loading ${values.model ?? "the default model"}…\n`);
@@ -143,7 +165,14 @@ export async function serveMain(args: string[]): Promise<number> {
     );
     process.stderr.write(`loaded ${engine.modelName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     const controlnetDir = values["controlnet-dir"] ?? defaultControlNetDir(values.model);
-    if (controlnetDir) process.stderr.write(`ControlNets in ${controlnetDir}: ${listControlNets(controlnetDir).map((e) => e.name).join(", ") || "none"}\n`);
+    if (controlnetDir)
+      process.stderr.write(
+        `ControlNets in ${controlnetDir}: ${
+          listControlNets(controlnetDir)
+            .map((e) => e.name)
+            .join(", ") || "none"
+        }\n`,
+      );
 
     let srv;
     try {

@@ -30,7 +30,15 @@ describe("A1111 ControlNet names", () => {
 describe("ControlNet infotext", () => {
   const units = [
     { model: "/m/control_v11p_sd15_scribble.safetensors", preprocessor: "scribble", scale: 0.8 },
-    { model: "lllyasviel/control_v11p_sd15_canny", preprocessor: "canny", preprocessorOptions: { lowThreshold: 50, highThreshold: 150 }, start: 0.1, end: 0.6, guessMode: true, resizeMode: "crop-and-resize" as const },
+    {
+      model: "lllyasviel/control_v11p_sd15_canny",
+      preprocessor: "canny",
+      preprocessorOptions: { lowThreshold: 50, highThreshold: 150 },
+      start: 0.1,
+      end: 0.6,
+      guessMode: true,
+      resizeMode: "crop-and-resize" as const,
+    },
   ];
 
   it("writes the extension's fields in its order and format", () => {
@@ -44,11 +52,30 @@ describe("ControlNet infotext", () => {
   });
 
   it("round-trips through a whole infotext (values quoted as A1111 quotes them)", () => {
-    const text = formatInfotext({ prompt: "a castle", steps: 20, sampler: "Euler", cfgScale: 7, seed: 1, width: 768, height: 512, denoisingStrength: 1, extra: controlNetInfotext(units, { width: 768, height: 512 }) });
+    const text = formatInfotext({
+      prompt: "a castle",
+      steps: 20,
+      sampler: "Euler",
+      cfgScale: 7,
+      seed: 1,
+      width: 768,
+      height: 512,
+      denoisingStrength: 1,
+      extra: controlNetInfotext(units, { width: 768, height: 512 }),
+    });
     expect(text).toContain(`ControlNet 0: "Module: scribble, Model: control_v11p_sd15_scribble, Weight: 0.8,`);
     const back = controlNetsFromInfotext(parseInfotext(text).pairs);
     expect(back).toEqual([
-      { model: "control_v11p_sd15_scribble", preprocessor: "scribble", preprocessorOptions: undefined, scale: 0.8, start: 0, end: 1, guessMode: false, resizeMode: "just-resize" },
+      {
+        model: "control_v11p_sd15_scribble",
+        preprocessor: "scribble",
+        preprocessorOptions: undefined,
+        scale: 0.8,
+        start: 0,
+        end: 1,
+        guessMode: false,
+        resizeMode: "just-resize",
+      },
       {
         model: "lllyasviel/control_v11p_sd15_canny",
         preprocessor: "canny",
@@ -65,9 +92,13 @@ describe("ControlNet infotext", () => {
   it("reads the extension's own infotext (model hash dropped); refuses what we cannot re-run", () => {
     const a1111 =
       'a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, Denoising strength: 0.75, ControlNet 0: "Module: invert (from white bg & black line), Model: control_v11p_sd15_lineart [43d4be0d], Weight: 1, Resize Mode: Crop and Resize, Low Vram: False, Processor Res: 512, Threshold A: -1, Threshold B: -1, Guidance Start: 0, Guidance End: 1, Pixel Perfect: False, Control Mode: Balanced, Save Detected Map: True"';
-    expect(controlNetsFromInfotext(parseInfotext(a1111).pairs)).toMatchObject([{ model: "control_v11p_sd15_lineart", preprocessor: "invert", scale: 1, resizeMode: "crop-and-resize", guessMode: false }]);
+    expect(controlNetsFromInfotext(parseInfotext(a1111).pairs)).toMatchObject([
+      { model: "control_v11p_sd15_lineart", preprocessor: "invert", scale: 1, resizeMode: "crop-and-resize", guessMode: false },
+    ]);
     const depth = a1111.replace("invert (from white bg & black line)", "depth_midas");
-    expect(() => controlNetsFromInfotext(parseInfotext(depth).pairs)).toThrow(/^'ControlNet 0' in the image's parameters: preprocessor 'depth_midas' is not one of ours/);
+    expect(() => controlNetsFromInfotext(parseInfotext(depth).pairs)).toThrow(
+      /^'ControlNet 0' in the image's parameters: preprocessor 'depth_midas' is not one of ours/,
+    );
     const prompt = a1111.replace("Control Mode: Balanced", "Control Mode: My prompt is more important");
     expect(() => controlNetsFromInfotext(parseInfotext(prompt).pairs)).toThrow(/control mode 'My prompt is more important' is not supported/);
     expect(controlNetsFromInfotext(parseInfotext("a cat\nSteps: 20, Seed: 1").pairs)).toEqual([]);

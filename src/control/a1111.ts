@@ -147,7 +147,11 @@ export function controlNetsFromInfotext(pairs: ReadonlyMap<string, string>): Con
     const [a, b] = [num("Threshold A"), num("Threshold B")];
     const set = (v: number | undefined) => (v !== undefined && v >= 0 ? v : undefined);
     const preprocessorOptions =
-      preprocessor === "canny" ? { lowThreshold: set(a), highThreshold: set(b) } : preprocessor === "scribble" ? { threshold: set(a), sigma: set(b) } : undefined;
+      preprocessor === "canny"
+        ? { lowThreshold: set(a), highThreshold: set(b) }
+        : preprocessor === "scribble"
+          ? { threshold: set(a), sigma: set(b) }
+          : undefined;
     units.push({
       model,
       preprocessor,

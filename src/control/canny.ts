@@ -27,14 +27,25 @@ export function canny(src: Uint8Array, width: number, height: number, channels: 
   const row = (y: number) => Math.min(Math.max(y, 0), height - 1) * width * channels;
   const col = (x: number) => Math.min(Math.max(x, 0), width - 1) * channels;
   for (let y = 0; y < height; y++) {
-    const ra = row(y - 1), rc = row(y), rb = row(y + 1);
+    const ra = row(y - 1),
+      rc = row(y),
+      rb = row(y + 1);
     for (let x = 0; x < width; x++) {
-      const cl = col(x - 1), cc = col(x), cr = col(x + 1);
-      let best = -1, bdx = 0, bdy = 0;
+      const cl = col(x - 1),
+        cc = col(x),
+        cr = col(x + 1);
+      let best = -1,
+        bdx = 0,
+        bdy = 0;
       for (let c = 0; c < channels; c++) {
-        const tl = src[ra + cl + c], t = src[ra + cc + c], tr = src[ra + cr + c];
-        const l = src[rc + cl + c], r = src[rc + cr + c];
-        const bl = src[rb + cl + c], b = src[rb + cc + c], br = src[rb + cr + c];
+        const tl = src[ra + cl + c],
+          t = src[ra + cc + c],
+          tr = src[ra + cr + c];
+        const l = src[rc + cl + c],
+          r = src[rc + cr + c];
+        const bl = src[rb + cl + c],
+          b = src[rb + cc + c],
+          br = src[rb + cr + c];
         const dx = tr + 2 * r + br - (tl + 2 * l + bl); // [-1 0 1] x [1 2 1]^T
         const dy = bl + 2 * b + br - (tl + 2 * t + tr);
         const m = Math.abs(dx) + Math.abs(dy);
@@ -61,11 +72,15 @@ export function canny(src: Uint8Array, width: number, height: number, channels: 
       const m = mag[i];
       let keep = false;
       if (m > low) {
-        const xs = dxs[y * width + x], ys = dys[y * width + x];
-        const ax = Math.abs(xs), ay = Math.abs(ys) * (1 << SHIFT);
+        const xs = dxs[y * width + x],
+          ys = dys[y * width + x];
+        const ax = Math.abs(xs),
+          ay = Math.abs(ys) * (1 << SHIFT);
         const tg22x = ax * TG22;
-        if (ay < tg22x) keep = m > mag[i - 1] && m >= mag[i + 1]; // horizontal gradient: compare left/right
-        else if (ay > tg22x + ax * (1 << (SHIFT + 1))) keep = m > mag[i - W] && m >= mag[i + W]; // vertical
+        if (ay < tg22x)
+          keep = m > mag[i - 1] && m >= mag[i + 1]; // horizontal gradient: compare left/right
+        else if (ay > tg22x + ax * (1 << (SHIFT + 1)))
+          keep = m > mag[i - W] && m >= mag[i + W]; // vertical
         else {
           const s = (xs ^ ys) < 0 ? -1 : 1; // diagonal
           keep = m > mag[i - W - s] && m > mag[i + W + s];

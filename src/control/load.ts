@@ -74,7 +74,10 @@ async function open(model: StableDiffusionModel, ref: string, key: string): Prom
     const outputs = controlNetOutputNames(config);
     const inputs = controlResidualNames(model.components.unet.config);
     if (outputs.down.length !== inputs.down.length) {
-      throw new ReimagineError(`ControlNet '${cn.name}' gives ${outputs.down.length} residuals for the UNet's ${inputs.down.length} skips; use a ControlNet made for this model`, "controlnet_mismatch");
+      throw new ReimagineError(
+        `ControlNet '${cn.name}' gives ${outputs.down.length} residuals for the UNet's ${inputs.down.length} skips; use a ControlNet made for this model`,
+        "controlnet_mismatch",
+      );
     }
     const session = await model.sideSession("controlnet", config, cn.weights, () => buildControlNetModel(cn.weights, config));
     return { ref: key, name: name ?? cn.name, config, session, outputs };

@@ -124,11 +124,24 @@ describeWithFixtures(
       const c = R.pipeline.cases[0];
       const opts = await caseOptions(c);
       const u = opts.controlnets![0];
-      const two = await pipe.run({ ...opts, controlnets: [{ ...u, scale: 0.4 }, { ...u, scale: 0.6 }] });
+      const two = await pipe.run({
+        ...opts,
+        controlnets: [
+          { ...u, scale: 0.4 },
+          { ...u, scale: 0.6 },
+        ],
+      });
       expect(maxAbsDiff(two.latents!, ref(c.final_latents).data)).toBeLessThan(tol["pipeline.final_latents"].atol);
       // a second unit active only in the first half adds to the first unit there and nothing after
       const p = probe();
-      const halves = await pipe.run({ ...opts, controlnets: [{ ...u, scale: 0.5 }, { ...u, scale: 0.5, end: 0.5 }], extensions: [p.x] });
+      const halves = await pipe.run({
+        ...opts,
+        controlnets: [
+          { ...u, scale: 0.5 },
+          { ...u, scale: 0.5, end: 0.5 },
+        ],
+        extensions: [p.x],
+      });
       expect(maxAbsDiff(p.steps[0], ref(c.step_latents[0]).data)).toBeLessThan(tol["pipeline.step_latents"].atol); // step 0: 0.5 + 0.5
       expect(maxAbsDiff(halves.latents!, ref(c.final_latents).data)).toBeGreaterThan(1e-3); // later: 0.5 only
       const alone = await pipe.run({ ...opts, controlnets: [{ ...u, scale: 0.5 }] });
@@ -148,7 +161,9 @@ describeWithFixtures(
       const opts = await caseOptions(R.pipeline.cases[0]);
       const u = opts.controlnets![0];
       const run = (x: Partial<ControlNetUnit>) => pipe.run({ ...opts, controlnets: [{ ...u, ...x }] });
-      await expect(run({ preprocessor: "depth_midas" })).rejects.toThrow(/^controlnets\[0\]\.preprocessor: unknown preprocessor 'depth_midas': use one of none, invert, scribble, canny$/);
+      await expect(run({ preprocessor: "depth_midas" })).rejects.toThrow(
+        /^controlnets\[0\]\.preprocessor: unknown preprocessor 'depth_midas': use one of none, invert, scribble, canny$/,
+      );
       await expect(run({ start: 0.6, end: 0.4 })).rejects.toThrow(/controlnets\[0\]\.start \(0\.6\) must be below end \(0\.4\)/);
       await expect(run({ scale: -1 })).rejects.toThrow(/controlnets\[0\]\.scale must be a number >= 0/);
       await expect(run({ model: join(cache, "control_sd15_scribble.pth") })).rejects.toThrow(/pickle files .* are refused/);
@@ -160,7 +175,8 @@ describeWithFixtures(
       const opts = await caseOptions(c);
       const ctl = await image(c.inputs.control_image);
       const big = { width: 128, height: 128, data: new Uint8Array(128 * 128 * 3) };
-      for (let y = 0; y < 128; y++) for (let x = 0; x < 128; x++) big.data.set(ctl.data.subarray(((y >> 1) * 64 + (x >> 1)) * 3, ((y >> 1) * 64 + (x >> 1)) * 3 + 3), (y * 128 + x) * 3);
+      for (let y = 0; y < 128; y++)
+        for (let x = 0; x < 128; x++) big.data.set(ctl.data.subarray(((y >> 1) * 64 + (x >> 1)) * 3, ((y >> 1) * 64 + (x >> 1)) * 3 + 3), (y * 128 + x) * 3);
       const r = await pipe.run({ ...opts, controlnets: [{ ...opts.controlnets![0], image: big }] });
       // Lanczos down to 64x64 is close to the original control image, not equal: close to the reference run
       const d = maxAbsDiff(r.latents!, ref(c.final_latents).data);
@@ -227,8 +243,14 @@ describeWithFixtures(
       for (const n of [...names.down, names.mid]) {
         const r = p.first()[n];
         const half = r.length / 2;
-        expect(r.subarray(0, half).every((v) => v === 0), n).toBe(true);
-        expect(r.subarray(half).some((v) => v !== 0), n).toBe(true);
+        expect(
+          r.subarray(0, half).every((v) => v === 0),
+          n,
+        ).toBe(true);
+        expect(
+          r.subarray(half).some((v) => v !== 0),
+          n,
+        ).toBe(true);
       }
     });
   },

@@ -51,7 +51,10 @@ export function preprocessControlImage(img: RGBImage, name: string, opts: Prepro
   if (which === "canny") {
     const low = opts.lowThreshold ?? 100;
     const high = opts.highThreshold ?? 200;
-    for (const [k, v] of [["lowThreshold", low], ["highThreshold", high]] as const) {
+    for (const [k, v] of [
+      ["lowThreshold", low],
+      ["highThreshold", high],
+    ] as const) {
       if (!Number.isFinite(v) || v < 0) throw new ReimagineError(`canny ${k} must be a number >= 0, got ${v}`, "invalid_input");
     }
     return grey(width, height, canny(img.data, width, height, 3, low, high));

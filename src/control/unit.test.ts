@@ -46,7 +46,10 @@ describe("ControlNet units", () => {
   });
 
   it("a scale sweep sets every unit's scale; controlnet_cond repeats one image per row", () => {
-    expect(withControlScale([{ model: "a", scale: 1 }, { model: "b" }], 0.4)).toEqual([{ model: "a", scale: 0.4 }, { model: "b", scale: 0.4 }]);
+    expect(withControlScale([{ model: "a", scale: 1 }, { model: "b" }], 0.4)).toEqual([
+      { model: "a", scale: 0.4 },
+      { model: "b", scale: 0.4 },
+    ]);
     const img: RGBImage = { width: 2, height: 1, data: Uint8Array.from([255, 0, 51, 0, 255, 102]) };
     const c = controlCond(img, 2);
     expect(c.dims).toEqual([2, 3, 1, 2]);
@@ -87,7 +90,9 @@ describe("ControlNet catalog", () => {
     expect(resolveControlNetRef(join(dir, "scribble-folder"), undefined)).toBe(join(dir, "scribble-folder"));
     expect(resolveControlNetRef("lllyasviel/control_v11p_sd15_scribble", dir)).toBe("lllyasviel/control_v11p_sd15_scribble");
     expect(() => resolveControlNetRef(join(dir, "old.pth"), dir)).toThrow(/pickle files .* are refused/);
-    expect(() => resolveControlNetRef("depth", dir)).toThrow(/ControlNet 'depth' not found: .* \(.*controlnet has: control_v11p_sd15_canny, scribble-folder\)$/);
+    expect(() => resolveControlNetRef("depth", dir)).toThrow(
+      /ControlNet 'depth' not found: .* \(.*controlnet has: control_v11p_sd15_canny, scribble-folder\)$/,
+    );
   });
 
   it("defaults to controlnet/ beside a local model", () => {

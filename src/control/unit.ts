@@ -60,7 +60,17 @@ export function resolveUnit(u: ControlNetUnit, i: number): ResolvedUnit {
   } catch (e) {
     throw bad(`preprocessor: ${(e as Error).message}`);
   }
-  return { model: u.model, image: u.image, preprocessor, preprocessorOptions: u.preprocessorOptions, scale, start, end, guessMode: u.guessMode ?? false, resizeMode };
+  return {
+    model: u.model,
+    image: u.image,
+    preprocessor,
+    preprocessorOptions: u.preprocessorOptions,
+    scale,
+    start,
+    end,
+    guessMode: u.guessMode ?? false,
+    resizeMode,
+  };
 }
 
 /**
@@ -81,7 +91,10 @@ export function controlNetKeep(i: number, n: number, start: number, end: number)
  * @example
  *   const map = await unitControlImage(resolveUnit({ model: "scribble", preprocessor: "scribble" }, 0), { input: sketch, width: 512, height: 512 });
  */
-export async function unitControlImage(u: ResolvedUnit, o: { input?: RGBImage; width: number; height: number; inputResizeMode?: ResizeMode }): Promise<RGBImage> {
+export async function unitControlImage(
+  u: ResolvedUnit,
+  o: { input?: RGBImage; width: number; height: number; inputResizeMode?: ResizeMode },
+): Promise<RGBImage> {
   const { width, height } = o;
   let img: RGBImage;
   let resizeMode = u.resizeMode;
@@ -91,7 +104,10 @@ export async function unitControlImage(u: ResolvedUnit, o: { input?: RGBImage; w
     img = o.input;
     resizeMode = o.inputResizeMode ?? "just-resize"; // the run's input picture fits as the run fits it
   } else {
-    throw new ReimagineError("a ControlNet needs a control image when the run's input is latents (a refiner hand-over): give controlnets[i].image", "invalid_input");
+    throw new ReimagineError(
+      "a ControlNet needs a control image when the run's input is latents (a refiner hand-over): give controlnets[i].image",
+      "invalid_input",
+    );
   }
   return prepareControlImage(img, { width, height, resizeMode, preprocessor: u.preprocessor, ...u.preprocessorOptions });
 }

@@ -155,12 +155,7 @@ export class Graph {
   }
 
   /** A parameter derived from several weights (e.g. q/k/v concatenated for a fused kernel). */
-  derivedParam(
-    name: string,
-    deps: { key: string; shape: readonly number[] }[],
-    dims: number[],
-    combine: (tensors: Float32Array[]) => Float32Array,
-  ): Value {
+  derivedParam(name: string, deps: { key: string; shape: readonly number[] }[], dims: number[], combine: (tensors: Float32Array[]) => Float32Array): Value {
     return this.typedParam(name, deps, dims, "float32", combine);
   }
 
@@ -197,8 +192,7 @@ export class Graph {
     if (!this.weights.synthetic) {
       if (!info) {
         throw new ReimagineError(
-          `weight '${key}' is missing from ${this.weights.description} (needed by ${this.name}): ` +
-            `the weights do not match the model's config.json`,
+          `weight '${key}' is missing from ${this.weights.description} (needed by ${this.name}): ` + `the weights do not match the model's config.json`,
           "bad_weights",
         );
       }
@@ -380,10 +374,7 @@ export class Graph {
       ir_version: 8,
       producer_name: "reimagine",
       producer_version: this.structureHash().slice(0, 16), // which graph structure this file holds
-      opset_import: [
-        { domain: "", version: this.opset },
-        ...[...this.domains].map((d) => ({ domain: d, version: 1 })),
-      ],
+      opset_import: [{ domain: "", version: this.opset }, ...[...this.domains].map((d) => ({ domain: d, version: 1 }))],
       metadata_props: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: this.name,

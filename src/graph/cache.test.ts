@@ -15,7 +15,8 @@ import { linear } from "./layers.js";
 const dir = mkdtempSync(join(tmpdir(), "reimagine-cache-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const weights = (scale = 1) => new MemoryWeights({ "l.weight": { shape: [2, 2], data: [1, 2, 3, 4].map((v) => v * scale) }, "l.bias": { shape: [2], data: [0, 1] } });
+const weights = (scale = 1) =>
+  new MemoryWeights({ "l.weight": { shape: [2, 2], data: [1, 2, 3, 4].map((v) => v * scale) }, "l.bias": { shape: [2], data: [0, 1] } });
 
 /** A small graph; each option is one kind of change a code edit could make. */
 function build(w = weights(), o: { alpha?: number; extraNode?: boolean; transposed?: boolean; constant?: number } = {}) {
@@ -50,7 +51,14 @@ describe("Graph.structureHash", () => {
   });
 
   it("follows a config change through a real model builder, not its weights", () => {
-    const cfg = resolveVaeConfig({ block_out_channels: [8, 16], down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D"], up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels: 4, norm_num_groups: 4, layers_per_block: 1 });
+    const cfg = resolveVaeConfig({
+      block_out_channels: [8, 16],
+      down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+      up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+      latent_channels: 4,
+      norm_num_groups: 4,
+      layers_per_block: 1,
+    });
     const a = buildVaeDecoder(new RandomWeights(1), cfg).structureHash();
     expect(buildVaeDecoder(new RandomWeights(2), cfg).structureHash()).toBe(a);
     expect(buildVaeDecoder(new RandomWeights(1), { ...cfg, layers_per_block: 2 }).structureHash()).not.toBe(a);
@@ -64,13 +72,28 @@ describe("cachedGraph", () => {
   it("builds once, then finds the graph; a code change gets its own entry with no version bump", () => {
     const root = join(dir, "a");
     let saves = 0;
-    const first = cachedGraph(key(), () => build(), root, () => saves++);
+    const first = cachedGraph(
+      key(),
+      () => build(),
+      root,
+      () => saves++,
+    );
     expect(first.built).toBe(true);
-    const again = cachedGraph(key(), () => build(), root, () => saves++);
+    const again = cachedGraph(
+      key(),
+      () => build(),
+      root,
+      () => saves++,
+    );
     expect(again).toEqual({ path: first.path, built: false });
     expect(saves).toBe(1);
     // the "builder code" changed: a new key, so a rebuild, and the old entry is left alone
-    const edited = cachedGraph(key(), () => build(weights(), { alpha: 0.3 }), root, () => saves++);
+    const edited = cachedGraph(
+      key(),
+      () => build(weights(), { alpha: 0.3 }),
+      root,
+      () => saves++,
+    );
     expect(edited.built).toBe(true);
     expect(edited.path).not.toBe(first.path);
     expect(saves).toBe(2);

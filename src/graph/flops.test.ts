@@ -15,23 +15,87 @@ describe("kernelFlops", () => {
   it("counts Conv as 2 * N * Ho * Wo * numel(W)", () => {
     expect(kernelFlops("Conv", [[2, 16, 32, 32], [32, 16, 3, 3], [32]], [[2, 32, 32, 32]])).toBe(2 * 2 * 32 * 32 * 32 * 16 * 9);
     // grouped (depthwise) conv: W [C, 1, k, k]
-    expect(kernelFlops("FusedConv", [[1, 8, 4, 4], [8, 1, 3, 3]], [[1, 8, 2, 2]])).toBe(2 * 4 * 8 * 9);
-    expect(kernelFlops("NhwcFusedConv", [[1, 4, 4, 8], [16, 8, 1, 1]], [[1, 4, 4, 16]])).toBe(2 * 16 * 16 * 8);
+    expect(
+      kernelFlops(
+        "FusedConv",
+        [
+          [1, 8, 4, 4],
+          [8, 1, 3, 3],
+        ],
+        [[1, 8, 2, 2]],
+      ),
+    ).toBe(2 * 4 * 8 * 9);
+    expect(
+      kernelFlops(
+        "NhwcFusedConv",
+        [
+          [1, 4, 4, 8],
+          [16, 8, 1, 1],
+        ],
+        [[1, 4, 4, 16]],
+      ),
+    ).toBe(2 * 16 * 16 * 8);
   });
 
   it("counts matrix products as 2 * numel(Y) * K, from A and Y alone", () => {
-    expect(kernelFlops("MatMul", [[2, 3, 4], [4, 5]], [[2, 3, 5]])).toBe(240);
+    expect(
+      kernelFlops(
+        "MatMul",
+        [
+          [2, 3, 4],
+          [4, 5],
+        ],
+        [[2, 3, 5]],
+      ),
+    ).toBe(240);
     expect(kernelFlops("Gemm", [[256, 64], [64]], [[256, 128]])).toBe(2 * 256 * 128 * 64); // B pre-packed, absent
-    expect(kernelFlops("FusedMatMul", [[2, 7, 3], [2, 7, 5]], [[2, 3, 5]])).toBe(2 * 30 * 7); // transA
+    expect(
+      kernelFlops(
+        "FusedMatMul",
+        [
+          [2, 7, 3],
+          [2, 7, 5],
+        ],
+        [[2, 3, 5]],
+      ),
+    ).toBe(2 * 30 * 7); // transA
   });
 
   it("counts attention as QK^T plus AV", () => {
-    expect(kernelFlops("MultiHeadAttention", [[2, 10, 64], [2, 77, 64], [2, 77, 64]], [[2, 10, 64]])).toBe(4 * 2 * 10 * 77 * 64);
-    expect(kernelFlops("Attention", [[1, 6, 8], [8, 24]], [[1, 6, 8]])).toBe(2 * 6 * 8 * 24 + 4 * 6 * 6 * 8);
+    expect(
+      kernelFlops(
+        "MultiHeadAttention",
+        [
+          [2, 10, 64],
+          [2, 77, 64],
+          [2, 77, 64],
+        ],
+        [[2, 10, 64]],
+      ),
+    ).toBe(4 * 2 * 10 * 77 * 64);
+    expect(
+      kernelFlops(
+        "Attention",
+        [
+          [1, 6, 8],
+          [8, 24],
+        ],
+        [[1, 6, 8]],
+      ),
+    ).toBe(2 * 6 * 8 * 24 + 4 * 6 * 6 * 8);
   });
 
   it("counts elementwise and layout ops as 0", () => {
-    expect(kernelFlops("Add", [[4, 4], [4, 4]], [[4, 4]])).toBe(0);
+    expect(
+      kernelFlops(
+        "Add",
+        [
+          [4, 4],
+          [4, 4],
+        ],
+        [[4, 4]],
+      ),
+    ).toBe(0);
     expect(kernelFlops("ReorderInput", [[1, 8, 4, 4]], [[1, 8, 4, 4]])).toBe(0);
   });
 });
@@ -45,7 +109,15 @@ describe("summarizeProfile", () => {
       args: { op_name: op, input_type_shape: ins.map((s) => ({ float: s })), output_type_shape: outs.map((s) => ({ float: s })) },
     });
     const oneRun = [
-      node("MatMul", 30, [[2, 3], [3, 4]], [[2, 4]]),
+      node(
+        "MatMul",
+        30,
+        [
+          [2, 3],
+          [3, 4],
+        ],
+        [[2, 4]],
+      ),
       node("Add", 50, [[2, 4], [4]], [[2, 4]]),
       { cat: "Node", name: "MatMul_0_fence_before", dur: 0, args: { op_name: "MatMul" } },
       { cat: "Session", name: "model_run", dur: 100 },

@@ -117,8 +117,7 @@ describe("layers", () => {
       const qd = [1, 0, 0, 1];
       const kd = [1, 0, 0, 2];
       const y = Array.from(
-        (await runGraph(g, { q: { data: Float32Array.from(qd), dims: [1, 2, 2] }, kv: { data: Float32Array.from(kd), dims: [1, 2, 2] } }))
-          .data as Float32Array,
+        (await runGraph(g, { q: { data: Float32Array.from(qd), dims: [1, 2, 2] }, kv: { data: Float32Array.from(kd), dims: [1, 2, 2] } })).data as Float32Array,
       );
       const want: number[] = [];
       for (let i = 0; i < 2; i++) {
@@ -128,8 +127,8 @@ describe("layers", () => {
         for (let c = 0; c < 2; c++) want.push((e[0] * kd[c] + e[1] * kd[2 + c]) / z);
       }
       y.forEach((v, i) => {
-      expect(v).toBeCloseTo(want[i], 5);
-    });
+        expect(v).toBeCloseTo(want[i], 5);
+      });
     }
   });
 });

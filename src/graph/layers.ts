@@ -38,15 +38,7 @@ export interface Conv2dOptions {
 }
 
 /** torch.nn.Conv2d (square kernel, NCHW). */
-export function conv2d(
-  g: Graph,
-  prefix: string,
-  x: Value,
-  inC: number,
-  outC: number,
-  k: number,
-  opts: Conv2dOptions = {},
-): Value {
+export function conv2d(g: Graph, prefix: string, x: Value, inC: number, outC: number, k: number, opts: Conv2dOptions = {}): Value {
   const { stride = 1, padding = 0, bias = true } = opts;
   // the side branch (LoRA slots) adds to whatever the base produced, float or Graph.convHook's int8
   const y = g.convHook?.(prefix, x, inC, outC, k, { stride, padding, bias }) ?? conv2dBase(g, prefix, x, inC, outC, k, stride, padding, bias);
@@ -137,20 +129,8 @@ export function activation(g: Graph, name: string, x: Value): Value {
  * `heads` heads (com.microsoft MultiHeadAttention: fused, with a CPU kernel).
  * `causal` masks future positions (CLIP's text encoder). Scale is 1/sqrt(D/heads).
  */
-export function attention(
-  g: Graph,
-  q: Value,
-  k: Value,
-  v: Value,
-  heads: number,
-  opts: { causal?: boolean } = {},
-): Value {
-  return g.op(
-    "MultiHeadAttention",
-    [q, k, v],
-    { num_heads: heads, unidirectional: opts.causal ? 1 : undefined },
-    "com.microsoft",
-  ); // [B, Lq, D]
+export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: { causal?: boolean } = {}): Value {
+  return g.op("MultiHeadAttention", [q, k, v], { num_heads: heads, unidirectional: opts.causal ? 1 : undefined }, "com.microsoft"); // [B, Lq, D]
 }
 
 /**

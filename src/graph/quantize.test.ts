@@ -174,7 +174,9 @@ describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
         const b = (await int8.run(feeds)).out_sample.data as Float32Array;
         const max = maxAbsDiff(a, b);
         const mean = a.reduce((acc, v, i) => acc + Math.abs(v - b[i]), 0) / a.length;
-        console.log(`int8-conv vs fp32 UNet ${cs.id}: max |diff| ${max.toExponential(2)}, mean ${mean.toExponential(2)}, output max |x| ${Math.max(...a.map(Math.abs)).toFixed(2)}`);
+        console.log(
+          `int8-conv vs fp32 UNet ${cs.id}: max |diff| ${max.toExponential(2)}, mean ${mean.toExponential(2)}, output max |x| ${Math.max(...a.map(Math.abs)).toFixed(2)}`,
+        );
         expect(max).toBeGreaterThan(0);
         expect(max).toBeLessThan(0.05);
       }
@@ -198,7 +200,9 @@ describe.skipIf(!haveFixtures())("int8 UNet vs diffusers (sd-tiny)", () => {
         const got = (await s.run({ input_ids: { data: ids, dims: [1, ids.length] } })).last_hidden_state.data as Float32Array;
         const want = referenceTensor(c.last_hidden_state).data;
         const max = maxAbsDiff(got, want);
-        console.log(`int8 text encoder ${c.id}: max |diff| ${max.toExponential(2)}, mean ${(got.reduce((a, v, i) => a + Math.abs(v - want[i]), 0) / got.length).toExponential(2)}`);
+        console.log(
+          `int8 text encoder ${c.id}: max |diff| ${max.toExponential(2)}, mean ${(got.reduce((a, v, i) => a + Math.abs(v - want[i]), 0) / got.length).toExponential(2)}`,
+        );
         expect(max).toBeGreaterThan(ref.tolerances.text_encoder.atol / 100); // not accidentally fp32
         expect(max).toBeLessThan(0.08);
       }

@@ -28,10 +28,7 @@ export function diffusersActivation(g: Graph, name: string, x: Value): Value {
     case "mish":
       return g.mul(x, g.op("Tanh", [g.op("Softplus", [x])])); // x * tanh(softplus(x))
     default:
-      throw new ReimagineError(
-        `unknown activation '${name}' in config.json: diffusers accepts swish, silu, mish, gelu, relu; fix the config`,
-        "bad_config",
-      );
+      throw new ReimagineError(`unknown activation '${name}' in config.json: diffusers accepts swish, silu, mish, gelu, relu; fix the config`, "bad_config");
   }
 }
 
@@ -213,8 +210,7 @@ export function transformer2DModel(
     h = basicTransformerBlock(g, `${prefix}.transformer_blocks.${i}`, h, encoderHiddenStates, inner, heads, crossAttentionDim);
   }
 
-  const nhwc = (v: Value, ch: number) =>
-    g.op("Reshape", [v, g.concat([g.ints([0]), hw, g.ints([ch])], 0)]); // [B, H, W, ch]
+  const nhwc = (v: Value, ch: number) => g.op("Reshape", [v, g.concat([g.ints([0]), hw, g.ints([ch])], 0)]); // [B, H, W, ch]
   if (useLinearProjection) {
     h = linear(g, `${prefix}.proj_out`, h, inner, c); // [B, HW, C]
     h = g.transpose(nhwc(h, c), [0, 3, 1, 2]); // [B, C, H, W]

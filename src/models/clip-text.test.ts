@@ -46,4 +46,3 @@ describe.skipIf(!haveFixtures())("CLIPTextModel parity (sd-tiny)", () => {
     }
   });
 });
-

@@ -92,7 +92,10 @@ export function buildCLIPTextModel(weights: WeightSource, config: CLIPTextConfig
   }
   const last = layerNorm(g, `${p}.final_layer_norm`, h, D, c.layer_norm_eps); // [B, L, D]
   g.output(last, "last_hidden_state");
-  const stacked = g.concat(hidden.map((x) => g.op("Unsqueeze", [x, g.ints([0])])), 0); // [N+1, B, L, D]
+  const stacked = g.concat(
+    hidden.map((x) => g.op("Unsqueeze", [x, g.ints([0])])),
+    0,
+  ); // [N+1, B, L, D]
   g.output(stacked, "hidden_states");
   g.output(layerNorm(g, `${p}.final_layer_norm`, stacked, D, c.layer_norm_eps), "normed_hidden_states");
 

@@ -73,7 +73,10 @@ const both = haveFixtures(SET) && haveFixtures("sd-tiny");
 
   beforeAll(async () => {
     controlnet = await ModelSession.load(buildControlNetModel(openComponentWeights(cnDir), config).save(join(dir, "cn")), { threads: 2 });
-    unet = await ModelSession.load(buildUNet2DConditionModel(openComponentWeights(unetDir), unetConfig, { controlResiduals: true }).save(join(dir, "unet-res")), { threads: 2 });
+    unet = await ModelSession.load(
+      buildUNet2DConditionModel(openComponentWeights(unetDir), unetConfig, { controlResiduals: true }).save(join(dir, "unet-res")),
+      { threads: 2 },
+    );
     plainUnet = await ModelSession.load(buildUNet2DConditionModel(openComponentWeights(unetDir), unetConfig).save(join(dir, "unet")), { threads: 2 });
   });
   afterAll(async () => {
@@ -124,9 +127,15 @@ const both = haveFixtures(SET) && haveFixtures("sd-tiny");
       expectResiduals(out, cs.down_block_res_samples, cs.mid_block_res_sample, ref.tolerances.controlnet.atol);
 
       const batch = sample.dims[0];
-      const feeds: Record<string, TensorData> = { sample, timestep: { data: new Float32Array(batch).fill(cs.timestep.value), dims: [batch] }, encoder_hidden_states: ehs };
+      const feeds: Record<string, TensorData> = {
+        sample,
+        timestep: { data: new Float32Array(batch).fill(cs.timestep.value), dims: [batch] },
+        encoder_hidden_states: ehs,
+      };
       const plain = await plainUnet.run(feeds);
-      expect(maxAbsDiff(plain.out_sample.data as Float32Array, referenceTensor(cs.unet_without_residuals_output, SET).data)).toBeLessThan(ref.tolerances.unet.atol);
+      expect(maxAbsDiff(plain.out_sample.data as Float32Array, referenceTensor(cs.unet_without_residuals_output, SET).data)).toBeLessThan(
+        ref.tolerances.unet.atol,
+      );
       residualInputs.down.forEach((n, i) => {
         feeds[n] = out[names.down[i]];
       });
@@ -140,7 +149,14 @@ const both = haveFixtures(SET) && haveFixtures("sd-tiny");
   for (const cs of ref.pipeline.cases as any[]) {
     it(`${cs.id}: the pipeline's first ControlNet call (scale ${cs.controlnet_call_conditioning_scale[0]}, guess ${cs.inputs.guess_mode})`, async () => {
       const call = cs.controlnet_first_call;
-      const out = await runControlNet(tensor(call.sample), call.timestep, tensor(call.encoder_hidden_states), tensor(cs.control_image_as_passed_to_controlnet), call.conditioning_scale, cs.inputs.guess_mode);
+      const out = await runControlNet(
+        tensor(call.sample),
+        call.timestep,
+        tensor(call.encoder_hidden_states),
+        tensor(cs.control_image_as_passed_to_controlnet),
+        call.conditioning_scale,
+        cs.inputs.guess_mode,
+      );
       expectResiduals(out, call.down_block_res_samples, call.mid_block_res_sample, ref.tolerances["pipeline.controlnet_residuals"].atol);
     });
   }
@@ -148,7 +164,11 @@ const both = haveFixtures(SET) && haveFixtures("sd-tiny");
   it("scale 0 gives all-zero residuals (a step outside the guidance window)", async () => {
     const cs = cases[0];
     const out = await runControlNet(tensor(cs.sample), 500, tensor(cs.encoder_hidden_states), tensor(cs.controlnet_cond), 0, false);
-    for (const n of [...names.down, names.mid]) expect((out[n].data as Float32Array).every((v) => v === 0), n).toBe(true);
+    for (const n of [...names.down, names.mid])
+      expect(
+        (out[n].data as Float32Array).every((v) => v === 0),
+        n,
+      ).toBe(true);
   });
 
   it("refuses a config that does not match the weights, naming the key", () => {
@@ -175,7 +195,11 @@ describe("full-size ControlNet configs build over random weights as the UNet's e
   };
   const encoderPrefix = /^(conv_in|time_embedding|add_embedding|down_blocks|mid_block)\./;
   const variants: [string, Record<string, unknown>, Record<string, unknown>][] = [
-    ["SD 1.5 (lllyasviel control_v11p_sd15_*)", { ...base, cross_attention_dim: 768 }, { up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"] }],
+    [
+      "SD 1.5 (lllyasviel control_v11p_sd15_*)",
+      { ...base, cross_attention_dim: 768 },
+      { up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"] },
+    ],
     ["SD 2.1", { ...base, cross_attention_dim: 1024, attention_head_dim: [5, 10, 20, 20], use_linear_projection: true }, {}],
     ["SDXL", xl, { up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"] }],
   ];
@@ -215,7 +239,15 @@ describe("an SDXL-style ControlNet (text_time) runs", () => {
       conditioning_embedding_out_channels: [8, 16],
     });
     const g = buildControlNetModel(new RandomWeights(9), cfg);
-    expect(g.inputs.map((i) => i.name)).toEqual(["sample", "timestep", "encoder_hidden_states", "controlnet_cond", "conditioning_scales", "text_embeds", "time_ids"]);
+    expect(g.inputs.map((i) => i.name)).toEqual([
+      "sample",
+      "timestep",
+      "encoder_hidden_states",
+      "controlnet_cond",
+      "conditioning_scales",
+      "text_embeds",
+      "time_ids",
+    ]);
     const s = await ModelSession.load(g.save(join(dir, "xl")), { threads: 1 });
     try {
       const names = controlNetOutputNames(cfg);
@@ -244,7 +276,14 @@ describe("an SDXL-style ControlNet (text_time) runs", () => {
 
 describe("channel order and global pooling", () => {
   it("a bgr ControlNet reads the control image's channels reversed; global_pool_conditions averages each residual", async () => {
-    const json = { block_out_channels: [8, 16], down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], attention_head_dim: 2, norm_num_groups: 4, cross_attention_dim: 6, conditioning_embedding_out_channels: [4, 8] };
+    const json = {
+      block_out_channels: [8, 16],
+      down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
+      attention_head_dim: 2,
+      norm_num_groups: 4,
+      cross_attention_dim: 6,
+      conditioning_embedding_out_channels: [4, 8],
+    };
     const load = async (extra: Record<string, unknown>, name: string) => {
       const cfg = resolveControlNetConfig({ ...json, ...extra });
       return { cfg, s: await ModelSession.load(buildControlNetModel(new RandomWeights(4), cfg).save(join(dir, name)), { threads: 1 }) };

@@ -20,12 +20,34 @@ import {
 /** The keys a ControlNet config shares with the UNet's (those diffusers' ControlNetModel.from_unet copies), with
  *  the same defaults in diffusers. */
 const UNET_KEYS = [
-  "in_channels", "flip_sin_to_cos", "freq_shift", "down_block_types", "mid_block_type", "only_cross_attention",
-  "block_out_channels", "layers_per_block", "downsample_padding", "mid_block_scale_factor", "act_fn", "norm_num_groups",
-  "norm_eps", "cross_attention_dim", "transformer_layers_per_block", "encoder_hid_dim", "encoder_hid_dim_type",
-  "attention_head_dim", "num_attention_heads", "use_linear_projection", "class_embed_type", "addition_embed_type",
-  "addition_time_embed_dim", "num_class_embeds", "upcast_attention", "resnet_time_scale_shift",
-  "projection_class_embeddings_input_dim", "addition_embed_type_num_heads",
+  "in_channels",
+  "flip_sin_to_cos",
+  "freq_shift",
+  "down_block_types",
+  "mid_block_type",
+  "only_cross_attention",
+  "block_out_channels",
+  "layers_per_block",
+  "downsample_padding",
+  "mid_block_scale_factor",
+  "act_fn",
+  "norm_num_groups",
+  "norm_eps",
+  "cross_attention_dim",
+  "transformer_layers_per_block",
+  "encoder_hid_dim",
+  "encoder_hid_dim_type",
+  "attention_head_dim",
+  "num_attention_heads",
+  "use_linear_projection",
+  "class_embed_type",
+  "addition_embed_type",
+  "addition_time_embed_dim",
+  "num_class_embeds",
+  "upcast_attention",
+  "resnet_time_scale_shift",
+  "projection_class_embeddings_input_dim",
+  "addition_embed_type_num_heads",
 ] as const;
 type UNetKeys = Exclude<(typeof UNET_KEYS)[number], "layers_per_block" | "cross_attention_dim" | "transformer_layers_per_block">;
 
@@ -88,8 +110,10 @@ export function resolveControlNetConfig(json: Record<string, unknown>): ControlN
   if (c.mid_block_type !== "UNetMidBlock2DCrossAttn" && c.mid_block_type !== "UNetMidBlock2D") {
     throw bad(`mid_block_type '${c.mid_block_type}' is unknown (diffusers' ControlNetModel takes UNetMidBlock2DCrossAttn or UNetMidBlock2D)`);
   }
-  if (c.class_embed_type !== null || c.num_class_embeds !== null) throw unsupported("class embeddings (class_embed_type / num_class_embeds) are not supported; this is not an SD 1.x/2.x/XL ControlNet");
-  if (c.encoder_hid_dim !== null || c.encoder_hid_dim_type !== null) throw unsupported("encoder_hid_dim / encoder_hid_dim_type are not supported; this is not an SD 1.x/2.x/XL ControlNet");
+  if (c.class_embed_type !== null || c.num_class_embeds !== null)
+    throw unsupported("class embeddings (class_embed_type / num_class_embeds) are not supported; this is not an SD 1.x/2.x/XL ControlNet");
+  if (c.encoder_hid_dim !== null || c.encoder_hid_dim_type !== null)
+    throw unsupported("encoder_hid_dim / encoder_hid_dim_type are not supported; this is not an SD 1.x/2.x/XL ControlNet");
   if (c.addition_embed_type !== null && c.addition_embed_type !== "text_time") {
     throw unsupported(`addition_embed_type '${c.addition_embed_type}' is not supported (only SDXL's "text_time")`);
   }

@@ -63,11 +63,16 @@ describe("resolveTinyVaeConfig", () => {
     const k = (w: number) => ({ shape: [1, 1, 3, 3], data: [0, 0, 0, 0, w, 0, 0, 0, 0] });
     const b = (v: number) => ({ shape: [1], data: [v] });
     const w = new MemoryWeights({
-      "encoder.layers.0.weight": k(1), "encoder.layers.0.bias": b(0),
-      "encoder.layers.1.conv.0.weight": k(2), "encoder.layers.1.conv.0.bias": b(0),
-      "encoder.layers.1.conv.2.weight": k(1), "encoder.layers.1.conv.2.bias": b(-10),
-      "encoder.layers.1.conv.4.weight": k(-1), "encoder.layers.1.conv.4.bias": b(0),
-      "encoder.layers.2.weight": k(1), "encoder.layers.2.bias": b(0),
+      "encoder.layers.0.weight": k(1),
+      "encoder.layers.0.bias": b(0),
+      "encoder.layers.1.conv.0.weight": k(2),
+      "encoder.layers.1.conv.0.bias": b(0),
+      "encoder.layers.1.conv.2.weight": k(1),
+      "encoder.layers.1.conv.2.bias": b(-10),
+      "encoder.layers.1.conv.4.weight": k(-1),
+      "encoder.layers.1.conv.4.bias": b(0),
+      "encoder.layers.2.weight": k(1),
+      "encoder.layers.2.bias": b(0),
     });
     const cfg = resolveTinyVaeConfig({ in_channels: 1, latent_channels: 1, encoder_block_out_channels: [1], num_encoder_blocks: [1] });
     const s = await load(buildTinyEncoder(w, cfg));
@@ -166,7 +171,10 @@ describe.skipIf(!haveFixtures(NAME))("AutoencoderTiny parity (taesd-tiny)", () =
       expect(maxAbsDiff(init, ref32(c.init_latents).data), c.id).toBeLessThan(ref.tolerances["pipeline.init_latents"].atol);
       // 2. decode the reference's final latents and post-process as VaeImageProcessor (output_type "np")
       const fin = ref32(c.final_latents);
-      const out = await decode(fin.data.map((v) => f(v / config.scaling_factor)), fin.shape);
+      const out = await decode(
+        fin.data.map((v) => f(v / config.scaling_factor)),
+        fin.shape,
+      );
       const [B, C, H, W] = out.dims;
       const s = f32(out);
       const img = new Float32Array(B * H * W * C);
@@ -183,7 +191,10 @@ describe.skipIf(!haveFixtures(NAME))("AutoencoderTiny parity (taesd-tiny)", () =
   });
 
   it("encoder takes non-square and odd sizes (stride-2 convs round up)", async () => {
-    for (const [H, W] of [[48, 80], [37, 20]]) {
+    for (const [H, W] of [
+      [48, 80],
+      [37, 20],
+    ]) {
       const x = new Float32Array(3 * H * W).map((_, i) => Math.cos(i * 0.11));
       const out = (await encoder.run({ sample: { data: x, dims: [1, 3, H, W] } })).latent;
       const down = (s: number) => Math.ceil(Math.ceil(Math.ceil(s / 2) / 2) / 2);
@@ -196,7 +207,10 @@ describe.skipIf(!haveFixtures(NAME))("AutoencoderTiny parity (taesd-tiny)", () =
     expect(() => buildTinyEncoder(weights, { ...config, num_encoder_blocks: [1, 2, 2, 1] })).toThrow(/'encoder\.layers\.10\.weight' is missing/);
     expect(() => buildTinyDecoder(weights, { ...config, num_decoder_blocks: [2, 2, 2, 2] })).toThrow(/'decoder\.layers\.15\.conv\.0\.weight' is missing/);
     expect(() => buildTinyDecoder(weights, { ...config, num_decoder_blocks: [2, 2, 1, 1] })).toThrow(/'decoder\.layers\.12\.weight' is missing/);
-    const extra = new MultiSource([weights, new MemoryWeights({ "encoder.layers.99.weight": { shape: [1], data: [0] }, "decoder.extra.bias": { shape: [1], data: [0] } })], "taesd + extra");
+    const extra = new MultiSource(
+      [weights, new MemoryWeights({ "encoder.layers.99.weight": { shape: [1], data: [0] }, "decoder.extra.bias": { shape: [1], data: [0] } })],
+      "taesd + extra",
+    );
     expect(() => buildTinyEncoder(extra, config)).toThrow(/unused weights.*encoder\.layers\.99\.weight/);
     expect(() => buildTinyDecoder(extra, config)).toThrow(/unused weights.*decoder\.extra\.bias/);
   });

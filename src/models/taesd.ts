@@ -64,7 +64,9 @@ export function resolveTinyVaeConfig(json: Record<string, unknown>): TinyVaeConf
   const bad = (why: string) => new ReimagineError(`AutoencoderTiny config: ${why}`, "unsupported");
   const cls = json._class_name;
   if (cls !== undefined && cls !== "AutoencoderTiny") {
-    throw bad(`_class_name is '${String(cls)}', not AutoencoderTiny${cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""}`);
+    throw bad(
+      `_class_name is '${String(cls)}', not AutoencoderTiny${cls === "AutoencoderKL" ? "; build it with buildVaeEncoder/buildVaeDecoder (models/vae.ts)" : ""}`,
+    );
   }
   for (const [half, chans, blocks] of [
     ["encoder", c.encoder_block_out_channels, c.num_encoder_blocks],
@@ -114,9 +116,10 @@ export function buildTinyEncoder(weights: WeightSource, config: TinyVaeConfig): 
   let idx = 0;
   const key = () => `encoder.layers.${idx++}`;
   for (let i = 0; i < c.num_encoder_blocks.length; i++) {
-    h = i === 0
-      ? conv2d(g, key(), h, c.in_channels, C, 3, { padding: 1 }) // [B, C, H, W]
-      : conv2d(g, key(), h, C, C, 3, { padding: 1, stride: 2, bias: false }); // [B, C, H/2, W/2]
+    h =
+      i === 0
+        ? conv2d(g, key(), h, c.in_channels, C, 3, { padding: 1 }) // [B, C, H, W]
+        : conv2d(g, key(), h, C, C, 3, { padding: 1, stride: 2, bias: false }); // [B, C, H/2, W/2]
     for (let j = 0; j < c.num_encoder_blocks[i]; j++) h = tinyBlock(g, key(), h, C, c.act_fn);
   }
   h = conv2d(g, key(), h, C, c.latent_channels, 3, { padding: 1 }); // [B, L, h, w]

@@ -69,7 +69,14 @@ describe.skipIf(!haveFixtures("sdxl-tiny"))("UNet2DConditionModel text_time vs d
     const c = config();
     const names = controlResidualNames(c);
     const B = feeds.sample.dims[0];
-    const shapes: number[][] = [[B, 16, 16, 16], [B, 16, 16, 16], [B, 16, 16, 16], [B, 16, 8, 8], [B, 32, 8, 8], [B, 32, 8, 8]];
+    const shapes: number[][] = [
+      [B, 16, 16, 16],
+      [B, 16, 16, 16],
+      [B, 16, 16, 16],
+      [B, 16, 8, 8],
+      [B, 32, 8, 8],
+      [B, 32, 8, 8],
+    ];
     expect(names.down).toHaveLength(shapes.length);
     names.down.forEach((n, i) => {
       feeds[n] = { data: new Float32Array(shapes[i].reduce((a, b) => a * b)), dims: shapes[i] };

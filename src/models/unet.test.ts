@@ -39,9 +39,7 @@ describe("resolveUNetConfig", () => {
     expect(build({ addition_embed_type: "image" })).toThrow(/addition_embed_type 'image'/);
     expect(build({ class_embed_type: "timestep" })).toThrow(/class_embed_type/);
     expect(build({ only_cross_attention: true })).toThrow(/only_cross_attention/);
-    expect(build({ down_block_types: ["SimpleCrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D"] })).toThrow(
-      /SimpleCrossAttnDownBlock2D/,
-    );
+    expect(build({ down_block_types: ["SimpleCrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D"] })).toThrow(/SimpleCrossAttnDownBlock2D/);
   });
 });
 
@@ -125,7 +123,10 @@ describe("full-size configs build over random weights (not run)", () => {
 
   it("SD 2.x (per-block heads, linear projections, 1024-wide context)", () => {
     const weights = new RandomWeights(2);
-    const g = buildUNet2DConditionModel(weights, resolveUNetConfig({ ...base, attention_head_dim: [5, 10, 20, 20], use_linear_projection: true, cross_attention_dim: 1024 }));
+    const g = buildUNet2DConditionModel(
+      weights,
+      resolveUNetConfig({ ...base, attention_head_dim: [5, 10, 20, 20], use_linear_projection: true, cross_attention_dim: 1024 }),
+    );
     expect(weights.keys()).toEqual([]);
     expect(g.params.find((p) => p.name === "mid_block.attentions.0.proj_in.weight")?.dims).toEqual([1280, 1280]);
     expect(g.params.find((p) => p.name === "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight")?.dims).toEqual([1024, 320]);

@@ -167,13 +167,21 @@ export function resolveUNetConfig(json: Record<string, unknown>): UNet2DConditio
 /** Refuses config features this engine does not build yet, naming the key. */
 function checkSupported(c: UNet2DConditionConfig): void {
   if (c.num_attention_heads !== null) {
-    throw unsupported("num_attention_heads is set; diffusers itself refuses it (attention_head_dim holds the head count in UNet2DConditionModel configs); remove it and set attention_head_dim");
+    throw unsupported(
+      "num_attention_heads is set; diffusers itself refuses it (attention_head_dim holds the head count in UNet2DConditionModel configs); remove it and set attention_head_dim",
+    );
   }
   if (c.time_embedding_type !== "positional") throw unsupported(`time_embedding_type '${c.time_embedding_type}' is not supported (only "positional")`);
-  if (c.time_cond_proj_dim !== null) throw unsupported("time_cond_proj_dim is set (an LCM-distilled UNet with a guidance embedding); not supported yet, use a regular UNet (LCM-LoRA works)");
-  if (c.class_embed_type !== null || c.num_class_embeds !== null) throw unsupported("class embeddings (class_embed_type / num_class_embeds) are not supported; this is not an SD 1.x/2.x UNet");
-  if (c.encoder_hid_dim !== null || c.encoder_hid_dim_type !== null) throw unsupported("encoder_hid_dim / encoder_hid_dim_type are not supported; this is not an SD 1.x/2.x UNet");
-  if (c.addition_embed_type === "text_time" && (!Number.isSafeInteger(c.addition_time_embed_dim) || !Number.isSafeInteger(c.projection_class_embeddings_input_dim))) {
+  if (c.time_cond_proj_dim !== null)
+    throw unsupported("time_cond_proj_dim is set (an LCM-distilled UNet with a guidance embedding); not supported yet, use a regular UNet (LCM-LoRA works)");
+  if (c.class_embed_type !== null || c.num_class_embeds !== null)
+    throw unsupported("class embeddings (class_embed_type / num_class_embeds) are not supported; this is not an SD 1.x/2.x UNet");
+  if (c.encoder_hid_dim !== null || c.encoder_hid_dim_type !== null)
+    throw unsupported("encoder_hid_dim / encoder_hid_dim_type are not supported; this is not an SD 1.x/2.x UNet");
+  if (
+    c.addition_embed_type === "text_time" &&
+    (!Number.isSafeInteger(c.addition_time_embed_dim) || !Number.isSafeInteger(c.projection_class_embeddings_input_dim))
+  ) {
     throw bad("addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim (SDXL: 256 and 2816)");
   }
   if (c.dual_cross_attention) throw unsupported("dual_cross_attention is not supported");
@@ -186,7 +194,10 @@ function checkSupported(c: UNet2DConditionConfig): void {
   }
   if (c.norm_num_groups === null) throw unsupported("norm_num_groups null is not supported");
   const cross = perBlock(c.cross_attention_dim, c.down_block_types.length);
-  if (cross.some((d) => d !== cross[0])) throw unsupported(`per-block cross_attention_dim ${JSON.stringify(c.cross_attention_dim)} is not supported; every block must read the same encoder_hidden_states`);
+  if (cross.some((d) => d !== cross[0]))
+    throw unsupported(
+      `per-block cross_attention_dim ${JSON.stringify(c.cross_attention_dim)} is not supported; every block must read the same encoder_hidden_states`,
+    );
 }
 
 const perBlock = <T>(v: T | T[], n: number): T[] => (Array.isArray(v) ? [...v] : Array.from({ length: n }, () => v));
@@ -250,7 +261,10 @@ export function unetTimeEmbedding(g: Graph, c: UNet2DConditionConfig, timestep: 
     // add_time_proj(time_ids.flatten()) reshaped to [B, n_ids * addition_time_embed_dim]
     const d = c.addition_time_embed_dim!;
     const flat = g.reshape(textTime.timeIds, [-1]); // [B * n_ids]
-    const timeEmbeds = g.op("Reshape", [sinusoidalEmbedding(g, flat, d, c.flip_sin_to_cos, c.freq_shift), g.concat([shapeSlice(g, textTime.textEmbeds, 0, 1), g.ints([-1])], 0)]); // [B, n_ids * d]
+    const timeEmbeds = g.op("Reshape", [
+      sinusoidalEmbedding(g, flat, d, c.flip_sin_to_cos, c.freq_shift),
+      g.concat([shapeSlice(g, textTime.textEmbeds, 0, 1), g.ints([-1])], 0),
+    ]); // [B, n_ids * d]
     const addEmbeds = g.concat([textTime.textEmbeds, timeEmbeds], -1); // [B, projection_class_embeddings_input_dim]
     const inDim = c.projection_class_embeddings_input_dim!;
     emb = g.add(emb, timestepEmbeddingMlp(g, "add_embedding", addEmbeds, inDim, timeEmbedDim, c.act_fn)); // [B, T]

@@ -51,7 +51,11 @@ const f32 = (t: TensorData) => t.data as Float32Array;
 
 describe("resolveVaeConfig", () => {
   it("applies AutoencoderKL defaults and reads scaling_factor from the config", () => {
-    const c = resolveVaeConfig({ block_out_channels: [128, 256, 512, 512], down_block_types: Array(4).fill("DownEncoderBlock2D"), up_block_types: Array(4).fill("UpDecoderBlock2D") });
+    const c = resolveVaeConfig({
+      block_out_channels: [128, 256, 512, 512],
+      down_block_types: Array(4).fill("DownEncoderBlock2D"),
+      up_block_types: Array(4).fill("UpDecoderBlock2D"),
+    });
     expect(c.scaling_factor).toBe(0.18215); // diffusers' default when config.json omits it (SD 1.x)
     expect(c.shift_factor).toBeNull();
     expect(c.use_quant_conv && c.use_post_quant_conv && c.mid_block_add_attention).toBe(true);
@@ -157,7 +161,10 @@ describe.skipIf(!haveFixtures())("AutoencoderKL parity (sd-tiny)", () => {
   });
 
   it("encoder takes non-square and odd-sized images (Downsample2D pads right/bottom)", async () => {
-    for (const [H, W] of [[40, 24], [33, 18]]) {
+    for (const [H, W] of [
+      [40, 24],
+      [33, 18],
+    ]) {
       const x = new Float32Array(2 * 3 * H * W).map((_, i) => Math.sin(i * 0.37));
       const out = await encoder.run({ sample: { data: x, dims: [2, 3, H, W] } });
       // F.pad(0,1,0,1) then a 3x3 stride-2 conv: floor((H + 1 - 3) / 2) + 1
@@ -178,7 +185,12 @@ describe.skipIf(!haveFixtures())("AutoencoderKL parity (sd-tiny)", () => {
 
   it("accepts pre-0.14 attention key names (query/key/value/proj_attn)", async () => {
     const renamed: Record<string, string> = {};
-    for (const [old, modern] of [["query", "to_q"], ["key", "to_k"], ["value", "to_v"], ["proj_attn", "to_out.0"]]) {
+    for (const [old, modern] of [
+      ["query", "to_q"],
+      ["key", "to_k"],
+      ["value", "to_v"],
+      ["proj_attn", "to_out.0"],
+    ]) {
       for (const p of ["weight", "bias"]) renamed[`decoder.mid_block.attentions.0.${old}.${p}`] = `decoder.mid_block.attentions.0.${modern}.${p}`;
     }
     const legacy = await load(buildVaeDecoder(new EditedWeights(weights, renamed), config));

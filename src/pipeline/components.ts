@@ -54,7 +54,10 @@ export interface TinyVaeParts {
 /** Opens an AutoencoderTiny folder (config.json + diffusion_pytorch_model.safetensors). */
 export function openTinyVaeFolder(dir: string, opts: { name?: string } = {}): TinyVaeParts {
   if (!existsSync(join(dir, "config.json"))) {
-    throw new ReimagineError(`tiny VAE folder ${dir} has no config.json: give a diffusers AutoencoderTiny folder or repo id such as madebyollin/taesd`, "bad_model");
+    throw new ReimagineError(
+      `tiny VAE folder ${dir} has no config.json: give a diffusers AutoencoderTiny folder or repo id such as madebyollin/taesd`,
+      "bad_model",
+    );
   }
   return { name: opts.name ?? dir, config: readJson(join(dir, "config.json"), "tiny VAE config"), weights: openComponentWeights(dir) };
 }
@@ -205,7 +208,13 @@ export class StableDiffusionModel {
     this.unetLoaded = undefined;
     const config = this.components.unet.config;
     // fp32 without options keeps its original cache key (no extra)
-    const session = await this.session("unet", config, this.unetWeights, () => buildUNet2DConditionModel(this.unetWeights, config, build), Object.keys(extra).length ? extra : undefined);
+    const session = await this.session(
+      "unet",
+      config,
+      this.unetWeights,
+      () => buildUNet2DConditionModel(this.unetWeights, config, build),
+      Object.keys(extra).length ? extra : undefined,
+    );
     this.unetLoaded = { key, session };
     return session;
   }
@@ -232,7 +241,13 @@ export class StableDiffusionModel {
       if (!te) continue;
       await te.session.release();
       const kind = name === "text_encoder" ? "text-encoder" : "text-encoder-2";
-      te.session = await this.session(kind, te.config, te.weights, () => buildCLIPTextModel(te.weights, te.config, build), Object.keys(extra).length ? extra : undefined);
+      te.session = await this.session(
+        kind,
+        te.config,
+        te.weights,
+        () => buildCLIPTextModel(te.weights, te.config, build),
+        Object.keys(extra).length ? extra : undefined,
+      );
     }
     this.textEncoderKey = key;
   }
@@ -249,7 +264,9 @@ export class StableDiffusionModel {
     const root = opts.cacheDir ?? cacheRoot();
     const family = parts.family ?? "sd";
     const session: SessionFactory = async (kind, config, weights, build, extra) => {
-      const { path, built } = cachedGraph({ kind, config, weights, extra }, build, root, () => opts.onStatus?.(`building ${kind} graph from ${weights.description}`));
+      const { path, built } = cachedGraph({ kind, config, weights, extra }, build, root, () =>
+        opts.onStatus?.(`building ${kind} graph from ${weights.description}`),
+      );
       if (!built) opts.onStatus?.(`loading ${kind}`);
       return ModelSession.load(path, opts);
     };
@@ -258,7 +275,8 @@ export class StableDiffusionModel {
       const json = parts.configs[name];
       if (!weights || !json) return undefined;
       const tokenizer = parts[tokenizerName];
-      if (!tokenizer) throw new ReimagineError(`${parts.name}: ${name} has no ${tokenizerName}; the model folder is incomplete (it needs ${tokenizerName}/)`, "bad_model");
+      if (!tokenizer)
+        throw new ReimagineError(`${parts.name}: ${name} has no ${tokenizerName}; the model folder is incomplete (it needs ${tokenizerName}/)`, "bad_model");
       const config = resolveCLIPTextConfig(json);
       const kind = name === "text_encoder" ? "text-encoder" : "text-encoder-2";
       const build = () => buildCLIPTextModel(weights, config, { quantize: opts.quantize });

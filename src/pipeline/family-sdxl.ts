@@ -14,7 +14,10 @@ import { type EncoderPart, encodeTextPair, textEncoderRuns } from "./prompt-enco
 function encoders(model: StableDiffusionModel): { name: "text_encoder" | "text_encoder_2"; te: LoadedTextEncoder }[] {
   const c = model.components;
   if (!c.text_encoder_2) {
-    throw new ReimagineError(`${model.name}: an SDXL model needs text_encoder_2 (CLIPTextModelWithProjection); the folder is incomplete, download text_encoder_2/ and tokenizer_2/`, "bad_model");
+    throw new ReimagineError(
+      `${model.name}: an SDXL model needs text_encoder_2 (CLIPTextModelWithProjection); the folder is incomplete, download text_encoder_2/ and tokenizer_2/`,
+      "bad_model",
+    );
   }
   return [...(c.text_encoder ? [{ name: "text_encoder" as const, te: c.text_encoder }] : []), { name: "text_encoder_2" as const, te: c.text_encoder_2 }];
 }
@@ -23,12 +26,7 @@ function encoders(model: StableDiffusionModel): { name: "text_encoder" | "text_e
  * diffusers `_get_add_time_ids` with __call__'s defaults (sizes default to the output size; the negative
  * ids use the positive crop coordinates unless the refiner's aesthetic-score layout is on).
  */
-export function addTimeIds(
-  m: MicroConditioning,
-  height: number,
-  width: number,
-  requiresAestheticsScore: boolean,
-): { ids: number[]; negIds: number[] } {
+export function addTimeIds(m: MicroConditioning, height: number, width: number, requiresAestheticsScore: boolean): { ids: number[]; negIds: number[] } {
   const original = m.originalSize ?? [height, width];
   const target = m.targetSize ?? [height, width];
   const crops = m.cropsCoordsTopLeft ?? [0, 0];
@@ -54,7 +52,10 @@ function checkAddEmbedDim(model: StableDiffusionModel, nIds: number, projectionD
       : passed - expected === d
         ? "the UNet expects the base model's target-size time ids: set requires_aesthetics_score false in model_index.json"
         : "the UNet and text_encoder_2 do not belong together";
-  throw new ReimagineError(`${model.name}: the UNet's add_embedding takes ${expected} values but ${passed} are made (${nIds} time ids x ${d} + pooled ${projectionDim}); ${fix}`, "bad_model");
+  throw new ReimagineError(
+    `${model.name}: the UNet's add_embedding takes ${expected} values but ${passed} are made (${nIds} time ids x ${d} + pooled ${projectionDim}); ${fix}`,
+    "bad_model",
+  );
 }
 
 /**
@@ -78,14 +79,21 @@ export async function encodePromptSDXL(model: StableDiffusionModel, req: PromptR
     pooled: name === "text_encoder_2" && te.session.outputNames.includes("text_embeds"),
   }));
   const { prompt, prompt2, runs, tiHashes } = await textEncoderRuns(model, req, parts);
-  const { cond: pos, uncond: neg, embeddings } = await encodeTextPair(model, runs, {
+  const {
+    cond: pos,
+    uncond: neg,
+    embeddings,
+  } = await encodeTextPair(model, runs, {
     prompts: twoPrompts(prompt, prompt2),
     negatives: req.cfg ? twoPrompts(req.negativePrompt ?? "", req.negativePrompt2) : undefined,
     zeroNegative: req.negativePrompt === undefined && model.pipelineConfig.force_zeros_for_empty_prompt, // zeros_like
     syntax: checkPromptSyntax(req.promptSyntax),
   });
   if (!pos.pooled) {
-    throw new ReimagineError(`${model.name}: text_encoder_2 has no text_projection, so SDXL's pooled embedding cannot be computed; the weights are not CLIPTextModelWithProjection`, "bad_model");
+    throw new ReimagineError(
+      `${model.name}: text_encoder_2 has no text_projection, so SDXL's pooled embedding cannot be computed; the weights are not CLIPTextModelWithProjection`,
+      "bad_model",
+    );
   }
   const { ids, negIds } = addTimeIds(req, req.height, req.width, model.pipelineConfig.requires_aesthetics_score);
   checkAddEmbedDim(model, ids.length, pos.pooled.length);

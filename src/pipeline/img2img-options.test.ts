@@ -83,7 +83,9 @@ describe.skipIf(!haveFixtures())("int8 UNet through the pipeline (sd-tiny case 0
       const max = maxAbsDiff(ours, img.data);
       const mean = ours.reduce((a, v, i) => a + Math.abs(v - img.data[i]), 0) / ours.length;
       const lat = referenceTensor(c.final_latents);
-      console.log(`int8 pipeline ${c.id}: image max ${max.toExponential(2)} mean ${mean.toExponential(2)}; latents max ${maxAbsDiff(result.latents!, lat.data).toExponential(2)}`);
+      console.log(
+        `int8 pipeline ${c.id}: image max ${max.toExponential(2)} mean ${mean.toExponential(2)}; latents max ${maxAbsDiff(result.latents!, lat.data).toExponential(2)}`,
+      );
       expect(max).toBeGreaterThan(ref.tolerances["pipeline.image"].atol); // not fp32 by accident
       expect(max).toBeLessThan(INT8_IMAGE_ATOL);
       expect(mean).toBeLessThan(INT8_IMAGE_MEAN);

@@ -175,7 +175,8 @@ export class Img2ImgPipeline {
   }
 
   private refinerFor(ref: string): Promise<Img2ImgPipeline> {
-    if (!this.refinerLoader) throw new ReimagineError("this pipeline cannot load a refiner: create it with loadPipeline, or call runWithRefiner with both pipelines", "usage");
+    if (!this.refinerLoader)
+      throw new ReimagineError("this pipeline cannot load a refiner: create it with loadPipeline, or call runWithRefiner with both pipelines", "usage");
     let p = this.refiners.get(ref);
     if (!p) {
       p = this.refinerLoader(ref);
@@ -207,7 +208,10 @@ export class Img2ImgPipeline {
     if (opts.refiner) {
       const { refiner, ...rest } = opts;
       check(typeof refiner.model === "string" && refiner.model !== "", "refiner.model must name a model (hub repo, folder or .safetensors file)");
-      check(!rest.mask, "inpainting with a refiner hand-over is not supported: leave out the refiner, or inpaint with the base model and refine the result as img2img");
+      check(
+        !rest.mask,
+        "inpainting with a refiner hand-over is not supported: leave out the refiner, or inpaint with the base model and refine the result as img2img",
+      );
       return runWithRefiner(this, () => this.refinerFor(refiner.model), rest, refiner.switchAt);
     }
     const t0 = performance.now();
@@ -227,10 +231,14 @@ export class Img2ImgPipeline {
     check(Number.isInteger(steps) && steps >= 1, `steps must be a whole number >= 1 (got ${steps})`);
     if (!windowed && noDenoisingStepReason(steps, strength)) throw noStepError(steps, strength);
     check(Number.isFinite(guidance), `guidance scale must be a number (got ${guidance})`);
-    check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidance rescale must be between 0 and 1 (got ${guidanceRescale})`);
+    check(
+      Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1,
+      `guidance rescale must be between 0 and 1 (got ${guidanceRescale})`,
+    );
     check(Number.isInteger(numImages) && numImages >= 1 && numImages <= 64, `number of images must be 1..64 (got ${numImages})`);
     check(VAE_TILING_MODES.includes(tilingMode), `vaeTiling must be one of ${VAE_TILING_MODES.join(", ")} (got ${tilingMode})`);
-    for (const d of [opts.denoisingStart, opts.denoisingEnd]) check(d === undefined || (Number.isFinite(d) && d >= 0 && d <= 1), `denoising start/end must be between 0 and 1 (got ${d})`);
+    for (const d of [opts.denoisingStart, opts.denoisingEnd])
+      check(d === undefined || (Number.isFinite(d) && d >= 0 && d <= 1), `denoising start/end must be between 0 and 1 (got ${d})`);
     const seed = normalizeSeed(opts.seed);
     const scheduler = this.scheduler(opts.sampler); // validates the sampler name early
     const extensions = [...(await builtInExtensions(this, opts)), ...(opts.extensions ?? [])];
@@ -247,10 +255,14 @@ export class Img2ImgPipeline {
     if (isLatentInput(opts.image)) {
       const [n, c, h, w] = opts.image.dims;
       const inC = this.model.components.unet.config.in_channels;
-      check((n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w, `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`);
+      check(
+        (n === 1 || n === numImages) && c === inC && opts.image.latents.length === n * c * h * w,
+        `latent input must be [1 or ${numImages}, ${inC}, h, w] (got [${opts.image.dims}])`,
+      );
       size = { width: w * f, height: h * f };
     } else {
-      input = original = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
+      input = original =
+        typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
       // diffusers' get_default_height_width: requested (or input) size rounded down to multiples of f
       size = defaultSize(opts.width ?? input.width, opts.height ?? input.height, f);
       input = await resizeImage(input, size.width, size.height, opts.resizeMode ?? "just-resize");
@@ -353,7 +365,15 @@ export class Img2ImgPipeline {
     }
     timings.denoiseMs = performance.now() - t;
     throwIfAborted(opts.signal);
-    const result = { seed, stepsRun: timesteps.length, latents: run.latents, latentDims: run.shape, timings, ...extraGenerationParams(), ...(notes.length ? { notes } : {}) };
+    const result = {
+      seed,
+      stepsRun: timesteps.length,
+      latents: run.latents,
+      latentDims: run.shape,
+      timings,
+      ...extraGenerationParams(),
+      ...(notes.length ? { notes } : {}),
+    };
     if (opts.outputType === "latent") {
       timings.totalMs = performance.now() - t0;
       return { ...result, images: [], width: size.width, height: size.height };
@@ -399,7 +419,8 @@ export class Img2ImgPipeline {
     const n = dims[1] * dims[2] * dims[3];
     run.imageLatents = one.subarray(0, n);
     const latents = new Float32Array(run.numImages * n);
-    if (one.length === latents.length) latents.set(one); // a batch of latents (refiner hand-over)
+    if (one.length === latents.length)
+      latents.set(one); // a batch of latents (refiner hand-over)
     else for (let i = 0; i < run.numImages; i++) latents.set(one, i * n);
     if (!addNoise) {
       run.latents = latents;
@@ -410,7 +431,13 @@ export class Img2ImgPipeline {
   }
 
   /** scaling_factor x (posterior sample of the VAE encoder, or the tiny VAE's latents) of [1, 3, H, W] pixels. */
-  private async encodePixels(pixels: Float32Array, H: number, W: number, noise: NoiseSource, tiling: boolean): Promise<{ latents: Float32Array; dims: [number, number, number, number] }> {
+  private async encodePixels(
+    pixels: Float32Array,
+    H: number,
+    W: number,
+    noise: NoiseSource,
+    tiling: boolean,
+  ): Promise<{ latents: Float32Array; dims: [number, number, number, number] }> {
     const sf = this.latentScale();
     const tiny = this.model.tinyVae?.use === "all" ? this.model.tinyVae : undefined;
     if (tiny) {
@@ -440,16 +467,20 @@ export class Img2ImgPipeline {
       const enc = await run(x);
       return { mean: enc.mean.data as Float32Array, std: enc.std.data as Float32Array, dims: [...enc.mean.dims] };
     }
-    const moments = await tiledEncode(x, async (tile) => {
-      const enc = await run(tile);
-      const [n, c, h, w] = enc.mean.dims;
-      const m = new Float32Array(2 * n * c * h * w); // [n, 2c, h, w] = cat([mean, logvar], dim=1)
-      for (let b = 0; b < n; b++) {
-        m.set((enc.mean.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), 2 * b * c * h * w);
-        m.set((enc.logvar.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), (2 * b + 1) * c * h * w);
-      }
-      return { data: m, dims: [n, 2 * c, h, w] };
-    }, t);
+    const moments = await tiledEncode(
+      x,
+      async (tile) => {
+        const enc = await run(tile);
+        const [n, c, h, w] = enc.mean.dims;
+        const m = new Float32Array(2 * n * c * h * w); // [n, 2c, h, w] = cat([mean, logvar], dim=1)
+        for (let b = 0; b < n; b++) {
+          m.set((enc.mean.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), 2 * b * c * h * w);
+          m.set((enc.logvar.data as Float32Array).subarray(b * c * h * w, (b + 1) * c * h * w), (2 * b + 1) * c * h * w);
+        }
+        return { data: m, dims: [n, 2 * c, h, w] };
+      },
+      t,
+    );
     // DiagonalGaussianDistribution of the blended moments: std = exp(0.5 * clamp(logvar, -30, 20))
     const [n, c2, h, w] = moments.dims;
     const c = c2 / 2;
@@ -531,4 +562,3 @@ function concat(a: Float32Array, b: Float32Array): Float32Array {
   out.set(b, a.length);
   return out;
 }
-

@@ -21,7 +21,7 @@ describe("A1111 infotext", () => {
     expect(formatInfotext(settings)).toBe(
       "a cyberpunk city, neon\nNegative prompt: blurry, low quality\n" +
         "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 1234567890123, Size: 512x768, " +
-        'Model hash: 0123456789, Model: stabilityai/sd-turbo, Denoising strength: 0.55, Clip skip: 2',
+        "Model hash: 0123456789, Model: stabilityai/sd-turbo, Denoising strength: 0.55, Clip skip: 2",
     );
   });
 
@@ -33,7 +33,9 @@ describe("A1111 infotext", () => {
   });
 
   it("parses a multi-line prompt, a quoted value and a huge seed", () => {
-    const p = parseInfotext('line one\nline two\nSteps: 5, Sampler: Euler a, CFG scale: 1, Seed: 18446744073709551615, Size: 64x64, Lora hashes: "a: 1, b: 2", Denoising strength: 0.3');
+    const p = parseInfotext(
+      'line one\nline two\nSteps: 5, Sampler: Euler a, CFG scale: 1, Seed: 18446744073709551615, Size: 64x64, Lora hashes: "a: 1, b: 2", Denoising strength: 0.3',
+    );
     expect(p.prompt).toBe("line one\nline two");
     expect(p.negativePrompt).toBeUndefined();
     expect(p.seed).toBe(18446744073709551615n);

@@ -117,7 +117,10 @@ export async function openModel(ref: string, opts: LoadPipelineOptions = {}): Pr
     return openDiffusersFolder(dir, { variant: opts.variant ?? "fp16", name: ref });
   }
   if (existsSync(ref)) {
-    throw new ReimagineError(`'${ref}' is not a model: give a diffusers folder, a .safetensors checkpoint or a Hugging Face repo id like ${DEFAULT_MODEL}`, "bad_model");
+    throw new ReimagineError(
+      `'${ref}' is not a model: give a diffusers folder, a .safetensors checkpoint or a Hugging Face repo id like ${DEFAULT_MODEL}`,
+      "bad_model",
+    );
   }
   throw new ReimagineError(
     `model '${ref}' not found: give a diffusers folder, a .safetensors checkpoint or a Hugging Face repo id like ${DEFAULT_MODEL}`,

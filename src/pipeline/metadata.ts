@@ -126,6 +126,11 @@ export async function encodeResult(
   if (!img) throw new RangeError(`the result has ${result.images.length} image(s); there is no image ${i}`);
   const n = result.images.length;
   const batch = n > 1 ? { "Batch size": String(n), "Batch pos": String(i) } : undefined;
-  const parameters = runInfotext(pipe, settings, { seed: result.seed, width: img.width, height: img.height }, { ...result.extraGenerationParams, ...batch, ...opts.extra });
+  const parameters = runInfotext(
+    pipe,
+    settings,
+    { seed: result.seed, width: img.width, height: img.height },
+    { ...result.extraGenerationParams, ...batch, ...opts.extra },
+  );
   return encodeImage(img, opts.format ?? "png", { parameters, quality: opts.quality });
 }

@@ -30,9 +30,15 @@ export async function runWithRefiner(
   opts: Img2ImgOptions,
   switchAt: number,
 ): Promise<Img2ImgResult> {
-  check(Number.isFinite(switchAt) && switchAt > 0 && switchAt < 1, `refiner switch must be between 0 and 1, exclusive (got ${switchAt}): e.g. --refiner-switch 0.8`);
-  check(opts.denoisingStart === undefined && opts.denoisingEnd === undefined, "a run with a refiner sets the denoising window itself: leave out denoisingStart/denoisingEnd");
-  check(opts.outputType !== "latent", "a run with a refiner ends in the refiner: leave out outputType \"latent\"");
+  check(
+    Number.isFinite(switchAt) && switchAt > 0 && switchAt < 1,
+    `refiner switch must be between 0 and 1, exclusive (got ${switchAt}): e.g. --refiner-switch 0.8`,
+  );
+  check(
+    opts.denoisingStart === undefined && opts.denoisingEnd === undefined,
+    "a run with a refiner sets the denoising window itself: leave out denoisingStart/denoisingEnd",
+  );
+  check(opts.outputType !== "latent", 'a run with a refiner ends in the refiner: leave out outputType "latent"');
   const seed = normalizeSeed(opts.seed);
   // progress counts the whole run's steps from the first one (the two windows together are the uninterrupted run's steps)
   const whole = denoisingSteps(opts.steps ?? base.defaults.steps, opts.strength ?? base.defaults.strength);
@@ -50,7 +56,10 @@ export async function runWithRefiner(
   }
   const [n, c] = first.latentDims!;
   if (pipe.model.components.unet.config.in_channels !== c || pipe.model.vaeScaleFactor !== base.model.vaeScaleFactor) {
-    throw new ReimagineError(`the refiner ${pipe.modelName} does not share the base model's latent space (${c} channels, VAE factor ${base.model.vaeScaleFactor})`, "usage");
+    throw new ReimagineError(
+      `the refiner ${pipe.modelName} does not share the base model's latent space (${c} channels, VAE factor ${base.model.vaeScaleFactor})`,
+      "usage",
+    );
   }
   const done = first.stepsRun;
   // LoRAs are the base model's (as diffusers, where they are loaded into the base pipeline): the refiner runs without

@@ -59,7 +59,8 @@ describeWithFixtures(
           expect(maxAbsDiff(out.last_hidden_state.data as Float32Array, ref(want.last_hidden_state).data)).toBeLessThan(tol.text_encoder.atol);
           expect(maxAbsDiff(hiddenLayer(out.hidden_states, -2), ref(want.penultimate).data)).toBeLessThan(tol["text_encoder.hidden_states"].atol);
           expect(maxAbsDiff(hiddenLayer(out.hidden_states, -3), ref(want.hidden_states_minus3).data)).toBeLessThan(tol["text_encoder.hidden_states"].atol);
-          if (want.text_embeds) expect(maxAbsDiff(out.text_embeds.data as Float32Array, ref(want.text_embeds).data)).toBeLessThan(tol["text_encoder.text_embeds"].atol);
+          if (want.text_embeds)
+            expect(maxAbsDiff(out.text_embeds.data as Float32Array, ref(want.text_embeds).data)).toBeLessThan(tol["text_encoder.text_embeds"].atol);
         }
       });
     }
@@ -100,13 +101,31 @@ describeWithFixtures(
     it("the CLI writes case 0's image (within 1/255), from the folder and from the single file", async () => {
       const c = R.pipeline.cases[0];
       const inp = c.inputs;
-      const args = [fixture(SET, "reference", inp.image), "-p", inp.prompt, "--steps", String(inp.num_inference_steps), "--strength", String(inp.strength), "-g", String(inp.guidance_scale), "--seed", String(inp.generator.seed), "-q"];
+      const args = [
+        fixture(SET, "reference", inp.image),
+        "-p",
+        inp.prompt,
+        "--steps",
+        String(inp.num_inference_steps),
+        "--strength",
+        String(inp.strength),
+        "-g",
+        String(inp.guidance_scale),
+        "--seed",
+        String(inp.generator.seed),
+        "-q",
+      ];
       const io = { stdout: { write: () => true }, stderr: { write: () => true } } as never;
       const env = process.env.REIMAGINE_CACHE;
       process.env.REIMAGINE_CACHE = cache;
       try {
         expect(await main([...args, "--model", fixture(SET, "model"), "-o", join(cache, "cli-a.png")], io)).toBe(0);
-        expect(await main([...args, "--model", fixture(SET, "single-file", "sdxl-tiny.safetensors"), "--config-from", fixture(SET, "model"), "-o", join(cache, "cli-b.png")], io)).toBe(0);
+        expect(
+          await main(
+            [...args, "--model", fixture(SET, "single-file", "sdxl-tiny.safetensors"), "--config-from", fixture(SET, "model"), "-o", join(cache, "cli-b.png")],
+            io,
+          ),
+        ).toBe(0);
       } finally {
         if (env === undefined) delete process.env.REIMAGINE_CACHE;
         else process.env.REIMAGINE_CACHE = env;
@@ -115,7 +134,12 @@ describeWithFixtures(
       const b = await loadImage(readFileSync(join(cache, "cli-b.png")));
       expect(Buffer.from(b.data).equals(Buffer.from(a.data))).toBe(true);
       const want = ref(c.image).data; // [1, H, W, 3] in [0, 1]
-      expect(maxAbsDiff(Array.from(a.data, (v) => v / 255), want)).toBeLessThanOrEqual(1 / 255 + 1e-6);
+      expect(
+        maxAbsDiff(
+          Array.from(a.data, (v) => v / 255),
+          want,
+        ),
+      ).toBeLessThanOrEqual(1 / 255 + 1e-6);
     });
 
     it("add_time_ids as diffusers' _get_add_time_ids (base and refiner layouts)", () => {
@@ -176,7 +200,9 @@ describeWithFixtures(
           steps: inp.num_inference_steps,
           guidanceScale: inp.guidance_scale,
           seed: inp.generator.seed,
-          sampler: c.scheduler.source.startsWith("model default") ? undefined : samplers[c.scheduler.class === "EulerAncestralDiscreteScheduler" ? "euler_ancestral" : "euler"],
+          sampler: c.scheduler.source.startsWith("model default")
+            ? undefined
+            : samplers[c.scheduler.class === "EulerAncestralDiscreteScheduler" ? "euler_ancestral" : "euler"],
           originalSize: pair(inp.original_size),
           cropsCoordsTopLeft: pair(inp.crops_coords_top_left),
           targetSize: pair(inp.target_size),
@@ -241,7 +267,24 @@ describeWithFixtures(
       const input = fixture(SET, "reference", "input.png");
       const image = await loadImage(input);
       const lib = await pipe.run({ ...settings, numImages: 1, image, sampler: "euler", refiner: { model: fixture(SET, "model"), switchAt: 0.5 } });
-      const args = [input, "-m", fixture(SET, "model"), "-p", settings.prompt, "--strength", "0.9", "--steps", "10", "-g", "5", "--seed", "3", "--sampler", "euler", "-q"];
+      const args = [
+        input,
+        "-m",
+        fixture(SET, "model"),
+        "-p",
+        settings.prompt,
+        "--strength",
+        "0.9",
+        "--steps",
+        "10",
+        "-g",
+        "5",
+        "--seed",
+        "3",
+        "--sampler",
+        "euler",
+        "-q",
+      ];
       const io = { stdout: { write: () => true }, stderr: { write: () => true } } as never;
       const env = process.env.REIMAGINE_CACHE;
       process.env.REIMAGINE_CACHE = cache;

@@ -54,7 +54,10 @@ describe("strengthSweep (stub pipeline)", () => {
 
   it("sweeps the ControlNet scale too: strengths x scales, every unit's scale set per cell, labelled", async () => {
     const calls: Img2ImgOptions[] = [];
-    const controlnets = [{ model: "a", scale: 1 }, { model: "b", scale: 0.2 }];
+    const controlnets = [
+      { model: "a", scale: 1 },
+      { model: "b", scale: 0.2 },
+    ];
     const out = await strengthSweep(stubPipe(calls), { image: picture(), prompt: "p", seed: 3, controlnets }, sweepPoints([0.5, 1], [0.4, 0.7]));
     expect(calls.map((c) => [c.strength, c.controlnets!.map((u) => u.scale)])).toEqual([
       [0.5, [0.4, 0.4]],

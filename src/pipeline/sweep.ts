@@ -95,9 +95,12 @@ export async function strengthSweep(
   const points = strengths.map((p) => (typeof p === "number" ? { strength: p } : p));
   const scales = points.filter((p) => p.controlScale !== undefined);
   validateStrengths(scales.length ? [...new Set(points.map((p) => p.strength))] : points.map((p) => p.strength), opts.steps ?? pipe.defaults.steps);
-  if (scales.length && !opts.controlnets?.length) throw new ReimagineError("a ControlNet scale sweep needs a ControlNet: give controlnets (--controlnet MODEL)");
-  for (const p of scales) if (!(Number.isFinite(p.controlScale) && p.controlScale! >= 0)) throw new ReimagineError(`ControlNet scale must be a number >= 0 (got ${p.controlScale})`);
-  if (new Set(points.map((p) => `${p.strength}/${p.controlScale}`)).size !== points.length) throw new ReimagineError("a sweep lists the same cell twice; list each strength and ControlNet scale once");
+  if (scales.length && !opts.controlnets?.length)
+    throw new ReimagineError("a ControlNet scale sweep needs a ControlNet: give controlnets (--controlnet MODEL)");
+  for (const p of scales)
+    if (!(Number.isFinite(p.controlScale) && p.controlScale! >= 0)) throw new ReimagineError(`ControlNet scale must be a number >= 0 (got ${p.controlScale})`);
+  if (new Set(points.map((p) => `${p.strength}/${p.controlScale}`)).size !== points.length)
+    throw new ReimagineError("a sweep lists the same cell twice; list each strength and ControlNet scale once");
   const seed = normalizeSeed(opts.seed); // one seed for every strength, so only the strength differs
   const input = typeof opts.image === "string" || Buffer.isBuffer(opts.image) ? await loadImage(opts.image, { background: opts.background }) : opts.image;
 
@@ -108,7 +111,13 @@ export async function strengthSweep(
     const controlnets = controlScale === undefined ? opts.controlnets : withControlScale(opts.controlnets, controlScale);
     const out = await pipe.run({ ...opts, image: input, strength, seed, numImages: 1, controlnets });
     const image = out.images[0];
-    const r: SweepImage = { strength, ...(controlScale === undefined ? {} : { controlScale }), image, ssim: await ssimResized(image, input), extraGenerationParams: out.extraGenerationParams };
+    const r: SweepImage = {
+      strength,
+      ...(controlScale === undefined ? {} : { controlScale }),
+      image,
+      ssim: await ssimResized(image, input),
+      extraGenerationParams: out.extraGenerationParams,
+    };
     results.push(r);
     await hooks.onImage?.(r, i);
   }

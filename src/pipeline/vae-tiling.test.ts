@@ -65,7 +65,8 @@ describe("tile geometry (pointwise stand-in VAE)", () => {
     const [n, c, h, w] = x.dims;
     const [oh, ow] = [Math.ceil(h / f), Math.ceil(w / f)];
     const out = new Float32Array(n * c * oh * ow);
-    for (let p = 0; p < n * c; p++) for (let y = 0; y < oh; y++) for (let xx = 0; xx < ow; xx++) out[(p * oh + y) * ow + xx] = x.data[(p * h + y * f) * w + xx * f] / 3;
+    for (let p = 0; p < n * c; p++)
+      for (let y = 0; y < oh; y++) for (let xx = 0; xx < ow; xx++) out[(p * oh + y) * ow + xx] = x.data[(p * h + y * f) * w + xx * f] / 3;
     return { data: out, dims: [n, c, oh, ow] };
   };
   const tiling = vaeTilingFor({ sample_size: 16, block_out_channels: [1, 1] }); // 16 px / 8 latent tiles
@@ -91,7 +92,11 @@ describe("tile geometry (pointwise stand-in VAE)", () => {
     expect(tilingWanted("auto", 1024, 1032)).toBe(true);
     expect(tilingWanted("on", 64, 64)).toBe(true);
     expect(tilingWanted("off", 4096, 4096)).toBe(false);
-    expect(vaeTilingFor({ sample_size: [768, 768], block_out_channels: [128, 256, 512, 512] })).toEqual({ tileSampleSize: 768, tileLatentSize: 96, overlapFactor: 0.25 });
+    expect(vaeTilingFor({ sample_size: [768, 768], block_out_channels: [128, 256, 512, 512] })).toEqual({
+      tileSampleSize: 768,
+      tileLatentSize: 96,
+      overlapFactor: 0.25,
+    });
   });
 });
 
@@ -129,7 +134,13 @@ describe.skipIf(!haveFixtures())("sd-tiny AutoencoderKL tiled vs whole", () => {
    * a seam it is (1 - d/e) * neighbour + (d/e) * tile, the vertical blend first, then the horizontal one
    * (corners blend blended values). Returns the output positions no seam touches.
    */
-  async function expectBlendFormula(x: Tensor4, out: Tensor4, run: (t: Tensor4) => Promise<Tensor4>, inSize: number, outSize: number): Promise<(number | undefined)[]> {
+  async function expectBlendFormula(
+    x: Tensor4,
+    out: Tensor4,
+    run: (t: Tensor4) => Promise<Tensor4>,
+    inSize: number,
+    outSize: number,
+  ): Promise<(number | undefined)[]> {
     const stride = Math.trunc(inSize * 0.75);
     const e0 = Math.trunc(outSize * 0.25);
     const limit = outSize - e0;

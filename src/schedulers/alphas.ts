@@ -3,15 +3,7 @@
 // Ref: diffusers `DDIMScheduler.add_noise` and the "1. compute predicted original sample" steps.
 
 import { ReimagineError } from "../errors.js";
-import {
-  checkSameLength,
-  f32,
-  mixPerBatch,
-  SchedulerBase,
-  thresholdSample,
-  type SchedulerConfig,
-  type StepOptions,
-} from "./scheduler.js";
+import { checkSameLength, f32, mixPerBatch, SchedulerBase, thresholdSample, type SchedulerConfig, type StepOptions } from "./scheduler.js";
 
 export abstract class AlphaSchedulerBase<C extends SchedulerConfig> extends SchedulerBase<C> {
   readonly initNoiseSigma: number = 1;
@@ -32,9 +24,7 @@ export abstract class AlphaSchedulerBase<C extends SchedulerConfig> extends Sche
   /** ᾱ_t for an integer train timestep, with a clear error otherwise. */
   protected alphaAt(t: number): number {
     if (!Number.isInteger(t) || t < 0 || t >= this.alphasCumprod.length) {
-      throw new ReimagineError(
-        `${this.name}: timestep ${t} is not an integer in 0..${this.alphasCumprod.length - 1}; pass one of scheduler.timesteps`,
-      );
+      throw new ReimagineError(`${this.name}: timestep ${t} is not an integer in 0..${this.alphasCumprod.length - 1}; pass one of scheduler.timesteps`);
     }
     return this.alphasCumprod[t];
   }

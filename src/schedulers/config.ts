@@ -11,12 +11,7 @@ const NON_FINITE: Record<string, number> = { Infinity: Infinity, "-Infinity": -I
  * Resolve a scheduler config like `Class.from_config(source, **overrides)`.
  * @example resolveConfig("EulerDiscreteScheduler", EULER_DEFAULTS, modelJson, { use_karras_sigmas: true })
  */
-export function resolveConfig<C extends object>(
-  className: string,
-  defaults: C,
-  source: Record<string, unknown>,
-  overrides: Record<string, unknown> = {},
-): C {
+export function resolveConfig<C extends object>(className: string, defaults: C, source: Record<string, unknown>, overrides: Record<string, unknown> = {}): C {
   const usedDefaults = new Set(Array.isArray(source._use_default_values) ? (source._use_default_values as string[]) : []);
   const src: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(source)) if (!usedDefaults.has(k) && k !== "_use_default_values") src[k] = v;

@@ -104,9 +104,12 @@ export class DPMSolverMultistepScheduler extends SigmaSchedulerBase<DPMSolverMul
     if (!c.algorithm_type.endsWith("dpmsolver++") && c.final_sigmas_type === "zero") {
       refuse(`final_sigmas_type 'zero' needs a dpmsolver++ algorithm (got ${c.algorithm_type}); set final_sigmas_type to sigma_min`);
     }
-    if (c.final_sigmas_type !== "zero" && c.final_sigmas_type !== "sigma_min") refuse(`final_sigmas_type '${c.final_sigmas_type}' is not supported; use zero or sigma_min`);
-    if (c.use_lu_lambdas || c.use_flow_sigmas || c.use_dynamic_shifting) refuse("use_lu_lambdas / use_flow_sigmas / use_dynamic_shifting are not supported; turn them off");
-    if (c.variance_type === "learned" || c.variance_type === "learned_range") refuse("learned variance_type is not supported; use a model with variance_type null");
+    if (c.final_sigmas_type !== "zero" && c.final_sigmas_type !== "sigma_min")
+      refuse(`final_sigmas_type '${c.final_sigmas_type}' is not supported; use zero or sigma_min`);
+    if (c.use_lu_lambdas || c.use_flow_sigmas || c.use_dynamic_shifting)
+      refuse("use_lu_lambdas / use_flow_sigmas / use_dynamic_shifting are not supported; turn them off");
+    if (c.variance_type === "learned" || c.variance_type === "learned_range")
+      refuse("learned variance_type is not supported; use a model with variance_type null");
     if (c.prediction_type === "original_sample") refuse("prediction_type 'original_sample' is not supported; use epsilon, sample or v_prediction");
     this.trainSigma = trainSigmas(this.alphasCumprod);
     this.sigmas = Array.from(this.trainSigma);
@@ -150,10 +153,16 @@ export class DPMSolverMultistepScheduler extends SigmaSchedulerBase<DPMSolverMul
     // 2. timestep spacing (n+1 grid points, the final one dropped)
     let timesteps: number[];
     if (c.timestep_spacing === "linspace") {
-      timesteps = npLinspace(0, last - 1, n + 1).map(roundHalfEven).reverse().slice(0, -1);
+      timesteps = npLinspace(0, last - 1, n + 1)
+        .map(roundHalfEven)
+        .reverse()
+        .slice(0, -1);
     } else if (c.timestep_spacing === "leading") {
       const ratio = Math.floor(last / (n + 1));
-      timesteps = Array.from({ length: n + 1 }, (_, i) => i * ratio).reverse().slice(0, -1).map((t) => t + c.steps_offset);
+      timesteps = Array.from({ length: n + 1 }, (_, i) => i * ratio)
+        .reverse()
+        .slice(0, -1)
+        .map((t) => t + c.steps_offset);
     } else if (c.timestep_spacing === "trailing") {
       timesteps = npArange(last, 0, -(T / n)).map((t) => roundHalfEven(t) - 1);
     } else {
@@ -200,7 +209,12 @@ export class DPMSolverMultistepScheduler extends SigmaSchedulerBase<DPMSolverMul
     else if (p === "sample") eps = sample.map((x, i) => (x - a * modelOutput[i]) / s);
     else eps = modelOutput.map((m, i) => a * m + s * sample[i]);
     if (c.thresholding) {
-      const x0 = thresholdSample(sample.map((x, i) => (x - s * eps[i]) / a), batch, c.dynamic_thresholding_ratio, c.sample_max_value);
+      const x0 = thresholdSample(
+        sample.map((x, i) => (x - s * eps[i]) / a),
+        batch,
+        c.dynamic_thresholding_ratio,
+        c.sample_max_value,
+      );
       eps = sample.map((x, i) => (x - a * x0[i]) / s);
     }
     return eps;

@@ -4,14 +4,7 @@
 // Notation: σ_from = σ_i, σ_to = σ_{i+1}, σ_up² = σ_to²(σ_from² - σ_to²)/σ_from², σ_down² = σ_to² - σ_up².
 
 import { ReimagineError } from "../errors.js";
-import {
-  drawNoise,
-  f32,
-  spacedTimesteps,
-  type SchedulerConfig,
-  type SchedulerOutput,
-  type StepOptions,
-} from "./scheduler.js";
+import { drawNoise, f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput, type StepOptions } from "./scheduler.js";
 import { npInterp, SigmaSchedulerBase, trainSigmas } from "./sigmas.js";
 
 export interface EulerAncestralConfig extends SchedulerConfig {

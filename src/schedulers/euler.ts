@@ -5,16 +5,7 @@
 
 import { ReimagineError } from "../errors.js";
 import { f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
-import {
-  checkSigmaOptions,
-  exponentialSigmas,
-  karrasSigmas,
-  logF32,
-  npInterp,
-  SigmaSchedulerBase,
-  sigmaToT,
-  trainSigmas,
-} from "./sigmas.js";
+import { checkSigmaOptions, exponentialSigmas, karrasSigmas, logF32, npInterp, SigmaSchedulerBase, sigmaToT, trainSigmas } from "./sigmas.js";
 
 export interface EulerConfig extends SchedulerConfig {
   interpolation_type: string;
@@ -60,9 +51,7 @@ export class EulerDiscreteScheduler extends SigmaSchedulerBase<EulerConfig> {
     this.trainSigma = trainSigmas(this.alphasCumprod);
     const T = this.config.num_train_timesteps;
     this.sigmas = [...Array.from(this.trainSigma).reverse(), 0];
-    this.timesteps = this.continuousV()
-      ? this.sigmas.slice(0, -1).map((s) => f32(0.25 * Math.log(s)))
-      : Array.from({ length: T }, (_, i) => T - 1 - i);
+    this.timesteps = this.continuousV() ? this.sigmas.slice(0, -1).map((s) => f32(0.25 * Math.log(s))) : Array.from({ length: T }, (_, i) => T - 1 - i);
   }
 
   /** timestep_type "continuous" with v_prediction: the model is fed 0.25·log σ (EDM-style). */

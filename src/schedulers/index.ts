@@ -247,5 +247,7 @@ export function img2imgTimesteps(scheduler: Scheduler, numInferenceSteps: number
 
 /** The one-line error for steps x strength < 1 (no denoising step), naming both fixes (see strength.ts). */
 export function noStepError(steps: number, strength: number): ReimagineError {
-  return new ReimagineError(noDenoisingStepReason(steps, strength) ?? `strength 0 runs no denoising step (img2img returns the input unchanged): use a strength above 0`);
+  return new ReimagineError(
+    noDenoisingStepReason(steps, strength) ?? `strength 0 runs no denoising step (img2img returns the input unchanged): use a strength above 0`,
+  );
 }

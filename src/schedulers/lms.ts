@@ -5,16 +5,7 @@
 
 import { integrate } from "./quadrature.js";
 import { f32, spacedTimesteps, type SchedulerConfig, type SchedulerOutput } from "./scheduler.js";
-import {
-  checkSigmaOptions,
-  exponentialSigmas,
-  karrasSigmas,
-  logF32,
-  npInterp,
-  SigmaSchedulerBase,
-  sigmaToT,
-  trainSigmas,
-} from "./sigmas.js";
+import { checkSigmaOptions, exponentialSigmas, karrasSigmas, logF32, npInterp, SigmaSchedulerBase, sigmaToT, trainSigmas } from "./sigmas.js";
 
 export interface LMSConfig extends SchedulerConfig {
   use_karras_sigmas: boolean;
@@ -62,7 +53,11 @@ export class LMSDiscreteScheduler extends SigmaSchedulerBase<LMSConfig> {
       const logSigmas = logF32(this.trainSigma);
       sigmas = c.use_karras_sigmas
         ? karrasSigmas(sigmas[sigmas.length - 1], sigmas[0], n)
-        : exponentialSigmas((c.sigma_min as number | null | undefined) ?? sigmas[sigmas.length - 1], (c.sigma_max as number | null | undefined) ?? sigmas[0], n);
+        : exponentialSigmas(
+            (c.sigma_min as number | null | undefined) ?? sigmas[sigmas.length - 1],
+            (c.sigma_max as number | null | undefined) ?? sigmas[0],
+            n,
+          );
       timesteps = sigmas.map((s) => f32(sigmaToT(s, logSigmas)));
     }
     this.sigmas = [...sigmas, 0].map(f32);

@@ -61,7 +61,10 @@ export class PNDMScheduler extends AlphaSchedulerBase<PNDMConfig> {
       if (n < 4) throw new ReimagineError(`PNDMScheduler: PRK warm-up needs at least 4 steps (got ${n}); use more steps or skip_prk_steps`);
       const half = Math.floor(Math.floor(c.num_train_timesteps / n) / 2);
       const prk = grid.slice(-4).flatMap((t) => [t, t + half]); // repeat(2) + tile([0, r/2])
-      const rep = prk.slice(0, -1).flatMap((t) => [t, t]).slice(1, -1);
+      const rep = prk
+        .slice(0, -1)
+        .flatMap((t) => [t, t])
+        .slice(1, -1);
       this.prkTimesteps = rep.reverse();
       this.plmsTimesteps = grid.slice(0, -3).reverse();
     }

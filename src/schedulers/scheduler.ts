@@ -160,7 +160,7 @@ export function torchLinspaceF32(start: number, end: number, steps: number): Flo
 
 /** diffusers `betas_for_alpha_bar` (cosine, "squaredcos_cap_v2"): float64 maths, stored as float32. */
 export function betasForAlphaBar(T: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+  const alphaBar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
   const out = new Float32Array(T);
   for (let i = 0; i < T; i++) out[i] = Math.min(1 - alphaBar((i + 1) / T) / alphaBar(i / T), maxBeta);
   return out;
@@ -186,9 +186,7 @@ export function betasFor(config: SchedulerConfig, className: string): Float32Arr
       return x.map((v) => f32(f32(f32(1 / f32(1 + f32(Math.exp(-v)))) * d) + config.beta_start));
     }
   }
-  throw new ReimagineError(
-    `${className}: beta_schedule '${String(config.beta_schedule)}' is not supported; use linear, scaled_linear or squaredcos_cap_v2`,
-  );
+  throw new ReimagineError(`${className}: beta_schedule '${String(config.beta_schedule)}' is not supported; use linear, scaled_linear or squaredcos_cap_v2`);
 }
 
 /** torch.cumprod(1 - betas) on float32: torch accumulates in double and stores float32. */
@@ -252,14 +250,7 @@ export function npArange(start: number, stop: number, step: number): number[] {
  * The three diffusers `timestep_spacing` rules (DDIM/DDPM/Euler/LMS), descending.
  * `roundLinspace`: DDIM/DDPM round the linspace values to integers; Euler/LMS keep them (float32).
  */
-export function spacedTimesteps(
-  spacing: string,
-  T: number,
-  n: number,
-  stepsOffset: number,
-  roundLinspace: boolean,
-  className: string,
-): number[] {
+export function spacedTimesteps(spacing: string, T: number, n: number, stepsOffset: number, roundLinspace: boolean, className: string): number[] {
   if (spacing === "linspace") {
     return npLinspace(0, T - 1, n)
       .map((t) => (roundLinspace ? roundHalfEven(t) : t))
@@ -288,9 +279,7 @@ function checkPredictionType(p: string, className: string): void {
 export function drawNoise(opts: StepOptions | undefined, length: number, className: string): Float32Array {
   const noise = opts?.noise ?? opts?.generator?.randn(opts.shape ?? [length]);
   if (!noise) {
-    throw new ReimagineError(
-      `${className}.step() draws noise: pass opts.generator (torch-compatible) with opts.shape, or opts.noise`,
-    );
+    throw new ReimagineError(`${className}.step() draws noise: pass opts.generator (torch-compatible) with opts.shape, or opts.noise`);
   }
   if (noise.length !== length) {
     throw new ReimagineError(`${className}.step(): noise has ${noise.length} values but the latents have ${length}`);
@@ -306,12 +295,7 @@ export function checkSameLength(a: Float32Array, b: Float32Array, what: string):
  * out = a(t)·x + b(t)·noise per batch item, where `coef(t)` gives [a, b] for that item's timestep.
  * One timestep applies to all items; k timesteps split the latents into k equal items.
  */
-export function mixPerBatch(
-  x: Float32Array,
-  noise: Float32Array,
-  timestep: number | readonly number[],
-  coef: (t: number) => [number, number],
-): Float32Array {
+export function mixPerBatch(x: Float32Array, noise: Float32Array, timestep: number | readonly number[], coef: (t: number) => [number, number]): Float32Array {
   checkSameLength(x, noise, "addNoise");
   const ts = typeof timestep === "number" ? [timestep] : timestep;
   if (ts.length === 0 || x.length % ts.length !== 0) {
@@ -327,12 +311,7 @@ export function mixPerBatch(
 }
 
 /** `torch.quantile(|x|, ratio, dim=1)` dynamic thresholding (Imagen), per batch item. */
-export function thresholdSample(
-  x: Float32Array,
-  batch: number,
-  ratio: number,
-  maxValue: number,
-): Float32Array {
+export function thresholdSample(x: Float32Array, batch: number, ratio: number, maxValue: number): Float32Array {
   const per = x.length / batch;
   const out = new Float32Array(x.length);
   for (let b = 0; b < batch; b++) {

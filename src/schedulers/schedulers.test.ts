@@ -164,7 +164,8 @@ describeWithFixtures("schedulers vs diffusers reference", () => {
           expect(r.numInferenceSteps).toBe(c.effective_num_inference_steps);
           expectTimesteps(r.timesteps, c.timesteps, "img2img timesteps");
           expectTimesteps([r.latentTimestep], [c.latent_timestep], "latent timestep");
-          if (c.sigma_at_begin_index !== undefined) expectClose([(s.sigmas ?? [])[r.beginIndex as number]], [c.sigma_at_begin_index], sig, "sigma at begin index");
+          if (c.sigma_at_begin_index !== undefined)
+            expectClose([(s.sigmas ?? [])[r.beginIndex as number]], [c.sigma_at_begin_index], sig, "sigma at begin index");
           expectClose(s.addNoise(x0, noise, r.latentTimestep), T(c.add_noise), noiseTol, "add_noise");
         });
       }
@@ -260,7 +261,11 @@ describe("scheduler registry", () => {
     expect(name("dpmpp-2m", { ...dpm, algorithm_type: "sde-dpmsolver++", use_karras_sigmas: true })).toBe("DPM++ 2M");
     expect(name("EulerDiscreteScheduler", { ...sd, use_karras_sigmas: true })).toBe("Euler Karras");
     for (const s of listSamplers()) expect(name(s.name, sd)).toBe(s.a1111Name);
-    expect(modelSampler({ ...dpm, use_karras_sigmas: true })).toEqual({ name: "default", a1111Name: "DPM++ 2M Karras", className: "DPMSolverMultistepScheduler" });
+    expect(modelSampler({ ...dpm, use_karras_sigmas: true })).toEqual({
+      name: "default",
+      a1111Name: "DPM++ 2M Karras",
+      className: "DPMSolverMultistepScheduler",
+    });
   });
 
   it("refuses an unknown sampler, listing the valid names", () => {
@@ -321,7 +326,11 @@ describe("timestep spacing and sigma schedules (literal arrays from diffusers' n
     const s = createScheduler("euler", { ...sd, timestep_spacing: "linspace" });
     s.setTimesteps(7);
     expect(s.timesteps).toEqual([999, 832.5, 666, 499.5, 333, 166.5, 0]);
-    close(s.sigmas, [14.614646911621094, 5.948918342590332, 2.9183084964752197, 1.6155834197998047, 0.9323583245277405, 0.4935535192489624, 0.029167532920837402, 0], 0);
+    close(
+      s.sigmas,
+      [14.614646911621094, 5.948918342590332, 2.9183084964752197, 1.6155834197998047, 0.9323583245277405, 0.4935535192489624, 0.029167532920837402, 0],
+      0,
+    );
     expect(s.initNoiseSigma).toBe(s.sigmas?.[0]);
   });
 
@@ -329,7 +338,11 @@ describe("timestep spacing and sigma schedules (literal arrays from diffusers' n
     const k = createScheduler("euler", { ...sd, timestep_spacing: "trailing", use_karras_sigmas: true });
     k.setTimesteps(7);
     close(k.timesteps, [999.0, 915.8820190429688, 814.0447387695312, 685.2316284179688, 519.94921875, 322.7149963378906, 142.0], 1e-3);
-    close(k.sigmas, [14.614646911621094, 9.083236694335938, 5.4529314041137695, 3.1447458267211914, 1.730326771736145, 0.9004161357879639, 0.43806231021881104, 0], 0);
+    close(
+      k.sigmas,
+      [14.614646911621094, 9.083236694335938, 5.4529314041137695, 3.1447458267211914, 1.730326771736145, 0.9004161357879639, 0.43806231021881104, 0],
+      0,
+    );
     const e = createScheduler("euler", { ...sd, timestep_spacing: "trailing", use_exponential_sigmas: true });
     e.setTimesteps(3);
     close(e.timesteps, [999.0, 724.6171264648438, 332.0], 1e-3);
@@ -340,7 +353,11 @@ describe("timestep spacing and sigma schedules (literal arrays from diffusers' n
     const l = createScheduler("dpmpp-2m", { ...sd, timestep_spacing: "linspace" });
     l.setTimesteps(7);
     expect(l.timesteps).toEqual([999, 856, 714, 571, 428, 285, 143]);
-    close(l.sigmas, [14.614646911621094, 6.668572902679443, 3.5282046794891357, 2.061671733856201, 1.276235818862915, 0.7900615334510803, 0.4403095841407776, 0], 0);
+    close(
+      l.sigmas,
+      [14.614646911621094, 6.668572902679443, 3.5282046794891357, 2.061671733856201, 1.276235818862915, 0.7900615334510803, 0.4403095841407776, 0],
+      0,
+    );
     const t = createScheduler("dpmpp-2m", { ...sd, timestep_spacing: "trailing" });
     t.setTimesteps(7);
     expect(t.timesteps).toEqual([999, 856, 713, 570, 428, 285, 142]);

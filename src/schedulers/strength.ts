@@ -22,7 +22,11 @@ export interface StepsStrengthNames {
  * @example noDenoisingStepReason(10, 0.05, { strength: "--strength", steps: "--steps" })
  * // "steps x strength = 10 x 0.05 leaves no denoising step: raise --strength to at least 0.1 or --steps to at least 20"
  */
-export function noDenoisingStepReason(steps: number, strength: number, names: StepsStrengthNames = { strength: "strength", steps: "steps" }): string | undefined {
+export function noDenoisingStepReason(
+  steps: number,
+  strength: number,
+  names: StepsStrengthNames = { strength: "strength", steps: "steps" },
+): string | undefined {
   if (strength === 0 || denoisingSteps(steps, strength) >= 1) return undefined;
   // the smallest 3-decimal strength and the smallest step count that run one step (float products checked)
   let minStrength = Math.ceil(1000 / steps) / 1000;

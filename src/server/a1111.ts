@@ -90,7 +90,11 @@ async function parseA1111(
   }
   const controlnets = await parseA1111ControlNets(body, catalog, limits);
   const blind = txt2img ? controlnets?.findIndex((u) => !u.image) : -1;
-  if (blind !== undefined && blind >= 0) throw new ValidationError("alwayson_scripts.controlnet.args", `ControlNet unit ${blind} has no image: txt2img has no init image to use, send the unit's image`);
+  if (blind !== undefined && blind >= 0)
+    throw new ValidationError(
+      "alwayson_scripts.controlnet.args",
+      `ControlNet unit ${blind} has no image: txt2img has no init image to use, send the unit's image`,
+    );
   return {
     input,
     prompt,

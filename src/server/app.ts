@@ -186,7 +186,9 @@ export function createApp(backend: Engine | Jobs, opts: AppOptions = {}): Create
       if (isApi(c.req.path) && !authorized(c.req.header("authorization"), key)) {
         c.header("WWW-Authenticate", 'Bearer realm="reimagine"');
         const message = "this server needs an API key: send the header 'Authorization: Bearer <key>' (the key given to reimagine serve --api-key)";
-        return c.req.path.startsWith("/sdapi/") || c.req.path.startsWith("/controlnet/") ? c.json({ detail: message }, 401) : c.json({ error: { code: "unauthorized", message } }, 401);
+        return c.req.path.startsWith("/sdapi/") || c.req.path.startsWith("/controlnet/")
+          ? c.json({ detail: message }, 401)
+          : c.json({ error: { code: "unauthorized", message } }, 401);
       }
       await next();
     });

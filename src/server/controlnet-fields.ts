@@ -44,7 +44,11 @@ export function catalogModel(catalog: ControlNetCatalog, name: string, field: st
   const list = listControlNets(catalog.dir);
   const found = list.find((e) => e.name === bare);
   if (found) return found.path;
-  const have = list.length ? `: ${list.map((e) => e.name).join(", ")}` : catalog.dir ? ` (${catalog.dir} holds none)` : " (the server was started without --controlnet-dir)";
+  const have = list.length
+    ? `: ${list.map((e) => e.name).join(", ")}`
+    : catalog.dir
+      ? ` (${catalog.dir} holds none)`
+      : " (the server was started without --controlnet-dir)";
   throw new ValidationError(field, `${field}: ControlNet '${name}' is not one this server offers${have}; GET /controlnet/model_list lists them`);
 }
 
@@ -67,13 +71,15 @@ async function imageField(v: unknown, field: string, upload: Uploaded): Promise<
 
 function preprocessorField(v: string | undefined, field: string): string | undefined {
   if (v === undefined) return undefined;
-  if (!Object.hasOwn(PREPROCESSORS, v)) throw new ValidationError(field, `${field} must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got ${JSON.stringify(v)})`);
+  if (!Object.hasOwn(PREPROCESSORS, v))
+    throw new ValidationError(field, `${field} must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got ${JSON.stringify(v)})`);
   return v;
 }
 
 /** start < end, else a 422 naming the start field. */
 function windowCheck(u: { start?: number; end?: number }, field: string): void {
-  if ((u.start ?? 0) >= (u.end ?? 1)) throw new ValidationError(field, `${field} (${u.start ?? 0}) must be below the end (${u.end ?? 1}): the ControlNet acts from start to end of the steps`);
+  if ((u.start ?? 0) >= (u.end ?? 1))
+    throw new ValidationError(field, `${field} (${u.start ?? 0}) must be below the end (${u.end ?? 1}): the ControlNet acts from start to end of the steps`);
 }
 
 const RESIZE_MODES: ResizeMode[] = ["just-resize", "crop-and-resize", "resize-and-fill"];
@@ -94,7 +100,19 @@ export async function parseNativeControlNets(f: Fields, catalog: ControlNetCatal
     }
   }
   if ((list === undefined || list === null) && f.controlnet !== undefined && f.controlnet !== "") {
-    list = [{ model: f.controlnet, image: f.controlImage, scale: f.controlScale, start: f.controlStart, end: f.controlEnd, preprocessor: f.preprocessor, guessMode: f.guessMode, lowThreshold: f.cannyLow, highThreshold: f.cannyHigh }];
+    list = [
+      {
+        model: f.controlnet,
+        image: f.controlImage,
+        scale: f.controlScale,
+        start: f.controlStart,
+        end: f.controlEnd,
+        preprocessor: f.preprocessor,
+        guessMode: f.guessMode,
+        lowThreshold: f.cannyLow,
+        highThreshold: f.cannyHigh,
+      },
+    ];
   }
   if (list === undefined || list === null) return undefined;
   if (!Array.isArray(list)) throw new ValidationError("controlnets", "controlnets must be a list of ControlNet units");
@@ -102,17 +120,20 @@ export async function parseNativeControlNets(f: Fields, catalog: ControlNetCatal
   const units: RequestUnit[] = [];
   for (const [i, raw] of list.entries()) {
     const at = `controlnets[${i}]`;
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ValidationError(at, `${at} must be an object like {"model": "control_v11p_sd15_scribble"}`);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+      throw new ValidationError(at, `${at} must be an object like {"model": "control_v11p_sd15_scribble"}`);
     const u = raw as Fields;
     const k = (name: string) => ({ [`${at}.${name}`]: u[name] });
     const model = optString(k("model"), `${at}.model`, { max: 300 });
     if (!model) throw new ValidationError(`${at}.model`, `${at}.model is missing: name one of the server's ControlNets (GET /v1/controlnets)`);
     const resizeMode = optString(k("resizeMode"), `${at}.resizeMode`) as ResizeMode | undefined;
-    if (resizeMode !== undefined && !RESIZE_MODES.includes(resizeMode)) throw new ValidationError(`${at}.resizeMode`, `${at}.resizeMode must be one of ${RESIZE_MODES.join(", ")}`);
+    if (resizeMode !== undefined && !RESIZE_MODES.includes(resizeMode))
+      throw new ValidationError(`${at}.resizeMode`, `${at}.resizeMode must be one of ${RESIZE_MODES.join(", ")}`);
     const preprocessor = preprocessorField(optString(k("preprocessor"), `${at}.preprocessor`), `${at}.preprocessor`) ?? "none";
     const low = optNumber(k("lowThreshold"), `${at}.lowThreshold`, { min: 0, max: 1020 });
     const high = optNumber(k("highThreshold"), `${at}.highThreshold`, { min: 0, max: 1020 });
-    if ((low !== undefined || high !== undefined) && preprocessor !== "canny") throw new ValidationError(`${at}.lowThreshold`, `${at}: canny thresholds need "preprocessor": "canny"`);
+    if ((low !== undefined || high !== undefined) && preprocessor !== "canny")
+      throw new ValidationError(`${at}.lowThreshold`, `${at}: canny thresholds need "preprocessor": "canny"`);
     const unit: RequestUnit = {
       model: catalogModel(catalog, model, `${at}.model`),
       image: await imageField(u.image, `${at}.image`, upload),
@@ -132,12 +153,53 @@ export async function parseNativeControlNets(f: Fields, catalog: ControlNetCatal
 }
 
 /** A1111 unit fields this server reads. */
-const KNOWN = new Set(["enabled", "image", "input_image", "module", "model", "weight", "resize_mode", "threshold_a", "threshold_b", "guidance_start", "guidance_end", "guidance", "control_mode", "guessmode", "save_detected_map"]);
+const KNOWN = new Set([
+  "enabled",
+  "image",
+  "input_image",
+  "module",
+  "model",
+  "weight",
+  "resize_mode",
+  "threshold_a",
+  "threshold_b",
+  "guidance_start",
+  "guidance_end",
+  "guidance",
+  "control_mode",
+  "guessmode",
+  "save_detected_map",
+]);
 /** A1111 unit fields that change nothing here, accepted: processor_res and pixel_perfect (we always preprocess at the
  *  output size: pixel perfect), memory and hires-fix options, UI state, and options of modules we do not have. */
-const HARMLESS = new Set(["low_vram", "lowvram", "processor_res", "pixel_perfect", "hr_option", "is_ui", "input_mode", "output_dir", "loopback", "batch_images", "union_control_type", "pulid_mode", "inpaint_crop_input_image"]);
+const HARMLESS = new Set([
+  "low_vram",
+  "lowvram",
+  "processor_res",
+  "pixel_perfect",
+  "hr_option",
+  "is_ui",
+  "input_mode",
+  "output_dir",
+  "loopback",
+  "batch_images",
+  "union_control_type",
+  "pulid_mode",
+  "inpaint_crop_input_image",
+]);
 /** A1111 unit fields we cannot honour when set: a 422 names them. */
-const REFUSED = ["mask", "mask_image", "effective_region_mask", "advanced_weighting", "ipadapter_input", "batch_mask_dir", "batch_modifiers", "batch_image_files", "batch_keyframe_idx", "animatediff_batch"];
+const REFUSED = [
+  "mask",
+  "mask_image",
+  "effective_region_mask",
+  "advanced_weighting",
+  "ipadapter_input",
+  "batch_mask_dir",
+  "batch_modifiers",
+  "batch_image_files",
+  "batch_keyframe_idx",
+  "animatediff_batch",
+];
 
 /**
  * A1111's ControlNet extension units from `alwayson_scripts` (the script name in any case, as A1111 matches it), as
@@ -158,15 +220,25 @@ export async function parseA1111ControlNets(body: Fields, catalog: ControlNetCat
   const units: RequestUnit[] = [];
   for (const [i, raw] of args.args.entries()) {
     const at = `${base}[${i}]`;
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ValidationError(at, `${at} must be a ControlNet unit object (positional script args are not supported)`);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+      throw new ValidationError(at, `${at} must be a ControlNet unit object (positional script args are not supported)`);
     const u = raw as Fields;
     const k = (name: string) => ({ [`${at}.${name}`]: u[name] });
     if (optBoolean(k("enabled"), `${at}.enabled`) === false) continue;
     const model = optString(k("model"), `${at}.model`, { max: 300 }) ?? "None";
     if (model === "None" || model === "") continue; // a unit without a ControlNet conditions nothing
     for (const name of Object.keys(u)) {
-      if (REFUSED.includes(name) && u[name] !== null && u[name] !== "" && !(Array.isArray(u[name]) && (u[name] as unknown[]).length === 0) && u[name] !== false) {
-        throw new ValidationError(`${at}.${name}`, `${at}.${name} is not supported by this server (masks, region masks, advanced weighting, IP-Adapter and batch inputs): leave it out`);
+      if (
+        REFUSED.includes(name) &&
+        u[name] !== null &&
+        u[name] !== "" &&
+        !(Array.isArray(u[name]) && (u[name] as unknown[]).length === 0) &&
+        u[name] !== false
+      ) {
+        throw new ValidationError(
+          `${at}.${name}`,
+          `${at}.${name} is not supported by this server (masks, region masks, advanced weighting, IP-Adapter and batch inputs): leave it out`,
+        );
       }
       if (!HARMLESS.has(name) && !REFUSED.includes(name) && !KNOWN.has(name)) {
         throw new ValidationError(`${at}.${name}`, `${at}.${name} is not a ControlNet unit field this server knows; leave it out`);
@@ -175,14 +247,25 @@ export async function parseA1111ControlNets(body: Fields, catalog: ControlNetCat
     if (units.length >= MAX_CONTROLNETS) throw new ValidationError(base, `at most ${MAX_CONTROLNETS} ControlNet units per request`);
     const module = optString(k("module"), `${at}.module`, { max: 200 }) ?? "none";
     const preprocessor = preprocessorFromA1111(module);
-    if (!preprocessor) throw new ValidationError(`${at}.module`, `${at}.module '${module}' is not available here: use one of ${Object.keys(PREPROCESSORS).join(", ")} (GET /controlnet/module_list), or send a ready control map with "none"`);
+    if (!preprocessor)
+      throw new ValidationError(
+        `${at}.module`,
+        `${at}.module '${module}' is not available here: use one of ${Object.keys(PREPROCESSORS).join(", ")} (GET /controlnet/module_list), or send a ready control map with "none"`,
+      );
     const resizeRaw = u.resize_mode ?? "Crop and Resize"; // the extension's default
     const resizeMode = resizeModeFromA1111(resizeRaw);
-    if (!resizeMode) throw new ValidationError(`${at}.resize_mode`, `${at}.resize_mode must be 0-2 or "Just Resize", "Crop and Resize", "Resize and Fill" (got ${JSON.stringify(resizeRaw)})`);
+    if (!resizeMode)
+      throw new ValidationError(
+        `${at}.resize_mode`,
+        `${at}.resize_mode must be 0-2 or "Just Resize", "Crop and Resize", "Resize and Fill" (got ${JSON.stringify(resizeRaw)})`,
+      );
     const modeRaw = u.control_mode ?? (u.guessmode === true ? 2 : 0);
     const guessMode = guessModeFromA1111(modeRaw);
     if (guessMode === undefined) {
-      throw new ValidationError(`${at}.control_mode`, `${at}.control_mode ${JSON.stringify(modeRaw)} is not supported: use 0 "Balanced" or 2 "ControlNet is more important" (diffusers' guess mode)`);
+      throw new ValidationError(
+        `${at}.control_mode`,
+        `${at}.control_mode ${JSON.stringify(modeRaw)} is not supported: use 0 "Balanced" or 2 "ControlNet is more important" (diffusers' guess mode)`,
+      );
     }
     const end = u.guidance_end ?? u.guidance;
     const ta = optNumber(k("threshold_a"), `${at}.threshold_a`);
@@ -218,7 +301,8 @@ function imageOf(u: Fields, at: string): unknown {
   const v = u.image !== undefined && u.image !== "" ? u.image : u.input_image;
   if (typeof v === "object" && v !== null && !Array.isArray(v) && "image" in v) {
     const mask = (v as Fields).mask;
-    if (mask !== undefined && mask !== null && mask !== "") throw new ValidationError(`${at}.image.mask`, `${at}.image.mask is not supported by this server: send the image alone`);
+    if (mask !== undefined && mask !== null && mask !== "")
+      throw new ValidationError(`${at}.image.mask`, `${at}.image.mask is not supported by this server: send the image alone`);
     return (v as Fields).image;
   }
   return v;

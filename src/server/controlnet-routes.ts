@@ -23,7 +23,11 @@ function moduleDetail(): Record<string, { model_free: boolean; sliders: { name: 
 }
 
 /** Runs one preprocessor on a picture at `size` (default its own), as a job's unit would. */
-async function preprocess(img: RGBImage, preprocessor: string, opts: { width?: number; height?: number; resizeMode?: ResizeMode; low?: number; high?: number }) {
+async function preprocess(
+  img: RGBImage,
+  preprocessor: string,
+  opts: { width?: number; height?: number; resizeMode?: ResizeMode; low?: number; high?: number },
+) {
   const canny = preprocessor === "canny" ? { lowThreshold: opts.low, highThreshold: opts.high } : undefined;
   const unit = resolveUnit({ model: "(preview)", preprocessor, preprocessorOptions: canny, resizeMode: opts.resizeMode }, 0);
   return unitControlImage(unit, { input: img, width: opts.width ?? img.width, height: opts.height ?? img.height, inputResizeMode: opts.resizeMode });
@@ -52,11 +56,15 @@ export function controlNetRoutes(catalog: ControlNetCatalog, limits: Limits): Ho
       const body = await readJson(c);
       const module = optString(body, "controlnet_module", { max: 200 }) ?? "none";
       if (!Object.hasOwn(PREPROCESSORS, module)) {
-        throw new ValidationError("controlnet_module", `Module not available: '${module}'; this server has ${A1111_MODULES.join(", ")} (GET /controlnet/module_list)`);
+        throw new ValidationError(
+          "controlnet_module",
+          `Module not available: '${module}'; this server has ${A1111_MODULES.join(", ")} (GET /controlnet/module_list)`,
+        );
       }
       const field = body.controlnet_input_images !== undefined ? "controlnet_input_images" : "controlnet_images"; // webuiapi sends the second
       const images = body[field];
-      if (!Array.isArray(images) || images.length === 0) throw new ValidationError(field, "No image selected: send controlnet_input_images as a list of base64 images");
+      if (!Array.isArray(images) || images.length === 0)
+        throw new ValidationError(field, "No image selected: send controlnet_input_images as a list of base64 images");
       if (images.length > 8) throw new ValidationError(field, `at most 8 images per detect request (got ${images.length})`);
       const thresholds = (k: string) => {
         const v = optNumber(body, k);
@@ -99,14 +107,23 @@ export function controlNetRoutes(catalog: ControlNetCatalog, limits: Limits): Ho
       }
       if (!bytes) throw new ValidationError("image", "image is missing: send the picture to preprocess");
       const preprocessor = optString(f, "preprocessor", { max: 50 }) ?? "scribble";
-      if (!Object.hasOwn(PREPROCESSORS, preprocessor)) throw new ValidationError("preprocessor", `preprocessor must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got ${JSON.stringify(preprocessor)})`);
+      if (!Object.hasOwn(PREPROCESSORS, preprocessor))
+        throw new ValidationError("preprocessor", `preprocessor must be one of ${Object.keys(PREPROCESSORS).join(", ")} (got ${JSON.stringify(preprocessor)})`);
       const size = (k: string) => optNumber(f, k, { min: 1, max: 16384, int: true });
       const [width, height] = [size("width"), size("height")];
-      if (width !== undefined && height !== undefined && width * height > limits.maxPixels) throw new ValidationError("width", `${width}x${height} is over the server's limit of ${limits.maxPixels} pixels`);
+      if (width !== undefined && height !== undefined && width * height > limits.maxPixels)
+        throw new ValidationError("width", `${width}x${height} is over the server's limit of ${limits.maxPixels} pixels`);
       const resizeMode = (optString(f, "resizeMode") ?? "just-resize") as ResizeMode;
-      if (!RESIZE_MODES.includes(resizeMode)) throw new ValidationError("resizeMode", `resizeMode must be one of ${RESIZE_MODES.join(", ")} (got ${JSON.stringify(resizeMode)})`);
+      if (!RESIZE_MODES.includes(resizeMode))
+        throw new ValidationError("resizeMode", `resizeMode must be one of ${RESIZE_MODES.join(", ")} (got ${JSON.stringify(resizeMode)})`);
       const upload = await inspectUpload(bytes, "image", limits);
-      const map = await preprocess(await upload.load(), preprocessor, { width, height, resizeMode, low: optNumber(f, "cannyLow", { min: 0, max: 1020 }), high: optNumber(f, "cannyHigh", { min: 0, max: 1020 }) });
+      const map = await preprocess(await upload.load(), preprocessor, {
+        width,
+        height,
+        resizeMode,
+        low: optNumber(f, "cannyLow", { min: 0, max: 1020 }),
+        high: optNumber(f, "cannyHigh", { min: 0, max: 1020 }),
+      });
       c.header("Content-Type", "image/png");
       c.header("Cache-Control", "no-store");
       return c.body(new Uint8Array(await encodeImage(map, "png")));

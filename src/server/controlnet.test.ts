@@ -34,7 +34,8 @@ const b64 = async (img: RGBImage) => (await encodeImage(img, "png")).toString("b
 function setup(apiKey?: string) {
   const engine = createFakeEngine();
   const { app } = createApp(engine, { webRoot: "/nonexistent", controlnetDir: cnDir, apiKey });
-  const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const post = (path: string, body: unknown) =>
+    app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   return { engine, app, post };
 }
 
@@ -95,7 +96,14 @@ describe("A1111 ControlNet extension API (fake engine)", () => {
 
   it("replays webuiapi's img2img with a canny unit: the run gets the unit, the response appends the detected map", async () => {
     const { post, engine } = setup();
-    const unit = await webuiapiUnit({ module: "canny", model: "control_v11p_sd15_scribble [d4ba51ff]", weight: 0.7, guidance_end: 0.8, threshold_a: 50, threshold_b: 150 });
+    const unit = await webuiapiUnit({
+      module: "canny",
+      model: "control_v11p_sd15_scribble [d4ba51ff]",
+      weight: 0.7,
+      guidance_end: 0.8,
+      threshold_a: 50,
+      threshold_b: 150,
+    });
     const res = await post("/sdapi/v1/img2img", await img2imgPayload([unit]));
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
@@ -103,7 +111,14 @@ describe("A1111 ControlNet extension API (fake engine)", () => {
     const run = engine.runs[0];
     expect(run.controlnets).toHaveLength(1);
     const cn = run.controlnets![0];
-    expect(cn).toMatchObject({ model: join(cnDir, "control_v11p_sd15_scribble.safetensors"), preprocessor: "canny", scale: 0.7, end: 0.8, guessMode: false, resizeMode: "resize-and-fill" });
+    expect(cn).toMatchObject({
+      model: join(cnDir, "control_v11p_sd15_scribble.safetensors"),
+      preprocessor: "canny",
+      scale: 0.7,
+      end: 0.8,
+      guessMode: false,
+      resizeMode: "resize-and-fill",
+    });
     expect(cn.preprocessorOptions).toEqual({ lowThreshold: 50, highThreshold: 150 });
     expect((cn.image as RGBImage).width).toBe(64);
     // the detected map is what the ControlNet read: the canny map of the drawing at the output size
@@ -119,16 +134,31 @@ describe("A1111 ControlNet extension API (fake engine)", () => {
 
   it("a unit without an image conditions on the init image; enabled false, model None and empty args are no ControlNet", async () => {
     const { post, engine } = setup();
-    const unit = await webuiapiUnit({ image: "", model: "control_v11p_sd15_scribble", module: "invert (from white bg & black line)", control_mode: 2, save_detected_map: false });
+    const unit = await webuiapiUnit({
+      image: "",
+      model: "control_v11p_sd15_scribble",
+      module: "invert (from white bg & black line)",
+      control_mode: 2,
+      save_detected_map: false,
+    });
     const res = await post("/sdapi/v1/img2img", await img2imgPayload([unit, await webuiapiUnit({ enabled: false, model: "x" }), await webuiapiUnit()]));
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).images).toHaveLength(1); // save_detected_map false
-    expect(engine.runs[0].controlnets).toEqual([expect.objectContaining({ image: undefined, preprocessor: "invert", guessMode: true, resizeMode: "resize-and-fill" })]);
+    expect(engine.runs[0].controlnets).toEqual([
+      expect.objectContaining({ image: undefined, preprocessor: "invert", guessMode: true, resizeMode: "resize-and-fill" }),
+    ]);
     // webuiapi sends {"args": []} whenever the extension is installed
     expect((await post("/sdapi/v1/img2img", await img2imgPayload([]))).status).toBe(200);
     expect(engine.runs[1].controlnets).toBeUndefined();
     // legacy fields of older clients: input_image, guidance (= end), guessmode, lowvram
-    const legacy = { input_image: await b64(drawing()), module: "scribble", model: "control_v11p_sd15_scribble", guidance: 0.5, guessmode: true, lowvram: true };
+    const legacy = {
+      input_image: await b64(drawing()),
+      module: "scribble",
+      model: "control_v11p_sd15_scribble",
+      guidance: 0.5,
+      guessmode: true,
+      lowvram: true,
+    };
     expect((await post("/sdapi/v1/img2img", await img2imgPayload([legacy]))).status).toBe(200);
     expect(engine.runs[2].controlnets![0]).toMatchObject({ preprocessor: "scribble", end: 0.5, guessMode: true, resizeMode: "crop-and-resize" });
   });
@@ -151,7 +181,12 @@ describe("A1111 ControlNet extension API (fake engine)", () => {
     await refuse({ guidance_start: 0.9, guidance_end: 0.1 }, "guidance_start", /guidance_start \(0\.9\) must be below the end \(0\.1\)/);
     await refuse({ some_new_field: 1 }, "some_new_field", /not a ControlNet unit field this server knows/);
     await refuse({ resize_mode: "Stretch" }, "resize_mode", /must be 0-2 or/);
-    const txt = await post("/sdapi/v1/txt2img", { prompt: "x", width: 64, height: 64, alwayson_scripts: { controlnet: { args: [{ model: "control_v11p_sd15_scribble" }] } } });
+    const txt = await post("/sdapi/v1/txt2img", {
+      prompt: "x",
+      width: 64,
+      height: 64,
+      alwayson_scripts: { controlnet: { args: [{ model: "control_v11p_sd15_scribble" }] } },
+    });
     expect(txt.status).toBe(422);
     expect(((await txt.json()) as any).detail[0].msg).toMatch(/txt2img has no init image/);
   });
@@ -159,7 +194,13 @@ describe("A1111 ControlNet extension API (fake engine)", () => {
   it("detect runs a module on each image (webuiapi's controlnet_images and the extension's controlnet_input_images)", async () => {
     const { post } = setup();
     for (const field of ["controlnet_images", "controlnet_input_images"]) {
-      const res = await post("/controlnet/detect", { controlnet_module: "scribble", [field]: [await b64(drawing())], controlnet_processor_res: 512, controlnet_threshold_a: 64, controlnet_threshold_b: 64 });
+      const res = await post("/controlnet/detect", {
+        controlnet_module: "scribble",
+        [field]: [await b64(drawing())],
+        controlnet_processor_res: 512,
+        controlnet_threshold_a: 64,
+        controlnet_threshold_b: 64,
+      });
       expect(res.status).toBe(200);
       const body = (await res.json()) as any;
       expect(body.info).toBe("Success");
@@ -184,11 +225,22 @@ describe("native API ControlNet fields (fake engine)", () => {
     const { app, engine } = setup();
     const form = new FormData();
     form.set("image", new Blob([new Uint8Array(await encodeImage(drawing(), "png"))], { type: "image/png" }), "sketch.png");
-    for (const [k, v] of Object.entries({ prompt: "a knight", strength: "1", steps: "4", controlnet: "control_v11p_sd15_scribble", controlScale: "0.6", preprocessor: "scribble", controlEnd: "0.7" })) form.set(k, v);
+    for (const [k, v] of Object.entries({
+      prompt: "a knight",
+      strength: "1",
+      steps: "4",
+      controlnet: "control_v11p_sd15_scribble",
+      controlScale: "0.6",
+      preprocessor: "scribble",
+      controlEnd: "0.7",
+    }))
+      form.set(k, v);
     const res = await app.request("/v1/img2img", { method: "POST", body: form });
     expect(res.status).toBe(202);
     const job = (await res.json()) as any;
-    expect(job.settings.controlnets).toEqual([{ model: "control_v11p_sd15_scribble", preprocessor: "scribble", scale: 0.6, start: 0, end: 0.7, guessMode: false, image: "input" }]);
+    expect(job.settings.controlnets).toEqual([
+      { model: "control_v11p_sd15_scribble", preprocessor: "scribble", scale: 0.6, start: 0, end: 0.7, guessMode: false, image: "input" },
+    ]);
     await expect.poll(async () => ((await (await app.request(`/v1/jobs/${job.id}`)).json()) as any).status).toBe("succeeded");
     const done = (await (await app.request(`/v1/jobs/${job.id}`)).json()) as any;
     expect(done.result.images[0].infotext).toContain('ControlNet 0: "Module: scribble, Model: control_v11p_sd15_scribble, Weight: 0.6,');
@@ -197,7 +249,13 @@ describe("native API ControlNet fields (fake engine)", () => {
     const json = await app.request("/v1/img2img", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ image: await b64(drawing()), prompt: "x", steps: 4, strength: 1, controlnets: [{ model: "control_v11p_sd15_scribble", image: await b64(drawing(32, 32)), preprocessor: "canny", lowThreshold: 10, guessMode: true }] }),
+      body: JSON.stringify({
+        image: await b64(drawing()),
+        prompt: "x",
+        steps: 4,
+        strength: 1,
+        controlnets: [{ model: "control_v11p_sd15_scribble", image: await b64(drawing(32, 32)), preprocessor: "canny", lowThreshold: 10, guessMode: true }],
+      }),
     });
     expect(json.status).toBe(202);
   });
@@ -205,12 +263,18 @@ describe("native API ControlNet fields (fake engine)", () => {
   it("refuses bad units naming controlnets[i].field", async () => {
     const { app } = setup();
     const send = async (controlnets: unknown) => {
-      const res = await app.request("/v1/img2img", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: await b64(drawing()), prompt: "x", controlnets }) });
+      const res = await app.request("/v1/img2img", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ image: await b64(drawing()), prompt: "x", controlnets }),
+      });
       expect(res.status).toBe(422);
       return ((await res.json()) as any).error;
     };
     expect(await send([{ model: "nope" }])).toMatchObject({ field: "controlnets[0].model" });
-    expect((await send([{ model: "control_v11p_sd15_scribble", preprocessor: "hed" }])).message).toMatch(/controlnets\[0\]\.preprocessor must be one of none, invert, scribble, canny/);
+    expect((await send([{ model: "control_v11p_sd15_scribble", preprocessor: "hed" }])).message).toMatch(
+      /controlnets\[0\]\.preprocessor must be one of none, invert, scribble, canny/,
+    );
     expect(await send([{ model: "control_v11p_sd15_scribble", start: 0.5, end: 0.5 }])).toMatchObject({ field: "controlnets[0].start" });
     expect(await send(Array(5).fill({ model: "control_v11p_sd15_scribble" }))).toMatchObject({ field: "controlnets" });
     expect(await send([{ model: "control_v11p_sd15_scribble", image: "not base64!" }])).toMatchObject({ field: "controlnets[0].image" });
@@ -221,7 +285,8 @@ describe("native API ControlNet fields (fake engine)", () => {
     const engine = createFakeEngine();
     const jobs = new MemoryJobs(engine, { maxSize: 8 });
     const { app } = createApp(jobs, { webRoot: "/nonexistent", controlnetDir: cnDir });
-    const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const native = await post("/v1/img2img", { image: await b64(drawing()), prompt: "x", controlnets: [{ model: "control_v11p_sd15_scribble" }] });
     expect(native.status).toBe(422);
     const err = ((await native.json()) as any).error;
@@ -256,7 +321,11 @@ describe("native API ControlNet fields (fake engine)", () => {
     const map = await loadImage(Buffer.from(await res.arrayBuffer()));
     const want = await unitControlImage(resolveUnit({ model: "-", preprocessor: "scribble" }, 0), { input: drawing(), width: 32, height: 32 });
     expect(Buffer.from(map.data).equals(Buffer.from(want.data))).toBe(true);
-    const bad = await app.request("/v1/controlnet/preview", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: await b64(drawing()), preprocessor: "depth" }) });
+    const bad = await app.request("/v1/controlnet/preview", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ image: await b64(drawing()), preprocessor: "depth" }),
+    });
     expect(bad.status).toBe(422);
   });
 });
@@ -293,13 +362,33 @@ describeWithFixtures(
           seed: i.generator.seed,
           width: 64,
           height: 64,
-          alwayson_scripts: { controlnet: { args: [{ image: png(i.control_image), module: "none", model: "controlnet", weight: 1, resize_mode: "Just Resize", control_mode: "Balanced", pixel_perfect: true, enabled: true }] } },
+          alwayson_scripts: {
+            controlnet: {
+              args: [
+                {
+                  image: png(i.control_image),
+                  module: "none",
+                  model: "controlnet",
+                  weight: 1,
+                  resize_mode: "Just Resize",
+                  control_mode: "Balanced",
+                  pixel_perfect: true,
+                  enabled: true,
+                },
+              ],
+            },
+          },
         }),
       });
       expect(res.status).toBe(200);
       const body = (await res.json()) as any;
       const img = await loadImage(Buffer.from(body.images[0], "base64"));
-      expect(maxAbsDiff(Array.from(img.data, (v) => v / 255), referenceTensor(c.image, SET).data)).toBeLessThanOrEqual(1 / 255 + 1e-6);
+      expect(
+        maxAbsDiff(
+          Array.from(img.data, (v) => v / 255),
+          referenceTensor(c.image, SET).data,
+        ),
+      ).toBeLessThanOrEqual(1 / 255 + 1e-6);
       const map = await loadImage(Buffer.from(body.images[1], "base64")); // module none: the control image itself
       expect(Buffer.from(map.data).equals(Buffer.from((await loadImage(fixture(SET, "reference", i.control_image))).data))).toBe(true);
     });

@@ -1,7 +1,16 @@
 // The one thing the server needs from the library: a loaded model that runs img2img.
 // `Engine` is an interface so API tests run against a fast fake (fake-engine.ts) and the real
 // server wraps an Img2ImgPipeline (engineFromPipeline). Nothing here imports onnxruntime or sharp.
-import { type ControlNetUnit, listSamplers, type LoraSpec, type MaskOptions, modelSampler, type PromptSyntax, type ResizeMode, type RGBImage } from "../index.js";
+import {
+  type ControlNetUnit,
+  listSamplers,
+  type LoraSpec,
+  type MaskOptions,
+  modelSampler,
+  type PromptSyntax,
+  type ResizeMode,
+  type RGBImage,
+} from "../index.js";
 import type { RefinerChoice } from "./refiners.js";
 
 export interface SamplerInfo {

@@ -109,7 +109,12 @@ function settingsFor(
     modelHash: engine.modelHash || undefined,
     denoisingStrength: strength,
     clipSkip: req.clipSkip,
-    extra: { ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }), ...maskInfotext(req.mask), ...r.extraGenerationParams, ...extra },
+    extra: {
+      ...refinerNotes(req.refiner && { model: req.refiner.name, switchAt: req.refiner.switchAt }),
+      ...maskInfotext(req.mask),
+      ...r.extraGenerationParams,
+      ...extra,
+    },
   };
 }
 
@@ -129,7 +134,14 @@ async function runOnce(
   image: RGBImage,
   req: GenerationRequest,
   ctx: JobContext,
-  o: { seed: number | bigint; strength: number; numImages: number; offset: () => number; grandTotal: (runTotal: number) => number; controlnets?: ControlNetUnit[] },
+  o: {
+    seed: number | bigint;
+    strength: number;
+    numImages: number;
+    offset: () => number;
+    grandTotal: (runTotal: number) => number;
+    controlnets?: ControlNetUnit[];
+  },
 ): Promise<EngineResult> {
   return engine.run({
     image,
@@ -178,7 +190,10 @@ export function img2imgWork(engine: Engine, req: GenerationRequest): (ctx: JobCo
       last = r;
       notes.push(...(r.notes ?? []));
       for (let i = 0; i < r.images.length; i++) {
-        const extra: Record<string, string> = { ...(req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {}), ...controlNetInfotext(controlnets, r) };
+        const extra: Record<string, string> = {
+          ...(req.batchSize > 1 ? { "Batch size": String(req.batchSize), "Batch pos": String(i) } : {}),
+          ...controlNetInfotext(controlnets, r),
+        };
         const infotext = formatInfotext(settingsFor(engine, req, r, seed, req.strength, extra));
         const png = await encodeImage(r.images[i], "png", { parameters: infotext });
         images.push({ png, seed, infotext, width: r.width, height: r.height });
@@ -218,7 +233,14 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
       const strength = strengths[k];
       const done = actual.reduce((a, b) => a + b, 0);
       const rest = strengths.slice(k + 1).reduce((a, s) => a + denoisingSteps(req.steps, s), 0);
-      const r = await runOnce(engine, image, req, ctx, { seed: req.seed, strength, numImages: 1, offset: () => done, grandTotal: (t) => done + t + rest, controlnets });
+      const r = await runOnce(engine, image, req, ctx, {
+        seed: req.seed,
+        strength,
+        numImages: 1,
+        offset: () => done,
+        grandTotal: (t) => done + t + rest,
+        controlnets,
+      });
       actual.push(r.stepsRun);
       last = r;
       const ssim = await ssimResized(image, r.images[0]);
@@ -232,7 +254,10 @@ export function sweepWork(engine: Engine, req: GenerationRequest, strengths: num
       ...cells.map((c, i) => ({ image: outputs[i], label: `strength ${c.strength!.toFixed(2)} · SSIM ${c.ssim!.toFixed(2)}` })),
     ]);
     const sheetText = formatInfotext(
-      settingsFor(engine, req, last!, req.seed, strengths[0], { "Strength sweep": strengths.map((s) => s.toFixed(2)).join(" "), ...controlNetInfotext(controlnets, last!) }),
+      settingsFor(engine, req, last!, req.seed, strengths[0], {
+        "Strength sweep": strengths.map((s) => s.toFixed(2)).join(" "),
+        ...controlNetInfotext(controlnets, last!),
+      }),
     );
     const sheetPng = await encodeImage(sheet, "png", { parameters: sheetText });
     const images = [{ png: sheetPng, seed: req.seed, infotext: sheetText, width: sheet.width, height: sheet.height }, ...cells];

@@ -164,5 +164,9 @@ export async function pickModel(jobs: Jobs, ref: string | undefined, field = "mo
 /** Copies a result without its PNG bytes. */
 export function resultInfo(r: GenerationResult): ResultInfo {
   const { controlMaps, ...rest } = r;
-  return { ...rest, images: r.images.map(({ png: _png, ...im }) => im), ...(controlMaps?.length ? { controlMaps: controlMaps.map((m) => m.toString("base64")) } : {}) };
+  return {
+    ...rest,
+    images: r.images.map(({ png: _png, ...im }) => im),
+    ...(controlMaps?.length ? { controlMaps: controlMaps.map((m) => m.toString("base64")) } : {}),
+  };
 }

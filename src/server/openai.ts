@@ -107,7 +107,14 @@ export function openaiRoutes(jobs: Jobs, limits: Limits): Hono {
             ? job.error!.message
             : "the edit was cancelled before it finished; no image was produced";
         return c.json(
-          { error: { message, type: internal ? "server_error" : "invalid_request_error", param: null, code: job?.error?.code ?? job?.status ?? "internal_error" } },
+          {
+            error: {
+              message,
+              type: internal ? "server_error" : "invalid_request_error",
+              param: null,
+              code: job?.error?.code ?? job?.status ?? "internal_error",
+            },
+          },
           internal ? 500 : 422,
         );
       }

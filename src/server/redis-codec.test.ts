@@ -78,7 +78,17 @@ describe("redis codec", () => {
     expect({ ...back.mask, image: undefined }).toEqual({ ...request.mask, image: undefined });
     // a result's info (what a worker returns through BullMQ as JSON, with no blobs): maps as base64 PNGs, notes kept
     const map = await png(8, 8, 77);
-    const result: GenerationResult = { kind: "img2img", images: [], seed: 1n, width: 8, height: 8, stepsRun: 2, totalMs: 1, notes: ["nothing to repaint"], controlMaps: [map] };
+    const result: GenerationResult = {
+      kind: "img2img",
+      images: [],
+      seed: 1n,
+      width: 8,
+      height: 8,
+      stepsRun: 2,
+      totalMs: 1,
+      notes: ["nothing to repaint"],
+      controlMaps: [map],
+    };
     const info = unpack(JSON.parse(JSON.stringify(pack(resultInfo(result)).json)), []) as ReturnType<typeof resultInfo>;
     expect(info.notes).toEqual(["nothing to repaint"]);
     expect(info.controlMaps).toEqual([map.toString("base64")]);

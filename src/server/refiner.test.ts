@@ -25,7 +25,8 @@ describeWithFixtures(
     afterAll(async () => {
       await engine?.close();
     });
-    const post = (path: string, body: unknown) => app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const a1111 = (extra: Record<string, unknown>) =>
       post("/sdapi/v1/img2img", {
         init_images: [inputPng.toString("base64")],
@@ -57,7 +58,17 @@ describeWithFixtures(
       const pipe = await loadPipeline(fixture(SET, "model"), { threads: 1 });
       let lib;
       try {
-        lib = await pipe.run({ image, prompt: "a cyberpunk version of this photo", negativePrompt: "", steps: 10, guidanceScale: 5, strength: 0.9, seed: 3, sampler: "euler", refiner: { model: refiner, switchAt: 0.5 } });
+        lib = await pipe.run({
+          image,
+          prompt: "a cyberpunk version of this photo",
+          negativePrompt: "",
+          steps: 10,
+          guidanceScale: 5,
+          strength: 0.9,
+          seed: 3,
+          sampler: "euler",
+          refiner: { model: refiner, switchAt: 0.5 },
+        });
       } finally {
         await pipe.release();
       }
@@ -76,7 +87,17 @@ describeWithFixtures(
     it("native refiner + refinerSwitchAt run the same hand-over", async () => {
       const form = new FormData();
       form.set("image", new File([new Uint8Array(inputPng)], "input.png", { type: "image/png" }));
-      for (const [k, v] of Object.entries({ prompt: "a cyberpunk version of this photo", negativePrompt: "", steps: "10", guidanceScale: "5", strength: "0.9", seed: "3", sampler: "euler", refiner: "model", refinerSwitchAt: "0.5" })) {
+      for (const [k, v] of Object.entries({
+        prompt: "a cyberpunk version of this photo",
+        negativePrompt: "",
+        steps: "10",
+        guidanceScale: "5",
+        strength: "0.9",
+        seed: "3",
+        sampler: "euler",
+        refiner: "model",
+        refinerSwitchAt: "0.5",
+      })) {
         form.set(k, v);
       }
       const res = await app.request("/v1/img2img", { method: "POST", body: form });

@@ -23,11 +23,14 @@ describe("server over HTTP", () => {
   it("30 concurrent requests against a queue of 8: only successes and 429s, every accepted job finishes, the server answers afterwards", async () => {
     const srv = await start({ queueSize: 8 }, 10);
     const image = await b64();
-    const post = (path: string, body: unknown) => fetch(`${srv.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      fetch(`${srv.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     // half through the blocking A1111 route, half through the native job route
     const responses = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
-        i % 2 ? post("sdapi/v1/img2img", { init_images: [image], steps: 10, denoising_strength: 1, width: 64, height: 64 }) : post("v1/img2img", { image, steps: 10, strength: 1 }),
+        i % 2
+          ? post("sdapi/v1/img2img", { init_images: [image], steps: 10, denoising_strength: 1, width: 64, height: 64 })
+          : post("v1/img2img", { image, steps: 10, strength: 1 }),
       ),
     );
     const statuses = responses.map((r) => r.status);
@@ -102,7 +105,11 @@ describe("server over HTTP", () => {
 
   it("refuses bodies over the size limit with 413", async () => {
     const srv = await start({ maxBodyBytes: 10_000 });
-    const res = await fetch(`${srv.url}v1/img2img`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ image: "A".repeat(20_000) }) });
+    const res = await fetch(`${srv.url}v1/img2img`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ image: "A".repeat(20_000) }),
+    });
     expect(res.status).toBe(413);
   });
 
@@ -112,9 +119,15 @@ describe("server over HTTP", () => {
     expect(evilHost.status).toBe(403);
     const ok = await app.request("http://127.0.0.1:7860/v1/models", { headers: { host: "127.0.0.1:7860" } });
     expect(ok.status).toBe(200);
-    const crossSite = await app.request("http://127.0.0.1:7860/sdapi/v1/interrupt", { method: "POST", headers: { host: "127.0.0.1:7860", origin: "http://evil.example" } });
+    const crossSite = await app.request("http://127.0.0.1:7860/sdapi/v1/interrupt", {
+      method: "POST",
+      headers: { host: "127.0.0.1:7860", origin: "http://evil.example" },
+    });
     expect(crossSite.status).toBe(403);
-    const sameSite = await app.request("http://127.0.0.1:7860/sdapi/v1/interrupt", { method: "POST", headers: { host: "127.0.0.1:7860", origin: "http://127.0.0.1:7860" } });
+    const sameSite = await app.request("http://127.0.0.1:7860/sdapi/v1/interrupt", {
+      method: "POST",
+      headers: { host: "127.0.0.1:7860", origin: "http://127.0.0.1:7860" },
+    });
     expect(sameSite.status).toBe(200);
   });
 

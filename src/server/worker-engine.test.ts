@@ -28,10 +28,17 @@ describe.skipIf(!haveFixtures("sd-tiny"))("createWorkerEngine (sd-tiny)", () => 
     const steps: number[] = [];
     let preview: { width: number } | undefined;
     const t0 = performance.now();
-    const r = await engine.run({ ...base, strength: 1, steps: 6, onProgress: (e) => {
-      steps.push(e.step);
-      preview = e.preview?.();
-    } }).finally(() => clearInterval(timer));
+    const r = await engine
+      .run({
+        ...base,
+        strength: 1,
+        steps: 6,
+        onProgress: (e) => {
+          steps.push(e.step);
+          preview = e.preview?.();
+        },
+      })
+      .finally(() => clearInterval(timer));
     expect([r.width, r.height, r.images[0].data.length]).toEqual([64, 64, 64 * 64 * 3]);
     expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
     expect(preview?.width).toBe(32); // latent resolution

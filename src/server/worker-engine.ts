@@ -45,16 +45,19 @@ export async function createWorkerEngine(
     return { images, seed, width, height, stepsRun, timings: { totalMs: r.timings.totalMs }, extraGenerationParams, notes: r.notes };
   };
 
-  const engine = engineFromPipeline({
-    get modelName() {
-      return worker.modelName;
+  const engine = engineFromPipeline(
+    {
+      get modelName() {
+        return worker.modelName;
+      },
+      get modelHash() {
+        return worker.modelHash;
+      },
+      defaults: worker.defaults,
+      model: worker.model,
+      run,
     },
-    get modelHash() {
-      return worker.modelHash;
-    },
-    defaults: worker.defaults,
-    model: worker.model,
-    run,
-  }, { refiners: refinerChoices(opts.refiners ?? []) });
+    { refiners: refinerChoices(opts.refiners ?? []) },
+  );
   return Object.assign(engine, { close: () => worker.close() });
 }

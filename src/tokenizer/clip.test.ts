@@ -9,10 +9,28 @@ import { CLIPTokenizer, type CLIPAddedToken } from "./clip.js";
 import { fixture, haveFixtures, loadReferenceJson } from "../../test/fixtures.js";
 
 const VOCAB: Record<string, number> = {
-  h: 0, e: 1, l: 2, "o</w>": 3, he: 4, ll: 5, hell: 6, "hello</w>": 7,
-  "<|startoftext|>": 8, "<|endoftext|>": 9, "a</w>": 10, "'": 11, "'s</w>": 12, "!</w>": 13,
+  h: 0,
+  e: 1,
+  l: 2,
+  "o</w>": 3,
+  he: 4,
+  ll: 5,
+  hell: 6,
+  "hello</w>": 7,
+  "<|startoftext|>": 8,
+  "<|endoftext|>": 9,
+  "a</w>": 10,
+  "'": 11,
+  "'s</w>": 12,
+  "!</w>": 13,
 };
-const MERGES: [string, string][] = [["h", "e"], ["l", "l"], ["he", "ll"], ["hell", "o</w>"], ["'", "s</w>"]];
+const MERGES: [string, string][] = [
+  ["h", "e"],
+  ["l", "l"],
+  ["he", "ll"],
+  ["hell", "o</w>"],
+  ["'", "s</w>"],
+];
 const special = (content: string, id: number): CLIPAddedToken => ({ content, id, lstrip: false, rstrip: false, singleWord: false });
 
 function tinyTokenizer(padToken = "<|endoftext|>", extra: CLIPAddedToken[] = []): CLIPTokenizer {
@@ -124,12 +142,8 @@ describe("CLIPTokenizer.fromDir (files)", () => {
     const { "vocab.json": _omit, ...withoutVocab } = good;
     const noVocab = write("novocab", withoutVocab);
     expect(() => CLIPTokenizer.fromDir(noVocab)).toThrow(/vocab\.json is missing/);
-    expect(() => CLIPTokenizer.fromDir(write("badjson", { ...good, "vocab.json": "{oops" }))).toThrow(
-      /vocab\.json is malformed/,
-    );
-    expect(() => CLIPTokenizer.fromDir(write("badmerge", { ...good, "merges.txt": "#v\nh e x\n" }))).toThrow(
-      /merges\.txt is malformed/,
-    );
+    expect(() => CLIPTokenizer.fromDir(write("badjson", { ...good, "vocab.json": "{oops" }))).toThrow(/vocab\.json is malformed/);
+    expect(() => CLIPTokenizer.fromDir(write("badmerge", { ...good, "merges.txt": "#v\nh e x\n" }))).toThrow(/merges\.txt is malformed/);
     expect(() => CLIPTokenizer.fromDir(write("nopad", good))).toThrow(ReimagineError); // pad "!" not in vocab
     const { "special_tokens_map.json": _map, ...withoutMap } = good;
     const noMap = CLIPTokenizer.fromDir(write("nomap", { ...withoutMap, "vocab.json": JSON.stringify({ ...VOCAB, "!": 5 }) }));
@@ -175,10 +189,14 @@ describe.skipIf(!haveFixtures("sdxl-tiny"))("CLIPTokenizer vs transformers (sdxl
 
   it("tokenizer pads with <|endoftext|>, tokenizer_2 with '!' (id 0)", () => {
     expect([tok1!.padTokenId, tok1!.bosTokenId, tok1!.eosTokenId]).toEqual([
-      ref.tokenizer.pad_token_id, ref.tokenizer.bos_token_id, ref.tokenizer.eos_token_id,
+      ref.tokenizer.pad_token_id,
+      ref.tokenizer.bos_token_id,
+      ref.tokenizer.eos_token_id,
     ]);
     expect([tok2!.padTokenId, tok2!.bosTokenId, tok2!.eosTokenId]).toEqual([
-      ref.tokenizer_2.pad_token_id, ref.tokenizer_2.bos_token_id, ref.tokenizer_2.eos_token_id,
+      ref.tokenizer_2.pad_token_id,
+      ref.tokenizer_2.bos_token_id,
+      ref.tokenizer_2.eos_token_id,
     ]);
   });
 

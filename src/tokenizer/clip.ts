@@ -17,8 +17,7 @@ const BOS_DEFAULT = "<|startoftext|>";
 const EOS_DEFAULT = "<|endoftext|>";
 
 /** The CLIP pre-tokenizer pattern (IGNORECASE in transformers). */
-const CLIP_PATTERN =
-  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+const CLIP_PATTERN = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 
 export interface CLIPTokenizerCallOptions {
   /** Defaults to modelMaxLength. */
@@ -230,8 +229,7 @@ export class CLIPTokenizer {
     const merges = parseMerges(dir, readText(dir, "merges.txt"));
 
     // special tokens: CLIPTokenizer defaults < tokenizer_config.json < special_tokens_map.json (as from_pretrained)
-    const special = (key: string, fallback: string): string =>
-      tokenContent(specialMap[key]) ?? tokenContent(config[key]) ?? fallback;
+    const special = (key: string, fallback: string): string => tokenContent(specialMap[key]) ?? tokenContent(config[key]) ?? fallback;
     const bosToken = special("bos_token", BOS_DEFAULT);
     const eosToken = special("eos_token", EOS_DEFAULT);
     const padToken = special("pad_token", EOS_DEFAULT);
@@ -349,7 +347,10 @@ function tokenContent(v: unknown): string | undefined {
 
 function parseMerges(dir: string, text: string): [string, string][] {
   // like transformers: strip, split lines, drop the first ("#version: 0.2") line
-  const lines = text.trim().split("\n").slice(1, 1 + MAX_MERGES);
+  const lines = text
+    .trim()
+    .split("\n")
+    .slice(1, 1 + MAX_MERGES);
   return lines.map((line, i) => {
     const parts = line.trim().split(/\s+/);
     if (parts.length !== 2) throw malformed(dir, "merges.txt", `line ${i + 2} is not two space-separated symbols`);
@@ -358,10 +359,7 @@ function parseMerges(dir: string, text: string): [string, string][] {
 }
 
 function malformed(dir: string, file: string, why: string): ReimagineError {
-  return new ReimagineError(
-    `CLIP tokenizer file ${join(dir, file)} is malformed (${why}): re-download the model's tokenizer folder`,
-    "invalid_model",
-  );
+  return new ReimagineError(`CLIP tokenizer file ${join(dir, file)} is malformed (${why}): re-download the model's tokenizer folder`, "invalid_model");
 }
 
 /**

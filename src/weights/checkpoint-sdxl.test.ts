@@ -37,12 +37,24 @@ function writeSparse(path: string, tensors: Map<string, readonly number[]>): voi
 }
 
 // LDM (SGM) names of diffusers keys, the inverse of checkpoint.ts's conversion.
-const RESNET: Record<string, string> = { norm1: "in_layers.0", conv1: "in_layers.2", time_emb_proj: "emb_layers.1", norm2: "out_layers.0", conv2: "out_layers.3", conv_shortcut: "skip_connection" };
+const RESNET: Record<string, string> = {
+  norm1: "in_layers.0",
+  conv1: "in_layers.2",
+  time_emb_proj: "emb_layers.1",
+  norm2: "out_layers.0",
+  conv2: "out_layers.3",
+  conv_shortcut: "skip_connection",
+};
 function ldmUnetKey(k: string, lpb: number, attnLevels: Set<number>): string {
   const n = lpb + 1;
   const fixed: Record<string, string> = {
-    "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
-    "add_embedding.linear_2": "label_emb.0.2", conv_in: "input_blocks.0.0", conv_norm_out: "out.0", conv_out: "out.2",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    conv_in: "input_blocks.0.0",
+    conv_norm_out: "out.0",
+    conv_out: "out.2",
   };
   const [, mod, param] = /^(.+)\.(weight|bias)$/.exec(k)!;
   if (fixed[mod]) return `model.diffusion_model.${fixed[mod]}.${param}`;
@@ -103,7 +115,13 @@ function openClip(keys: ReadonlyMap<string, readonly number[]>, prefix: string, 
     const m = /^text_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(k);
     if (m) {
       const layer = `${prefix}transformer.resblocks.${m[1]}`;
-      const names: Record<string, string> = { layer_norm1: "ln_1", layer_norm2: "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj" };
+      const names: Record<string, string> = {
+        layer_norm1: "ln_1",
+        layer_norm2: "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+        "self_attn.out_proj": "attn.out_proj",
+      };
       if (m[2] === "self_attn.q_proj") out.set(`${layer}.attn.in_proj_${m[3]}`, [3 * s[0], ...s.slice(1)]);
       else if (names[m[2]]) out.set(`${layer}.${names[m[2]]}.${m[3]}`, s);
       continue;
@@ -122,9 +140,7 @@ function sgmLayout(family: "sdxl" | "sdxl-refiner" | "sd1" | "sd2", inChannels =
   const w = new RandomWeights(0);
   const out = new Map<string, readonly number[]>();
   const unetConfig = resolveUNetConfig({ ...(c.unet as Record<string, unknown>), in_channels: inChannels });
-  const attnLevels = new Set(
-    [...unetConfig.up_block_types].map((t, i) => (t.startsWith("CrossAttn") ? i : -1)).filter((i) => i >= 0),
-  );
+  const attnLevels = new Set([...unetConfig.up_block_types].map((t, i) => (t.startsWith("CrossAttn") ? i : -1)).filter((i) => i >= 0));
   for (const [k, s] of buildUNet2DConditionModel(w, unetConfig).boundWeights()) out.set(ldmUnetKey(k, unetConfig.layers_per_block as number, attnLevels), s);
   const vae = resolveVaeConfig(c.vae as Record<string, unknown>);
   for (const g of [buildVaeEncoder(w, vae), buildVaeDecoder(w, vae)]) {
@@ -164,7 +180,11 @@ describe("real-size SDXL single-file layouts (sparse files)", () => {
         expect(m.family).toBe(family);
         const c = shippedConfigs(family);
         const w = new RandomWeights(0);
-        const unetKeys = [...buildUNet2DConditionModel(w, resolveUNetConfig(c.unet as Record<string, unknown>)).boundWeights().keys()];
+        const unetKeys = [
+          ...buildUNet2DConditionModel(w, resolveUNetConfig(c.unet as Record<string, unknown>))
+            .boundWeights()
+            .keys(),
+        ];
         expect(m.unet.keys().sort()).toEqual(unetKeys.sort());
         expect(m.unet.info("add_embedding.linear_1.weight")!.shape).toEqual(family === "sdxl" ? [1280, 2816] : [1536, 2560]);
         expect(m.textEncoder2!.info("text_projection.weight")!.shape).toEqual([1280, 1280]);
@@ -175,7 +195,11 @@ describe("real-size SDXL single-file layouts (sparse files)", () => {
         const vae = resolveVaeConfig(c.vae as Record<string, unknown>);
         const vaeKeys = [...buildVaeEncoder(w, vae).boundWeights().keys(), ...buildVaeDecoder(w, vae).boundWeights().keys()];
         expect(m.vae.keys().sort()).toEqual([...new Set(vaeKeys)].sort());
-        const te2Keys = [...buildCLIPTextModel(w, resolveCLIPTextConfig(c.text_encoder_2 as Record<string, unknown>)).boundWeights().keys()];
+        const te2Keys = [
+          ...buildCLIPTextModel(w, resolveCLIPTextConfig(c.text_encoder_2 as Record<string, unknown>))
+            .boundWeights()
+            .keys(),
+        ];
         expect(m.textEncoder2!.keys().sort()).toEqual(te2Keys.sort());
       } finally {
         m.close();

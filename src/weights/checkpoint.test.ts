@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { fixture, describeWithFixtures } from "../../test/fixtures.js";
 import { ReimagineError } from "../errors.js";
-import { convertLdmCheckpoint, detectFamily, openSingleFile, predictionTypeHint, shippedConfigs, tokenizerRepoFor, type SingleFileConfigs } from "./checkpoint.js";
+import {
+  convertLdmCheckpoint,
+  detectFamily,
+  openSingleFile,
+  predictionTypeHint,
+  shippedConfigs,
+  tokenizerRepoFor,
+  type SingleFileConfigs,
+} from "./checkpoint.js";
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
 
@@ -58,7 +66,12 @@ const sd2Te = (w = 1024) => ({ "cond_stage_model.model.token_embedding.weight": 
 
 describeWithFixtures("sd-tiny single-file checkpoint", () => {
   const cfg = (c: string, f = "config.json") => JSON.parse(readFileSync(fixture("sd-tiny", "model", c, f), "utf8"));
-  const configs: SingleFileConfigs = { unet: cfg("unet"), vae: cfg("vae"), text_encoder: cfg("text_encoder"), scheduler: cfg("scheduler", "scheduler_config.json") };
+  const configs: SingleFileConfigs = {
+    unet: cfg("unet"),
+    vae: cfg("vae"),
+    text_encoder: cfg("text_encoder"),
+    scheduler: cfg("scheduler", "scheduler_config.json"),
+  };
   const path = fixture("sd-tiny", "single-file", "sd-tiny.safetensors");
   const folder = (c: string, f: string) => SafetensorsFile.open(fixture("sd-tiny", "model", c, f));
 
@@ -103,7 +116,8 @@ describeWithFixtures("sd-tiny single-file checkpoint", () => {
     const ref = folder("text_encoder", "model.safetensors");
     const r = (k: string) => ref.read(`text_model.${k}`);
     const f32 = (shape: number[], data: Float32Array): TensorToWrite => ({ dtype: "F32", shape, data });
-    const D = 16, L = 5; // sd-tiny text encoder: hidden 16, 5 layers
+    const D = 16,
+      L = 5; // sd-tiny text encoder: hidden 16, 5 layers
     const openClip = (prefix: string, extraLayer: boolean, proj?: Float32Array) => {
       const out: Record<string, TensorToWrite> = {
         [`${prefix}token_embedding.weight`]: f32([49408, D], r("embeddings.token_embedding.weight")),
@@ -114,19 +128,31 @@ describeWithFixtures("sd-tiny single-file checkpoint", () => {
         [`${prefix}text_projection`]: proj ? f32([D, D], proj) : t([D, D]),
       };
       for (let i = 0; i < L + (extraLayer ? 1 : 0); i++) {
-        const src = i < L ? i : 0, l = (k: string) => r(`encoder.layers.${src}.${k}`);
+        const src = i < L ? i : 0,
+          l = (k: string) => r(`encoder.layers.${src}.${k}`);
         const cat = (w: string) => new Float32Array([...l(`self_attn.q_proj.${w}`), ...l(`self_attn.k_proj.${w}`), ...l(`self_attn.v_proj.${w}`)]);
         const p = `${prefix}transformer.resblocks.${i}.`;
         out[`${p}attn.in_proj_weight`] = f32([3 * D, D], cat("weight"));
         out[`${p}attn.in_proj_bias`] = f32([3 * D], cat("bias"));
-        for (const [o, n] of [["attn.out_proj", "self_attn.out_proj"], ["ln_1", "layer_norm1"], ["ln_2", "layer_norm2"], ["mlp.c_fc", "mlp.fc1"], ["mlp.c_proj", "mlp.fc2"]]) {
+        for (const [o, n] of [
+          ["attn.out_proj", "self_attn.out_proj"],
+          ["ln_1", "layer_norm1"],
+          ["ln_2", "layer_norm2"],
+          ["mlp.c_fc", "mlp.fc1"],
+          ["mlp.c_proj", "mlp.fc2"],
+        ]) {
           for (const w of ["weight", "bias"]) out[`${p}${o}.${w}`] = f32(ref.info(`text_model.encoder.layers.${src}.${n}.${w}`)!.shape, l(`${n}.${w}`));
         }
       }
       return out;
     };
-    const ldmUnetVae = (file: SafetensorsFile) => Object.fromEntries(
-      file.keys().filter((k) => !k.startsWith("cond_stage_model.")).map((k) => [k, { dtype: "F32" as const, shape: file.info(k)!.shape, data: file.read(k) }]));
+    const ldmUnetVae = (file: SafetensorsFile) =>
+      Object.fromEntries(
+        file
+          .keys()
+          .filter((k) => !k.startsWith("cond_stage_model."))
+          .map((k) => [k, { dtype: "F32" as const, shape: file.info(k)!.shape, data: file.read(k) }]),
+      );
     const base = SafetensorsFile.open(path);
     const unetVae = ldmUnetVae(base);
     base.close();
@@ -139,11 +165,21 @@ describeWithFixtures("sd-tiny single-file checkpoint", () => {
 
     // SDXL encoder 2: every resblock kept, text_projection [in, out] -> Linear weight [out, in]
     const proj = t([D, D]).data;
-    const xl = SafetensorsFile.open(write("xl-layout.safetensors", { ...unetVae, ...openClip("conditioner.embedders.1.model.", false, proj),
-      "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": f32([49408, D], r("embeddings.token_embedding.weight")) }));
+    const xl = SafetensorsFile.open(
+      write("xl-layout.safetensors", {
+        ...unetVae,
+        ...openClip("conditioner.embedders.1.model.", false, proj),
+        "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": f32([49408, D], r("embeddings.token_embedding.weight")),
+      }),
+    );
     const mx = convertLdmCheckpoint(xl, "sdxl");
     const te2 = mx.textEncoder2!;
-    expect(te2.keys().filter((k) => k !== "text_projection.weight").sort()).toEqual(ref.keys().sort());
+    expect(
+      te2
+        .keys()
+        .filter((k) => k !== "text_projection.weight")
+        .sort(),
+    ).toEqual(ref.keys().sort());
     for (const k of ref.keys()) expect(sameBits(te2.read(k, []), ref.read(k))).toBe(true);
     const pt = te2.read("text_projection.weight", [D, D]);
     expect(pt[1 * D + 0]).toBe(proj[0 * D + 1]); // transposed
@@ -167,10 +203,15 @@ describe("architecture detection from shapes", () => {
     expect(family(synthetic(768, sd1Te()), "sd1.safetensors")).toBe("sd1");
     expect(family(synthetic(768, { "cond_stage_model.transformer.embeddings.token_embedding.weight": t([2, 768]) }), "sd1-old.safetensors")).toBe("sd1");
     expect(family(synthetic(1024, sd2Te()), "sd2.safetensors")).toBe("sd2");
-    expect(family(synthetic(2048, {
-      "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": t([2, 768]),
-      "conditioner.embedders.1.model.token_embedding.weight": t([2, 1280]),
-    }), "sdxl.safetensors")).toBe("sdxl");
+    expect(
+      family(
+        synthetic(2048, {
+          "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": t([2, 768]),
+          "conditioner.embedders.1.model.token_embedding.weight": t([2, 1280]),
+        }),
+        "sdxl.safetensors",
+      ),
+    ).toBe("sdxl");
   });
 
   it("says unknown for mismatched or unsupported shapes", () => {
@@ -180,7 +221,9 @@ describe("architecture detection from shapes", () => {
   });
 
   it("shipped configs agree with what detection keys on", () => {
-    const sd1 = shippedConfigs("sd1"), sd2 = shippedConfigs("sd2"), sd2v = shippedConfigs("sd2-v");
+    const sd1 = shippedConfigs("sd1"),
+      sd2 = shippedConfigs("sd2"),
+      sd2v = shippedConfigs("sd2-v");
     expect((sd1.unet as any).cross_attention_dim).toBe(768);
     expect((sd1.text_encoder as any).hidden_size).toBe(768);
     for (const c of [sd2, sd2v]) {
@@ -196,17 +239,23 @@ describe("architecture detection from shapes", () => {
 
 describe("openSingleFile on synthetic checkpoints", () => {
   it("SD1: shipped configs, ignored extras (EMA, schedule buffers, position_ids)", () => {
-    const m = openSingleFile(write("sd1-full.safetensors", {
-      ...synthetic(768, sd1Te()),
-      "cond_stage_model.transformer.text_model.embeddings.position_ids": { dtype: "F32", shape: [1, 77], data: new Float32Array(77) },
-      "model_ema.diffusion_modelinput_blocks00weight": t([2, 4, 1, 1]),
-      "model_ema.decay": t([]),
-      alphas_cumprod: t([10]),
-    }));
+    const m = openSingleFile(
+      write("sd1-full.safetensors", {
+        ...synthetic(768, sd1Te()),
+        "cond_stage_model.transformer.text_model.embeddings.position_ids": { dtype: "F32", shape: [1, 77], data: new Float32Array(77) },
+        "model_ema.diffusion_modelinput_blocks00weight": t([2, 4, 1, 1]),
+        "model_ema.decay": t([]),
+        alphas_cumprod: t([10]),
+      }),
+    );
     try {
       expect(m.family).toBe("sd1");
       expect((m.configs!.unet as any).cross_attention_dim).toBe(768);
-      expect(m.unet.keys().sort()).toEqual(["conv_in.weight", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", "down_blocks.0.downsamplers.0.conv.weight"]);
+      expect(m.unet.keys().sort()).toEqual([
+        "conv_in.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+        "down_blocks.0.downsamplers.0.conv.weight",
+      ]);
       expect(m.textEncoder!.keys()).toEqual(["text_model.embeddings.token_embedding.weight"]);
       expect(tokenizerRepoFor(m.family).repo).toBe("openai/clip-vit-large-patch14");
     } finally {
@@ -233,7 +282,7 @@ describe("openSingleFile on synthetic checkpoints", () => {
     const meta = openSingleFile(write("sd2-512.safetensors", synthetic(1024, sd2Te()), { "modelspec.architecture": "stable-diffusion-v2-512" }));
     expect(meta.family).toBe("sd2");
     meta.close();
-    const meta768 = openSingleFile(write("sd2-768.safetensors", synthetic(1024, sd2Te()), { "modelspec.architecture": "stable-diffusion-v2-768-v" }), { });
+    const meta768 = openSingleFile(write("sd2-768.safetensors", synthetic(1024, sd2Te()), { "modelspec.architecture": "stable-diffusion-v2-768-v" }), {});
     expect(meta768.family).toBe("sd2-v");
     expect(meta768.description).toMatch(/modelspec\.architecture/);
     meta768.close();
@@ -242,7 +291,11 @@ describe("openSingleFile on synthetic checkpoints", () => {
   it("reports a tensor the converter does not understand, naming it", () => {
     const path = write("odd.safetensors", { ...synthetic(768, sd1Te()), "model.diffusion_model.input_blocks.1.2.lora_up.weight": t([2, 2]) });
     let err: unknown;
-    try { openSingleFile(path); } catch (e) { err = e; }
+    try {
+      openSingleFile(path);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(ReimagineError);
     expect((err as ReimagineError).code).toBe("unsupported_model");
     expect((err as Error).message).toMatch(/'model\.diffusion_model\.input_blocks\.1\.2\.lora_up\.weight'/);
@@ -256,7 +309,11 @@ describe("openSingleFile on synthetic checkpoints", () => {
   it("refuses pickle checkpoints before touching the file", () => {
     for (const ext of ["ckpt", "pt", "bin", "pth"]) {
       let err: unknown;
-      try { openSingleFile(join(tmp, `does-not-exist.${ext}`)); } catch (e) { err = e; }
+      try {
+        openSingleFile(join(tmp, `does-not-exist.${ext}`));
+      } catch (e) {
+        err = e;
+      }
       expect(err).toBeInstanceOf(ReimagineError);
       expect((err as ReimagineError).code).toBe("unsafe_format");
       expect((err as Error).message).toMatch(/arbitrary code.*\.safetensors/);

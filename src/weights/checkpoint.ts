@@ -106,7 +106,10 @@ function inspect(file: TensorFile): { family: ModelFamily; why: string } {
   const conv = file.info(`${UNET}input_blocks.0.0.weight`);
   if (!conv) return { family: "unknown", why: `no UNet tensor '${UNET}input_blocks.0.0.weight'` };
   if (!UNET_IN_CHANNELS.includes(conv.shape[1])) {
-    return { family: "unknown", why: `UNet takes ${conv.shape[1]} input channels (4 for txt2img/img2img models, 9 for inpainting; 8 is instruct-pix2pix, which Reimagine does not run)` };
+    return {
+      family: "unknown",
+      why: `UNet takes ${conv.shape[1]} input channels (4 for txt2img/img2img models, 9 for inpainting; 8 is instruct-pix2pix, which Reimagine does not run)`,
+    };
   }
   const k = keys.find((x) => x.startsWith(UNET) && x.endsWith(".attn2.to_k.weight"));
   const ctx = k ? file.info(k)!.shape[1] : undefined; // [inner, context_dim]
@@ -124,7 +127,10 @@ function inspect(file: TensorFile): { family: ModelFamily; why: string } {
 // Key conversion. Each LDM key maps to zero (ignored), one or three (in_proj split) diffusers keys.
 
 type Transform = "copy" | "squeeze" | "q" | "k" | "v" | "transpose";
-interface Mapped { ldm: string; t: Transform }
+interface Mapped {
+  ldm: string;
+  t: Transform;
+}
 export type SingleFileComponent = "unet" | "vae" | "textEncoder" | "textEncoder2";
 type Component = SingleFileComponent;
 type Target = { c: Component; key: string; t: Transform };
@@ -139,14 +145,22 @@ interface Plan {
 }
 
 const RESNET: Record<string, string> = {
-  "in_layers.0": "norm1", "in_layers.2": "conv1", "out_layers.0": "norm2", "out_layers.3": "conv2",
-  "emb_layers.1": "time_emb_proj", skip_connection: "conv_shortcut",
+  "in_layers.0": "norm1",
+  "in_layers.2": "conv1",
+  "out_layers.0": "norm2",
+  "out_layers.3": "conv2",
+  "emb_layers.1": "time_emb_proj",
+  skip_connection: "conv_shortcut",
 };
 const UNET_FIXED: Record<string, string> = {
-  "time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
-  "input_blocks.0.0": "conv_in", "out.0": "conv_norm_out", "out.2": "conv_out",
+  "time_embed.0": "time_embedding.linear_1",
+  "time_embed.2": "time_embedding.linear_2",
+  "input_blocks.0.0": "conv_in",
+  "out.0": "conv_norm_out",
+  "out.2": "conv_out",
 };
-const ATTN_SUB = /^(norm|proj_in|proj_out|transformer_blocks\.\d+\.(norm[123]|attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2))\.(weight|bias)$/;
+const ATTN_SUB =
+  /^(norm|proj_in|proj_out|transformer_blocks\.\d+\.(norm[123]|attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2))\.(weight|bias)$/;
 const PARAM = /^(.+)\.(weight|bias)$/;
 
 function unetResnet(sub: string): string | undefined {
@@ -163,7 +177,10 @@ function mapUnet(rest: string, plan: Plan): string | undefined {
   const n = plan.lpb + 1; // input blocks per level (resnets + downsampler), output blocks per level
   let m = /^input_blocks\.(\d+)\.(\d+)\.(.+)$/.exec(rest);
   if (m && +m[1] > 0) {
-    const i = +m[1] - 1, level = Math.floor(i / n), j = i % n, sub = m[3];
+    const i = +m[1] - 1,
+      level = Math.floor(i / n),
+      j = i % n,
+      sub = m[3];
     if (m[2] === "0" && /^op\.(weight|bias)$/.test(sub)) return `down_blocks.${level}.downsamplers.0.conv.${sub.slice(3)}`;
     if (m[2] === "0") return suffix(`down_blocks.${level}.resnets.${j}`, unetResnet(sub));
     if (m[2] === "1" && ATTN_SUB.test(sub)) return `down_blocks.${level}.attentions.${j}.${sub}`;
@@ -176,7 +193,9 @@ function mapUnet(rest: string, plan: Plan): string | undefined {
   }
   m = /^output_blocks\.(\d+)\.([012])\.(.+)$/.exec(rest);
   if (m) {
-    const level = Math.floor(+m[1] / n), j = +m[1] % n, sub = m[3];
+    const level = Math.floor(+m[1] / n),
+      j = +m[1] % n,
+      sub = m[3];
     if (m[2] === "0") return suffix(`up_blocks.${level}.resnets.${j}`, unetResnet(sub));
     if (/^conv\.(weight|bias)$/.test(sub)) return `up_blocks.${level}.upsamplers.0.${sub}`; // at .1 (no attention) or .2
     if (m[2] === "1" && ATTN_SUB.test(sub)) return `up_blocks.${level}.attentions.${j}.${sub}`;
@@ -229,7 +248,8 @@ function mapVae(rest: string, plan: Plan): { key: string; t: Transform } | undef
   return undefined;
 }
 
-const CLIP_KEY = /^text_model\.(embeddings\.(token|position)_embedding\.weight|final_layer_norm\.(weight|bias)|encoder\.layers\.(\d+)\.(self_attn\.(q|k|v|out)_proj|layer_norm[12]|mlp\.fc[12])\.(weight|bias))$/;
+const CLIP_KEY =
+  /^text_model\.(embeddings\.(token|position)_embedding\.weight|final_layer_norm\.(weight|bias)|encoder\.layers\.(\d+)\.(self_attn\.(q|k|v|out)_proj|layer_norm[12]|mlp\.fc[12])\.(weight|bias))$/;
 
 /** HF CLIPTextModel names (SD1, SDXL encoder 1): unchanged, older files lack the `text_model.` level. */
 function mapClip(rest: string, layers: number): string | null | undefined {
@@ -241,7 +261,11 @@ function mapClip(rest: string, layers: number): string | null | undefined {
 }
 
 const OPENCLIP_LAYER: Record<string, string> = {
-  ln_1: "layer_norm1", ln_2: "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2", "attn.out_proj": "self_attn.out_proj",
+  ln_1: "layer_norm1",
+  ln_2: "layer_norm2",
+  "mlp.c_fc": "mlp.fc1",
+  "mlp.c_proj": "mlp.fc2",
+  "attn.out_proj": "self_attn.out_proj",
 };
 
 /** OpenCLIP names (SD2, SDXL encoder 2) -> CLIPTextModel(WithProjection) names; in_proj split into q/k/v. */
@@ -289,7 +313,11 @@ function route(key: string, plan: Plan): Target[] | undefined {
 /** One component of an LDM checkpoint under diffusers key names; tensors are converted on read. */
 class LdmComponentSource implements WeightSource {
   readonly description: string;
-  constructor(private readonly file: TensorFile, readonly component: Component, private readonly map: Map<string, Mapped>) {
+  constructor(
+    private readonly file: TensorFile,
+    readonly component: Component,
+    private readonly map: Map<string, Mapped>,
+  ) {
     this.description = `${file.description} [${component}, LDM keys as diffusers]`;
   }
 
@@ -305,16 +333,23 @@ class LdmComponentSource implements WeightSource {
 
   read(key: string, _shape?: readonly number[]): Float32Array {
     const m = this.map.get(key);
-    if (!m) throw new ReimagineError(`${this.description}: no tensor '${key}'; the checkpoint does not hold this ${this.component} weight (wrong architecture or config?)`, "weights");
+    if (!m)
+      throw new ReimagineError(
+        `${this.description}: no tensor '${key}'; the checkpoint does not hold this ${this.component} weight (wrong architecture or config?)`,
+        "weights",
+      );
     const shape = this.file.info(m.ldm)!.shape;
     const data = this.file.read(m.ldm);
     if (m.t === "copy" || m.t === "squeeze") return data; // same row-major data, [C, C, 1, 1] -> [C, C]
-    if (m.t === "transpose") { // [a, b] -> [b, a]
-      const [a, b] = shape, out = new Float32Array(data.length);
+    if (m.t === "transpose") {
+      // [a, b] -> [b, a]
+      const [a, b] = shape,
+        out = new Float32Array(data.length);
       for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) out[j * a + i] = data[i * b + j];
       return out;
     }
-    const part = data.length / 3, at = { q: 0, k: 1, v: 2 }[m.t]; // in_proj [3D, ...] -> rows of q, k, v
+    const part = data.length / 3,
+      at = { q: 0, k: 1, v: 2 }[m.t]; // in_proj [3D, ...] -> rows of q, k, v
     return data.slice(at * part, (at + 1) * part);
   }
 
@@ -324,9 +359,12 @@ class LdmComponentSource implements WeightSource {
 }
 
 function convertShape(shape: number[], t: Transform, ldm: string, path: string): number[] {
-  const fail = (what: string) => { throw new ReimagineError(`${path}: tensor '${ldm}' has shape [${shape}], ${what}; the checkpoint is corrupt or not an SD model`, "corrupt_weights"); };
+  const fail = (what: string) => {
+    throw new ReimagineError(`${path}: tensor '${ldm}' has shape [${shape}], ${what}; the checkpoint is corrupt or not an SD model`, "corrupt_weights");
+  };
   if (t === "copy") return [...shape];
-  if (t === "squeeze") { // [C, C, 1, 1] (conv) or [C, C] (already linear)
+  if (t === "squeeze") {
+    // [C, C, 1, 1] (conv) or [C, C] (already linear)
     if (shape.length < 2 || shape.slice(2).some((d) => d !== 1)) fail("expected [C, C, 1, 1] or [C, C]");
     return shape.slice(0, 2);
   }
@@ -346,31 +384,54 @@ function convertShape(shape: number[], t: Transform, ldm: string, path: string):
  * layout (layers_per_block, VAE levels, text encoder depth); without them it is inferred from the keys.
  * Throws when a tensor under a component prefix is not understood, or a component is absent.
  */
-export function convertLdmCheckpoint(file: TensorFile, family: ModelFamily, configs?: SingleFileConfigs): Record<SingleFileComponent, WeightSource | undefined> {
+export function convertLdmCheckpoint(
+  file: TensorFile,
+  family: ModelFamily,
+  configs?: SingleFileConfigs,
+): Record<SingleFileComponent, WeightSource | undefined> {
   const keys = file.keys();
   const plan = makePlan(keys, family, configs, file.description);
   const maps: Record<Component, Map<string, Mapped>> = { unet: new Map(), vae: new Map(), textEncoder: new Map(), textEncoder2: new Map() };
   const unknown: string[] = [];
   for (const key of keys) {
     const targets = route(key, plan);
-    if (!targets) { unknown.push(key); continue; }
+    if (!targets) {
+      unknown.push(key);
+      continue;
+    }
     for (const t of targets) {
       const prev = maps[t.c].get(t.key);
-      if (prev) throw new ReimagineError(`${file.description}: tensors '${prev.ldm}' and '${key}' both convert to ${t.c} '${t.key}'; the checkpoint mixes key layouts, re-save it from a clean source`, "corrupt_weights");
+      if (prev)
+        throw new ReimagineError(
+          `${file.description}: tensors '${prev.ldm}' and '${key}' both convert to ${t.c} '${t.key}'; the checkpoint mixes key layouts, re-save it from a clean source`,
+          "corrupt_weights",
+        );
       maps[t.c].set(t.key, { ldm: key, t: t.t });
     }
   }
   if (unknown.length > 0) {
     throw new ReimagineError(
-      `${file.description}: ${unknown.length} tensor(s) are not understood by the LDM checkpoint converter (e.g. ${unknown.slice(0, 3).map((k) => `'${k}'`).join(", ")}); ` +
+      `${file.description}: ${unknown.length} tensor(s) are not understood by the LDM checkpoint converter (e.g. ${unknown
+        .slice(0, 3)
+        .map((k) => `'${k}'`)
+        .join(", ")}); ` +
         `this is not a plain SD 1.x/2.x/XL (or inpainting) checkpoint (ControlNet, LoRA or another architecture?). ` +
-        `Convert it with diffusers (from_single_file(...).save_pretrained(folder)) and load the folder instead`, "unsupported_model");
+        `Convert it with diffusers (from_single_file(...).save_pretrained(folder)) and load the folder instead`,
+      "unsupported_model",
+    );
   }
-  const need: [Component, string][] = [["unet", UNET], ["vae", VAE]];
+  const need: [Component, string][] = [
+    ["unet", UNET],
+    ["vae", VAE],
+  ];
   if (family === "sdxl" || family === "sdxl-refiner") need.push(["textEncoder2", family === "sdxl" ? OPENCLIP_XL : OPENCLIP_XL_REFINER]);
   if (family !== "sdxl-refiner") need.push(["textEncoder", `${CLIP_SD}, ${OPENCLIP_SD} or ${CLIP_XL}`]);
   for (const [c, prefix] of need) {
-    if (maps[c].size === 0) throw new ReimagineError(`${file.description}: no ${c} tensors (${prefix}*) in this checkpoint; single-file loading needs UNet, VAE and text encoder in one file — use a full checkpoint or a diffusers folder`, "weights");
+    if (maps[c].size === 0)
+      throw new ReimagineError(
+        `${file.description}: no ${c} tensors (${prefix}*) in this checkpoint; single-file loading needs UNet, VAE and text encoder in one file — use a full checkpoint or a diffusers folder`,
+        "weights",
+      );
   }
   const src = (c: Component) => (maps[c].size > 0 ? new LdmComponentSource(file, c, maps[c]) : undefined);
   return { unet: src("unet"), vae: src("vae"), textEncoder: src("textEncoder"), textEncoder2: src("textEncoder2") };
@@ -378,14 +439,22 @@ export function convertLdmCheckpoint(file: TensorFile, family: ModelFamily, conf
 
 function makePlan(keys: string[], family: ModelFamily, configs: SingleFileConfigs | undefined, path: string): Plan {
   const unet = configs?.unet as Record<string, unknown> | undefined;
-  const num = (o: object | undefined, k: string) => (o && typeof (o as Record<string, unknown>)[k] === "number" ? ((o as Record<string, unknown>)[k] as number) : undefined);
-  const ints = (re: RegExp) => keys.map((k) => re.exec(k)).filter((m) => m !== null).map((m) => +m![1]);
+  const num = (o: object | undefined, k: string) =>
+    o && typeof (o as Record<string, unknown>)[k] === "number" ? ((o as Record<string, unknown>)[k] as number) : undefined;
+  const ints = (re: RegExp) =>
+    keys
+      .map((k) => re.exec(k))
+      .filter((m) => m !== null)
+      .map((m) => +m![1]);
   // layers_per_block: the first downsampler sits at input_blocks.(lpb+1); with no downsampler, all input blocks are one level
   const ops = ints(/^model\.diffusion_model\.input_blocks\.(\d+)\.0\.op\.weight$/);
   const inferred = ops.length > 0 ? Math.min(...ops) - 1 : new Set(ints(/^model\.diffusion_model\.input_blocks\.([1-9]\d*)\./)).size;
   const lpb = num(unet, "layers_per_block") ?? inferred;
   if (lpb !== inferred && ints(/^model\.diffusion_model\.input_blocks\.(\d+)\./).length > 0) {
-    throw new ReimagineError(`${path}: unet config says layers_per_block ${lpb} but the checkpoint's blocks imply ${inferred}; pass the config that belongs to this checkpoint`, "config_mismatch");
+    throw new ReimagineError(
+      `${path}: unet config says layers_per_block ${lpb} but the checkpoint's blocks imply ${inferred}; pass the config that belongs to this checkpoint`,
+      "config_mismatch",
+    );
   }
   const upTypes = (configs?.vae as { up_block_types?: unknown[] } | undefined)?.up_block_types;
   const vaeLevels = upTypes?.length ?? Math.max(-1, ...ints(/^first_stage_model\.decoder\.up\.(\d+)\./)) + 1;
@@ -413,19 +482,27 @@ export function shippedConfigs(family: Exclude<ModelFamily, "unknown">): SingleF
 /** Hub repo and subfolders ("" = root; subfolder2 = tokenizer_2 for SDXL) whose CLIP tokenizer files a single-file model of `family` uses. */
 export function tokenizerRepoFor(family: ModelFamily): { repo: string; subfolder?: string; subfolder2?: string } {
   switch (family) {
-    case "sd1": return { repo: "openai/clip-vit-large-patch14", subfolder: "" };
-    case "sd2": case "sd2-v": return { repo: "stabilityai/stable-diffusion-2-1", subfolder: "tokenizer" }; // pads with "!", not <|endoftext|>
-    case "sdxl": return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder: "tokenizer", subfolder2: "tokenizer_2" };
-    case "sdxl-refiner": return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder2: "tokenizer_2" }; // no CLIP-L encoder
-    default: throw new ReimagineError("no known tokenizer for an unrecognised checkpoint; load a diffusers folder (with tokenizer/) instead", "unsupported_model");
+    case "sd1":
+      return { repo: "openai/clip-vit-large-patch14", subfolder: "" };
+    case "sd2":
+    case "sd2-v":
+      return { repo: "stabilityai/stable-diffusion-2-1", subfolder: "tokenizer" }; // pads with "!", not <|endoftext|>
+    case "sdxl":
+      return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder: "tokenizer", subfolder2: "tokenizer_2" };
+    case "sdxl-refiner":
+      return { repo: "stabilityai/stable-diffusion-xl-base-1.0", subfolder2: "tokenizer_2" }; // no CLIP-L encoder
+    default:
+      throw new ReimagineError("no known tokenizer for an unrecognised checkpoint; load a diffusers folder (with tokenizer/) instead", "unsupported_model");
   }
 }
 
 /** What to do when the prediction type guessed for `family` is wrong (it is not stored in the weights). */
 export function predictionTypeHint(family: ModelFamily): string {
-  if (family === "sd2-v") return "SD 2.x was taken as a 768px v-prediction model (like stabilityai/stable-diffusion-2-1); if images come out as noise, grey mush or wrong colours it is a 512px epsilon model (SD 2.x base): pass predictionType \"epsilon\"";
-  if (family === "sd2") return "SD 2.x was taken as a 512px epsilon model (SD 2.x base); if images come out as noise, grey mush or wrong colours it is a 768px v-prediction model (like stabilityai/stable-diffusion-2-1): pass predictionType \"v_prediction\"";
-  return "this model family predicts noise (epsilon); a v-prediction fine-tune needs predictionType \"v_prediction\"";
+  if (family === "sd2-v")
+    return 'SD 2.x was taken as a 768px v-prediction model (like stabilityai/stable-diffusion-2-1); if images come out as noise, grey mush or wrong colours it is a 512px epsilon model (SD 2.x base): pass predictionType "epsilon"';
+  if (family === "sd2")
+    return 'SD 2.x was taken as a 512px epsilon model (SD 2.x base); if images come out as noise, grey mush or wrong colours it is a 768px v-prediction model (like stabilityai/stable-diffusion-2-1): pass predictionType "v_prediction"';
+  return 'this model family predicts noise (epsilon); a v-prediction fine-tune needs predictionType "v_prediction"';
 }
 
 /** SD 2.x 512/epsilon vs 768/v: option, else safetensors metadata (SAI modelspec, kohya), else diffusers' default (v). */
@@ -450,7 +527,7 @@ function sd2Variant(meta: Record<string, string>, opt: PredictionType | undefine
  */
 function xlVPrediction(keys: string[], meta: Record<string, string>): { scheduler: Record<string, unknown>; why: string } | undefined {
   const pt = meta["modelspec.prediction_type"]?.toLowerCase();
-  const v = keys.includes("v_pred") || (pt?.startsWith("v"));
+  const v = keys.includes("v_pred") || pt?.startsWith("v");
   if (!v) return undefined;
   const zsnr = keys.includes("ztsnr");
   return {
@@ -476,12 +553,14 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
         `Download the .safetensors version, or convert it once in a sandbox: python -c "import torch, safetensors.torch as st; ` +
         `sd = torch.load('model.ckpt', map_location='cpu', weights_only=True); sd = sd.get('state_dict', sd); ` +
         `st.save_file({k: v.clone().contiguous() for k, v in sd.items() if isinstance(v, torch.Tensor)}, 'model.safetensors')"`,
-      "unsafe_format");
+      "unsafe_format",
+    );
   }
   const file = SafetensorsFile.open(path);
   try {
     const found = inspect(file);
-    let family = found.family, why = found.why;
+    let family = found.family,
+      why = found.why;
     const inChannels = unetInChannels(file) ?? 4;
     if (family === "sd2") ({ family, why } = sd2Variant(file.metadata, opts.predictionType, inChannels === 9));
     let configs = opts.configs;
@@ -513,7 +592,10 @@ export function openSingleFile(path: string, opts: { configs?: SingleFileConfigs
     const parts = convertLdmCheckpoint(file, family, configs);
     return {
       family,
-      unet: parts.unet!, vae: parts.vae!, textEncoder: parts.textEncoder, textEncoder2: parts.textEncoder2,
+      unet: parts.unet!,
+      vae: parts.vae!,
+      textEncoder: parts.textEncoder,
+      textEncoder2: parts.textEncoder2,
       configs,
       description: `${path}: ${family} (${why})${opts.configs ? ", explicit configs" : ""}`,
       close: () => file.close(),

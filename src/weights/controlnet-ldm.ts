@@ -35,7 +35,11 @@ function hintConv(j: number, last: number): string {
  */
 export function ldmControlNetKeyMap(keys: string[], prefix: string, description: string): Map<string, string> {
   const own = keys.filter((k) => k.startsWith(prefix));
-  const ints = (re: RegExp) => own.map((k) => re.exec(k.slice(prefix.length))).filter((m) => m !== null).map((m) => +m![1]);
+  const ints = (re: RegExp) =>
+    own
+      .map((k) => re.exec(k.slice(prefix.length)))
+      .filter((m) => m !== null)
+      .map((m) => +m![1]);
   // layers_per_block: the first downsampler sits at input_blocks.(lpb + 1); with none, every input block is one level
   const ops = ints(/^input_blocks\.(\d+)\.0\.op\.weight$/);
   const lpb = ops.length > 0 ? Math.min(...ops) - 1 : new Set(ints(/^input_blocks\.([1-9]\d*)\./)).size;
@@ -57,13 +61,19 @@ export function ldmControlNetKeyMap(keys: string[], prefix: string, description:
       continue;
     }
     const prev = map.get(name);
-    if (prev) throw new ReimagineError(`${description}: tensors '${prev}' and '${key}' both convert to '${name}'; the file mixes key layouts, re-save it from a clean source`, "corrupt_weights");
+    if (prev)
+      throw new ReimagineError(
+        `${description}: tensors '${prev}' and '${key}' both convert to '${name}'; the file mixes key layouts, re-save it from a clean source`,
+        "corrupt_weights",
+      );
     map.set(name, key);
   }
   if (unknown.length > 0) {
     throw new ReimagineError(
-      `${description}: ${unknown.length} tensor(s) are not understood as a ControlNet (e.g. ${unknown.slice(0, 3).map((k) => `'${k}'`).join(", ")}); ` +
-        `this is not a plain SD 1.x/2.x/XL ControlNet (control-LoRA, T2I-Adapter or another architecture?)`,
+      `${description}: ${unknown.length} tensor(s) are not understood as a ControlNet (e.g. ${unknown
+        .slice(0, 3)
+        .map((k) => `'${k}'`)
+        .join(", ")}); ` + `this is not a plain SD 1.x/2.x/XL ControlNet (control-LoRA, T2I-Adapter or another architecture?)`,
       "unsupported_model",
     );
   }
@@ -73,7 +83,11 @@ export function ldmControlNetKeyMap(keys: string[], prefix: string, description:
 /** A ControlNet file's tensors under diffusers names; data is read (and converted to float32) on demand. */
 export class RenamedWeights implements WeightSource {
   readonly description: string;
-  constructor(private readonly file: TensorFile, private readonly map: Map<string, string>, what: string) {
+  constructor(
+    private readonly file: TensorFile,
+    private readonly map: Map<string, string>,
+    what: string,
+  ) {
     this.description = `${file.description} [${what}]`;
   }
   keys(): string[] {
@@ -85,7 +99,8 @@ export class RenamedWeights implements WeightSource {
   }
   read(key: string): Float32Array {
     const src = this.map.get(key);
-    if (src === undefined) throw new ReimagineError(`${this.description}: no tensor '${key}'; the file does not hold this ControlNet weight (wrong config?)`, "weights");
+    if (src === undefined)
+      throw new ReimagineError(`${this.description}: no tensor '${key}'; the file does not hold this ControlNet weight (wrong config?)`, "weights");
     return this.file.read(src);
   }
   fingerprint(): string {

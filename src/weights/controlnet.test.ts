@@ -21,7 +21,14 @@ const SET = "sd-tiny-controlnet";
 const tmp = mkdtempSync(join(tmpdir(), "reimagine-cn-load-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const RESNET: Record<string, string> = { norm1: "in_layers.0", conv1: "in_layers.2", time_emb_proj: "emb_layers.1", norm2: "out_layers.0", conv2: "out_layers.3", conv_shortcut: "skip_connection" };
+const RESNET: Record<string, string> = {
+  norm1: "in_layers.0",
+  conv1: "in_layers.2",
+  time_emb_proj: "emb_layers.1",
+  norm2: "out_layers.0",
+  conv2: "out_layers.3",
+  conv_shortcut: "skip_connection",
+};
 
 /** diffusers ControlNetModel key -> cldm key (the inverse of the loader's mapping, written out independently). */
 function toLdm(key: string, lpb: number, hintBlocks: number): string {
@@ -73,7 +80,8 @@ function cldmShapes(cfg: ReturnType<typeof resolveControlNetConfig>): [string, n
   return params.map((p) => [`control_model.${toLdm(p.name, cfg.layers_per_block, hintBlockCount(keys))}`, storedShape(p.dims)]);
 }
 
-const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+const sameBits = (a: Float32Array, b: Float32Array) =>
+  a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 
 function expectSameWeights(src: WeightSource, ref: WeightSource) {
   expect(src.keys().sort()).toEqual(ref.keys().sort());
@@ -97,7 +105,8 @@ describeWithFixtures(
       try {
         const keys = src.keys();
         const out: Record<string, TensorToWrite> = {};
-        for (const k of keys) out[prefix + toLdm(k, json.layers_per_block, hintBlockCount(keys))] = { dtype: "F32", shape: src.info(k)!.shape, data: src.read(k) };
+        for (const k of keys)
+          out[prefix + toLdm(k, json.layers_per_block, hintBlockCount(keys))] = { dtype: "F32", shape: src.info(k)!.shape, data: src.read(k) };
         const path = join(tmp, name);
         writeSafetensors(path, out, { note: "cldm layout written by controlnet.test.ts" });
         return path;
@@ -241,11 +250,21 @@ describe("checkControlNetFits", () => {
     expect(() => checkControlNetFits(sd1, unet({ cross_attention_dim: 1024, attention_head_dim: [5, 10, 20, 20] }), "stabilityai/sd-turbo")).toThrow(
       /^ControlNet 'control_v11p_sd15_scribble' is for SD 1\.x \(cross_attention_dim 768\) but the model 'stabilityai\/sd-turbo' is SD 2\.x \(cross_attention_dim 1024\); use a ControlNet made for SD 2\.x$/,
     );
-    const xl = unet({ cross_attention_dim: 2048, addition_embed_type: "text_time", addition_time_embed_dim: 256, projection_class_embeddings_input_dim: 2816, block_out_channels: [320, 640, 1280], down_block_types: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"] });
+    const xl = unet({
+      cross_attention_dim: 2048,
+      addition_embed_type: "text_time",
+      addition_time_embed_dim: 256,
+      projection_class_embeddings_input_dim: 2816,
+      block_out_channels: [320, 640, 1280],
+      down_block_types: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+      up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    });
     expect(familyOf(xl)).toBe("sdxl");
     expect(() => checkControlNetFits(sd1, xl, "sdxl-base")).toThrow(/is for SD 1\.x .* the model 'sdxl-base' is SDXL/);
   });
   it("refuses the same family with another encoder layout", () => {
-    expect(() => checkControlNetFits(sd1, unet({ cross_attention_dim: 768, layers_per_block: 1 }), "small")).toThrow(/does not match the model 'small' \(both SD 1\.x/);
+    expect(() => checkControlNetFits(sd1, unet({ cross_attention_dim: 768, layers_per_block: 1 }), "small")).toThrow(
+      /does not match the model 'small' \(both SD 1\.x/,
+    );
   });
 });

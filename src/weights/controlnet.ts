@@ -78,7 +78,8 @@ export function openControlNet(ref: string, opts: OpenControlNetOptions = {}): C
     );
   }
   if (statSync(ref).isDirectory()) return openControlNetFolder(ref, opts);
-  if (!/\.safetensors$/i.test(ref)) throw new ReimagineError(`ControlNet '${ref}': unknown file type; give a .safetensors file or a diffusers folder`, "invalid_input");
+  if (!/\.safetensors$/i.test(ref))
+    throw new ReimagineError(`ControlNet '${ref}': unknown file type; give a .safetensors file or a diffusers folder`, "invalid_input");
   const file = SafetensorsFile.open(ref);
   try {
     return controlNetFromFile(file, basename(ref).replace(/\.safetensors$/i, ""), opts, () => file.close());
@@ -92,7 +93,10 @@ function openControlNetFolder(dir: string, opts: OpenControlNetOptions): Control
   const own = existsSync(join(dir, "config.json"));
   const sub = join(dir, "controlnet");
   if (!own && !existsSync(join(sub, "config.json"))) {
-    throw new ReimagineError(`${dir}: no ControlNet here: expected config.json + diffusion_pytorch_model.safetensors, or a pipeline folder with controlnet/`, "not_found");
+    throw new ReimagineError(
+      `${dir}: no ControlNet here: expected config.json + diffusion_pytorch_model.safetensors, or a pipeline folder with controlnet/`,
+      "not_found",
+    );
   }
   const cnDir = own ? dir : sub;
   const json = readJson(join(cnDir, "config.json"), "ControlNet config");
@@ -127,10 +131,18 @@ export function controlNetFromFile(file: TensorFile, name: string, opts: OpenCon
   const keys = file.keys();
   const layout = controlNetFileLayout(keys);
   if (!layout) {
-    const hint = keys.some((k) => k.startsWith("model.diffusion_model.")) ? " (it looks like a Stable Diffusion checkpoint: pass it as the model)" : keys.some((k) => k.startsWith("adapter.")) ? " (it looks like a T2I-Adapter, which is not supported)" : "";
-    throw new ReimagineError(`${file.description}: not a ControlNet: no control_model.input_hint_block / controlnet_cond_embedding tensors${hint}`, "unsupported_model");
+    const hint = keys.some((k) => k.startsWith("model.diffusion_model."))
+      ? " (it looks like a Stable Diffusion checkpoint: pass it as the model)"
+      : keys.some((k) => k.startsWith("adapter."))
+        ? " (it looks like a T2I-Adapter, which is not supported)"
+        : "";
+    throw new ReimagineError(
+      `${file.description}: not a ControlNet: no control_model.input_hint_block / controlnet_cond_embedding tensors${hint}`,
+      "unsupported_model",
+    );
   }
-  const map = layout === "diffusers" ? new Map(keys.map((k) => [k, k])) : ldmControlNetKeyMap(keys, layout === "ldm" ? LDM_CONTROLNET_PREFIX : "", file.description);
+  const map =
+    layout === "diffusers" ? new Map(keys.map((k) => [k, k])) : ldmControlNetKeyMap(keys, layout === "ldm" ? LDM_CONTROLNET_PREFIX : "", file.description);
   const weights = new RenamedWeights(file, map, layout === "diffusers" ? "diffusers ControlNet keys" : "cldm ControlNet keys as diffusers");
   const shapes = controlNetShapeConfig(weights);
   const detected = familyOf(shapes);

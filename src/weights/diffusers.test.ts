@@ -11,7 +11,9 @@ import { RandomWeights } from "./random.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 let root: string;
-beforeAll(() => { root = mkdtempSync(join(tmpdir(), "reimagine-dw-")); });
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), "reimagine-dw-"));
+});
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 let n = 0;
@@ -21,7 +23,9 @@ function component(files: Record<string, Record<string, number> | object | strin
   mkdirSync(dir, { recursive: true });
   for (const [file, content] of Object.entries(files)) {
     if (file.endsWith(".safetensors")) {
-      const tensors = Object.fromEntries(Object.entries(content as Record<string, number>).map(([k, v]) => [k, { dtype: "F32" as const, shape: [1], data: new Float32Array([v]) }]));
+      const tensors = Object.fromEntries(
+        Object.entries(content as Record<string, number>).map(([k, v]) => [k, { dtype: "F32" as const, shape: [1], data: new Float32Array([v]) }]),
+      );
       writeSafetensors(join(dir, file), tensors);
     } else writeFileSync(join(dir, file), typeof content === "string" ? content : JSON.stringify(content));
   }
@@ -70,7 +74,11 @@ describe("openComponentWeights resolution", () => {
       "diffusion_pytorch_model-00002-of-00002.safetensors": { c: 3 },
       "diffusion_pytorch_model.safetensors.index.json": {
         metadata: { total_size: 12 },
-        weight_map: { a: "diffusion_pytorch_model-00001-of-00002.safetensors", b: "diffusion_pytorch_model-00001-of-00002.safetensors", c: "diffusion_pytorch_model-00002-of-00002.safetensors" },
+        weight_map: {
+          a: "diffusion_pytorch_model-00001-of-00002.safetensors",
+          b: "diffusion_pytorch_model-00001-of-00002.safetensors",
+          c: "diffusion_pytorch_model-00002-of-00002.safetensors",
+        },
       },
     });
     const w = openComponentWeights(dir);
@@ -100,21 +108,26 @@ describe("openComponentWeights resolution", () => {
     const s1 = "diffusion_pytorch_model-00001-of-00002.safetensors";
     const s2 = "diffusion_pytorch_model-00002-of-00002.safetensors";
     const idx = "diffusion_pytorch_model.safetensors.index.json";
-    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [s2]: { a: 2 }, [idx]: { weight_map: { a: s1, b: s2 } } }))))
-      .toMatch(/index puts tensor 'b' in .*00002-of-00002.safetensors, but that shard does not hold it/);
-    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [s2]: { a: 2, b: 3 }, [idx]: { weight_map: { a: s1, b: s2 } } }))))
-      .toMatch(/tensor 'a' is stored twice/);
-    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [idx]: { weight_map: { a: s1, b: s2 } } }))))
-      .toMatch(/shard .*00002-of-00002.safetensors is missing/);
-    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [idx]: { weight_map: { a: "../../secret.safetensors" } } }))))
-      .toMatch(/names an invalid shard "..\/..\/secret.safetensors"/);
+    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [s2]: { a: 2 }, [idx]: { weight_map: { a: s1, b: s2 } } })))).toMatch(
+      /index puts tensor 'b' in .*00002-of-00002.safetensors, but that shard does not hold it/,
+    );
+    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [s2]: { a: 2, b: 3 }, [idx]: { weight_map: { a: s1, b: s2 } } })))).toMatch(
+      /tensor 'a' is stored twice/,
+    );
+    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [idx]: { weight_map: { a: s1, b: s2 } } })))).toMatch(
+      /shard .*00002-of-00002.safetensors is missing/,
+    );
+    expect(refusal(() => openComponentWeights(component({ [s1]: { a: 1 }, [idx]: { weight_map: { a: "../../secret.safetensors" } } })))).toMatch(
+      /names an invalid shard "..\/..\/secret.safetensors"/,
+    );
     expect(refusal(() => openComponentWeights(component({ [idx]: { metadata: {} } })))).toMatch(/no "weight_map" object/);
     expect(refusal(() => openComponentWeights(component({ [idx]: "{oops" })))).toMatch(/sharded weights index at .* is not valid JSON/);
   });
 
   it("refuses pickle-only, empty and missing folders with the component named", () => {
-    expect(refusal(() => openComponentWeights(component({ "diffusion_pytorch_model.bin": "x", "config.json": {} }))))
-      .toMatch(/component 'unet': .* only has pickle weights \(diffusion_pytorch_model.bin\).*execute code.*safe_serialization=True/);
+    expect(refusal(() => openComponentWeights(component({ "diffusion_pytorch_model.bin": "x", "config.json": {} })))).toMatch(
+      /component 'unet': .* only has pickle weights \(diffusion_pytorch_model.bin\).*execute code.*safe_serialization=True/,
+    );
     expect(refusal(() => openComponentWeights(component({}, "vae")))).toMatch(/component 'vae': folder .* is empty/);
     expect(refusal(() => openComponentWeights(join(root, "nowhere", "text_encoder")))).toMatch(/component 'text_encoder': folder .*nowhere.* does not exist/);
     expect(refusal(() => openComponentWeights(component({ "config.json": {} })))).toMatch(/no weights in .*found config.json/);
@@ -123,7 +136,8 @@ describe("openComponentWeights resolution", () => {
 
 describe("MultiSource and readJson", () => {
   it("MultiSource is the union of its sources; fingerprints follow their content", () => {
-    const a = new RandomWeights(1), b = new RandomWeights(2);
+    const a = new RandomWeights(1),
+      b = new RandomWeights(2);
     a.read("x", [2]);
     b.read("y", [3]);
     const m = new MultiSource([a, b], "pair");
@@ -164,8 +178,12 @@ describe("RandomWeights", () => {
     expect(Math.max(...bias.map(Math.abs))).toBeGreaterThan(0.009);
     const k = w.read("conv_in.weight", [320, 4, 3, 3]); // fan_in 36
     const bound = 1 / 6;
-    let max = 0, mean = 0;
-    for (const v of k) { max = Math.max(max, Math.abs(v)); mean += v / k.length; }
+    let max = 0,
+      mean = 0;
+    for (const v of k) {
+      max = Math.max(max, Math.abs(v));
+      mean += v / k.length;
+    }
     expect(max).toBeLessThanOrEqual(bound);
     expect(max).toBeGreaterThan(0.99 * bound);
     expect(Math.abs(mean)).toBeLessThan(0.03 * bound); // ~5 standard errors
@@ -219,7 +237,8 @@ describe.skipIf(!haveFixtures("sd-tiny"))("sd-tiny fixture folders", () => {
     const bad: string[] = [];
     for (const k of keys) {
       expect(w.info(k)).toEqual({ dtype: "F16", shape: src.info(k)!.shape });
-      const a = src.read(k), b = w.read(k, []);
+      const a = src.read(k),
+        b = w.read(k, []);
       // float16 rounding: half an ulp (2^-11 relative), or half the subnormal step 2^-24
       for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i] - b[i]) <= Math.abs(a[i]) * 2 ** -11 + 2 ** -25)) bad.push(`${k}[${i}]`);
     }

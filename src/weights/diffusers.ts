@@ -26,12 +26,19 @@ export class MultiSource implements WeightSource {
   readonly description: string;
   private readonly owner = new Map<string, WeightSource>();
 
-  constructor(readonly sources: WeightSource[], description: string) {
+  constructor(
+    readonly sources: WeightSource[],
+    description: string,
+  ) {
     this.description = description;
     for (const s of sources) {
       for (const k of s.keys()) {
         const prev = this.owner.get(k);
-        if (prev) throw new ReimagineError(`${description}: tensor '${k}' is stored twice (in ${prev.description} and ${s.description}); the checkpoint is inconsistent, re-download it`, "corrupt_weights");
+        if (prev)
+          throw new ReimagineError(
+            `${description}: tensor '${k}' is stored twice (in ${prev.description} and ${s.description}); the checkpoint is inconsistent, re-download it`,
+            "corrupt_weights",
+          );
         this.owner.set(k, s);
       }
     }
@@ -47,7 +54,11 @@ export class MultiSource implements WeightSource {
 
   read(key: string, shape: readonly number[]): Float32Array {
     const s = this.owner.get(key);
-    if (!s) throw new ReimagineError(`${this.description}: no tensor named '${key}'; the weights do not match the model (wrong component or architecture?)`, "weights");
+    if (!s)
+      throw new ReimagineError(
+        `${this.description}: no tensor named '${key}'; the weights do not match the model (wrong component or architecture?)`,
+        "weights",
+      );
     return s.read(key, shape);
   }
 
@@ -89,10 +100,16 @@ export function readJson<T = Record<string, unknown>>(path: string, what: string
   try {
     value = parsePythonJson(text);
   } catch (e) {
-    throw new ReimagineError(`${what} at ${path} is not valid JSON (${(e as Error).message}): fix the file, or download it again if it came from a model repository`, "invalid_input", { cause: e });
+    throw new ReimagineError(
+      `${what} at ${path} is not valid JSON (${(e as Error).message}): fix the file, or download it again if it came from a model repository`,
+      "invalid_input",
+      { cause: e },
+    );
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ReimagineError(`${what} at ${path} is not a JSON object (a config is {...}): fix the file, or download it again if it came from a model repository`);
+    throw new ReimagineError(
+      `${what} at ${path} is not a JSON object (a config is {...}): fix the file, or download it again if it came from a model repository`,
+    );
   }
   return value as T;
 }
@@ -120,9 +137,14 @@ export function openComponentWeights(componentDir: string, opts: { variant?: str
     if (!statSync(componentDir).isDirectory()) throw new Error("not a folder");
     files = readdirSync(componentDir);
   } catch (e) {
-    throw new ReimagineError(`component '${component}': folder ${componentDir} does not exist or is not a folder; the model download is incomplete, download it again`, "not_found", { cause: e });
+    throw new ReimagineError(
+      `component '${component}': folder ${componentDir} does not exist or is not a folder; the model download is incomplete, download it again`,
+      "not_found",
+      { cause: e },
+    );
   }
-  if (files.length === 0) throw new ReimagineError(`component '${component}': folder ${componentDir} is empty; the model download is incomplete, download it again`, "not_found");
+  if (files.length === 0)
+    throw new ReimagineError(`component '${component}': folder ${componentDir} is empty; the model download is incomplete, download it again`, "not_found");
 
   const resolved = resolve(componentDir, component, new Set(files), opts.variant);
   const path = join(componentDir, resolved.file);
@@ -153,11 +175,16 @@ function resolve(dir: string, component: string, files: Set<string>, variant: st
 
   const variants = findVariants(files);
   if (variant !== undefined && variants.length > 0) {
-    throw new ReimagineError(`component '${component}': ${dir} has no '${variant}' variant and no plain weights (variants present: ${variants.join(", ")}); choose one of those with the variant option`, "not_found");
+    throw new ReimagineError(
+      `component '${component}': ${dir} has no '${variant}' variant and no plain weights (variants present: ${variants.join(", ")}); choose one of those with the variant option`,
+      "not_found",
+    );
   }
   if (variants.length === 1) return pick(variants[0])!;
   if (variants.length > 1) {
-    throw new ReimagineError(`component '${component}': ${dir} holds several weight variants (${variants.join(", ")}) and no plain weights; choose one with the variant option (e.g. --variant ${variants[0]})`);
+    throw new ReimagineError(
+      `component '${component}': ${dir} holds several weight variants (${variants.join(", ")}) and no plain weights; choose one with the variant option (e.g. --variant ${variants[0]})`,
+    );
   }
   const pickles = [...files].filter((f) => PICKLE.test(f));
   if (pickles.length > 0) {
@@ -168,7 +195,10 @@ function resolve(dir: string, component: string, files: Set<string>, variant: st
       "unsafe_weights",
     );
   }
-  throw new ReimagineError(`component '${component}': no weights in ${dir} (expected ${STEMS.map((s) => `${s}.safetensors`).join(" or ")}, found ${[...files].join(", ")}); the download is incomplete, download it again`, "not_found");
+  throw new ReimagineError(
+    `component '${component}': no weights in ${dir} (expected ${STEMS.map((s) => `${s}.safetensors`).join(" or ")}, found ${[...files].join(", ")}); the download is incomplete, download it again`,
+    "not_found",
+  );
 }
 
 /** Variant names present in a folder (single files and indexes), shards excluded. */
@@ -202,22 +232,31 @@ function openIndex(dir: string, indexPath: string): MultiSource {
   for (const [key, shard] of Object.entries(map)) {
     // A shard must be a plain file name in this folder: never follow paths out of it.
     if (typeof shard !== "string" || shard === "" || /[\\/]/.test(shard) || shard === "." || shard === ".." || !shard.endsWith(".safetensors")) {
-      throw new ReimagineError(`${indexPath}: weight_map entry '${key}' names an invalid shard ${JSON.stringify(shard)} (must be a .safetensors file in the same folder); the index is corrupt, download it again`, "corrupt_weights");
+      throw new ReimagineError(
+        `${indexPath}: weight_map entry '${key}' names an invalid shard ${JSON.stringify(shard)} (must be a .safetensors file in the same folder); the index is corrupt, download it again`,
+        "corrupt_weights",
+      );
     }
     if (!byShard.has(shard)) byShard.set(shard, []);
     byShard.get(shard)!.push(key);
   }
-  if (byShard.size === 0) throw new ReimagineError(`${indexPath}: sharded weights index lists no tensors; the file is corrupt, download it again`, "corrupt_weights");
+  if (byShard.size === 0)
+    throw new ReimagineError(`${indexPath}: sharded weights index lists no tensors; the file is corrupt, download it again`, "corrupt_weights");
 
   const opened: SafetensorsFile[] = [];
   try {
     for (const [shard, keys] of byShard) {
       const shardPath = join(dir, shard);
-      if (!existsSync(shardPath)) throw new ReimagineError(`${indexPath}: shard ${shard} is missing from ${dir}; the download is incomplete, download it again`, "not_found");
+      if (!existsSync(shardPath))
+        throw new ReimagineError(`${indexPath}: shard ${shard} is missing from ${dir}; the download is incomplete, download it again`, "not_found");
       const f = SafetensorsFile.open(resolveTextLink(shardPath));
       opened.push(f);
       const absent = keys.find((k) => f.info(k) === undefined);
-      if (absent !== undefined) throw new ReimagineError(`${indexPath}: index puts tensor '${absent}' in ${shard}, but that shard does not hold it; index and shards come from different downloads, download them again`, "corrupt_weights");
+      if (absent !== undefined)
+        throw new ReimagineError(
+          `${indexPath}: index puts tensor '${absent}' in ${shard}, but that shard does not hold it; index and shards come from different downloads, download them again`,
+          "corrupt_weights",
+        );
     }
     return new MultiSource(opened, dir);
   } catch (e) {

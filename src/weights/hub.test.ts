@@ -31,11 +31,17 @@ function bytes(name: string, size: number): Buffer {
 }
 
 const modelIndex = {
-  _class_name: "StableDiffusionImg2ImgPipeline", _diffusers_version: "0.30.0", requires_safety_checker: true,
-  scheduler: ["diffusers", "PNDMScheduler"], text_encoder: ["transformers", "CLIPTextModel"],
-  tokenizer: ["transformers", "CLIPTokenizer"], unet: ["diffusers", "UNet2DConditionModel"],
-  vae: ["diffusers", "AutoencoderKL"], safety_checker: ["stable_diffusion", "StableDiffusionSafetyChecker"],
-  feature_extractor: ["transformers", "CLIPImageProcessor"], image_encoder: [null, null],
+  _class_name: "StableDiffusionImg2ImgPipeline",
+  _diffusers_version: "0.30.0",
+  requires_safety_checker: true,
+  scheduler: ["diffusers", "PNDMScheduler"],
+  text_encoder: ["transformers", "CLIPTextModel"],
+  tokenizer: ["transformers", "CLIPTokenizer"],
+  unet: ["diffusers", "UNet2DConditionModel"],
+  vae: ["diffusers", "AutoencoderKL"],
+  safety_checker: ["stable_diffusion", "StableDiffusionSafetyChecker"],
+  feature_extractor: ["transformers", "CLIPImageProcessor"],
+  image_encoder: [null, null],
 };
 const shard = (i: number) => `diffusion_pytorch_model.fp16-0000${i}-of-00002.safetensors`;
 const SOURCE: Record<string, Buffer | string> = {
@@ -67,11 +73,25 @@ const SOURCE: Record<string, Buffer | string> = {
   "feature_extractor/preprocessor_config.json": "{}",
   "controlnet/config.json": "{}",
 };
-const COMMON = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "tokenizer/vocab.json",
-  "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "unet/config.json",
-  "vae/config.json", "vae/diffusion_pytorch_model.safetensors"];
-const FP16 = [...COMMON, "text_encoder/model.fp16.safetensors", "unet/diffusion_pytorch_model.safetensors.index.fp16.json",
-  `unet/${shard(1)}`, `unet/${shard(2)}`].sort();
+const COMMON = [
+  "model_index.json",
+  "scheduler/scheduler_config.json",
+  "text_encoder/config.json",
+  "tokenizer/vocab.json",
+  "tokenizer/merges.txt",
+  "tokenizer/tokenizer_config.json",
+  "tokenizer/special_tokens_map.json",
+  "unet/config.json",
+  "vae/config.json",
+  "vae/diffusion_pytorch_model.safetensors",
+];
+const FP16 = [
+  ...COMMON,
+  "text_encoder/model.fp16.safetensors",
+  "unet/diffusion_pytorch_model.safetensors.index.fp16.json",
+  `unet/${shard(1)}`,
+  `unet/${shard(2)}`,
+].sort();
 const PLAIN = [...COMMON, "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors"].sort();
 
 const repoDir = join(tmp, "repo");
@@ -82,8 +102,10 @@ for (const [p, data] of Object.entries(SOURCE)) {
 
 /** Files (symlinks or copies) under a snapshot, as posix paths. */
 const snapshotFiles = (dir: string) =>
-  (readdirSync(dir, { recursive: true }) as string[]).filter((p) => !lstatSync(join(dir, p)).isDirectory())
-    .map((p) => p.split(sep).join("/")).sort();
+  (readdirSync(dir, { recursive: true }) as string[])
+    .filter((p) => !lstatSync(join(dir, p)).isDirectory())
+    .map((p) => p.split(sep).join("/"))
+    .sort();
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const resolves = (hub: FakeHub) => hub.requests.filter((r) => r.includes("/resolve/") || r.includes("/cdn/"));
 
@@ -183,8 +205,11 @@ describe("downloadDiffusersModel against the fake hub", () => {
     }
     expect(readdirSync(join(storage, "blobs")).filter((b) => b.endsWith(".incomplete"))).toEqual([]);
     expect(h.requests.some((r) => r.includes("cursor="))).toBe(true);
-    for (const r of resolves(h)) expect(r).not.toMatch(/\.bin|\.ckpt|\.onnx|\.msgpack|safety_checker|feature_extractor|README|controlnet|\/model\.safetensors|pytorch_model\.safetensors\?/);
-        // One GET per distinct blob: the two "{}" tokenizer files share one blob, like git.
+    for (const r of resolves(h))
+      expect(r).not.toMatch(
+        /\.bin|\.ckpt|\.onnx|\.msgpack|safety_checker|feature_extractor|README|controlnet|\/model\.safetensors|pytorch_model\.safetensors\?/,
+      );
+    // One GET per distinct blob: the two "{}" tokenizer files share one blob, like git.
     const distinct = new Set(FP16.map((p) => sha256(Buffer.from(SOURCE[p])))).size;
     expect(distinct).toBe(FP16.length - 1);
     expect(resolves(h).filter((r) => r.startsWith("GET") && r.includes("/resolve/")).length).toBe(distinct);
@@ -279,8 +304,18 @@ describe("downloadDiffusersModel against the fake hub", () => {
     const blobs = readdirSync(join(cacheDir, STORAGE, "blobs"));
     expect(blobs).not.toContain(sha256(Buffer.from(SOURCE[bad])));
     expect(blobs.filter((b) => b.endsWith(".incomplete"))).toEqual([]);
-    expect(blobs.length).toBe(blobs.filter((b) => FP16.some((p) => sha256(Buffer.from(SOURCE[p])) === b ||
-      createHash("sha1").update(`blob ${Buffer.from(SOURCE[p]).length}\0`).update(Buffer.from(SOURCE[p])).digest("hex") === b)).length);
+    expect(blobs.length).toBe(
+      blobs.filter((b) =>
+        FP16.some(
+          (p) =>
+            sha256(Buffer.from(SOURCE[p])) === b ||
+            createHash("sha1")
+              .update(`blob ${Buffer.from(SOURCE[p]).length}\0`)
+              .update(Buffer.from(SOURCE[p]))
+              .digest("hex") === b,
+        ),
+      ).length,
+    );
     expect(existsSync(join(cacheDir, STORAGE, "snapshots", COMMIT, bad))).toBe(false);
   });
 
@@ -288,9 +323,10 @@ describe("downloadDiffusersModel against the fake hub", () => {
     const h = await hub();
     const cacheDir = freshCache();
     const ac = new AbortController();
-    const onProgress = (e: { loaded: number; done: boolean }) => { if (e.loaded > 0 && !e.done) ac.abort(); };
-    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url, signal: ac.signal, onProgress }))
-      .rejects.toMatchObject({ name: "AbortError" });
+    const onProgress = (e: { loaded: number; done: boolean }) => {
+      if (e.loaded > 0 && !e.done) ac.abort();
+    };
+    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url, signal: ac.signal, onProgress })).rejects.toMatchObject({ name: "AbortError" });
     const blobs = join(cacheDir, STORAGE, "blobs");
     expect(readdirSync(blobs).filter((b) => b.endsWith(".incomplete")).length).toBe(1);
     const snap = await downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url });
@@ -300,28 +336,39 @@ describe("downloadDiffusersModel against the fake hub", () => {
 
   it("explains missing caches, unreachable hubs, auth and not-found errors", async () => {
     const cacheDir = freshCache();
-    await expect(downloadDiffusersModel(REPO, { cacheDir, localFilesOnly: true }))
-      .rejects.toThrow(/test-org\/tiny-sd@main is not in the Hugging Face cache.*run once online.*HF_HUB_OFFLINE/);
+    await expect(downloadDiffusersModel(REPO, { cacheDir, localFilesOnly: true })).rejects.toThrow(
+      /test-org\/tiny-sd@main is not in the Hugging Face cache.*run once online.*HF_HUB_OFFLINE/,
+    );
 
     const gone = await hub();
     await gone.close();
     hubs = [];
-    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: gone.url }))
-      .rejects.toMatchObject({ code: "hub_unreachable", message: expect.stringMatching(/Cannot reach.*connection.*HF_HUB_OFFLINE=1/) });
+    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: gone.url })).rejects.toMatchObject({
+      code: "hub_unreachable",
+      message: expect.stringMatching(/Cannot reach.*connection.*HF_HUB_OFFLINE=1/),
+    });
 
     const h = await startFakeHub({ repos: { [REPO]: { dir: repoDir, commit: COMMIT, token: "hf_secret" } } });
     hubs.push(h);
-    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url }))
-      .rejects.toMatchObject({ code: "hub_unauthorized", message: expect.stringMatching(/gated or private.*licence.*HF_TOKEN/) });
-    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url, token: "hf_wrong" }))
-      .rejects.toMatchObject({ code: "hub_unauthorized", message: expect.stringMatching(/HTTP 403.*token sent was refused/) });
+    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url })).rejects.toMatchObject({
+      code: "hub_unauthorized",
+      message: expect.stringMatching(/gated or private.*licence.*HF_TOKEN/),
+    });
+    await expect(downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url, token: "hf_wrong" })).rejects.toMatchObject({
+      code: "hub_unauthorized",
+      message: expect.stringMatching(/HTTP 403.*token sent was refused/),
+    });
     vi.stubEnv("HF_TOKEN", "hf_secret");
     expect(snapshotFiles(await downloadDiffusersModel(REPO, { cacheDir, endpoint: h.url }))).toEqual(FP16);
 
-    await expect(downloadDiffusersModel("test-org/nope", { cacheDir, endpoint: h.url }))
-      .rejects.toMatchObject({ code: "hub_not_found", message: expect.stringMatching(/test-org\/nope not found/) });
-    await expect(downloadDiffusersModel(`${REPO}@v9`, { cacheDir, endpoint: h.url }))
-      .rejects.toMatchObject({ code: "hub_revision_not_found", message: expect.stringMatching(/Revision 'v9' not found/) });
+    await expect(downloadDiffusersModel("test-org/nope", { cacheDir, endpoint: h.url })).rejects.toMatchObject({
+      code: "hub_not_found",
+      message: expect.stringMatching(/test-org\/nope not found/),
+    });
+    await expect(downloadDiffusersModel(`${REPO}@v9`, { cacheDir, endpoint: h.url })).rejects.toMatchObject({
+      code: "hub_revision_not_found",
+      message: expect.stringMatching(/Revision 'v9' not found/),
+    });
   });
 });
 
@@ -424,7 +471,9 @@ describe("single-component repos (downloadComponentRepo: the same flow as pipeli
     expect(snapshotFiles(snap)).toEqual(["config.json", "diffusion_pytorch_model.safetensors"]);
     expect(announced).toEqual(["config.json", "diffusion_pytorch_model.safetensors"]);
     expect(readFileSync(join(snap, "diffusion_pytorch_model.safetensors"))).toEqual(TINY_FILES["diffusion_pytorch_model.safetensors"]);
-    expect(await downloadComponentRepo(TINY, { cacheDir, endpoint: h.url, variant: "fp16" }).then(snapshotFiles)).toContain("diffusion_pytorch_model.fp16.safetensors");
+    expect(await downloadComponentRepo(TINY, { cacheDir, endpoint: h.url, variant: "fp16" }).then(snapshotFiles)).toContain(
+      "diffusion_pytorch_model.fp16.safetensors",
+    );
     await h.close();
     hubs = [];
     expect(await downloadComponentRepo(TINY, { cacheDir, localFilesOnly: true })).toBe(snap);
@@ -434,7 +483,9 @@ describe("single-component repos (downloadComponentRepo: the same flow as pipeli
       code: "not_cached",
       message: expect.stringMatching(/cached copy of test-org\/tiny-taesd .* is incomplete \(Component .* has no usable \.safetensors/),
     });
-    await expect(downloadComponentRepo("test-org/never-seen", { cacheDir, localFilesOnly: true })).rejects.toThrow(/not in the Hugging Face cache.*localFilesOnly/);
+    await expect(downloadComponentRepo("test-org/never-seen", { cacheDir, localFilesOnly: true })).rejects.toThrow(
+      /not in the Hugging Face cache.*localFilesOnly/,
+    );
   });
 
   it("refuses a repo without config.json at its root, naming what it expects", async () => {

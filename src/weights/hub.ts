@@ -11,7 +11,12 @@ import type { ListFileEntry } from "@huggingface/hub";
 import { ReimagineError } from "../errors.js";
 import { parsePythonJson } from "./pyjson.js";
 
-export interface HubProgressEvent { file: string; loaded: number; total: number; done: boolean }
+export interface HubProgressEvent {
+  file: string;
+  loaded: number;
+  total: number;
+  done: boolean;
+}
 export interface HubOptions {
   revision?: string;
   cacheDir?: string;
@@ -40,11 +45,12 @@ export function parseRepoRef(ref: string): { repoId: string; revision: string } 
   const repoId = at < 0 ? ref : ref.slice(0, at);
   const revision = at < 0 ? "main" : ref.slice(at + 1);
   // Same rules as huggingface_hub validate_repo_id, with the org required.
-  const ok = REPO_ID.test(repoId) && repoId.length <= 96 && !/--|\.\./.test(repoId) &&
-    !/(^|\/)[.-]|[.-](\/|$)/.test(repoId);
+  const ok = REPO_ID.test(repoId) && repoId.length <= 96 && !/--|\.\./.test(repoId) && !/(^|\/)[.-]|[.-](\/|$)/.test(repoId);
   if (!ok) {
-    throw new ReimagineError(`'${ref}' is not a Hugging Face repo id: expected "org/name" or "org/name@revision" ` +
-      `(letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters).`);
+    throw new ReimagineError(
+      `'${ref}' is not a Hugging Face repo id: expected "org/name" or "org/name@revision" ` +
+        `(letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters).`,
+    );
   }
   if (!revision || /\s|\.\./.test(revision) || revision.startsWith("/") || revision.endsWith("/")) {
     throw new ReimagineError(`'${ref}' has an invalid revision '${revision}': after '@' give a branch, tag or commit hash.`);
@@ -119,9 +125,12 @@ function pickWeights(comp: string, have: Set<string>, variant: string): string {
     }
   }
   const found = [...have].filter((p) => p.startsWith(dir) && !p.endsWith(".json"));
-  throw new ReimagineError(`Component '${comp || "(repo root)"}' has no usable .safetensors weights (variant '${variant || "none"}' ` +
-    `or plain); found: ${found.join(", ") || "nothing"}. Use a repo that ships safetensors` +
-    `${found.some((p) => p.endsWith(".safetensors")) ? " or pick the variant it ships" : ""}.`, "missing_weights");
+  throw new ReimagineError(
+    `Component '${comp || "(repo root)"}' has no usable .safetensors weights (variant '${variant || "none"}' ` +
+      `or plain); found: ${found.join(", ") || "nothing"}. Use a repo that ships safetensors` +
+      `${found.some((p) => p.endsWith(".safetensors")) ? " or pick the variant it ships" : ""}.`,
+    "missing_weights",
+  );
 }
 
 /** Shard paths listed in a sharded-weights index json (weight_map values, relative to its folder). */
@@ -137,8 +146,16 @@ export function shardFiles(indexPath: string, indexJson: string): string[] {
 // ---- HTTP: one wrapped fetch adds auth and turns failures into ReimagineErrors ----
 
 interface Ctx {
-  repoId: string; revision: string; storage: string; endpoint: string; variant: string; tokenizerOnly: boolean;
-  token?: string; signal?: AbortSignal; onProgress?: (e: HubProgressEvent) => void; fetch: typeof fetch;
+  repoId: string;
+  revision: string;
+  storage: string;
+  endpoint: string;
+  variant: string;
+  tokenizerOnly: boolean;
+  token?: string;
+  signal?: AbortSignal;
+  onProgress?: (e: HubProgressEvent) => void;
+  fetch: typeof fetch;
 }
 
 /** The download context: cache folder, endpoint (checked), token and the wrapped fetch. */
@@ -149,7 +166,11 @@ function makeContext(repoId: string, revision: string, opts: HubOptions, what: {
     throw new ReimagineError(`HF_ENDPOINT '${endpoint}' is not an http(s) URL: unset it, or use one such as ${DEFAULT_ENDPOINT}`);
   }
   const ctx: Ctx = {
-    repoId, revision, ...what, signal: opts.signal, onProgress: opts.onProgress,
+    repoId,
+    revision,
+    ...what,
+    signal: opts.signal,
+    onProgress: opts.onProgress,
     storage: join(opts.cacheDir ?? hubCacheDir(env), repoFolderName(repoId)),
     endpoint,
     token: opts.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined),
@@ -181,8 +202,12 @@ function hubFetch(ctx: Ctx, base: typeof fetch): typeof fetch {
 function unreachable(ctx: Ctx, e: unknown): ReimagineError {
   const c = (e as { cause?: { code?: string; message?: string } }).cause;
   const why = c?.code ?? c?.message ?? (e as Error).message;
-  return new ReimagineError(`Cannot reach ${ctx.endpoint} to download ${ctx.repoId} (${why}): check the internet ` +
-    `connection (and HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use a model already in the cache.`, "hub_unreachable", { cause: e });
+  return new ReimagineError(
+    `Cannot reach ${ctx.endpoint} to download ${ctx.repoId} (${why}): check the internet ` +
+      `connection (and HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use a model already in the cache.`,
+    "hub_unreachable",
+    { cause: e },
+  );
 }
 
 async function httpError(ctx: Ctx, res: Response): Promise<ReimagineError> {
@@ -190,24 +215,36 @@ async function httpError(ctx: Ctx, res: Response): Promise<ReimagineError> {
   const code = res.headers.get("x-error-code");
   const { repoId, revision, endpoint } = ctx;
   if (code === "RevisionNotFound") {
-    return new ReimagineError(`Revision '${revision}' not found in ${repoId} on ${endpoint}: check the branch, tag ` +
-      `or commit after '@'.`, "hub_revision_not_found");
+    return new ReimagineError(
+      `Revision '${revision}' not found in ${repoId} on ${endpoint}: check the branch, tag ` + `or commit after '@'.`,
+      "hub_revision_not_found",
+    );
   }
   if (code === "RepoNotFound") {
-    return new ReimagineError(`Repository ${repoId} not found on ${endpoint}: check the name (it is case-sensitive); ` +
-      `if it is private, set HF_TOKEN to a token that can read it.`, "hub_not_found");
+    return new ReimagineError(
+      `Repository ${repoId} not found on ${endpoint}: check the name (it is case-sensitive); ` + `if it is private, set HF_TOKEN to a token that can read it.`,
+      "hub_not_found",
+    );
   }
   if (res.status === 401 || res.status === 403 || code === "GatedRepo") {
-    return new ReimagineError(`Access to ${repoId} was refused (HTTP ${res.status}): the model is gated or private. ` +
-      `Accept its licence at ${endpoint}/${repoId} and set HF_TOKEN to an access token of that account` +
-      `${ctx.token ? " (the token sent was refused)" : ""}.`, "hub_unauthorized");
+    return new ReimagineError(
+      `Access to ${repoId} was refused (HTTP ${res.status}): the model is gated or private. ` +
+        `Accept its licence at ${endpoint}/${repoId} and set HF_TOKEN to an access token of that account` +
+        `${ctx.token ? " (the token sent was refused)" : ""}.`,
+      "hub_unauthorized",
+    );
   }
   if (res.status === 404) {
-    return new ReimagineError(`${repoId}@${revision}: ${new URL(res.url || endpoint).pathname} was not found on ` +
-      `${endpoint} (repository, revision or file): check the repo id and revision.`, "hub_not_found");
+    return new ReimagineError(
+      `${repoId}@${revision}: ${new URL(res.url || endpoint).pathname} was not found on ` +
+        `${endpoint} (repository, revision or file): check the repo id and revision.`,
+      "hub_not_found",
+    );
   }
-  return new ReimagineError(`${endpoint} answered HTTP ${res.status} while downloading ${repoId}: try again later, ` +
-    `or set HF_HUB_OFFLINE=1 to use a model already in the cache.`, "hub_http_error");
+  return new ReimagineError(
+    `${endpoint} answered HTTP ${res.status} while downloading ${repoId}: try again later, ` + `or set HF_HUB_OFFLINE=1 to use a model already in the cache.`,
+    "hub_http_error",
+  );
 }
 
 // ---- the cache (layout shared with Python's huggingface_hub) ----
@@ -238,7 +275,10 @@ const pipelineFiles: RepoPlan = async (ctx, have, read) => {
 /** config.json and one weights file at the repo root (an AutoencoderTiny such as madebyollin/taesd). */
 const componentFiles: RepoPlan = async (ctx, have) => {
   if (!have.has("config.json")) {
-    throw new ReimagineError(`${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`, "not_diffusers");
+    throw new ReimagineError(
+      `${ctx.repoId} has no config.json at its root: it is not a single-component diffusers repo (such as madebyollin/taesd).`,
+      "not_diffusers",
+    );
   }
   const weights = pickWeights("", have, ctx.variant);
   if (weights.endsWith(".json")) throw new ReimagineError(`${ctx.repoId}: sharded weights are not supported for a single-component repo.`, "missing_weights");
@@ -257,20 +297,25 @@ const loraFiles: RepoPlan = async (ctx, have) => {
 /** Offline resolution: refs/<revision> -> snapshots/<commit>, checked to hold every file the plan needs. */
 async function cachedSnapshot(ctx: Ctx, plan: RepoPlan): Promise<string | undefined> {
   const refPath = join(ctx.storage, "refs", ...ctx.revision.split("/"));
-  const commit = COMMIT.test(ctx.revision) ? ctx.revision
-    : existsSync(refPath) ? (await readFile(refPath, "utf8")).trim() : undefined;
+  const commit = COMMIT.test(ctx.revision) ? ctx.revision : existsSync(refPath) ? (await readFile(refPath, "utf8")).trim() : undefined;
   const snapshot = commit && join(ctx.storage, "snapshots", commit);
   if (!snapshot || !existsSync(snapshot)) return undefined;
   // statSync follows the symlinks: a pointer to a missing blob does not count.
-  const have = new Set((readdirSync(snapshot, { recursive: true }) as string[])
-    .filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile())
-    .map((p) => p.split(sep).join("/")));
+  const have = new Set(
+    (readdirSync(snapshot, { recursive: true }) as string[])
+      .filter((p) => statSync(join(snapshot, p), { throwIfNoEntry: false })?.isFile())
+      .map((p) => p.split(sep).join("/")),
+  );
   try {
     const missing = (await plan(ctx, have, (p) => readFile(join(snapshot, ...p.split("/")), "utf8"))).filter((p) => !have.has(p));
     if (missing.length) throw new ReimagineError(`missing ${missing.join(", ")}`);
   } catch (e) {
-    throw new ReimagineError(`The cached copy of ${ctx.repoId} at ${snapshot} is incomplete (${(e as Error).message}): ` +
-      `run once online to finish the download, or unset HF_HUB_OFFLINE.`, "not_cached", { cause: e });
+    throw new ReimagineError(
+      `The cached copy of ${ctx.repoId} at ${snapshot} is incomplete (${(e as Error).message}): ` +
+        `run once online to finish the download, or unset HF_HUB_OFFLINE.`,
+      "not_cached",
+      { cause: e },
+    );
   }
   return snapshot;
 }
@@ -319,12 +364,21 @@ async function hashFile(path: string, algo: "sha256" | "sha1", prefix = ""): Pro
 /** Checks size and hash (sha256 for LFS etags, git blob sha1 for git etags); deletes a bad file. */
 async function verify(ctx: Ctx, file: string, path: string, etag: string, size: number) {
   const got = (await stat(file)).size;
-  const hash = got !== size ? `${got} bytes` : /^[0-9a-f]{64}$/.test(etag) ? await hashFile(file, "sha256")
-    : COMMIT.test(etag) ? await hashFile(file, "sha1", `blob ${size}\0`) : etag;
+  const hash =
+    got !== size
+      ? `${got} bytes`
+      : /^[0-9a-f]{64}$/.test(etag)
+        ? await hashFile(file, "sha256")
+        : COMMIT.test(etag)
+          ? await hashFile(file, "sha1", `blob ${size}\0`)
+          : etag;
   if (hash === etag) return;
   await rm(file, { force: true });
-  throw new ReimagineError(`The download of ${path} from ${ctx.repoId} was corrupted (got ${hash}, expected ` +
-    `${got !== size ? `${size} bytes` : etag}); the bad file was deleted: run the command again.`, "download_corrupted");
+  throw new ReimagineError(
+    `The download of ${path} from ${ctx.repoId} was corrupted (got ${hash}, expected ` +
+      `${got !== size ? `${size} bytes` : etag}); the bad file was deleted: run the command again.`,
+    "download_corrupted",
+  );
 }
 
 /** GET into `<blob>.incomplete`, resuming with a Range request after a cut (5 tries without progress,
@@ -427,15 +481,18 @@ async function downloadRepo(repoRef: string, opts: HubOptions, what: { variant: 
   if (opts.revision && repoRef.includes("@") && opts.revision !== ref.revision) {
     throw new ReimagineError(`Two revisions given for ${ref.repoId}: '@${ref.revision}' and revision '${opts.revision}': keep one.`);
   }
-  const revision = repoRef.includes("@") ? ref.revision : opts.revision ?? "main";
+  const revision = repoRef.includes("@") ? ref.revision : (opts.revision ?? "main");
   if (opts.revision) parseRepoRef(`${ref.repoId}@${revision}`); // validates the revision
   const ctx = makeContext(ref.repoId, revision, opts, what);
 
   if (opts.localFilesOnly ?? isTrue(process.env.HF_HUB_OFFLINE)) {
     const found = await cachedSnapshot(ctx, plan);
     if (found) return found;
-    throw new ReimagineError(`${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are ` +
-      `off (${opts.localFilesOnly ? "localFilesOnly" : "HF_HUB_OFFLINE=1"}): run once online to download it, or unset HF_HUB_OFFLINE.`, "not_cached");
+    throw new ReimagineError(
+      `${ctx.repoId}@${revision} is not in the Hugging Face cache (${dirname(ctx.storage)}) and downloads are ` +
+        `off (${opts.localFilesOnly ? "localFilesOnly" : "HF_HUB_OFFLINE=1"}): run once online to download it, or unset HF_HUB_OFFLINE.`,
+      "not_cached",
+    );
   }
 
   // 1. revision -> commit and file list (the cache is the fallback when the hub can't be asked, as in Python)

@@ -28,7 +28,9 @@ export class MemoryWeights implements WeightSource {
   fingerprint(): string {
     const h = createHash("sha256");
     for (const [k, t] of this.tensors) {
-      h.update(k).update(JSON.stringify(t.shape)).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      h.update(k)
+        .update(JSON.stringify(t.shape))
+        .update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
     }
     return h.digest("hex");
   }

@@ -24,7 +24,10 @@ export class RandomWeights implements WeightSource {
   private readonly seen = new Map<string, number[]>();
   private readonly biasScale: number;
 
-  constructor(readonly seed: number, opts: RandomWeightsOptions = {}) {
+  constructor(
+    readonly seed: number,
+    opts: RandomWeightsOptions = {},
+  ) {
     if (!Number.isSafeInteger(seed)) throw new ReimagineError(`random weights seed must be an integer, got ${seed}`);
     this.biasScale = opts.biasScale ?? 0.01;
     this.description = `random weights (seed ${seed})`;

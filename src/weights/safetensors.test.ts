@@ -8,7 +8,9 @@ import { ReimagineError } from "../errors.js";
 import { float32ToFloat16Bits, SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 let dir: string;
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), "reimagine-st-")); });
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "reimagine-st-"));
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let n = 0;
@@ -39,11 +41,15 @@ describe("SafetensorsFile round trip", () => {
   it("reads back what writeSafetensors wrote (F32 exact, F16 rounded), with metadata and infos", () => {
     const path = join(dir, "rt.safetensors");
     const a = new Float32Array([1.5, -2.25, 3e-8, 1e30, -0, 7]);
-    writeSafetensors(path, {
-      "conv.weight": { dtype: "F32", shape: [2, 3], data: a },
-      "conv.bias": { dtype: "F16", shape: [3], data: new Float32Array([0.1, 65504, -1 / 3]) },
-      empty: { dtype: "F32", shape: [0, 4], data: new Float32Array(0) },
-    }, { format: "pt" });
+    writeSafetensors(
+      path,
+      {
+        "conv.weight": { dtype: "F32", shape: [2, 3], data: a },
+        "conv.bias": { dtype: "F16", shape: [3], data: new Float32Array([0.1, 65504, -1 / 3]) },
+        empty: { dtype: "F32", shape: [0, 4], data: new Float32Array(0) },
+      },
+      { format: "pt" },
+    );
     expect(readdirSync(dir).filter((f) => f.includes(".tmp-"))).toEqual([]); // atomic: no temp left
     const f = SafetensorsFile.open(path);
     expect(f.description).toBe(path);
@@ -106,15 +112,18 @@ describe("dtype conversion", () => {
     const i32 = new Uint8Array(new Int32Array([-7, 2 ** 30]).buffer);
     const bytes = new Uint8Array([1, 0, 255, 0x38, 0xb8, 0x7f, 0x3c, 0x7c]);
     const data = new Uint8Array([...f64, ...i64, ...i32, ...bytes]);
-    const path = craft({
-      d: { dtype: "F64", shape: [3], data_offsets: [0, 24] },
-      l: { dtype: "I64", shape: [2], data_offsets: [24, 40] },
-      i: { dtype: "I32", shape: [2], data_offsets: [40, 48] },
-      b: { dtype: "BOOL", shape: [2], data_offsets: [48, 50] },
-      u: { dtype: "U8", shape: [1], data_offsets: [50, 51] },
-      e4: { dtype: "F8_E4M3", shape: [3], data_offsets: [51, 54] },
-      e5: { dtype: "F8_E5M2", shape: [2], data_offsets: [54, 56] },
-    }, data);
+    const path = craft(
+      {
+        d: { dtype: "F64", shape: [3], data_offsets: [0, 24] },
+        l: { dtype: "I64", shape: [2], data_offsets: [24, 40] },
+        i: { dtype: "I32", shape: [2], data_offsets: [40, 48] },
+        b: { dtype: "BOOL", shape: [2], data_offsets: [48, 50] },
+        u: { dtype: "U8", shape: [1], data_offsets: [50, 51] },
+        e4: { dtype: "F8_E4M3", shape: [3], data_offsets: [51, 54] },
+        e5: { dtype: "F8_E5M2", shape: [2], data_offsets: [54, 56] },
+      },
+      data,
+    );
     const f = SafetensorsFile.open(path);
     expect(Array.from(f.read("d"))).toEqual([Math.fround(0.1), -3, Infinity]);
     expect(Array.from(f.read("l"))).toEqual([-5, 77]);
@@ -162,10 +171,13 @@ describe("lazy reads", () => {
 
   it("opens a file with a 1 GiB tensor region (sparse) and reads a small tensor quickly", () => {
     const big = 2 ** 28; // F32 elements = 1 GiB
-    const path = craft({
-      small: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
-      big: { dtype: "F32", shape: [big], data_offsets: [8, 8 + big * 4] },
-    }, new Uint8Array(new Float32Array([3, 4]).buffer));
+    const path = craft(
+      {
+        small: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+        big: { dtype: "F32", shape: [big], data_offsets: [8, 8 + big * 4] },
+      },
+      new Uint8Array(new Float32Array([3, 4]).buffer),
+    );
     const size = readFileSync(path).length;
     truncateSync(path, size + big * 4); // sparse: no disk or memory used
     const t0 = performance.now();
@@ -202,7 +214,9 @@ describe("malformed files are refused with a ReimagineError", () => {
     expect(refusal(craft("null", eight)).message).toMatch(/not a JSON object/);
   });
   it("offsets beyond the data section (truncated data)", () => {
-    expect(refusal(craft({ x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, eight)).message).toMatch(/truncated or corrupt.*'x' data_offsets \[0, 16\] run past the 8-byte data section/);
+    expect(refusal(craft({ x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, eight)).message).toMatch(
+      /truncated or corrupt.*'x' data_offsets \[0, 16\] run past the 8-byte data section/,
+    );
   });
   it("truncated download of a valid file", () => {
     const path = join(dir, "cut.safetensors");
@@ -211,14 +225,19 @@ describe("malformed files are refused with a ReimagineError", () => {
     expect(refusal(path).message).toMatch(/truncated or corrupt.*download it again/);
   });
   it("overlapping tensors", () => {
-    const path = craft({
-      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
-      b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
-    }, new Uint8Array(12));
+    const path = craft(
+      {
+        a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+        b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+      },
+      new Uint8Array(12),
+    );
     expect(refusal(path).message).toMatch(/'a' \[0, 8\] and 'b' \[4, 12\] overlap/);
   });
   it("dtype size mismatch", () => {
-    expect(refusal(craft({ x: { dtype: "F16", shape: [2], data_offsets: [0, 8] } }, eight)).message).toMatch(/dtype size mismatch: F16 shape \[2\] needs 4 bytes but data_offsets span 8/);
+    expect(refusal(craft({ x: { dtype: "F16", shape: [2], data_offsets: [0, 8] } }, eight)).message).toMatch(
+      /dtype size mismatch: F16 shape \[2\] needs 4 bytes but data_offsets span 8/,
+    );
   });
   it("unknown or missing dtype", () => {
     expect(refusal(craft({ x: { dtype: "F128", shape: [2], data_offsets: [0, 8] } }, eight)).message).toMatch(/unknown dtype 'F128'/);

@@ -10,8 +10,21 @@ import type { TensorInfo, WeightSource } from "./source.js";
 
 /** Bytes per element for every dtype we accept in a header. */
 const DTYPE_SIZE: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1,
-  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
 };
 const MAX_HEADER_BYTES = 100 * 1024 * 1024; // real headers are a few MiB at most
 const MAX_READ_CHUNK = 1 << 30; // fs.readSync caps one call below 2 GiB
@@ -118,8 +131,13 @@ export class SafetensorsFile implements WeightSource {
 
   private entry(key: string): Entry {
     const e = this.entries.get(key);
-    if (!e) throw new ReimagineError(`${this.description}: no tensor named '${key}'; the file does not match the model it is loaded into (wrong component or architecture?)`, "weights");
-    if (LITTLE_ENDIAN === false) throw new ReimagineError(`${this.description}: big-endian hosts are not supported; run on a little-endian machine`, "unsupported");
+    if (!e)
+      throw new ReimagineError(
+        `${this.description}: no tensor named '${key}'; the file does not match the model it is loaded into (wrong component or architecture?)`,
+        "weights",
+      );
+    if (LITTLE_ENDIAN === false)
+      throw new ReimagineError(`${this.description}: big-endian hosts are not supported; run on a little-endian machine`, "unsupported");
     return e;
   }
 
@@ -142,7 +160,10 @@ function truncated(path: string, what: string): ReimagineError {
 }
 
 function bad(path: string, what: string): ReimagineError {
-  return new ReimagineError(`${path}: invalid safetensors header: ${what}; the file is corrupt or not a safetensors file, re-download or re-export it`, "corrupt_weights");
+  return new ReimagineError(
+    `${path}: invalid safetensors header: ${what}; the file is corrupt or not a safetensors file, re-download or re-export it`,
+    "corrupt_weights",
+  );
 }
 
 /** Reads and validates the header. All structural checks happen here, before any tensor read. */
@@ -209,7 +230,8 @@ function parseEntry(path: string, key: string, value: unknown): Entry {
   if (!Object.hasOwn(DTYPE_SIZE, dtype)) {
     throw bad(path, `tensor '${key}' has unknown dtype '${dtype}' (supported: ${Object.keys(DTYPE_SIZE).join(", ")})`);
   }
-  if (!Array.isArray(shape) || !shape.every(isCount)) throw bad(path, `tensor '${key}' shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || !shape.every(isCount))
+    throw bad(path, `tensor '${key}' shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every(isCount)) {
     throw bad(path, `tensor '${key}' data_offsets must be two non-negative integers, got ${JSON.stringify(data_offsets)}`);
   }
@@ -239,8 +261,10 @@ function halfTable(): Uint32Array {
     const sign = (h & 0x8000) << 16;
     const exp = (h >>> 10) & 0x1f;
     const mant = h & 0x3ff;
-    if (exp === 0x1f) t[h] = sign | 0x7f800000 | (mant << 13); // inf / NaN (payload kept)
-    else if (exp !== 0) t[h] = sign | ((exp + 112) << 23) | (mant << 13); // rebias 15 -> 127
+    if (exp === 0x1f)
+      t[h] = sign | 0x7f800000 | (mant << 13); // inf / NaN (payload kept)
+    else if (exp !== 0)
+      t[h] = sign | ((exp + 112) << 23) | (mant << 13); // rebias 15 -> 127
     else {
       f[0] = mant * 2 ** -24; // zero or subnormal: exact in float32
       t[h] = sign | u[0];
@@ -268,17 +292,22 @@ function toFloat32(raw: Uint8Array, dtype: string, n: number): Float32Array {
   const buf = raw.buffer;
   switch (dtype) {
     case "F16": {
-      const t = halfTable(), src = new Uint16Array(buf, 0, n), dst = new Uint32Array(out.buffer);
+      const t = halfTable(),
+        src = new Uint16Array(buf, 0, n),
+        dst = new Uint32Array(out.buffer);
       for (let i = 0; i < n; i++) dst[i] = t[src[i]];
       break;
     }
     case "BF16": {
-      const src = new Uint16Array(buf, 0, n), dst = new Uint32Array(out.buffer);
+      const src = new Uint16Array(buf, 0, n),
+        dst = new Uint32Array(out.buffer);
       for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
       break;
     }
-    case "F8_E5M2": { // the top byte of a float16
-      const t = halfTable(), dst = new Uint32Array(out.buffer);
+    case "F8_E5M2": {
+      // the top byte of a float16
+      const t = halfTable(),
+        dst = new Uint32Array(out.buffer);
       for (let i = 0; i < n; i++) dst[i] = t[raw[i] << 8];
       break;
     }
@@ -287,16 +316,40 @@ function toFloat32(raw: Uint8Array, dtype: string, n: number): Float32Array {
       for (let i = 0; i < n; i++) out[i] = t[raw[i]];
       break;
     }
-    case "F64": out.set(new Float64Array(buf, 0, n)); break;
-    case "I64": { const s = new BigInt64Array(buf, 0, n); for (let i = 0; i < n; i++) out[i] = Number(s[i]); break; }
-    case "U64": { const s = new BigUint64Array(buf, 0, n); for (let i = 0; i < n; i++) out[i] = Number(s[i]); break; }
-    case "I32": out.set(new Int32Array(buf, 0, n)); break;
-    case "U32": out.set(new Uint32Array(buf, 0, n)); break;
-    case "I16": out.set(new Int16Array(buf, 0, n)); break;
-    case "U16": out.set(new Uint16Array(buf, 0, n)); break;
-    case "I8": out.set(new Int8Array(buf, 0, n)); break;
-    case "U8": case "BOOL": out.set(raw.subarray(0, n)); break;
-    default: throw new ReimagineError(`safetensors dtype '${dtype}' cannot be converted to float32`, "internal");
+    case "F64":
+      out.set(new Float64Array(buf, 0, n));
+      break;
+    case "I64": {
+      const s = new BigInt64Array(buf, 0, n);
+      for (let i = 0; i < n; i++) out[i] = Number(s[i]);
+      break;
+    }
+    case "U64": {
+      const s = new BigUint64Array(buf, 0, n);
+      for (let i = 0; i < n; i++) out[i] = Number(s[i]);
+      break;
+    }
+    case "I32":
+      out.set(new Int32Array(buf, 0, n));
+      break;
+    case "U32":
+      out.set(new Uint32Array(buf, 0, n));
+      break;
+    case "I16":
+      out.set(new Int16Array(buf, 0, n));
+      break;
+    case "U16":
+      out.set(new Uint16Array(buf, 0, n));
+      break;
+    case "I8":
+      out.set(new Int8Array(buf, 0, n));
+      break;
+    case "U8":
+    case "BOOL":
+      out.set(raw.subarray(0, n));
+      break;
+    default:
+      throw new ReimagineError(`safetensors dtype '${dtype}' cannot be converted to float32`, "internal");
   }
   return out;
 }
@@ -311,11 +364,14 @@ export function float32ToFloat16Bits(x: number): number {
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
   const e = exp - 112; // float16 biased exponent
   if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) { // float16 subnormal or zero: m = full * 2^(e - 14) in units of 2^-24
+  if (e <= 0) {
+    // float16 subnormal or zero: m = full * 2^(e - 14) in units of 2^-24
     if (e < -10) return sign;
-    const full = mant | 0x800000, shift = 14 - e;
+    const full = mant | 0x800000,
+      shift = 14 - e;
     let m = full >>> shift;
-    const rem = full & ((1 << shift) - 1), half = 1 << (shift - 1);
+    const rem = full & ((1 << shift) - 1),
+      half = 1 << (shift - 1);
     if (rem > half || (rem === half && m & 1)) m++;
     return sign | m; // m = 0x400 carries into the smallest normal
   }
@@ -346,7 +402,8 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
   let offset = 0;
   for (const [key, t] of Object.entries(tensors)) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new ReimagineError(`writeSafetensors ${path}: tensor '${key}' has ${t.data.length} values but shape ${JSON.stringify(t.shape)} needs ${count}`);
+    if (count !== t.data.length)
+      throw new ReimagineError(`writeSafetensors ${path}: tensor '${key}' has ${t.data.length} values but shape ${JSON.stringify(t.shape)} needs ${count}`);
     const bytes = count * DTYPE_SIZE[t.dtype];
     header[key] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -366,7 +423,11 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
     closeSync(fd);
     renameSync(tmp, path);
   } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
     rmSync(tmp, { force: true });
     throw e;
   }

@@ -34,7 +34,9 @@ const CHANGED: Content = { ...BASE, "conv_in.bias": { shape: [2], data: [BASE["c
 const FEWER: Content = { "conv_in.weight": BASE["conv_in.weight"], "conv_out.weight": BASE["conv_out.weight"] };
 
 const toWrite = (c: Content, rename: (k: string) => string = (k) => k): Record<string, TensorToWrite> =>
-  Object.fromEntries(Object.entries(c).map(([k, t]) => [rename(k), { dtype: k === "conv_out.weight" ? "F16" : "F32", shape: t.shape, data: Float32Array.from(t.data) }]));
+  Object.fromEntries(
+    Object.entries(c).map(([k, t]) => [rename(k), { dtype: k === "conv_out.weight" ? "F16" : "F32", shape: t.shape, data: Float32Array.from(t.data) }]),
+  );
 
 interface SourceCase {
   name: string;
@@ -89,7 +91,10 @@ const CASES: SourceCase[] = [
     open: (c) => {
       const path = join(fresh(), "model.safetensors");
       // a whole checkpoint holds all three models; the VAE and text encoder tensors are not under test
-      const others = { "first_stage_model.encoder.conv_in.weight": ramp([2, 3, 1, 1], 4), "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": ramp([5, 2], 5) };
+      const others = {
+        "first_stage_model.encoder.conv_in.weight": ramp([2, 3, 1, 1], 4),
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": ramp([5, 2], 5),
+      };
       writeSafetensors(path, { ...toWrite(c, (k) => LDM[k]), ...toWrite(others) });
       return convertLdmCheckpoint(SafetensorsFile.open(path), "sd1").unet!;
     },

@@ -80,8 +80,16 @@ export function ControlPanel({ doc, c, set }: Props) {
   const none = models !== null && models.length === 0;
   return (
     <div class="control" data-testid="control-panel">
-      <label class="check" title={none ? "this server offers no ControlNet (reimagine serve --controlnet-dir)" : "a scribble ControlNet keeps the drawing's layout while the prompt paints; strength goes to 1"}>
-        <input type="checkbox" data-testid="keep-layout" checked={c.on} disabled={!models?.length} onChange={(e) => set({ on: e.currentTarget.checked })} /> keep my sketch's layout
+      <label
+        class="check"
+        title={
+          none
+            ? "this server offers no ControlNet (reimagine serve --controlnet-dir)"
+            : "a scribble ControlNet keeps the drawing's layout while the prompt paints; strength goes to 1"
+        }
+      >
+        <input type="checkbox" data-testid="keep-layout" checked={c.on} disabled={!models?.length} onChange={(e) => set({ on: e.currentTarget.checked })} />{" "}
+        keep my sketch's layout
       </label>
       {models && models.length > 1 && (
         <select data-testid="controlnet-model" value={c.model} disabled={!c.on} onChange={(e) => set({ model: e.currentTarget.value })}>
@@ -94,9 +102,26 @@ export function ControlPanel({ doc, c, set }: Props) {
       )}
       <label class="scale" title="how strongly the layout binds (ControlNet conditioning scale)">
         layout <b data-testid="control-scale-value">{c.scale.toFixed(2)}</b>
-        <input type="range" data-testid="control-scale" min={0} max={2} step={0.05} value={c.scale} disabled={!c.on} onInput={(e) => set({ scale: Number(e.currentTarget.value) })} />
+        <input
+          type="range"
+          data-testid="control-scale"
+          min={0}
+          max={2}
+          step={0.05}
+          value={c.scale}
+          disabled={!c.on}
+          onInput={(e) => set({ scale: Number(e.currentTarget.value) })}
+        />
       </label>
-      {c.on && preview && <img class="control-preview" src={preview} alt="the layout the ControlNet reads (scribble of the drawing)" title="what the ControlNet reads: the drawing as white strokes on black" data-testid="control-preview" />}
+      {c.on && preview && (
+        <img
+          class="control-preview"
+          src={preview}
+          alt="the layout the ControlNet reads (scribble of the drawing)"
+          title="what the ControlNet reads: the drawing as white strokes on black"
+          data-testid="control-preview"
+        />
+      )}
       {none && <small class="muted">no ControlNet on this server (reimagine serve --controlnet-dir)</small>}
       {error && <small class="error">{error}</small>}
     </div>
