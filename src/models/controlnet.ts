@@ -19,7 +19,7 @@ import {
 
 /** The keys a ControlNet config shares with the UNet's (those diffusers' ControlNetModel.from_unet copies), with
  *  the same defaults in diffusers. */
-const UNET_KEYS = [
+export const CONTROLNET_UNET_KEYS = [
   "in_channels",
   "flip_sin_to_cos",
   "freq_shift",
@@ -49,7 +49,7 @@ const UNET_KEYS = [
   "projection_class_embeddings_input_dim",
   "addition_embed_type_num_heads",
 ] as const;
-type UNetKeys = Exclude<(typeof UNET_KEYS)[number], "layers_per_block" | "cross_attention_dim" | "transformer_layers_per_block">;
+type UNetKeys = Exclude<(typeof CONTROLNET_UNET_KEYS)[number], "layers_per_block" | "cross_attention_dim" | "transformer_layers_per_block">;
 
 /** controlnet/config.json, keys and defaults as diffusers' ControlNetModel.__init__. */
 export interface ControlNetConfig extends Pick<UNet2DConditionConfig, UNetKeys> {
@@ -65,7 +65,7 @@ export interface ControlNetConfig extends Pick<UNet2DConditionConfig, UNetKeys> 
 
 const unetDefaults = resolveUNetConfig({});
 const DEFAULTS = {
-  ...Object.fromEntries(UNET_KEYS.map((k) => [k, unetDefaults[k]])),
+  ...Object.fromEntries(CONTROLNET_UNET_KEYS.map((k) => [k, unetDefaults[k]])),
   conditioning_channels: 3,
   controlnet_conditioning_channel_order: "rgb",
   conditioning_embedding_out_channels: [16, 32, 96, 256],
