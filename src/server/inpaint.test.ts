@@ -15,6 +15,7 @@ import { blurMask } from "../inpaint/mask-source.js";
 import type { GrayImage } from "../inpaint/pil.js";
 import type { Img2ImgPipeline } from "../pipeline/img2img.js";
 import { loadPipeline } from "../pipeline/load.js";
+import { webuiapiPayload } from "./a1111.case.js";
 import { createApp } from "./app.js";
 import { engineFromPipeline } from "./engine.js";
 import { createFakeEngine } from "./fake-engine.js";
@@ -48,58 +49,23 @@ function diff(a: RGBImage, b: RGBImage, keep: GrayImage): { outside: number; ins
   return r;
 }
 
-/** webuiapi.WebUIApi().img2img(images=[img], mask_image=mask, ...) payload: every default it sends. */
-function webuiapiPayload(image: Buffer, mask: Buffer, over: Record<string, unknown> = {}) {
-  return {
+/** webuiapi.WebUIApi().img2img(images=[img], mask_image=mask, ...) payload: the shared webuiapi defaults plus the
+ *  fields a newer webuiapi also sends (s_min_uncond, refiner_*, an empty ControlNet unit list). */
+function inpaintPayload(image: Buffer, mask: Buffer, over: Record<string, unknown> = {}) {
+  return webuiapiPayload({
     init_images: [b64(image)],
-    resize_mode: 0,
-    denoising_strength: 0.75,
-    image_cfg_scale: 1.5,
-    mask_blur: 4,
-    inpainting_fill: 0,
-    inpaint_full_res: true,
-    inpaint_full_res_padding: 0,
-    inpainting_mask_invert: 0,
-    initial_noise_multiplier: 1,
     prompt: "a fox",
-    styles: [],
     seed: 7,
-    subseed: -1,
-    subseed_strength: 0,
-    seed_resize_from_h: 0,
-    seed_resize_from_w: 0,
-    sampler_name: "Euler a",
-    batch_size: 1,
-    n_iter: 1,
     steps: 4,
-    cfg_scale: 7.0,
     width: W,
     height: W,
-    restore_faces: false,
-    tiling: false,
-    do_not_save_samples: false,
-    do_not_save_grid: false,
-    negative_prompt: "",
-    eta: 1.0,
     s_min_uncond: 0,
-    s_churn: 0,
-    s_tmax: 0,
-    s_tmin: 0,
-    s_noise: 1,
-    override_settings: {},
-    override_settings_restore_afterwards: true,
     refiner_checkpoint: null,
     refiner_switch_at: null,
-    sampler_index: "Euler a",
-    include_init_images: false,
-    script_name: null,
-    script_args: [],
-    send_images: true,
-    save_images: false,
     alwayson_scripts: { ControlNet: { args: [] } },
     mask: b64(mask),
     ...over,
-  };
+  });
 }
 
 describe("a mask never becomes a silent whole-picture repaint", () => {
@@ -110,7 +76,7 @@ describe("a mask never becomes a silent whole-picture repaint", () => {
     const a = await app.request("/sdapi/v1/img2img", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify(webuiapiPayload(img, mask)),
+      body: JSON.stringify(await inpaintPayload(img, mask)),
     });
     expect(a.status).toBe(422);
     expect(JSON.stringify(await a.json())).toMatch(/cannot inpaint/);
@@ -151,7 +117,7 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
   };
 
   it("webuiapi img2img(..., mask_image=...): A1111 defaults (only masked, fill, blur 4); unmasked pixels equal the input", async () => {
-    const r = await a1111(webuiapiPayload(photoPng, await encodeMaskPng(mask)));
+    const r = await a1111(await inpaintPayload(photoPng, await encodeMaskPng(mask)));
     expect(r.status).toBe(200);
     expect([r.image!.width, r.image!.height]).toEqual([W, W]);
     const overlay = (await a1111PrepareMask({ ...mask, channels: 1 }, W, W, { fullRes: true, fullResPadding: 0 })).maskForOverlay;
@@ -167,7 +133,7 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
   it("A1111's UI payload (RGBA brush mask, mask_blur_x/y, only masked with padding 32, original content) keeps unmasked pixels", async () => {
     const strokes = await rgbaPng({ width: W, height: W, data: new Uint8Array(W * W * 3).fill(255) }, (p) => (mask.data[p] ? 255 : 0));
     const r = await a1111(
-      webuiapiPayload(photoPng, strokes, {
+      await inpaintPayload(photoPng, strokes, {
         mask_blur: undefined,
         mask_blur_x: 4,
         mask_blur_y: 2,
@@ -183,7 +149,9 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
   });
 
   it("whole picture + inpainting_mask_invert: the outside is repainted, the mask kept (A1111's doubled overlay mask)", async () => {
-    const r = await a1111(webuiapiPayload(photoPng, await encodeMaskPng(mask), { inpaint_full_res: false, inpainting_mask_invert: 1, inpainting_fill: 1 }));
+    const r = await a1111(
+      await inpaintPayload(photoPng, await encodeMaskPng(mask), { inpaint_full_res: false, inpainting_mask_invert: 1, inpainting_fill: 1 }),
+    );
     expect(r.status).toBe(200);
     const inv = { ...mask, data: mask.data.map((v) => 255 - v) };
     const overlay = (await a1111PrepareMask({ ...inv, channels: 1 }, W, W, { fullRes: false })).maskForOverlay;
@@ -194,11 +162,11 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
   });
 
   it("an all-black mask returns the input and says so; a mask of another size is stretched with a note", async () => {
-    const black = await a1111(webuiapiPayload(photoPng, await encodeMaskPng(rect(0, 0, 0, 0))));
+    const black = await a1111(await inpaintPayload(photoPng, await encodeMaskPng(rect(0, 0, 0, 0))));
     expect(black.status).toBe(200);
     expect(Buffer.from(black.image!.data).equals(Buffer.from(photo.data))).toBe(true);
     expect(JSON.parse(black.json.info).notes.join(" ")).toMatch(/nothing to repaint/);
-    const small = await a1111(webuiapiPayload(photoPng, await encodeMaskPng(rect(10, 7, 22, 20, 32, 32))));
+    const small = await a1111(await inpaintPayload(photoPng, await encodeMaskPng(rect(10, 7, 22, 20, 32, 32))));
     expect(small.status).toBe(200);
     expect(JSON.parse(small.json.info).notes.join(" ")).toMatch(/resized to fit/);
   });
@@ -214,7 +182,7 @@ describeWithFixtures("inpainting over HTTP (sd-tiny)", () => {
       [{ latent_mask: b64(m) }, "latent_mask"],
       [{ override_settings: { inpainting_mask_weight: 0.5 } }, "inpainting_mask_weight"],
     ] as const) {
-      const r = await a1111(webuiapiPayload(photoPng, m, over));
+      const r = await a1111(await inpaintPayload(photoPng, m, over));
       expect(r.status, JSON.stringify(over).slice(0, 60)).toBe(422);
       expect(r.json.detail[0].loc).toEqual(["body", field]);
     }
