@@ -78,7 +78,7 @@ export {
   type ResizeMode,
   type RGBImage,
 } from "./image.js";
-export { downloadDiffusersModel, hubCacheDir, type HubOptions } from "./weights/hub.js";
+export { downloadDiffusersModel, hubCacheDir, type HubOptions, parseRepoRef } from "./weights/hub.js";
 export { findLora, listLoras, loraShortHash, type LoraEntry } from "./lora/catalog.js";
 export { isLcmLoraName, loraDirsFor, loraRunDefaults, promptWithLoraTags, type LoraSpec } from "./lora/spec.js";
 export { extractLoraTags, type LoraTag } from "./prompt/extra-networks.js";

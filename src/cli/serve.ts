@@ -9,6 +9,7 @@ import {
   embeddingDirsFor,
   listControlNets,
   loraDirsFor,
+  parseRepoRef,
   QUANTIZE_MODES,
   type QuantizeMode,
   ReimagineError,
@@ -122,10 +123,16 @@ export async function serveMain(args: string[]): Promise<number> {
     if (quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
       throw new ReimagineError(`--quantize must be one of ${QUANTIZE_MODES.join(", ")} (got '${quantize}')`);
     }
+    // as the model loader reads a reference: a path when it exists, else a hub repo id
     for (const r of values.refiner ?? []) {
-      const local = r.startsWith("/") || r.startsWith(".") || r.endsWith(".safetensors");
-      if (local && !existsSync(r))
-        throw new ReimagineError(`--refiner ${r}: no such file or folder (give an SDXL refiner folder, .safetensors file or Hugging Face repo id)`);
+      if (existsSync(r)) continue;
+      try {
+        parseRepoRef(r);
+      } catch {
+        throw new ReimagineError(
+          `--refiner ${r}: no such file or folder, nor a Hugging Face repo id (give an SDXL refiner folder, .safetensors file or org/name)`,
+        );
+      }
     }
     const apiKey = values["api-key"] ?? (process.env.REIMAGINE_API_KEY || undefined);
     const host = values.host!;

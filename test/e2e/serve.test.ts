@@ -40,11 +40,13 @@ describe("serveMain", () => {
     try {
       expect(await serveMain(["--port", "http"])).toBe(1);
       expect(await serveMain(["--bogus"])).toBe(2);
+      expect(await serveMain(["--refiner", "./no-such-refiner"])).toBe(1); // refused before any model loads
     } finally {
       process.stderr.write = write;
     }
     expect(err.join("")).toMatch(/--port must be a whole number from 0 to 65535 \(got 'http'\)/);
     expect(err.join("")).toMatch(/Usage: reimagine serve/);
+    expect(err.join("")).toMatch(/--refiner \.\/no-such-refiner: no such file or folder, nor a Hugging Face repo id/);
   });
 
   it.skipIf(!haveFixtures("sd-tiny"))("serves the tiny model until SIGINT", async () => {
