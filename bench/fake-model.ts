@@ -126,7 +126,18 @@ export function writeRandomModels(root: string, seed: number, log: (m: string) =
     mkdirSync(join(tmp, "scheduler"));
     writeFileSync(join(tmp, "scheduler", "scheduler_config.json"), JSON.stringify(SCHEDULER_CONFIG, null, 2));
     writeStandInTokenizer(join(tmp, "tokenizer"));
-    writeFileSync(join(tmp, "model_index.json"), JSON.stringify({ _class_name: "StableDiffusionPipeline", _diffusers_version: "0.6.0" }));
+    writeFileSync(
+      join(tmp, "model_index.json"),
+      JSON.stringify({
+        _class_name: "StableDiffusionPipeline",
+        _diffusers_version: "0.6.0",
+        scheduler: ["diffusers", "PNDMScheduler"],
+        text_encoder: ["transformers", "CLIPTextModel"],
+        tokenizer: ["transformers", "CLIPTokenizer"],
+        unet: ["diffusers", "UNet2DConditionModel"],
+        vae: ["diffusers", "AutoencoderKL"],
+      }),
+    );
   });
   once(tinyVae, (tmp) => {
     const cfg = resolveTinyVaeConfig(TAESD_CONFIG);

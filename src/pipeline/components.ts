@@ -96,7 +96,9 @@ export function openDiffusersFolder(dir: string, opts: { variant?: string; name?
   const index = existsSync(join(dir, "model_index.json")) ? readJson(join(dir, "model_index.json"), "model_index.json") : {};
   const family = familyForClassName(index._class_name, dir) ?? (existsSync(join(dir, "text_encoder_2")) ? "sdxl" : "sd");
   // SDXL refiners have only text_encoder_2 / tokenizer_2: model_index.json says which components exist
-  const listed = (c: string) => (index._class_name ? Array.isArray(index[c]) && index[c][0] !== null : existsSync(join(dir, c)));
+  // when it lists any (a hand-written one with only `_class_name` leaves it to the folders present)
+  const lists = ["unet", "vae", ...FAMILIES[family].components].some((c) => c in index);
+  const listed = (c: string) => (lists ? Array.isArray(index[c]) && index[c][0] !== null : existsSync(join(dir, c)));
   const required = FAMILIES[family].components.filter(listed);
   const missing = ["unet", "vae", "scheduler", ...required].filter((c) => !existsSync(join(dir, c)));
   const textEncoders = ["text_encoder", "text_encoder_2"].filter((c) => listed(c) && existsSync(join(dir, c)));

@@ -2,7 +2,7 @@
 // encode_prompt (zero negatives, "" negatives, clip skip), add_time_ids, img2img get_timesteps with the
 // denoising window, and every StableDiffusionXLImg2ImgPipeline case from the seed; the single-file
 // checkpoint gives the same image as the folder.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -49,6 +49,18 @@ describeWithFixtures(
       mkdirSync(dir);
       for (const f of readdirSync(fixture(SET, "model"))) if (f !== "text_encoder_2") symlinkSync(fixture(SET, "model", f), join(dir, f));
       await expect(openModel(dir)).rejects.toThrow(/has no 'text_encoder_2\/' component: a diffusers SDXL folder needs .*text_encoder_2/);
+    });
+
+    it("a model_index.json that lists no components (only _class_name): the folders present decide", async () => {
+      const dir = join(cache, "bare-index");
+      mkdirSync(dir);
+      for (const f of readdirSync(fixture(SET, "model"))) if (f !== "model_index.json") symlinkSync(fixture(SET, "model", f), join(dir, f));
+      writeFileSync(join(dir, "model_index.json"), JSON.stringify({ _class_name: "StableDiffusionXLPipeline" }));
+      const parts = await openModel(dir);
+      expect(parts.family).toBe("sdxl");
+      expect(Object.keys(parts.configs).filter((c) => parts.configs[c as keyof typeof parts.configs])).toEqual(
+        expect.arrayContaining(["text_encoder", "text_encoder_2"]),
+      );
     });
 
     for (const c of R.text_encoders.cases) {
