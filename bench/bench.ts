@@ -5,6 +5,7 @@ import { fork } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { ReimagineError } from "../src/errors.js";
+import { inferenceEnv } from "../src/worker/pipeline-worker.js";
 import { img2imgSettings } from "./img2img.js";
 import { parseOptions, HELP, type BenchOptions } from "./options.js";
 import {
@@ -29,7 +30,8 @@ const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
 /** Runs one task in a child process (execArgv is inherited, so tsx loads the .ts worker). */
 function runChild(task: Task): Promise<WorkerReply> {
   return new Promise((resolve) => {
-    const child = fork(WORKER, [JSON.stringify(task)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    // the environment the product runs models in (huge pages for the arenas), so first runs are measured as users get them
+    const child = fork(WORKER, [JSON.stringify(task)], { env: inferenceEnv(), stdio: ["ignore", "inherit", "inherit", "ipc"] });
     let reply: WorkerReply | undefined;
     child.on("message", (m) => (reply = m as WorkerReply));
     child.on("error", (e) => resolve({ ok: false, error: e.message }));

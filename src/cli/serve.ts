@@ -166,7 +166,7 @@ export async function serveMain(args: string[]): Promise<number> {
     const previewVae = values["preview-vae"] === "none" ? undefined : values["preview-vae"];
     const engine = await createWorkerEngine(
       values.model,
-      { threads, prepack: true, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae },
+      { threads, quantize: quantize as QuantizeMode | undefined, tinyVae: values["tiny-vae"], previewVae },
       (m) => process.stderr.write(`  ${m}\n`),
       { refiners: values.refiner },
     );

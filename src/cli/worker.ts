@@ -34,7 +34,7 @@ export async function workerMain(args: string[]): Promise<number> {
     const threads = flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.concurrency));
     for (let i = 0; i < flags.concurrency; i++) {
       log.info({ model: flags.model ?? "the default model", copy: i + 1, of: flags.concurrency, threads }, "loading");
-      const load = { threads, provider: flags.provider, prepack: true, quantize: flags.quantize, tinyVae: flags.tinyVae, previewVae: flags.previewVae };
+      const load = { threads, provider: flags.provider, quantize: flags.quantize, tinyVae: flags.tinyVae, previewVae: flags.previewVae };
       engines.push(await createWorkerEngine(flags.model, load, (status) => log.info({ status }, "loading")));
     }
     const worker = await startQueueWorker({ url: flags.queue, engines, id, lockMs: flags.lockMs, stalledCheckMs: flags.stalledCheckMs, log });

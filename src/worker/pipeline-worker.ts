@@ -55,6 +55,16 @@ function childEntry(): { file: string; execArgv: string[] } {
   return { file: fileURLToPath(new URL("./child.js", here)), execArgv: [] };
 }
 
+/**
+ * The environment of a process that runs models: glibc.malloc.hugetlb=1 puts large allocations (ONNX
+ * Runtime's arenas) in transparent huge pages, so a first run faults in 2 MiB pages instead of 4 KiB ones
+ * (docs/performance.md). glibc reads it at process start; other C libraries ignore it. A value the caller
+ * set is kept. The benchmark's measuring children get the same.
+ */
+export function inferenceEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? "glibc.malloc.hugetlb=1" };
+}
+
 /** A model loaded in a child process; the same surface front ends use of an Img2ImgPipeline. */
 export class PipelineWorker implements PipelineInfo {
   readonly modelName: string;
@@ -93,10 +103,7 @@ export class PipelineWorker implements PipelineInfo {
     opts.signal?.throwIfAborted();
     const { file, execArgv } = childEntry();
     // the child's stdout goes to our stderr: stdout belongs to the caller (--json)
-    // glibc.malloc.hugetlb=1: large allocations (ONNX Runtime's arenas) in transparent huge pages, so a first run
-    // faults in 2 MiB pages instead of 4 KiB ones (docs/performance.md); read at process start, ignored elsewhere
-    const env = { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? "glibc.malloc.hugetlb=1" };
-    const child = fork(file, [], { execArgv, env, serialization: "advanced", stdio: ["ignore", 2, 2, "ipc"] });
+    const child = fork(file, [], { execArgv, env: inferenceEnv(), serialization: "advanced", stdio: ["ignore", 2, 2, "ipc"] });
     const kill = () => child.kill("SIGKILL");
     opts.signal?.addEventListener("abort", kill, { once: true });
     try {
