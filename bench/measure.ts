@@ -107,6 +107,26 @@ function runProfile(events: TimedEvent[], run: TimedEvent): RunProfile {
   return { runUs: s.runUs, kernelUs: s.kernelUs, flops: s.flops, ops: s.ops };
 }
 
+/**
+ * Runs `session` (loaded with `profileFilePrefix` in `dir`) once plus `runs` more times, releases it (ORT writes the
+ * profile when the session ends) and returns the first run and the last (steady) one, per op type.
+ */
+export async function profiledRuns(
+  session: ModelSession,
+  dir: string,
+  feeds: Parameters<ModelSession["run"]>[0],
+  runs = 1,
+): Promise<{ first: RunProfile; steady: RunProfile }> {
+  for (let i = 0; i <= runs; i++) await session.run(feeds);
+  await session.release();
+  const file = readdirSync(dir).find((f) => f.endsWith(".json"));
+  if (!file) throw new Error(`ONNX Runtime wrote no profile into ${dir}`);
+  const events = readProfile(join(dir, file)) as TimedEvent[];
+  const all = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
+  if (all.length < 2) throw new Error(`profile in ${dir} has ${all.length} model_run events, expected ${runs + 1}`);
+  return { first: runProfile(events, all[0]), steady: runProfile(events, all[all.length - 1]) };
+}
+
 /** A fresh session with ORT profiling: the first run and the second (steady) run, per op type. */
 export async function profileGraph(name: GraphComponent, task: Task): Promise<{ first: RunProfile; steady: RunProfile }> {
   const { c, key } = graphKey(name, task);
@@ -114,16 +134,7 @@ export async function profileGraph(name: GraphComponent, task: Task): Promise<{ 
   const dir = mkdtempSync(join(tmpdir(), "reimagine-bench-profile-"));
   try {
     const session = await ModelSession.load(path, { threads: task.threads, profileFilePrefix: join(dir, "ort") });
-    const feeds = c.feeds();
-    await session.run(feeds);
-    await session.run(feeds);
-    await session.release(); // ORT writes the profile when the session ends
-    const file = readdirSync(dir).find((f) => f.endsWith(".json"));
-    if (!file) throw new Error(`ONNX Runtime wrote no profile into ${dir}`);
-    const events = readProfile(join(dir, file)) as TimedEvent[];
-    const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
-    if (runs.length < 2) throw new Error(`profile of ${name} has ${runs.length} model_run events, expected 2`);
-    return { first: runProfile(events, runs[0]), steady: runProfile(events, runs[1]) };
+    return await profiledRuns(session, dir, c.feeds());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,8 +3,10 @@
 // int8 vs int8-conv (batch 1 and 2), text encoder fp32 vs int8, AutoencoderKL vs TAESD, and an
 // SD-Turbo-style img2img (2 steps x strength 0.5 = one UNet call, no CFG) in one warm process.
 // Rows of one table come from one run, modes alternating; each row gives its first run and best run.
-import { availableParallelism, loadavg } from "node:os";
-import { resolve } from "node:path";
+// --profile adds each row's per-op times (a first and a steady run, ORT profiling).
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Graph } from "../src/graph/builder.js";
 import { cachedGraph, cacheRoot } from "../src/graph/cache.js";
@@ -17,8 +19,8 @@ import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
 import { ModelSession, type TensorData } from "../src/runtime.js";
 import { benchWeights, TAESD_CONFIG } from "./fake-model.js";
 import { testImage } from "./img2img.js";
-import { fmtMs, log } from "./measure.js";
-import { machineInfo, writeJson } from "./report.js";
+import { fmtMs, log, profiledRuns } from "./measure.js";
+import { machineInfo, profileTable, writeJson } from "./report.js";
 import { sd15Graph, TEXT_ENCODER_CONFIG, UNET_CONFIG } from "./sd15.js";
 import { measured, median, peakRssMB } from "./usage.js";
 
@@ -30,6 +32,7 @@ const { values } = parseArgs({
     cache: { type: "string", default: cacheRoot() },
     only: { type: "string", default: "unet,text-encoder,vae,img2img" },
     json: { type: "string" },
+    profile: { type: "boolean", default: false },
   },
 });
 const size = Number(values.size);
@@ -74,6 +77,16 @@ async function timeSession(
   for (let i = 0; i < runs; i++) ms.push((await measured(() => s.run(feeds))).usage.wallMs);
   await s.release();
   log(`${label}: load ${fmtMs(load.wallMs)}, first ${fmtMs(usage.wallMs)}, runs ${ms.map(fmtMs).join(" ")} (load average ${loadavg()[0].toFixed(1)})`);
+  if (values.profile) {
+    // per-op times of a first and a steady run, in a session of their own (profiling slows the runs it records)
+    const dir = mkdtempSync(join(tmpdir(), "reimagine-modes-profile-"));
+    try {
+      const profiled = await ModelSession.load(path, { threads, profileFilePrefix: join(dir, "ort") });
+      console.log(`\n${profileTable(label, await profiledRuns(profiled, dir, feeds))}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
   const row = {
     label,
     firstMs: usage.wallMs,

@@ -1,5 +1,5 @@
 // ModelSession: the saved optimised graph (ort-optimized/) is reused on the next load with identical
-// outputs, is keyed by the weights file, keeps prepacked weights when prepacking; arena settings and
+// outputs, is keyed by the weights file, holds no packed weights (prepacking or not); arena settings and
 // a session dropped and re-created by the memory pool give identical outputs; physicalCores() is sane.
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -60,16 +60,17 @@ describe("ModelSession", () => {
     expect(after[0]).not.toBe(before[0]);
   });
 
-  it("saves MLAS's prepacked weights in a separate copy when prepacking, with the outputs of a plain prepacked load", async () => {
+  it("prepacking (the default) and not share one optimised copy without packed weights, with a plain load's outputs", async () => {
     const path = model().save(join(dir, "m3"));
-    const plain = await once(path, { reuseOptimized: false, prepack: true });
+    const plain = await once(path, { reuseOptimized: false });
     const unpacked = await once(path, { prepack: false });
     const first = await once(path); // prepacking is the default
     const second = await once(path, { prepack: true });
-    const copies = readdirSync(join(dir, "m3", "ort-optimized")).sort();
-    expect(copies.map((c) => c.slice(-2))).toEqual(["-p", "-u"]); // both variants kept side by side
-    const size = (c: string) => statSync(join(dir, "m3", "ort-optimized", c, "weights.bin")).size;
-    expect(size(copies[0])).toBeGreaterThan(size(copies[1])); // the packed Linear weight is stored too
+    const copies = readdirSync(join(dir, "m3", "ort-optimized"));
+    expect(copies).toHaveLength(1);
+    // no MLAS packed blobs saved (ORT 1.30 crashes running some graphs loaded with them): the copy holds the weights once
+    const saved = statSync(join(dir, "m3", "ort-optimized", copies[0], "weights.bin")).size;
+    expect(saved).toBeLessThanOrEqual(statSync(join(dir, "m3", "weights.bin")).size);
     expect(Array.from(first)).toEqual(Array.from(plain));
     expect(Array.from(second)).toEqual(Array.from(plain));
     expect(maxDiff(unpacked, plain)).toBeLessThan(1e-5); // another summation order, same numbers

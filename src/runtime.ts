@@ -30,9 +30,8 @@ export interface RuntimeOptions {
   /** ONNX Runtime graph optimisation level (default "all"). */
   optimization?: "disabled" | "basic" | "extended" | "all";
   /**
-   * Prepack MatMul weights into MLAS's blocked layout (a first run as fast as later ones, and slightly
-   * faster runs). With reuseOptimized the packed weights are saved in the optimised copy and read on
-   * later loads instead of packed again. Default true; false gives faster loads and slower first runs.
+   * Prepack MatMul weights into MLAS's blocked layout at load (a first run as fast as later ones, and
+   * slightly faster runs). Default true; false gives faster loads and slower first runs.
    */
   prepack?: boolean;
   /**
@@ -103,15 +102,20 @@ function defaultThreads(): number {
 
 const ortVersion = (): string => (ort().env.versions as Record<string, string | undefined>).node ?? ort().env.versions.common;
 
-/** Bumped when what the optimised copy holds changes (2: prepacked weights saved when prepacking). */
-const OPTIMIZED_FORMAT = 2;
+/**
+ * Bumped when what the optimised copy holds changes. 3: no prepacked weights in it. Version 2 saved MLAS's
+ * packed weights (ORT's save_external_prepacked_constant_initializers) when prepacking: such a copy loaded no
+ * faster than packing at load (an SD 1.5 UNet: 1.2-1.4 s either way), and ORT 1.30 crashes (SIGSEGV) running
+ * some graphs loaded from one, the SDXL text_encoder_2 among them.
+ */
+const OPTIMIZED_FORMAT = 3;
 
 /**
- * Where the optimised copy of `path` lives: <model dir>/ort-optimized/<source key>-<p|u>/model.onnx, the
- * source key covering the model's bytes, its external data, ORT and the CPU; "p" copies hold prepacked
- * weights, "u" copies do not (a server and a CLI on one cache each keep theirs).
+ * Where the optimised copy of `path` lives: <model dir>/ort-optimized/<source key>/model.onnx, the source key
+ * covering the model's bytes, its external data, ORT, the CPU and OPTIMIZED_FORMAT. The copy holds the graph
+ * after ORT's optimisations (fused ops, NCHWc-reordered conv weights); MatMul weights are packed at load.
  */
-function optimizedDir(path: string, prepacked: boolean): { dir: string; sourceKey: string } {
+function optimizedDir(path: string): { dir: string; sourceKey: string } {
   const dir = dirname(path);
   const h = createHash("sha256").update(readFileSync(path));
   // external data: identified by name, size and mtime (a rebuilt graph gets new files)
@@ -121,19 +125,19 @@ function optimizedDir(path: string, prepacked: boolean): { dir: string; sourceKe
   }
   h.update(`${ortVersion()}\n${process.arch}\n${cpus()[0]?.model ?? ""}\n${OPTIMIZED_FORMAT}`);
   const sourceKey = h.digest("hex").slice(0, 16);
-  return { dir: join(dir, "ort-optimized", `${sourceKey}-${prepacked ? "p" : "u"}`), sourceKey };
+  return { dir: join(dir, "ort-optimized", sourceKey), sourceKey };
 }
 
 /**
  * Creates a CPU session from the optimised copy when there is one; otherwise optimises `path` as
- * usual and saves the result (weights as external data; with prepacking, MLAS's packed weights too,
- * memory-mapped on later loads) for next time. Any file-system failure falls back to a plain load.
+ * usual and saves the result (weights as external data, memory-mapped on later loads) for next time.
+ * Any file-system failure falls back to a plain load.
  */
-async function createReusingOptimized(path: string, options: Ort.InferenceSession.SessionOptions, prepacked: boolean): Promise<Ort.InferenceSession> {
+async function createReusingOptimized(path: string, options: Ort.InferenceSession.SessionOptions): Promise<Ort.InferenceSession> {
   let dir: string;
   let sourceKey: string;
   try {
-    ({ dir, sourceKey } = optimizedDir(path, prepacked));
+    ({ dir, sourceKey } = optimizedDir(path));
   } catch {
     return ort().InferenceSession.create(path, options);
   }
@@ -161,15 +165,14 @@ async function createReusingOptimized(path: string, options: Ort.InferenceSessio
           ...sessionExtra(options),
           optimized_model_external_initializers_file_name: "weights.bin",
           optimized_model_external_initializers_min_size_in_bytes: "1024",
-          ...(prepacked ? { save_external_prepacked_constant_initializers: "1" } : {}),
         },
       },
     });
     try {
-      // drop copies of older sources, ORT versions or CPUs; keep the other prepacking variant
+      // drop copies of older sources, ORT versions, CPUs or formats
       const parent = dirname(dir);
       for (const old of readdirSync(parent)) {
-        if (!old.includes(".tmp-") && !old.startsWith(`${sourceKey}-`)) rmSync(join(parent, old), { recursive: true, force: true });
+        if (!old.includes(".tmp-") && old !== sourceKey) rmSync(join(parent, old), { recursive: true, force: true });
       }
       renameSync(tmp, dir);
     } catch {
@@ -256,11 +259,10 @@ export class ModelSession implements PooledSession {
       // it would carve a second, run-sized block out of the arena on the second run.
       enableCpuMemArena: opts.memArena ?? true,
       enableMemPattern: !(opts.memArena ?? true),
-      // Prepacking puts every MatMul weight in MLAS's blocked layout when the session is created, and
-      // reuseOptimized saves the packed weights so later loads read them instead of packing again. On by
+      // Prepacking puts every MatMul weight in MLAS's blocked layout when the session is created. On by
       // default: without it the first run of each model pays the packing and weight faults (an SD 1.5
       // UNet's first step took 9.5 s against 5.7 s steady; prepacked, the first step is a steady one, for
-      // a UNet load of ~1.5 s instead of 0.5 s: docs/performance.md).
+      // a UNet load of ~1.3 s instead of 0.4 s: docs/performance.md).
       extra: (opts.prepack ?? true) ? {} : { session: { disable_prepacking: "1" } },
     };
     if (opts.profileFilePrefix) {
@@ -270,7 +272,7 @@ export class ModelSession implements PooledSession {
     const policy = opts.memory ?? "lean";
     if (!MEMORY_POLICIES.includes(policy)) throw new ReimagineError(`unknown memory policy '${policy}': use one of ${MEMORY_POLICIES.join(", ")}`);
     const reuse = provider === "cpu" && options.graphOptimizationLevel === "all" && (opts.reuseOptimized ?? true);
-    const create = () => (reuse ? createReusingOptimized(path, options, opts.prepack ?? true) : ort().InferenceSession.create(path, options));
+    const create = () => (reuse ? createReusingOptimized(path, options) : ort().InferenceSession.create(path, options));
     try {
       const rss = process.memoryUsage.rss();
       const session = new ModelSession(await create(), path, create, policy, modelBytes(path));
