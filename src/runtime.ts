@@ -104,9 +104,9 @@ const ortVersion = (): string => (ort().env.versions as Record<string, string | 
 
 /**
  * Bumped when what the optimised copy holds changes. 3: no prepacked weights in it. Version 2 saved MLAS's
- * packed weights (ORT's save_external_prepacked_constant_initializers) when prepacking: such a copy loaded no
- * faster than packing at load (an SD 1.5 UNet: 1.2-1.4 s either way), and ORT 1.30 crashes (SIGSEGV) running
- * some graphs loaded from one, the SDXL text_encoder_2 among them.
+ * packed weights (ORT's save_external_prepacked_constant_initializers) when prepacking: such a copy loaded an
+ * SD 1.5 UNet in 1.2-1.4 s against ~2 s packing at load, but ORT 1.30 crashes (SIGSEGV) running some graphs
+ * loaded from one, the SDXL text_encoder_2 among them.
  */
 const OPTIMIZED_FORMAT = 3;
 
@@ -262,7 +262,7 @@ export class ModelSession implements PooledSession {
       // Prepacking puts every MatMul weight in MLAS's blocked layout when the session is created. On by
       // default: without it the first run of each model pays the packing and weight faults (an SD 1.5
       // UNet's first step took 9.5 s against 5.7 s steady; prepacked, the first step is a steady one, for
-      // a UNet load of ~1.3 s instead of 0.4 s: docs/performance.md).
+      // a UNet load of ~2 s instead of 0.4 s: docs/performance.md).
       extra: (opts.prepack ?? true) ? {} : { session: { disable_prepacking: "1" } },
     };
     if (opts.profileFilePrefix) {
