@@ -12,6 +12,8 @@ import { median } from "./usage.js";
 interface BenchJson {
   peak?: { gflops: number; start?: PeakResult; end?: PeakResult };
   components: Row[];
+  sumOfComponentsMs?: number | null;
+  sumOfComponentsCpuMs?: number | null;
   loadAverages?: { what: string; before: number; after: number }[];
 }
 
@@ -47,7 +49,11 @@ export function compare(before: BenchJson, after: BenchJson): string {
   }
   out.push("", "| end to end | wall | / sum of steady components (wall) | CPU | / sum of steady components (CPU) | minor faults | system CPU | peak RSS MiB |");
   out.push("|---|---|---|---|---|---|---|---|");
-  const sums = (j: BenchJson) => ({ wall: sumOfComponents(j.components, steps), cpu: sumOfComponentsCpu(j.components, steps) });
+  // the bench's own sums when written (both passes of the components), else from the component rows
+  const sums = (j: BenchJson) => ({
+    wall: j.sumOfComponentsMs ?? sumOfComponents(j.components, steps),
+    cpu: j.sumOfComponentsCpuMs ?? sumOfComponentsCpu(j.components, steps),
+  });
   const [sb, sa] = [sums(before), sums(after)];
   const ratio = (v: number, sum: number | null) => (sum ? v / sum : null);
   for (const what of ["img2img", "img2img-cli", "img2img-turbo-cli"]) {

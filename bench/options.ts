@@ -21,7 +21,8 @@ machine's fp32 peak through ONNX Runtime (MatMuls and 3x3 convs, several sizes, 
 times each component in fresh child processes: the first run (what a one-image CLI process pays)
 beside the steady state (median/min), with CPU time, page faults, GFLOP/s, % of peak and peak RSS,
 and per-op profiles of a first and a steady run. End-to-end rows: img2img in one warm process, and
-through the CLI (one process per image) on the same model written as a diffusers folder.
+through the CLI (one process per image) on the same model written as a diffusers folder. The
+components summed as their yardstick are measured again after them (sd15): the sum uses both passes.
 
   --arch A        sd15 (default) or sdxl: SDXL base (both text encoders, UNet with text_time) on seeded
                   random weights in memory, at --size 1024 (default for sdxl; the batch-1 UNet row runs at
