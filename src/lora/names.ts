@@ -4,6 +4,7 @@
 // kohya LoRAs), both with "." -> "_". Ref: AUTOMATIC1111 extensions-builtin/Lora/networks.py (network_layer_mapping),
 // diffusers scripts/convert_diffusers_to_original_sdxl.py (unet_conversion_map*), the inverse of
 // src/weights/checkpoint.ts's LDM -> diffusers UNet conversion.
+import { RESNET_TO_LDM } from "../weights/checkpoint.js";
 import type { WeightSource } from "../weights/source.js";
 
 /** Linear (2-D) and Conv2d (4-D) weights of a model by module name: `down_blocks.0.attentions.0.proj_in` -> [out, in(, k, k)]. */
@@ -45,14 +46,6 @@ export class ModuleNameTable {
   }
 }
 
-const RESNET_LDM: Record<string, string> = {
-  norm1: "in_layers.0",
-  conv1: "in_layers.2",
-  time_emb_proj: "emb_layers.1",
-  norm2: "out_layers.0",
-  conv2: "out_layers.3",
-  conv_shortcut: "skip_connection",
-};
 const FIXED_LDM: Record<string, string> = {
   conv_in: "input_blocks.0.0",
   conv_out: "out.2",
@@ -108,17 +101,17 @@ export function ldmUnetNames(modules: readonly string[]): Map<string, string> {
   function ldmName(m: string): string | undefined {
     if (FIXED_LDM[m]) return FIXED_LDM[m];
     let x = /^down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)$/.exec(m);
-    if (x && RESNET_LDM[x[3]]) return `input_blocks.${inStart[+x[1]] + +x[2]}.0.${RESNET_LDM[x[3]]}`;
+    if (x && RESNET_TO_LDM[x[3]]) return `input_blocks.${inStart[+x[1]] + +x[2]}.0.${RESNET_TO_LDM[x[3]]}`;
     x = /^down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/.exec(m);
     if (x) return `input_blocks.${inStart[+x[1]] + +x[2]}.1.${x[3]}`;
     x = /^down_blocks\.(\d+)\.downsamplers\.0\.conv$/.exec(m);
     if (x) return `input_blocks.${inStart[+x[1]] + (downRes.get(+x[1])?.size ?? 0)}.0.op`;
     x = /^mid_block\.resnets\.(\d+)\.(\w+)$/.exec(m);
-    if (x && RESNET_LDM[x[2]]) return `middle_block.${+x[1] === 0 ? 0 : midAttn ? 2 : 1}.${RESNET_LDM[x[2]]}`;
+    if (x && RESNET_TO_LDM[x[2]]) return `middle_block.${+x[1] === 0 ? 0 : midAttn ? 2 : 1}.${RESNET_TO_LDM[x[2]]}`;
     x = /^mid_block\.attentions\.0\.(.+)$/.exec(m);
     if (x) return `middle_block.1.${x[1]}`;
     x = /^up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)$/.exec(m);
-    if (x && RESNET_LDM[x[3]]) return `output_blocks.${outStart[+x[1]] + +x[2]}.0.${RESNET_LDM[x[3]]}`;
+    if (x && RESNET_TO_LDM[x[3]]) return `output_blocks.${outStart[+x[1]] + +x[2]}.0.${RESNET_TO_LDM[x[3]]}`;
     x = /^up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/.exec(m);
     if (x) return `output_blocks.${outStart[+x[1]] + +x[2]}.1.${x[3]}`;
     x = /^up_blocks\.(\d+)\.upsamplers\.0\.conv$/.exec(m);

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { buildCLIPTextModel, resolveCLIPTextConfig } from "../models/clip-text.js";
 import { buildUNet2DConditionModel, resolveUNetConfig } from "../models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder, resolveVaeConfig } from "../models/vae.js";
-import { detectFamily, openSingleFile, shippedConfigs } from "./checkpoint.js";
+import { detectFamily, openSingleFile, RESNET_TO_LDM, shippedConfigs } from "./checkpoint.js";
 import { RandomWeights } from "./random.js";
 import { SafetensorsFile } from "./safetensors.js";
 
@@ -37,14 +37,6 @@ function writeSparse(path: string, tensors: Map<string, readonly number[]>): voi
 }
 
 // LDM (SGM) names of diffusers keys, the inverse of checkpoint.ts's conversion.
-const RESNET: Record<string, string> = {
-  norm1: "in_layers.0",
-  conv1: "in_layers.2",
-  time_emb_proj: "emb_layers.1",
-  norm2: "out_layers.0",
-  conv2: "out_layers.3",
-  conv_shortcut: "skip_connection",
-};
 function ldmUnetKey(k: string, lpb: number, attnLevels: Set<number>): string {
   const n = lpb + 1;
   const fixed: Record<string, string> = {
@@ -63,7 +55,7 @@ function ldmUnetKey(k: string, lpb: number, attnLevels: Set<number>): string {
     const idx = n * +m[1] + +m[3] + 1;
     if (m[2] === "attentions") return `model.diffusion_model.input_blocks.${idx}.1.${m[4]}`;
     const [, sub, p] = /^(.+)\.(weight|bias)$/.exec(m[4])!;
-    return `model.diffusion_model.input_blocks.${idx}.0.${RESNET[sub]}.${p}`;
+    return `model.diffusion_model.input_blocks.${idx}.0.${RESNET_TO_LDM[sub]}.${p}`;
   }
   m = /^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)$/.exec(k);
   if (m) return `model.diffusion_model.input_blocks.${n * (+m[1] + 1)}.0.op.${m[2]}`;
@@ -71,14 +63,14 @@ function ldmUnetKey(k: string, lpb: number, attnLevels: Set<number>): string {
   if (m) {
     if (m[1] === "attentions") return `model.diffusion_model.middle_block.1.${m[3]}`;
     const [, sub, p] = /^(.+)\.(weight|bias)$/.exec(m[3])!;
-    return `model.diffusion_model.middle_block.${m[2] === "0" ? 0 : 2}.${RESNET[sub]}.${p}`;
+    return `model.diffusion_model.middle_block.${m[2] === "0" ? 0 : 2}.${RESNET_TO_LDM[sub]}.${p}`;
   }
   m = /^up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)$/.exec(k);
   if (m) {
     const idx = n * +m[1] + +m[3];
     if (m[2] === "attentions") return `model.diffusion_model.output_blocks.${idx}.1.${m[4]}`;
     const [, sub, p] = /^(.+)\.(weight|bias)$/.exec(m[4])!;
-    return `model.diffusion_model.output_blocks.${idx}.0.${RESNET[sub]}.${p}`;
+    return `model.diffusion_model.output_blocks.${idx}.0.${RESNET_TO_LDM[sub]}.${p}`;
   }
   m = /^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)$/.exec(k);
   if (m) return `model.diffusion_model.output_blocks.${n * +m[1] + lpb}.${attnLevels.has(+m[1]) ? 2 : 1}.conv.${m[2]}`;

@@ -152,6 +152,8 @@ const RESNET: Record<string, string> = {
   "emb_layers.1": "time_emb_proj",
   skip_connection: "conv_shortcut",
 };
+/** The inverse: a diffusers ResnetBlock2D's sub-module -> its LDM (single-file) name (LoRA keys and tests name LDM modules). */
+export const RESNET_TO_LDM: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(RESNET).map(([ldm, d]) => [d, ldm]));
 const UNET_FIXED: Record<string, string> = {
   "time_embed.0": "time_embedding.linear_1",
   "time_embed.2": "time_embedding.linear_2",

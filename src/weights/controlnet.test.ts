@@ -10,7 +10,7 @@ import { describeWithFixtures, fixture, loadReferenceJson, maxAbsDiff, reference
 import { buildControlNetModel, controlNetOutputNames, controlNetScales, resolveControlNetConfig } from "../models/controlnet.js";
 import { resolveUNetConfig } from "../models/unet.js";
 import { ModelSession, type TensorData } from "../runtime.js";
-import type { TensorFile } from "./checkpoint.js";
+import { RESNET_TO_LDM, type TensorFile } from "./checkpoint.js";
 import { checkControlNetFits, controlNetFromFile, familyOf, openControlNet, shippedControlNetConfig } from "./controlnet.js";
 import { controlNetShapeConfig } from "./controlnet-ldm.js";
 import { RandomWeights } from "./random.js";
@@ -20,15 +20,6 @@ import type { WeightSource } from "./source.js";
 const SET = "sd-tiny-controlnet";
 const tmp = mkdtempSync(join(tmpdir(), "reimagine-cn-load-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-const RESNET: Record<string, string> = {
-  norm1: "in_layers.0",
-  conv1: "in_layers.2",
-  time_emb_proj: "emb_layers.1",
-  norm2: "out_layers.0",
-  conv2: "out_layers.3",
-  conv_shortcut: "skip_connection",
-};
 
 /** diffusers ControlNetModel key -> cldm key (the inverse of the loader's mapping, written out independently). */
 function toLdm(key: string, lpb: number, hintBlocks: number): string {
@@ -41,10 +32,10 @@ function toLdm(key: string, lpb: number, hintBlocks: number): string {
     [/^controlnet_cond_embedding\.conv_out\.(\w+)$/, (m) => `input_hint_block.${2 * (hintBlocks + 1)}.${m[1]}`],
     [/^controlnet_down_blocks\.(\d+)\.(\w+)$/, (m) => `zero_convs.${m[1]}.0.${m[2]}`],
     [/^controlnet_mid_block\.(\w+)$/, (m) => `middle_block_out.0.${m[1]}`],
-    [/^down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(\w+)$/, (m) => `input_blocks.${1 + +m[1] * (lpb + 1) + +m[2]}.0.${RESNET[m[3]]}.${m[4]}`],
+    [/^down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(\w+)$/, (m) => `input_blocks.${1 + +m[1] * (lpb + 1) + +m[2]}.0.${RESNET_TO_LDM[m[3]]}.${m[4]}`],
     [/^down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/, (m) => `input_blocks.${1 + +m[1] * (lpb + 1) + +m[2]}.1.${m[3]}`],
     [/^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)$/, (m) => `input_blocks.${1 + +m[1] * (lpb + 1) + lpb}.0.op.${m[2]}`],
-    [/^mid_block\.resnets\.([01])\.(\w+)\.(\w+)$/, (m) => `middle_block.${m[1] === "0" ? 0 : 2}.${RESNET[m[2]]}.${m[3]}`],
+    [/^mid_block\.resnets\.([01])\.(\w+)\.(\w+)$/, (m) => `middle_block.${m[1] === "0" ? 0 : 2}.${RESNET_TO_LDM[m[2]]}.${m[3]}`],
     [/^mid_block\.attentions\.0\.(.+)$/, (m) => `middle_block.1.${m[1]}`],
   ];
   for (const [re, f] of fixed) {
