@@ -60,11 +60,11 @@ describe("ModelSession", () => {
     expect(after[0]).not.toBe(before[0]);
   });
 
-  it("prepacking (the default) and not share one optimised copy without packed weights, with a plain load's outputs", async () => {
+  it("prepacking and not (the default) share one optimised copy without packed weights, with a plain load's outputs", async () => {
     const path = model().save(join(dir, "m3"));
-    const plain = await once(path, { reuseOptimized: false });
-    const unpacked = await once(path, { prepack: false });
-    const first = await once(path); // prepacking is the default
+    const plain = await once(path, { reuseOptimized: false, prepack: true });
+    const unpacked = await once(path); // no prepacking is the default
+    const first = await once(path, { prepack: true });
     const second = await once(path, { prepack: true });
     const copies = readdirSync(join(dir, "m3", "ort-optimized"));
     expect(copies).toHaveLength(1);
