@@ -30,10 +30,11 @@ export interface RuntimeOptions {
   /** ONNX Runtime graph optimisation level (default "all"). */
   optimization?: "disabled" | "basic" | "extended" | "all";
   /**
-   * Prepack MatMul weights into MLAS's blocked layout when the session is created. Default false: measured
-   * here it made no run faster, first or later, and made loads 10x slower (an SD 1.5 UNet: 3.5-4 s against
-   * 0.35 s), which the lean memory policy pays again each time it re-creates a dropped session
-   * (docs/performance.md).
+   * Prepack MatMul weights into MLAS's blocked layout when the session is created. Default false. Measured on
+   * the SD 1.5 UNet at 512, batch 2 (docs/performance.md): loads 10x slower (3.8-4.1 s against 0.33-0.38 s),
+   * which the lean memory policy pays again each time it re-creates a dropped session; the first run no
+   * faster (7.2-7.3 s against 7.3-7.6 s: MLAS packs panels on the fly, in every thread); later calls 1.5-3 %
+   * faster. Worth it only for a session kept for hundreds of calls (memory: "keep").
    */
   prepack?: boolean;
   /**
@@ -261,10 +262,7 @@ export class ModelSession implements PooledSession {
       // it would carve a second, run-sized block out of the arena on the second run.
       enableCpuMemArena: opts.memArena ?? true,
       enableMemPattern: !(opts.memArena ?? true),
-      // Prepacking (off by default) copies every MatMul weight into MLAS's blocked layout at load. Measured in
-      // a fresh process on the SD 1.5 UNet at 512 (batch 2): load 3.8-4.1 s packed against 0.33-0.38 s, first
-      // run 7.2-7.3 s against 7.3-7.6 s, later runs the same (MLAS packs panels on the fly, in every thread);
-      // a whole one-image img2img 76.9-80.2 s against 74.4 s (docs/performance.md).
+      // prepacking: off unless asked for (RuntimeOptions.prepack says why)
       extra: opts.prepack ? {} : { session: { disable_prepacking: "1" } },
     };
     if (opts.profileFilePrefix) {
