@@ -30,7 +30,7 @@ components summed as their yardstick are measured again after them (sd15): the s
                   optimised copies, ~30 GB of disk
   --only LIST     components, comma-separated (default: all of the architecture's):
                   ${COMPONENTS.join(", ")}
-                  ("unet" = both UNet batches; img2img-turbo-cli = 1 step, --quantize int8 --tiny-vae)
+                  ("unet" = both UNet batches; img2img-turbo-cli = 1 step, --quantize int8-conv --tiny-vae)
   --runs N        steady-state runs per component after the first (default 3); CLI rows: processes
   --threads N     ONNX Runtime intra-op threads (default: all cores, ${availableParallelism()} here)
   --size S        image side in pixels: 512 or 768 for sd15 (default 512), 1024 or 512 for sdxl; latent is S/8

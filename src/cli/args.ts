@@ -63,7 +63,7 @@ export interface GenerateFlags extends LoraFlags {
   from?: string;
   threads?: number;
   provider?: Provider;
-  /** "int8" / "int8-conv": quantized linears (and 1x1 convs); faster, approximate. */
+  /** "int8" / "int8-conv": quantized linears (and the UNet's convs); faster, approximate. */
   quantize?: QuantizeMode;
   /** AutoencoderTiny (TAESD) repo or folder for fast encode/decode. */
   tinyVae?: string;
@@ -380,7 +380,7 @@ ${LORA_HELP}
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
       --provider P              ${PROVIDERS.join(" | ")} (default cpu)
-      --quantize M              int8 (int8 linear layers) or int8-conv (also 1x1 convs): faster, approximate, see docs/performance.md
+      --quantize M              int8 (int8 linear layers) or int8-conv (also the UNet's convs, fastest): approximate, see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
       --max-pixels N            refuse bigger input or output images (default ${DEFAULT_MAX_PIXELS})

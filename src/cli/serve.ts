@@ -42,7 +42,7 @@ Options:
   --embedding-dir DIR  folder of textual-inversion embeddings prompts may name (repeatable; default:
                      embeddings/ beside the model; plus REIMAGINE_EMBEDDING_DIR); GET /sdapi/v1/embeddings
   --threads N        CPU threads for ONNX Runtime (default: all cores)
-  --quantize M       int8 or int8-conv: int8 linear layers (and 1x1 convs), faster, approximate
+  --quantize M       int8 or int8-conv: int8 linear layers (and the UNet's convs: fastest), approximate
   --refiner REF      an SDXL refiner requests may hand over to (native 'refiner', A1111 'refiner_checkpoint');
                      repeatable; loaded in the model process on first use and kept (its weights count too)
   --tiny-vae REF     TAESD (e.g. madebyollin/taesd) for fast encode/decode and live previews (approximate)

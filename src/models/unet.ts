@@ -277,7 +277,7 @@ export function unetTimeEmbedding(g: Graph, c: UNet2DConditionConfig, timestep: 
 }
 
 export interface UNetBuildOptions {
-  /** int8 DynamicQuantizeMatMul for the transformer blocks' Linear layers ("int8-conv": and 1x1 convs); faster, approximate. */
+  /** int8 DynamicQuantizeMatMul for the transformer blocks' Linear layers ("int8-conv": and every conv but conv_in/conv_out); faster, approximate. */
   quantize?: QuantizeMode;
   /** Adds ControlNet residual inputs (`down_block_additional_residual_{i}` per skip, `mid_block_additional_residual`),
    *  added to the skips and the mid block's output as diffusers does. */

@@ -79,7 +79,7 @@ export interface LoadOptions extends RuntimeOptions {
   variant?: string;
   /** Called as each part is built/loaded (front ends show it). */
   onStatus?: (message: string) => void;
-  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's 1x1 convs); faster on CPU, approximate; default exact fp32. */
+  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's convolutions, the fastest); faster on CPU, approximate; default exact fp32. */
   quantize?: QuantizeMode;
   /** What a tiny VAE in ModelParts is used for (default "all"). */
   tinyVaeUse?: "all" | "preview";

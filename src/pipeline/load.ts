@@ -32,7 +32,7 @@ export interface LoadPipelineOptions extends RuntimeOptions {
   /** Weight variant to prefer in a diffusers folder ("fp16"). */
   variant?: string;
   onStatus?: (message: string) => void;
-  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's 1x1 convs); faster on CPU, approximate. Default: exact fp32. */
+  /** "int8": UNet transformer and text encoder Linear layers as int8 ("int8-conv": and the UNet's convolutions, the fastest); faster on CPU, approximate. Default: exact fp32. */
   quantize?: QuantizeMode;
   /** AutoencoderTiny (TAESD) folder or repo id (e.g. "madebyollin/taesd"): fast approximate encode + decode
    *  and decoded live previews (see tinyVaeUse). */
