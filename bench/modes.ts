@@ -1,6 +1,6 @@
 // `npx tsx bench/modes.ts`: the opt-in fast modes against exact fp32 on the bench's SD 1.5 model
-// (fake-model.ts: seeded random weights written as a diffusers folder, no download): UNet fp32 vs
-// int8 vs int8-conv (batch 1 and 2), text encoder fp32 vs int8, AutoencoderKL vs TAESD, and an
+// (fake-model.ts: seeded random weights written as a diffusers folder, no download): one 3x3 conv fp32 vs
+// int8 (im2col) at the UNet's and TAESD's shapes, UNet fp32 vs int8 vs int8-conv (batch 1 and 2), text encoder fp32 vs int8, AutoencoderKL vs TAESD, and an
 // SD-Turbo-style img2img (2 steps x strength 0.5 = one UNet call, no CFG) in one warm process.
 // Rows of one table come from one run, modes alternating; each row gives its first run and best run.
 // --profile adds each row's per-op times (a first and a steady run, ORT profiling).
@@ -8,15 +8,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { Graph } from "../src/graph/builder.js";
+import { Graph } from "../src/graph/builder.js";
 import { cachedGraph, cacheRoot } from "../src/graph/cache.js";
-import { quantizeCacheKey, type QuantizeMode } from "../src/graph/quantize.js";
+import { conv2d } from "../src/graph/layers.js";
+import { quantizeCacheKey, type QuantizeMode, useInt8Conv } from "../src/graph/quantize.js";
 import { buildCLIPTextModel, resolveCLIPTextConfig } from "../src/models/clip-text.js";
 import { buildTinyDecoder, buildTinyEncoder, resolveTinyVaeConfig } from "../src/models/taesd.js";
 import { buildUNet2DConditionModel, resolveUNetConfig } from "../src/models/unet.js";
 import { openDiffusersFolder, openTinyVaeFolder, StableDiffusionModel } from "../src/pipeline/components.js";
 import { Img2ImgPipeline } from "../src/pipeline/img2img.js";
 import { ModelSession, type TensorData } from "../src/runtime.js";
+import { MemoryWeights } from "../src/weights/memory.js";
 import { benchWeights, TAESD_CONFIG } from "./fake-model.js";
 import { testImage } from "./img2img.js";
 import { fmtMs, log, profiledRuns } from "./measure.js";
@@ -30,7 +32,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     threads: { type: "string", default: String(availableParallelism()) },
     cache: { type: "string", default: cacheRoot() },
-    only: { type: "string", default: "unet,text-encoder,vae,img2img" },
+    only: { type: "string", default: "conv,unet,text-encoder,vae,img2img" },
     json: { type: "string" },
     profile: { type: "boolean", default: false },
   },
@@ -118,6 +120,44 @@ function difference(a: Float32Array, b: Float32Array) {
 const quality: Record<string, ReturnType<typeof difference>> = {};
 const modes: (QuantizeMode | undefined)[] = [undefined, "int8", "int8-conv"];
 
+if (only.includes("conv")) {
+  // one 3x3 conv (stride 1, padding 1, batch 1) at the UNet's shapes (SD 1.x at 512: 320 ch at 64x64 ... 1280 at
+  // 16x16) and TAESD's (64 ch at 256x256): ONNX Conv (NCHWc) against int8-conv's uint8 im2col + MatMulIntegerToFloat
+  const dir = mkdtempSync(join(tmpdir(), "reimagine-modes-conv-"));
+  try {
+    for (const [C, H] of [
+      [320, 64],
+      [640, 32],
+      [1280, 16],
+      [64, 256],
+    ]) {
+      const weights = new MemoryWeights({
+        "c.weight": { shape: [C, C, 3, 3], data: filled(C * C * 9, Math.sqrt(1 / (9 * C))) },
+        "c.bias": { shape: [C], data: filled(C, 0.1) },
+      });
+      const feeds = { x: { data: filled(C * H * H), dims: [1, C, H, H] } };
+      const out: Record<string, Float32Array> = {};
+      for (const int8 of [false, true]) {
+        const g = new Graph(weights, "conv");
+        if (int8) useInt8Conv(g, () => true);
+        g.output(conv2d(g, "c", g.input("x", "float32", [1, C, H, H]), C, C, 3, { padding: 1 }), "y");
+        const label = `conv3x3-${C}x${H}x${H} ${int8 ? "int8" : "fp32"}`;
+        const { value: s, usage: load } = await measured(() => ModelSession.load(g.save(join(dir, label.replace(/ /g, "-"))), { threads }));
+        const { value: first, usage } = await measured(() => s.run(feeds));
+        const ms: number[] = [];
+        for (let i = 0; i < Math.max(runs, 5); i++) ms.push((await measured(() => s.run(feeds))).usage.wallMs);
+        await s.release();
+        const gflop = (2 * C * C * 9 * H * H) / 1e9;
+        log(`${label}: best ${fmtMs(Math.min(...ms))} = ${(gflop / (Math.min(...ms) / 1000)).toFixed(0)} GFLOP/s (load average ${loadavg()[0].toFixed(1)})`);
+        rows.push({ label, firstMs: usage.wallMs, medianMs: median(ms), minMs: Math.min(...ms), runsMs: ms, loadMs: load.wallMs });
+        out[int8 ? "int8" : "fp32"] = first.y.data as Float32Array;
+      }
+      quality[`conv3x3-${C}x${H}x${H} int8 vs fp32`] = difference(out.fp32, out.int8);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 if (only.includes("unet")) {
   const unet = resolveUNetConfig(UNET_CONFIG);
   for (const B of [1, 2]) {
