@@ -464,9 +464,13 @@ export class RedisJobs implements Jobs {
     return json ? (unpack(JSON.parse(json), []) as JobSnapshot) : undefined;
   }
 
-  private async snapshotOf(q: string, job: Job, known?: string): Promise<JobSnapshot> {
-    const id = job.id!;
-    const state = known ?? (await this.guard(job.getState()));
+  private async snapshotOf(q: string, read: Job, known?: string): Promise<JobSnapshot> {
+    const id = read.id!;
+    const state = known ?? (await this.guard(read.getState()));
+    // `read` can predate the state: a job read while running that finished before getState() has no outcome
+    // (no failedReason: a cancel would show as an internal error). Read it again once it has finished.
+    const stale = (state === "completed" || state === "failed") && read.finishedOn === undefined;
+    const job = (stale && (await this.guard(this.queue(q).getJob(id)))) || read;
     const data = job.data as JobData;
     const ret = (job.returnvalue as JobReturn | null) ?? undefined;
     const progress = (typeof job.progress === "object" ? job.progress : undefined) as JobProgress | undefined;
