@@ -73,9 +73,19 @@ export function dequantizeLinearWeight({ q, scale }: QuantizedWeight, inF: numbe
  * weight's shape in the checkpoint when it is not [outF, inF] (a 1x1 conv's [outF, inF, 1, 1]).
  */
 export function quantizedLinear(g: Graph, prefix: string, x: Value, inF: number, outF: number, bias = true, stored: number[] = [outF, inF]): Value {
+  const { q, scale, b } = int8Params(g, prefix, stored, inF, outF, bias, (w) => w);
+  return g.op("DynamicQuantizeMatMul", [x, q, scale, undefined, b], {}, "com.microsoft"); // [..., outF]
+}
+
+/**
+ * The parameters of an int8 layer: `${prefix}.weight` (stored as `stored`) turned into rows [outF, inF] by
+ * `rows`, quantized once into q [inF, outF] int8 and scale [outF] (written one after the other at save
+ * time), and the float bias.
+ */
+function int8Params(g: Graph, prefix: string, stored: number[], inF: number, outF: number, bias: boolean, rows: (w: Float32Array) => Float32Array) {
   const key = `${prefix}.weight`;
   let memo: QuantizedWeight | undefined;
-  const quantized = (w: Float32Array) => (memo ??= quantizeLinearWeightInt8(w, outF, inF));
+  const quantized = (w: Float32Array) => (memo ??= quantizeLinearWeightInt8(rows(w), outF, inF));
   const dep = [{ key, shape: stored }];
   const q = g.typedParam(`${key}.int8`, dep, [inF, outF], "int8", ([w]) => quantized(w).q);
   const scale = g.typedParam(`${key}.scale`, dep, [outF], "float32", ([w]) => {
@@ -83,8 +93,7 @@ export function quantizedLinear(g: Graph, prefix: string, x: Value, inF: number,
     memo = undefined; // both halves are written: let the int8 copy go
     return s;
   });
-  const b = bias ? g.param(`${prefix}.bias`, [outF]) : undefined;
-  return g.op("DynamicQuantizeMatMul", [x, q, scale, undefined, b], {}, "com.microsoft"); // [..., outF]
+  return { q, scale, b: bias ? g.param(`${prefix}.bias`, [outF]) : undefined };
 }
 
 /**
@@ -104,19 +113,8 @@ export function quantizedPointwiseConv(g: Graph, prefix: string, x: Value, inC: 
  * MatMulIntegerToFloat with the weight as [(ky, kx, c), outC] -> NCHW.
  */
 export function quantizedConv(g: Graph, prefix: string, x: Value, inC: number, outC: number, k: number, stride: number, padding: number, bias = true): Value {
-  const key = `${prefix}.weight`;
-  const inF = k * k * inC;
-  let memo: QuantizedWeight | undefined;
   // [outC, inC, k, k] -> rows [outC, (ky, kx, c)], the im2col's column order
-  const quantized = (w: Float32Array) => (memo ??= quantizeLinearWeightInt8(convWeightRows(w, outC, inC, k), outC, inF));
-  const dep = [{ key, shape: [outC, inC, k, k] }];
-  const q = g.typedParam(`${key}.int8`, dep, [inF, outC], "int8", ([w]) => quantized(w).q);
-  const scale = g.typedParam(`${key}.scale`, dep, [outC], "float32", ([w]) => {
-    const s = quantized(w).scale;
-    memo = undefined; // both halves are written: let the int8 copy go
-    return s;
-  });
-  const b = bias ? g.param(`${prefix}.bias`, [outC]) : undefined;
+  const { q, scale, b } = int8Params(g, prefix, [outC, inC, k, k], k * k * inC, outC, bias, (w) => convWeightRows(w, outC, inC, k));
   const [xq, xScale, xZero] = g.opN("DynamicQuantizeLinear", [x], 3);
   let nhwc = g.transpose(xq, [0, 2, 3, 1]); // [B, H, W, inC] uint8
   if (padding > 0) nhwc = g.op("Pad", [nhwc, g.ints([0, padding, padding, 0, 0, padding, padding, 0]), xZero]);
