@@ -380,7 +380,8 @@ ${LORA_HELP}
       --from IMAGE              reuse the settings stored in an earlier output (explicit flags win)
       --threads N               CPU threads for ONNX Runtime (default: all cores)
       --provider P              ${PROVIDERS.join(" | ")} (default cpu)
-      --quantize M              int8 (int8 linear layers) or int8-conv (also the UNet's convs, fastest): approximate, see docs/performance.md
+      --quantize M              int8 (int8 linear layers) or int8-conv (also the UNet's convs: fastest); approximate,
+                                see docs/performance.md
       --tiny-vae REF            fast TAESD encode/decode (e.g. madebyollin/taesd); approximate
       --vae-tiling M            auto (tiles above 1024x1024, default) | on | off
       --max-pixels N            refuse bigger input or output images (default ${DEFAULT_MAX_PIXELS})
